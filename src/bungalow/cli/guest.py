@@ -1,0 +1,115 @@
+"""Commands that reach into a guest: exec, shell, cp, console."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from bungalow.cli import transfer
+from bungalow.cli.common import client
+from bungalow.cli.output import error
+from bungalow.errors import UserError
+
+#: Exit code for a command killed by its timeout, as coreutils' timeout(1) uses.
+TIMEOUT_EXIT = 124
+
+
+def _parse_env(pairs: list[str] | None) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UserError(f"The environment setting {pair!r} is not KEY=VALUE; write it so.")
+        env[key] = value
+    return env
+
+
+def stream_exec(name: str, argv: list[str], **options: object) -> int:
+    """Run a command, copy its output as it comes, return its exit code."""
+    if not argv:
+        raise UserError("No command given; put the command after `--`.")
+    stdout, stderr = sys.stdout.buffer, sys.stderr.buffer
+    for event in client().exec_events(name, argv, **options):
+        if event["type"] == "stdout":
+            stdout.write(event["data"])
+            stdout.flush()
+        elif event["type"] == "stderr":
+            stderr.write(event["data"])
+            stderr.flush()
+        elif event["type"] == "exit":
+            if event.get("timed_out"):
+                error(
+                    f"The command ran past its timeout of {options.get('timeout')}s and was killed."
+                )
+                return TIMEOUT_EXIT
+            if event.get("signal"):
+                return 128 + int(event["signal"])
+            return int(event.get("exit_code") or 0)
+    error("The command ended without an exit status; the VM may have stopped.")
+    return 1
+
+
+def exec_(
+    name: Annotated[str, typer.Argument(help="VM name.")],
+    command: Annotated[list[str], typer.Argument(help="Command and arguments, after --.")],
+    interactive: Annotated[
+        bool, typer.Option("--interactive", "-i", help="Pass stdin to the command.")
+    ] = False,
+    tty: Annotated[bool, typer.Option("--tty", "-t", help="Give the command a terminal.")] = False,
+    env: Annotated[
+        list[str] | None, typer.Option("--env", "-e", help="KEY=VALUE, repeatable.")
+    ] = None,
+    workdir: Annotated[
+        str | None, typer.Option("--workdir", "-w", help="Working directory.")
+    ] = None,
+    user: Annotated[str | None, typer.Option("--user", "-u", help="Run as this user.")] = None,
+    timeout: Annotated[
+        float | None, typer.Option("--timeout", help="Kill the command after N seconds.")
+    ] = None,
+) -> None:
+    """Run a command in a running VM; output streams, the exit code passes through."""
+    options: dict[str, object] = {"env": _parse_env(env), "cwd": workdir, "user": user}
+    if timeout is not None:
+        options["timeout"] = timeout
+    if interactive or tty:
+        from bungalow.cli.terminal import interactive_exec
+
+        code = interactive_exec(client(), name, command, tty=tty, **options)
+    else:
+        code = stream_exec(name, command, **options)
+    raise typer.Exit(code)
+
+
+def shell(
+    name: Annotated[str, typer.Argument(help="VM name.")],
+    user: Annotated[str | None, typer.Option("--user", "-u", help="Log in as this user.")] = None,
+) -> None:
+    """An interactive login shell in a running VM."""
+    from bungalow.cli.terminal import interactive_exec
+
+    code = interactive_exec(client(), name, ["/bin/bash", "-l"], tty=True, user=user)
+    raise typer.Exit(code)
+
+
+def console(name: Annotated[str, typer.Argument(help="VM name.")]) -> None:
+    """Attach to the VM's serial console (detach with Ctrl-])."""
+    from bungalow.cli.terminal import attach_console
+
+    attach_console(client(), name)
+
+
+def cp(
+    source: Annotated[str, typer.Argument(help="LOCAL_PATH or VM:PATH.")],
+    dest: Annotated[str, typer.Argument(help="VM:PATH or LOCAL_PATH.")],
+) -> None:
+    """Copy files and folders between this host and a VM, either way."""
+    transfer.copy(client(), source, dest)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("exec")(exec_)
+    app.command()(shell)
+    app.command()(console)
+    app.command()(cp)

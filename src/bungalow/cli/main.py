@@ -1,0 +1,56 @@
+"""The ``bungalow`` command: one Typer app, sub-commands in one module per group.
+
+Every :class:`~bungalow.errors.BungalowError` ends here as one line on stderr
+and exit code 1; nothing a user can cause prints a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from bungalow.cli import guest, host, images, vms
+from bungalow.cli.output import error
+from bungalow.errors import BungalowError
+
+app = typer.Typer(
+    name="bungalow",
+    help="Real virtual machines on this host.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+vms.register(app)
+guest.register(app)
+app.add_typer(images.app, name="image", help="Build, import, list and remove images.")
+app.add_typer(host.app, name="host", help="What this host has and how it runs VMs.")
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        result = app(args=argv, standalone_mode=False)
+    except BungalowError as exc:
+        error(exc.message)
+        return 1
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 1
+    except KeyboardInterrupt:
+        return 130
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        return 130
+    except Exception as exc:
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            return exc.exit_code
+        raise
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

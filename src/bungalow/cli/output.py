@@ -1,0 +1,66 @@
+"""How the CLI prints: tables and progress on stdout, one-sentence errors on stderr."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from bungalow.units import format_size
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+def error(message: str) -> None:
+    err.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+
+
+def table(columns: Iterable[str], rows: Iterable[Iterable[Any]]) -> None:
+    grid = Table(box=None, pad_edge=False, header_style="bold")
+    for column in columns:
+        grid.add_column(column)
+    for row in rows:
+        grid.add_row(*(str(cell) for cell in row))
+    out.print(grid)
+
+
+def age(since: float | None) -> str:
+    if not since:
+        return "-"
+    seconds = max(0, int(time.time() - since))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def size(value: int | None) -> str:
+    return format_size(value) if value else "-"
+
+
+def progress(events: Iterator[dict[str, Any]], title: str) -> dict[str, Any]:
+    """Show build progress events as a bar; return the final ``done`` event."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    done: dict[str, Any] = {}
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[stage]}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=not sys.stderr.isatty(),
+    ) as bar:
+        task = bar.add_task(title, total=1.0, stage="starting")
+        for event in events:
+            if event["type"] == "progress":
+                bar.update(task, completed=float(event["fraction"]), stage=event["stage"])
+            elif event["type"] == "done":
+                bar.update(task, completed=1.0, stage="done")
+                done = event
+    return done

@@ -1,0 +1,183 @@
+"""VM lifecycle commands: launch, run, ls, inspect, start, stop, rm, logs."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sys
+import time
+from typing import Annotated, Any
+
+import typer
+
+from bungalow.cli.common import client
+from bungalow.cli.guest import stream_exec
+from bungalow.cli.output import age, out, progress, size, table
+from bungalow.errors import BungalowError, NotFoundError
+
+Cpus = Annotated[int, typer.Option("--cpus", "-c", help="Virtual CPUs.")]
+Memory = Annotated[str, typer.Option("--memory", "-m", help="Memory, e.g. 512M or 2G.")]
+Disk = Annotated[str | None, typer.Option("--disk", "-d", help="Disk size, e.g. 8G (default: 4G).")]
+Ports = Annotated[
+    list[str] | None,
+    typer.Option("--publish", "-p", help="Forward [ADDR:]HOST:GUEST[/udp] to the guest."),
+]
+Accel = Annotated[str, typer.Option("--accel", help="auto, kvm or tcg.")]
+Profile = Annotated[str | None, typer.Option("--profile", help="micro or pc.")]
+
+
+def ensure_image(name: str) -> None:
+    """Build a recipe image the first time it is asked for, with a progress bar."""
+    api = client()
+    try:
+        api.get_image(name)
+        return
+    except NotFoundError:
+        if name not in api.recipes():
+            raise
+    progress(api.build_image(name), f"building {name}")
+
+
+def _launch(name: str, image: str, cpus: int, memory: str, disk: str | None,
+            ports: list[str], accel: str, profile: str | None) -> dict[str, Any]:  # fmt: skip
+    ensure_image(image)
+    spec: dict[str, Any] = {
+        "name": name, "image": image, "cpus": cpus, "memory": memory,
+        "ports": ports, "accel": accel, "profile": profile,
+    }  # fmt: skip
+    if disk is not None:
+        spec["disk"] = disk
+    return client().create_vm(**spec)
+
+
+def launch(
+    name: Annotated[str, typer.Argument(help="Name of the new VM.")],
+    image: Annotated[str, typer.Option("--image", "-i", help="Image to boot.")] = "debian-12",
+    cpus: Cpus = 1,
+    memory: Memory = "512M",
+    disk: Disk = None,
+    ports: Ports = None,
+    accel: Accel = "auto",
+    profile: Profile = None,
+) -> None:
+    """Create a VM from an image and boot it."""
+    vm = _launch(name, image, cpus, memory, disk, ports or [], accel, profile)
+    out.print(f"{vm['name']} is running ({vm['image']}, {vm['cpus']} CPU, {size(vm['memory'])})")
+
+
+def run(
+    image: Annotated[str, typer.Argument(help="Image to boot.")],
+    command: Annotated[list[str], typer.Argument(help="Command to run, after --.")],
+    remove: Annotated[bool, typer.Option("--rm", help="Delete the VM afterwards.")] = False,
+    name: Annotated[str | None, typer.Option("--name", help="Name of the VM.")] = None,
+    cpus: Cpus = 1,
+    memory: Memory = "512M",
+    disk: Disk = None,
+    ports: Ports = None,
+    accel: Accel = "auto",
+) -> None:
+    """Boot a new VM, run one command in it, pass its exit code on."""
+    vm_name = name or f"run-{secrets.token_hex(3)}"
+    _launch(vm_name, image, cpus, memory, disk, ports or [], accel, None)
+    try:
+        code = stream_exec(vm_name, command)
+    finally:
+        if remove:
+            client().remove_vm(vm_name)
+        else:
+            print(f"bungalow: the VM {vm_name} keeps running.", file=sys.stderr)
+    raise typer.Exit(code)
+
+
+def ls(
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Names only.")] = False,
+) -> None:
+    """List VMs."""
+    vms = client().list_vms()
+    if quiet:
+        for vm in vms:
+            out.print(vm["name"])
+        return
+    table(
+        ["NAME", "STATE", "IMAGE", "CPUS", "MEMORY", "DISK", "PORTS", "AGE"],
+        (
+            [
+                vm["name"], vm["state"], vm["image"], vm["cpus"], size(vm["memory"]),
+                f"{size(vm['disk_used'])}/{size(vm['disk_size'])}",
+                ",".join(vm["ports"]) or "-", age(vm["created"]),
+            ]
+            for vm in vms
+        ),
+    )  # fmt: skip
+
+
+def inspect(name: Annotated[str, typer.Argument(help="VM name.")]) -> None:
+    """Everything the daemon knows about a VM, as JSON."""
+    api = client()
+    vm = api.get_vm(name)
+    vm["events"] = api.events_log(name)[-10:]
+    out.print_json(json.dumps(vm))
+
+
+def start(names: Annotated[list[str], typer.Argument(help="VM names.")]) -> None:
+    """Boot stopped VMs."""
+    for name in names:
+        client().start_vm(name)
+        out.print(f"{name} is running")
+
+
+def stop(
+    names: Annotated[list[str], typer.Argument(help="VM names.")],
+    timeout: Annotated[
+        float, typer.Option("--timeout", "-t", help="Seconds to wait before forcing it off.")
+    ] = 30.0,
+) -> None:
+    """Shut VMs down cleanly (forced after --timeout); their disks are kept."""
+    for name in names:
+        client().stop_vm(name, timeout)
+        out.print(f"{name} is stopped")
+
+
+def rm(
+    names: Annotated[list[str], typer.Argument(help="VM names.")],
+) -> None:
+    """Delete VMs, running or not, with their disks."""
+    failed = False
+    for name in names:
+        try:
+            client().remove_vm(name)
+            out.print(f"{name} is removed")
+        except BungalowError as exc:
+            if len(names) == 1:
+                raise
+            from bungalow.cli.output import error
+
+            error(exc.message)
+            failed = True
+    if failed:
+        raise typer.Exit(1)
+
+
+def logs(
+    name: Annotated[str, typer.Argument(help="VM name.")],
+    tail: Annotated[int, typer.Option("--tail", "-n", help="Only the last N lines.")] = 0,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing.")] = False,
+) -> None:
+    """The VM's serial console output."""
+    api = client()
+    text = api.logs(name, tail)
+    sys.stdout.write(text)
+    sys.stdout.flush()
+    seen = len(api.logs(name)) if follow else 0
+    while follow:
+        time.sleep(0.5)
+        whole = api.logs(name)
+        if len(whole) > seen:
+            sys.stdout.write(whole[seen:])
+            sys.stdout.flush()
+        seen = len(whole)
+
+
+def register(app: typer.Typer) -> None:
+    for command in (launch, run, ls, inspect, start, stop, rm, logs):
+        app.command()(command)

@@ -1,0 +1,165 @@
+"""The REST API: one FastAPI app, its error mapping and the VM and host routes.
+
+Errors leave as ``{"error": {"code", "message"}}`` with the status of their
+class in :mod:`bungalow.errors`, which the client turns back into the same class.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+from functools import cache
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from bungalow.daemon.api_guest import router as guest_router
+from bungalow.daemon.api_images import router as images_router
+from bungalow.daemon.deps import Manager
+from bungalow.daemon.lifecycle import ACTIVE_STATES
+from bungalow.daemon.manager import VmManager
+from bungalow.daemon.requests import CreateRequest
+from bungalow.daemon.schemas import HostInfo, StopRequest, VmCreate, VmInfo
+from bungalow.daemon.store import VmRecord
+from bungalow.errors import BungalowError
+from bungalow.qemu.accel import probe_accelerator
+from bungalow.units import parse_size
+
+router = APIRouter(prefix="/v1")
+
+
+def create_app(manager: VmManager) -> FastAPI:
+    app = FastAPI(
+        title="bungalowd",
+        version="1",
+        description="Real virtual machines on this host, one QEMU each.",
+    )
+    app.state.manager = manager
+    app.include_router(router)
+    app.include_router(guest_router)
+    app.include_router(images_router)
+
+    @app.exception_handler(BungalowError)
+    async def _bungalow_error(_request: Request, exc: BungalowError) -> JSONResponse:
+        return JSONResponse(
+            status_code=exc.http_status,
+            content={"error": {"code": exc.code, "message": exc.message}},
+        )
+
+    return app
+
+
+def vm_info(manager: VmManager, vm: VmRecord) -> VmInfo:
+    disk = manager.vm_dir(vm) / "disk.qcow2"
+    try:
+        used = disk.stat().st_blocks * 512
+    except OSError:
+        used = 0
+    return VmInfo(
+        id=vm.id,
+        name=vm.name,
+        state=str(vm.state),
+        image=vm.image_name,
+        image_id=vm.image_id,
+        profile=vm.profile,
+        cpus=vm.cpus,
+        memory=vm.memory,
+        disk_size=vm.disk_size,
+        disk_used=used,
+        ports=vm.ports,
+        accel=vm.accel,
+        mac=vm.mac,
+        pid=vm.pid,
+        created=vm.created,
+        started=vm.started,
+        error=vm.error,
+    )
+
+
+@router.get("/health")
+async def health() -> dict[str, object]:
+    return {"ok": True, "pid": os.getpid()}
+
+
+@router.get("/vms")
+async def list_vms(manager: Manager) -> list[VmInfo]:
+    return [vm_info(manager, vm) for vm in manager.list()]
+
+
+@router.post("/vms", status_code=201)
+async def create_vm(body: VmCreate, manager: Manager) -> VmInfo:
+    request = CreateRequest(
+        name=body.name,
+        image=body.image,
+        cpus=body.cpus,
+        memory=parse_size(body.memory, what="memory size"),
+        disk=None if body.disk is None else parse_size(body.disk, what="disk size"),
+        ports=tuple(body.ports),
+        accel=body.accel,
+        profile=body.profile,
+    )
+    return vm_info(manager, await manager.create(request))
+
+
+@router.get("/vms/{name}")
+async def get_vm(name: str, manager: Manager) -> VmInfo:
+    return vm_info(manager, manager.get(name))
+
+
+@router.delete("/vms/{name}", status_code=204)
+async def remove_vm(name: str, manager: Manager) -> None:
+    await manager.remove(name)
+
+
+@router.post("/vms/{name}/start")
+async def start_vm(name: str, manager: Manager) -> VmInfo:
+    return vm_info(manager, await manager.start(name))
+
+
+@router.post("/vms/{name}/stop")
+async def stop_vm(name: str, manager: Manager, body: StopRequest | None = None) -> VmInfo:
+    timeout = body.timeout if body is not None else 30.0
+    return vm_info(manager, await manager.stop(name, timeout))
+
+
+@router.get("/events")
+async def events(
+    manager: Manager, vm: str | None = None, limit: int = 100
+) -> list[dict[str, object]]:
+    return manager.store.events(vm, limit)
+
+
+@cache
+def _qemu_version() -> str:
+    try:
+        out = subprocess.run(
+            ["qemu-system-x86_64", "--version"], capture_output=True, text=True, check=False
+        ).stdout
+    except OSError:
+        return "not installed"
+    return out.splitlines()[0] if out else "unknown"
+
+
+@router.get("/host")
+async def host_info(manager: Manager) -> HostInfo:
+    capacity = manager.capacity()
+    choice = probe_accelerator()
+    vms = manager.list()
+    running = [vm for vm in vms if vm.state in ACTIVE_STATES]
+    return HostInfo(
+        hostname=socket.gethostname(),
+        cpus=capacity.cpus,
+        memory=capacity.memory_bytes,
+        memory_available=capacity.memory_available,
+        disk_total=capacity.disk_total,
+        disk_free=capacity.disk_free,
+        data_dir=str(manager.data.root),
+        qemu=_qemu_version(),
+        accel={"name": choice.name, "reason": choice.reason, "probe_ms": choice.probe_ms},
+        vms=len(vms),
+        vms_running=len(running),
+        allocated_cpus=sum(vm.cpus for vm in running),
+        allocated_memory=sum(vm.memory for vm in running),
+        allocated_disk=sum(vm.disk_size for vm in vms),
+    )

@@ -1,0 +1,262 @@
+"""The steps between a VM record and a running guest, kept apart from the manager's locking.
+
+Planning checks a request against the host before anything is written; booting
+starts QEMU and waits for the guest agent, retrying the rare TCG boot that hangs
+before any output (DESIGN.md measured 2 in 100 on microvm).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import subprocess
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+from bungalow.daemon.lifecycle import VmState
+from bungalow.daemon.requests import CreateRequest
+from bungalow.daemon.runtime import VmRuntime
+from bungalow.daemon.store import VmRecord
+from bungalow.errors import AgentError, CapacityError, ConflictError, QemuError, UserError
+from bungalow.guest.channel import AgentChannel
+from bungalow.host.ports import port_in_use
+from bungalow.host.resources import HostCapacity, check_fits
+from bungalow.images.store import Image, ImageStore
+from bungalow.names import validate_option_path
+from bungalow.qemu.argv import MachineSpec, PortForward, RunFiles
+from bungalow.qemu.monitor import Monitor
+from bungalow.qemu.process import launch, pid_alive, terminate, wait_exit
+from bungalow.units import format_size
+
+#: Seconds to wait for the agent before a boot counts as hung and is retried.
+HANG_TIMEOUT = 45.0
+BOOT_ATTEMPTS = 3
+#: Unix socket paths longer than this do not fit in sockaddr_un.
+MAX_SOCKET_PATH = 100
+
+
+def now() -> float:
+    return time.time()
+
+
+def plan_vm(
+    request: CreateRequest,
+    image: Image,
+    capacity: HostCapacity,
+    claimed: set[tuple[str, int, str]],
+) -> VmRecord:
+    """Turn a create request into a record, refusing what the host cannot give."""
+    disk = request.disk if request.disk is not None else max(image.virtual_size, 4 << 30)
+    if disk < image.virtual_size:
+        raise UserError(
+            f"The disk size {format_size(disk)} is smaller than the image {image.name} "
+            f"({format_size(image.virtual_size)}); use --disk {format_size(image.virtual_size)} "
+            "or more."
+        )
+    if request.cpus < 1:
+        raise UserError("A VM needs at least 1 CPU; use --cpus 1 or more.")
+    if request.memory < 128 << 20:
+        raise UserError("A VM needs at least 128M of memory; use --memory 128M or more.")
+    if request.accel not in ("auto", "kvm", "tcg"):
+        raise UserError(f"The accelerator {request.accel!r} is unknown; use auto, kvm or tcg.")
+    profile = request.profile or ("micro" if image.kind == "linux" else "pc")
+    if profile not in ("micro", "pc"):
+        raise UserError(f"The machine profile {profile!r} is unknown; use micro or pc.")
+    if profile == "micro" and image.kind != "linux":
+        raise UserError(
+            f"The image {image.name} is a plain disk and needs firmware; use --profile pc."
+        )
+    check_fits(request.cpus, request.memory, disk, capacity)
+    ports = [PortForward.parse(text) for text in request.ports]
+    check_ports_free([str(p) for p in ports], claimed)
+    return VmRecord(
+        id="",
+        name=request.name,
+        state=VmState.CREATED,
+        image_id=image.id,
+        image_name=image.name,
+        profile=profile,
+        cpus=request.cpus,
+        memory=request.memory,
+        disk_size=disk,
+        ports=[str(p) for p in ports],
+        accel=request.accel,
+    )
+
+
+def claimed_ports(vms: Iterable[VmRecord]) -> set[tuple[str, int, str]]:
+    claimed: set[tuple[str, int, str]] = set()
+    for vm in vms:
+        for text in vm.ports:
+            port = PortForward.parse(text)
+            claimed.add((port.host_addr, port.host_port, port.protocol))
+    return claimed
+
+
+def check_ports_free(ports: Iterable[str], claimed: set[tuple[str, int, str]]) -> None:
+    for text in ports:
+        port = PortForward.parse(text)
+        key = (port.host_addr, port.host_port, port.protocol)
+        if key in claimed or port_in_use(port.host_addr, port.host_port, port.protocol):
+            raise ConflictError(
+                f"Host port {port.host_port}/{port.protocol} is already in use; "
+                f"choose another host port, e.g. -p {port.host_port + 1}:{port.guest_port}."
+            )
+
+
+def create_disk(vm_dir: Path, image: Image, size: int) -> None:
+    """The VM's disk: a qcow2 overlay on the immutable image, grown to ``size``."""
+    validate_option_path(str(vm_dir), what="VM directory")
+    if len(str(vm_dir / "run" / "console.sock")) > MAX_SOCKET_PATH:
+        raise UserError(
+            f"The data directory path {vm_dir.parent.parent} is too long for QEMU's sockets; "
+            "set BUNGALOW_HOME to a shorter path."
+        )
+    vm_dir.mkdir(parents=True, mode=0o700)
+    (vm_dir / "run").mkdir(mode=0o700)
+    result = subprocess.run(
+        [
+            "qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2",
+            "-b", str(image.disk), str(vm_dir / "disk.qcow2"), str(size),
+        ],
+        capture_output=True,
+        text=True,
+    )  # fmt: skip
+    if result.returncode != 0:
+        detail = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "no output"
+        if "No space left" in detail:
+            raise CapacityError(
+                f"The disk holding {vm_dir} is full; free some space and try again."
+            )
+        raise QemuError(f"qemu-img could not create the VM's disk ({detail}).")
+
+
+def machine_spec(
+    vm_dir: Path, vm: VmRecord, image: Image, images: ImageStore, accel: str
+) -> MachineSpec:
+    initrd = images.initrd_for(image) if image.kind == "linux" else None
+    return MachineSpec(
+        name=vm.name,
+        cpus=vm.cpus,
+        memory=vm.memory,
+        profile=vm.profile,
+        disk=vm_dir / "disk.qcow2",
+        kernel=image.kernel,
+        initrd=initrd,
+        cmdline_extra="",
+        accel=accel,
+        ports=tuple(PortForward.parse(text) for text in vm.ports),
+        mac=vm.mac,
+        run_dir=vm_dir / "run",
+        agent=image.kind == "linux",
+    )
+
+
+async def boot_until_ready(
+    vm_dir: Path, vm: VmRecord, image: Image, images: ImageStore, accel: str
+) -> VmRuntime:
+    """Start QEMU and wait for the guest agent; retry a boot that hangs, fail one that dies."""
+    spec = await asyncio.to_thread(machine_spec, vm_dir, vm, image, images, accel)
+    last_error: Exception | None = None
+    for _attempt in range(BOOT_ATTEMPTS):
+        pid = await asyncio.to_thread(launch, spec)
+        runtime = VmRuntime(pid=pid, run_dir=spec.run_dir)
+        try:
+            await _wait_ready(runtime, image, vm.name)
+            return runtime
+        except TimeoutError as exc:
+            last_error = exc
+        except BaseException:
+            await _kill(runtime)
+            raise
+        await _kill(runtime)
+    raise QemuError(
+        f"The VM {vm.name} did not become ready in {BOOT_ATTEMPTS} attempts "
+        f"({last_error}); see `bungalow logs {vm.name}`."
+    )
+
+
+async def _wait_ready(runtime: VmRuntime, image: Image, name: str) -> None:
+    files = RunFiles(runtime.run_dir)
+    runtime.monitor = await Monitor.connect(files.qmp, timeout=10)
+    if image.kind != "linux":
+        return
+    exit_task = asyncio.create_task(wait_exit(runtime.pid))
+    agent_task = asyncio.create_task(AgentChannel.connect(files.agent, timeout=HANG_TIMEOUT))
+    done, _ = await asyncio.wait({exit_task, agent_task}, return_when=asyncio.FIRST_COMPLETED)
+    if exit_task in done:
+        agent_task.cancel()
+        with contextlib.suppress(BaseException):
+            await agent_task
+        raise QemuError(f"The VM {name} stopped while booting: {exit_reason(runtime.run_dir)}")
+    exit_task.cancel()
+    try:
+        runtime.agent = agent_task.result()
+    except AgentError as exc:
+        raise TimeoutError(exc.message) from None
+
+
+async def _kill(runtime: VmRuntime) -> None:
+    runtime.expected_exit = True
+    await runtime.close_channels()
+    if pid_alive(runtime.pid, runtime.run_dir):
+        await asyncio.to_thread(terminate, runtime.pid, runtime.run_dir, 5.0)
+    clean_run_dir(runtime.run_dir)
+
+
+async def graceful_poweroff(runtime: VmRuntime, timeout: float) -> None:
+    """Ask the agent (else ACPI) to power the guest off and wait up to ``timeout``."""
+    deadline = time.monotonic() + timeout
+    asked = False
+    if runtime.agent is not None and not runtime.agent.closed:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(runtime.agent.shutdown(), timeout=min(timeout, 10))
+            asked = True
+    if not asked and runtime.monitor is not None:
+        with contextlib.suppress(Exception):
+            await runtime.monitor.powerdown()
+    remaining = max(0.0, deadline - time.monotonic())
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(wait_exit(runtime.pid), timeout=remaining)
+        runtime.exited.set()
+
+
+async def adopt(pid: int, run_dir: Path) -> VmRuntime:
+    """Reconnect to a QEMU started by an earlier daemon."""
+    files = RunFiles(run_dir)
+    runtime = VmRuntime(pid=pid, run_dir=run_dir)
+    with contextlib.suppress(Exception):
+        runtime.monitor = await Monitor.connect(files.qmp, timeout=5)
+    if files.agent.exists():
+        try:
+            runtime.agent = await AgentChannel.connect(files.agent, timeout=15)
+        except AgentError:
+            runtime.agent = None
+    return runtime
+
+
+def guest_powered_off(runtime: VmRuntime) -> bool:
+    """Did the guest power itself off (rather than QEMU dying)?"""
+    monitor = runtime.monitor
+    return monitor is not None and monitor.guest_shutdown
+
+
+def exit_reason(run_dir: Path) -> str:
+    """One line on why QEMU went away: its own last error, else the console's last line."""
+    files = RunFiles(run_dir)
+    for path in (files.stderr_log, files.console_log):
+        with contextlib.suppress(OSError):
+            lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines()]
+            lines = [ln for ln in lines if ln]
+            if lines:
+                return f"QEMU exited; last output: {lines[-1][:200]}"
+    return "QEMU exited without a message"
+
+
+def clean_run_dir(run_dir: Path) -> None:
+    """Remove sockets and pidfile; keep the console log for `bungalow logs`."""
+    files = RunFiles(run_dir)
+    for path in (files.qmp, files.agent, files.console, files.pidfile):
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()

@@ -1,0 +1,69 @@
+"""The life of a VM as an explicit state machine.
+
+Every change of state goes through :func:`transition`, which refuses a move the
+table below does not allow, so a race (a stop arriving while a start is under
+way) ends in a clear error instead of a VM in an impossible state.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from bungalow.errors import InvalidStateError
+
+
+class VmState(StrEnum):
+    CREATED = "created"
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+
+_ALLOWED: dict[VmState, frozenset[VmState]] = {
+    VmState.CREATED: frozenset({VmState.STARTING, VmState.FAILED}),
+    VmState.STARTING: frozenset({VmState.RUNNING, VmState.FAILED, VmState.STOPPING}),
+    VmState.RUNNING: frozenset({VmState.STOPPING, VmState.STOPPED, VmState.FAILED}),
+    VmState.STOPPING: frozenset({VmState.STOPPED, VmState.FAILED}),
+    VmState.STOPPED: frozenset({VmState.STARTING}),
+    VmState.FAILED: frozenset({VmState.STARTING, VmState.STOPPED}),
+}
+
+#: States in which a QEMU process may exist for the VM.
+ACTIVE_STATES = frozenset({VmState.STARTING, VmState.RUNNING, VmState.STOPPING})
+
+
+def can_transition(current: VmState, target: VmState) -> bool:
+    return target in _ALLOWED[current]
+
+
+def transition(name: str, current: VmState, target: VmState) -> VmState:
+    """Return ``target`` if ``current -> target`` is allowed, else raise InvalidStateError."""
+    if not can_transition(current, target):
+        raise InvalidStateError(_refusal(name, current, target))
+    return target
+
+
+def _refusal(name: str, current: VmState, target: VmState) -> str:
+    if target is VmState.STARTING and current in ACTIVE_STATES:
+        return f"The VM {name} is already {current}; there is nothing to start."
+    if target is VmState.STOPPING and current is VmState.STOPPED:
+        return f"The VM {name} is already stopped; start it with `bungalow start {name}`."
+    if target is VmState.STOPPING and current is VmState.STOPPING:
+        return f"The VM {name} is already stopping; wait for it, or remove it with `bungalow rm`."
+    return f"The VM {name} is {current} and cannot become {target}."
+
+
+def require_running(name: str, current: VmState, action: str) -> None:
+    """Refuse ``action`` unless the VM runs, saying how to get it running."""
+    if current is VmState.RUNNING:
+        return
+    hint = {
+        VmState.STOPPED: f"start it with `bungalow start {name}` first",
+        VmState.CREATED: f"start it with `bungalow start {name}` first",
+        VmState.FAILED: f"see `bungalow logs {name}`, then `bungalow start {name}`",
+        VmState.STARTING: "wait until it is running",
+        VmState.STOPPING: "it is shutting down",
+    }[current]
+    raise InvalidStateError(f"Cannot {action}: the VM {name} is {current}; {hint}.")

@@ -1,0 +1,105 @@
+"""``bungalowd``: one daemon per data directory, serving the API on an owner-only socket.
+
+Start-up order matters: take the data directory's lock (a second daemon exits
+quietly), open the database, reattach to every QEMU that outlived the previous
+daemon, and only then bind the socket, so a client never sees a half-ready daemon.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import logging
+import os
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import uvicorn
+from fastapi import FastAPI
+
+from bungalow.daemon.api import create_app
+from bungalow.daemon.manager import VmManager
+from bungalow.daemon.store import Store
+from bungalow.images.store import ImageStore
+from bungalow.paths import DataDir
+from bungalow.qemu.process import become_subreaper
+
+log = logging.getLogger("bungalowd")
+
+
+def _take_lock(data: DataDir) -> int | None:
+    """The data directory's lock, held for the daemon's life; None if another daemon has it."""
+    fd = os.open(data.root / "bungalowd.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    os.set_inheritable(fd, False)
+    return fd
+
+
+def build_app(data: DataDir) -> FastAPI:
+    store = Store(data.database)
+    manager = VmManager(data=data, store=store, images=ImageStore(data.images))
+    app = create_app(manager)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await manager.reattach()
+        log.info("bungalowd ready on %s", data.socket)
+        yield
+        await manager.close()
+        store.close()
+
+    app.router.lifespan_context = lifespan
+    return app
+
+
+def serve(data: DataDir) -> int:
+    data.ensure()
+    lock = _take_lock(data)
+    if lock is None:
+        print(f"bungalowd is already running for {data.root}.", file=sys.stderr)
+        return 0
+    logging.basicConfig(
+        filename=data.daemon_log,
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in ("qemu.qmp", "uvicorn.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    become_subreaper()
+    data.daemon_pidfile.write_text(f"{os.getpid()}\n")
+    with contextlib.suppress(FileNotFoundError):
+        data.socket.unlink()
+    os.umask(0o077)
+    config = uvicorn.Config(
+        build_app(data),
+        uds=str(data.socket),
+        log_level="warning",
+        log_config=None,
+        timeout_graceful_shutdown=3,
+    )
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            data.socket.unlink()
+        with contextlib.suppress(FileNotFoundError):
+            data.daemon_pidfile.unlink()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bungalowd", description=__doc__)
+    parser.add_argument("--home", type=Path, help="data directory (default: $BUNGALOW_HOME)")
+    args = parser.parse_args(argv)
+    data = DataDir(args.home.absolute()) if args.home else DataDir.from_env()
+    return serve(data)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

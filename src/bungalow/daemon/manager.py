@@ -1,0 +1,253 @@
+"""The daemon's authority over VMs: create, start, stop, remove, reattach.
+
+Every lifecycle change of one VM runs under that VM's lock, goes through the
+state machine in :mod:`bungalow.daemon.lifecycle`, and is written to the store
+before the daemon acts on it, so a daemon killed at any point restarts into a
+state it can explain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import shutil
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bungalow.daemon import boot
+from bungalow.daemon.lifecycle import ACTIVE_STATES, VmState, require_running, transition
+from bungalow.daemon.requests import CreateRequest
+from bungalow.daemon.runtime import VmRuntime
+from bungalow.daemon.store import Store, VmRecord
+from bungalow.errors import AgentError, BungalowError, InvalidStateError
+from bungalow.guest.channel import AgentChannel
+from bungalow.host.resources import HostCapacity
+from bungalow.images.store import Image, ImageStore
+from bungalow.names import validate_name
+from bungalow.paths import DataDir
+from bungalow.qemu.accel import probe_accelerator
+from bungalow.qemu.argv import random_mac
+from bungalow.qemu.process import pid_alive, terminate, wait_exit
+
+log = logging.getLogger(__name__)
+
+DEFAULT_STOP_TIMEOUT = 30.0
+
+
+@dataclass
+class VmManager:
+    data: DataDir
+    store: Store
+    images: ImageStore
+    runtimes: dict[str, VmRuntime] = field(default_factory=dict)
+    _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+
+    def lock(self, name: str) -> asyncio.Lock:
+        return self._locks.setdefault(name, asyncio.Lock())
+
+    # -- queries -------------------------------------------------------------------------------
+
+    def get(self, name: str) -> VmRecord:
+        return self.store.get(name)
+
+    def list(self) -> list[VmRecord]:
+        return self.store.list()
+
+    def vm_dir(self, vm: VmRecord) -> Path:
+        return self.data.vm_dir(vm.id)
+
+    def capacity(self) -> HostCapacity:
+        return HostCapacity.read(self.data.root)
+
+    # -- create / start ------------------------------------------------------------------------
+
+    async def create(self, request: CreateRequest) -> VmRecord:
+        """Create the VM and boot it; on any failure nothing of it remains."""
+        validate_name(request.name)
+        async with self.lock(request.name):
+            image = self.images.get(request.image)
+            vm = boot.plan_vm(request, image, self.capacity(), self._ports_in_use())
+            vm = vm.with_changes(id=secrets.token_hex(6), mac=random_mac())
+            self.store.insert(vm)
+            vm_dir = self.vm_dir(vm)
+            try:
+                await asyncio.to_thread(boot.create_disk, vm_dir, image, vm.disk_size)
+                vm = await self._boot(vm, image)
+            except BaseException:
+                await self._discard(vm)
+                raise
+            self.store.add_event(vm.name, "created", f"created from {image.name}")
+            return vm
+
+    async def start(self, name: str) -> VmRecord:
+        async with self.lock(name):
+            vm = self.store.get(name)
+            transition(name, vm.state, VmState.STARTING)
+            image = self.images.get(vm.image_id)
+            boot.check_ports_free(vm.ports, self._ports_in_use(exclude=vm.name))
+            try:
+                vm = await self._boot(vm, image)
+            except BaseException as exc:
+                message = exc.message if isinstance(exc, BungalowError) else str(exc)
+                self.store.update(
+                    self.store.get(name).with_changes(state=VmState.FAILED, pid=None, error=message)
+                )
+                raise
+            self.store.add_event(name, "started", "started")
+            return vm
+
+    async def _boot(self, vm: VmRecord, image: Image) -> VmRecord:
+        accel = probe_accelerator(None if vm.accel == "auto" else vm.accel)
+        vm = vm.with_changes(state=VmState.STARTING, error=None)
+        self.store.update(vm)
+        runtime = await boot.boot_until_ready(self.vm_dir(vm), vm, image, self.images, accel.name)
+        self.runtimes[vm.name] = runtime
+        vm = vm.with_changes(state=VmState.RUNNING, pid=runtime.pid, started=boot.now())
+        self.store.update(vm)
+        runtime.watcher = asyncio.create_task(self._watch(vm.name, runtime))
+        return vm
+
+    # -- stop / remove -------------------------------------------------------------------------
+
+    async def stop(self, name: str, timeout: float = DEFAULT_STOP_TIMEOUT) -> VmRecord:
+        async with self.lock(name):
+            vm = self.store.get(name)
+            transition(name, vm.state, VmState.STOPPING)
+            self.store.update(vm.with_changes(state=VmState.STOPPING))
+            await self._shutdown(vm, timeout)
+            vm = self.store.get(name).with_changes(state=VmState.STOPPED, pid=None)
+            self.store.update(vm)
+            self.store.add_event(name, "stopped", "stopped")
+            return vm
+
+    async def remove(self, name: str) -> None:
+        async with self.lock(name):
+            vm = self.store.get(name)
+            if vm.state in ACTIVE_STATES:
+                await self._shutdown(vm, timeout=0)
+            await self._discard(vm)
+            self.store.add_event(name, "removed", "removed")
+        self._locks.pop(name, None)
+
+    async def _shutdown(self, vm: VmRecord, timeout: float) -> None:
+        """Ask the guest to power off, wait ``timeout`` seconds, then force QEMU down."""
+        runtime = self.runtimes.get(vm.name)
+        run_dir = self.vm_dir(vm) / "run"
+        if runtime is None:
+            if vm.pid is not None and pid_alive(vm.pid, run_dir):
+                await asyncio.to_thread(terminate, vm.pid, run_dir, 5.0)
+            boot.clean_run_dir(run_dir)
+            return
+        runtime.expected_exit = True
+        if timeout > 0:
+            await boot.graceful_poweroff(runtime, timeout)
+        if not runtime.exited.is_set() and pid_alive(runtime.pid, run_dir):
+            await asyncio.to_thread(terminate, runtime.pid, run_dir, 5.0)
+        await self._forget_runtime(vm.name)
+        boot.clean_run_dir(run_dir)
+
+    async def _forget_runtime(self, name: str) -> None:
+        runtime = self.runtimes.pop(name, None)
+        if runtime is None:
+            return
+        if runtime.watcher is not None and runtime.watcher is not asyncio.current_task():
+            runtime.watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await runtime.watcher
+        await runtime.close_channels()
+
+    async def _discard(self, vm: VmRecord) -> None:
+        """Remove every trace of a VM: process, run files, disk, database row."""
+        runtime = self.runtimes.get(vm.name)
+        if runtime is not None:
+            runtime.expected_exit = True
+            if pid_alive(runtime.pid, runtime.run_dir):
+                await asyncio.to_thread(terminate, runtime.pid, runtime.run_dir, 5.0)
+            await self._forget_runtime(vm.name)
+        shutil.rmtree(self.vm_dir(vm), ignore_errors=True)
+        self.store.delete(vm.id)
+
+    # -- supervision ---------------------------------------------------------------------------
+
+    async def _watch(self, name: str, runtime: VmRuntime) -> None:
+        """Notice QEMU exiting on its own and record why."""
+        await wait_exit(runtime.pid)
+        runtime.exited.set()
+        if runtime.expected_exit:
+            return
+        async with self.lock(name):
+            vm = self.store.find(name)
+            if vm is None or self.runtimes.get(name) is not runtime:
+                return
+            powered_off = boot.guest_powered_off(runtime)
+            state = VmState.STOPPED if powered_off else VmState.FAILED
+            error = None if powered_off else boot.exit_reason(runtime.run_dir)
+            self.runtimes.pop(name, None)
+            await runtime.close_channels()
+            boot.clean_run_dir(runtime.run_dir)
+            self.store.update(vm.with_changes(state=state, pid=None, error=error))
+            self.store.add_event(name, str(state), error or "the guest powered off")
+
+    async def reattach(self) -> None:
+        """After a daemon (re)start: adopt every QEMU still running, fail the vanished."""
+        for vm in self.store.list():
+            if vm.state not in ACTIVE_STATES:
+                continue
+            run_dir = self.vm_dir(vm) / "run"
+            if vm.pid is None or not pid_alive(vm.pid, run_dir):
+                reason = "QEMU exited while bungalowd was not running"
+                self.store.update(vm.with_changes(state=VmState.FAILED, pid=None, error=reason))
+                self.store.add_event(vm.name, "failed", reason)
+                boot.clean_run_dir(run_dir)
+                continue
+            try:
+                runtime = await boot.adopt(vm.pid, run_dir)
+            except BungalowError as exc:
+                log.warning("could not reattach to %s: %s", vm.name, exc.message)
+                runtime = VmRuntime(pid=vm.pid, run_dir=run_dir)
+            self.runtimes[vm.name] = runtime
+            runtime.watcher = asyncio.create_task(self._watch(vm.name, runtime))
+            if vm.state is not VmState.RUNNING and runtime.agent is not None:
+                self.store.update(vm.with_changes(state=VmState.RUNNING))
+            log.info("reattached to %s (pid %s)", vm.name, vm.pid)
+
+    async def close(self) -> None:
+        """Let go of every VM without stopping it: they outlive the daemon."""
+        for name in list(self.runtimes):
+            runtime = self.runtimes.pop(name)
+            if runtime.watcher is not None:
+                runtime.watcher.cancel()
+            await runtime.close_channels()
+
+    # -- guest access --------------------------------------------------------------------------
+
+    async def agent(self, name: str, action: str) -> AgentChannel:
+        vm = self.store.get(name)
+        require_running(name, vm.state, action)
+        runtime = self.runtimes.get(name)
+        if runtime is None:
+            raise InvalidStateError(f"Cannot {action}: the VM {name} is not attached; retry.")
+        if runtime.agent is None or runtime.agent.closed:
+            try:
+                runtime.agent = await AgentChannel.connect(
+                    runtime.run_dir / "agent.sock", timeout=10
+                )
+            except AgentError as exc:
+                raise AgentError(
+                    f"The agent in VM {name} does not answer ({exc.message}); "
+                    f"see `bungalow logs {name}` or restart it."
+                ) from None
+        return runtime.agent
+
+    def _ports_in_use(self, exclude: str | None = None) -> set[tuple[str, int, str]]:
+        """Host ports that other VMs of this daemon have claimed."""
+        return boot.claimed_ports(vm for vm in self.store.list() if vm.name != exclude)
+
+    async def console_log(self, name: str) -> AsyncIterator[bytes]:
+        vm = self.store.get(name)
+        path = self.vm_dir(vm) / "console.log"
+        if path.exists():
+            yield path.read_bytes()

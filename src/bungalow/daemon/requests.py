@@ -1,0 +1,17 @@
+"""Plain request values the API layer hands to the manager."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class CreateRequest:
+    name: str
+    image: str = "debian-12"
+    cpus: int = 1
+    memory: int = 512 << 20
+    disk: int | None = None
+    ports: tuple[str, ...] = ()
+    accel: str = "auto"
+    profile: str | None = None

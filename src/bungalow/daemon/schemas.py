@@ -1,0 +1,110 @@
+"""The shapes of the REST API, as pydantic models (they make the OpenAPI schema)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class VmCreate(BaseModel):
+    name: str
+    image: str = "debian-12"
+    cpus: int = 1
+    memory: str | int = "512M"
+    disk: str | int | None = None
+    ports: list[str] = Field(default_factory=list)
+    accel: str = "auto"
+    profile: str | None = None
+
+
+class VmInfo(BaseModel):
+    id: str
+    name: str
+    state: str
+    image: str
+    image_id: str
+    profile: str
+    cpus: int
+    memory: int
+    disk_size: int
+    disk_used: int
+    ports: list[str]
+    accel: str
+    mac: str
+    pid: int | None
+    created: float
+    started: float | None
+    error: str | None
+
+
+class StopRequest(BaseModel):
+    timeout: float = 30.0
+
+
+class ExecRequest(BaseModel):
+    argv: list[str] | None = None
+    command: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    cwd: str | None = None
+    user: str | None = None
+    timeout: float | None = None
+    stdin: str | None = Field(default=None, description="base64 bytes fed to the command's stdin")
+    tty: bool = False
+    rows: int | None = None
+    cols: int | None = None
+
+    def resolved_argv(self) -> list[str]:
+        if self.argv:
+            return self.argv
+        if self.command:
+            return ["/bin/sh", "-c", self.command]
+        return []
+
+
+class ImageBuild(BaseModel):
+    name: str = "debian-12"
+    force: bool = False
+
+
+class ImageImport(BaseModel):
+    path: str
+    name: str
+
+
+class ImageInfo(BaseModel):
+    id: str
+    name: str
+    kind: str
+    size: int
+    virtual_size: int
+    created: float
+    os_release: str | None
+    kernel_version: str | None
+    used_by: list[str]
+
+
+class AccelInfo(BaseModel):
+    name: str
+    reason: str
+    probe_ms: float | None
+
+
+class HostInfo(BaseModel):
+    hostname: str
+    cpus: int
+    memory: int
+    memory_available: int
+    disk_total: int
+    disk_free: int
+    data_dir: str
+    qemu: str
+    accel: AccelInfo
+    vms: int
+    vms_running: int
+    allocated_cpus: int
+    allocated_memory: int
+    allocated_disk: int
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str

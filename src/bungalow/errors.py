@@ -1,0 +1,111 @@
+"""The one exception hierarchy of bungalow.
+
+Every error a user can cause is a :class:`BungalowError` whose message is one
+sentence saying what is wrong and what to do. The daemon maps each class to an
+HTTP status and a ``code`` string; the client maps them back, so the same class
+is raised on both sides of the API::
+
+    BungalowError
+    ├── UserError                 the request itself is wrong (HTTP 400)
+    │   └── InvalidNameError      a VM, image or snapshot name is malformed
+    ├── NotFoundError             no such VM, image, file (HTTP 404)
+    ├── ConflictError             the name is taken, the port is in use (HTTP 409)
+    ├── InvalidStateError         the VM is in the wrong state for this (HTTP 409)
+    ├── CapacityError             the host has not enough CPU, memory or disk (HTTP 507)
+    ├── ImageError                building or importing an image failed (HTTP 500)
+    ├── QemuError                 QEMU is missing, refused to start or died (HTTP 500)
+    ├── AgentError                the guest agent did not answer or failed (HTTP 502)
+    │   └── ExecTimeoutError      a command ran past its timeout and was killed (HTTP 504)
+    └── DaemonError               bungalowd could not be reached or started (client side)
+"""
+
+from __future__ import annotations
+
+
+class BungalowError(Exception):
+    """Base of every error bungalow raises on purpose."""
+
+    code = "error"
+    http_status = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class UserError(BungalowError):
+    code = "invalid_request"
+    http_status = 400
+
+
+class InvalidNameError(UserError):
+    code = "invalid_name"
+
+
+class NotFoundError(BungalowError):
+    code = "not_found"
+    http_status = 404
+
+
+class ConflictError(BungalowError):
+    code = "conflict"
+    http_status = 409
+
+
+class InvalidStateError(BungalowError):
+    code = "invalid_state"
+    http_status = 409
+
+
+class CapacityError(BungalowError):
+    code = "capacity"
+    http_status = 507
+
+
+class ImageError(BungalowError):
+    code = "image_error"
+    http_status = 500
+
+
+class QemuError(BungalowError):
+    code = "qemu_error"
+    http_status = 500
+
+
+class AgentError(BungalowError):
+    code = "agent_error"
+    http_status = 502
+
+
+class ExecTimeoutError(AgentError):
+    code = "exec_timeout"
+    http_status = 504
+
+
+class DaemonError(BungalowError):
+    code = "daemon_error"
+    http_status = 503
+
+
+ERROR_CLASSES: dict[str, type[BungalowError]] = {
+    cls.code: cls
+    for cls in (
+        BungalowError,
+        UserError,
+        InvalidNameError,
+        NotFoundError,
+        ConflictError,
+        InvalidStateError,
+        CapacityError,
+        ImageError,
+        QemuError,
+        AgentError,
+        ExecTimeoutError,
+        DaemonError,
+    )
+}
+
+
+def error_from_code(code: str, message: str) -> BungalowError:
+    """Rebuild the exception a daemon reported, falling back to the base class."""
+    return ERROR_CLASSES.get(code, BungalowError)(message)

@@ -1,0 +1,45 @@
+"""Parsing and printing the sizes and durations users type (``1G``, ``512M``, ``10m``)."""
+
+from __future__ import annotations
+
+import re
+
+from bungalow.errors import UserError
+
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtKMGT]?)(i?[bB])?\s*$")
+_SIZE_FACTORS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_DURATION_FACTORS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_size(text: str | int, *, what: str = "size") -> int:
+    """Bytes in ``text``: a plain number is bytes, suffixes K/M/G/T are powers of 1024."""
+    if isinstance(text, int):
+        if text < 0:
+            raise UserError(f"The {what} {text} is negative; give a positive size such as 1G.")
+        return text
+    match = _SIZE_RE.match(text)
+    if not match:
+        raise UserError(f"The {what} {text!r} is not a size; write it like 512M, 1G or 8G.")
+    number, suffix, _ = match.groups()
+    return int(float(number) * _SIZE_FACTORS[suffix.lower()])
+
+
+def format_size(size: int) -> str:
+    """The shortest exact-enough human form of ``size`` bytes (``1G``, ``1.5G``, ``300M``)."""
+    for suffix, factor in (("T", 1 << 40), ("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
+        if size >= factor:
+            value = size / factor
+            return f"{value:.0f}{suffix}" if value == int(value) else f"{value:.1f}{suffix}"
+    return f"{size}B"
+
+
+def parse_duration(text: str | float, *, what: str = "duration") -> float:
+    """Seconds in ``text``: a plain number is seconds; suffixes ms, s, m, h, d."""
+    if isinstance(text, int | float):
+        return float(text)
+    match = _DURATION_RE.match(text)
+    if not match:
+        raise UserError(f"The {what} {text!r} is not a duration; write it like 30s, 10m or 2h.")
+    number, suffix = match.groups()
+    return float(number) * _DURATION_FACTORS[suffix or "s"]
