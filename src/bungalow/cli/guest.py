@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -26,7 +26,7 @@ def _parse_env(pairs: list[str] | None) -> dict[str, str]:
     return env
 
 
-def stream_exec(name: str, argv: list[str], **options: object) -> int:
+def stream_exec(name: str, argv: list[str], **options: Any) -> int:
     """Run a command, copy its output as it comes, return its exit code."""
     if not argv:
         raise UserError("No command given; put the command after `--`.")
@@ -70,7 +70,7 @@ def exec_(
     ] = None,
 ) -> None:
     """Run a command in a running VM; output streams, the exit code passes through."""
-    options: dict[str, object] = {"env": _parse_env(env), "cwd": workdir, "user": user}
+    options: dict[str, Any] = {"env": _parse_env(env), "cwd": workdir, "user": user}
     if timeout is not None:
         options["timeout"] = timeout
     if interactive or tty:

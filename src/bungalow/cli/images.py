@@ -33,7 +33,8 @@ def list_images() -> None:
         (
             [
                 image["name"], image["id"][:12], image["kind"], image["os_release"] or "-",
-                size(image["size"]), time.strftime("%Y-%m-%d %H:%M", time.localtime(image["created"])),
+                size(image["size"]),
+                time.strftime("%Y-%m-%d %H:%M", time.localtime(image["created"])),
                 ",".join(image["used_by"]) or "-",
             ]
             for image in client().list_images()

@@ -20,7 +20,7 @@ from bungalow.daemon.deps import Manager
 from bungalow.daemon.lifecycle import ACTIVE_STATES
 from bungalow.daemon.manager import VmManager
 from bungalow.daemon.requests import CreateRequest
-from bungalow.daemon.schemas import HostInfo, StopRequest, VmCreate, VmInfo
+from bungalow.daemon.schemas import AccelInfo, HostInfo, StopRequest, VmCreate, VmInfo
 from bungalow.daemon.store import VmRecord
 from bungalow.errors import BungalowError
 from bungalow.qemu.accel import probe_accelerator
@@ -156,7 +156,7 @@ async def host_info(manager: Manager) -> HostInfo:
         disk_free=capacity.disk_free,
         data_dir=str(manager.data.root),
         qemu=_qemu_version(),
-        accel={"name": choice.name, "reason": choice.reason, "probe_ms": choice.probe_ms},
+        accel=AccelInfo(name=choice.name, reason=choice.reason, probe_ms=choice.probe_ms),
         vms=len(vms),
         vms_running=len(running),
         allocated_cpus=sum(vm.cpus for vm in running),

@@ -22,7 +22,7 @@ from bungalow.daemon import transfer
 from bungalow.daemon.deps import Manager
 from bungalow.daemon.schemas import ExecRequest
 from bungalow.errors import BungalowError, UserError
-from bungalow.guest.channel import ExecEvent, ExecSession
+from bungalow.guest.session import ExecEvent, ExecSession
 from bungalow.qemu.argv import RunFiles
 
 router = APIRouter(prefix="/v1/vms/{name}")
@@ -141,7 +141,7 @@ async def stat_file(name: str, path: str, manager: Manager) -> dict[str, Any]:
     result = await agent.stat(path)
     if result is None:
         return {"exists": False}
-    return {"exists": True, "type": result.type, "size": result.size, "mode": result.mode}
+    return {"exists": True, "type": result.kind, "size": result.size, "mode": result.mode}
 
 
 @router.get("/files")

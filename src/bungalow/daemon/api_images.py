@@ -29,11 +29,11 @@ def image_info(manager: VmManager, image: Image) -> ImageInfo:
     users = [vm.name for vm in manager.list() if vm.image_id == image.id]
     return ImageInfo(
         id=image.id,
-        name=image.name,
+        name=image.name or image.short_id,
         kind=image.kind,
         size=image.size,
         virtual_size=image.virtual_size,
-        created=image.created,
+        created=image.created.timestamp(),
         os_release=image.os_release,
         kernel_version=image.kernel_version,
         used_by=users,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import subprocess
 import time
 from collections.abc import Iterable
@@ -28,6 +29,8 @@ from bungalow.qemu.argv import MachineSpec, PortForward, RunFiles
 from bungalow.qemu.monitor import Monitor
 from bungalow.qemu.process import launch, pid_alive, terminate, wait_exit
 from bungalow.units import format_size
+
+log = logging.getLogger(__name__)
 
 #: Seconds to wait for the agent before a boot counts as hung and is retried.
 HANG_TIMEOUT = 45.0
@@ -75,7 +78,7 @@ def plan_vm(
         name=request.name,
         state=VmState.CREATED,
         image_id=image.id,
-        image_name=image.name,
+        image_name=image.name or image.short_id,
         profile=profile,
         cpus=request.cpus,
         memory=request.memory,
@@ -140,7 +143,7 @@ def machine_spec(
         name=vm.name,
         cpus=vm.cpus,
         memory=vm.memory,
-        profile=vm.profile,
+        profile="pc" if vm.profile == "pc" else "micro",
         disk=vm_dir / "disk.qcow2",
         kernel=image.kernel,
         initrd=initrd,
@@ -157,13 +160,21 @@ async def boot_until_ready(
     vm_dir: Path, vm: VmRecord, image: Image, images: ImageStore, accel: str
 ) -> VmRuntime:
     """Start QEMU and wait for the guest agent; retry a boot that hangs, fail one that dies."""
+    began = time.monotonic()
     spec = await asyncio.to_thread(machine_spec, vm_dir, vm, image, images, accel)
     last_error: Exception | None = None
-    for _attempt in range(BOOT_ATTEMPTS):
+    for attempt in range(BOOT_ATTEMPTS):
+        launched = time.monotonic()
         pid = await asyncio.to_thread(launch, spec)
         runtime = VmRuntime(pid=pid, run_dir=spec.run_dir)
         try:
+            started = time.monotonic()
             await _wait_ready(runtime, image, vm.name)
+            log.info(
+                "%s ready: spec %.2fs, qemu start %.2fs, guest boot %.2fs (attempt %d)",
+                vm.name, launched - began, started - launched, time.monotonic() - started,
+                attempt + 1,
+            )  # fmt: skip
             return runtime
         except TimeoutError as exc:
             last_error = exc
@@ -179,7 +190,7 @@ async def boot_until_ready(
 
 async def _wait_ready(runtime: VmRuntime, image: Image, name: str) -> None:
     files = RunFiles(runtime.run_dir)
-    runtime.monitor = await Monitor.connect(files.qmp, timeout=10)
+    runtime.attach_monitor(await Monitor.connect(files.qmp, timeout=10))
     if image.kind != "linux":
         return
     exit_task = asyncio.create_task(wait_exit(runtime.pid))
@@ -227,7 +238,7 @@ async def adopt(pid: int, run_dir: Path) -> VmRuntime:
     files = RunFiles(run_dir)
     runtime = VmRuntime(pid=pid, run_dir=run_dir)
     with contextlib.suppress(Exception):
-        runtime.monitor = await Monitor.connect(files.qmp, timeout=5)
+        runtime.attach_monitor(await Monitor.connect(files.qmp, timeout=5))
     if files.agent.exists():
         try:
             runtime.agent = await AgentChannel.connect(files.agent, timeout=15)
@@ -236,16 +247,19 @@ async def adopt(pid: int, run_dir: Path) -> VmRuntime:
     return runtime
 
 
-def guest_powered_off(runtime: VmRuntime) -> bool:
-    """Did the guest power itself off (rather than QEMU dying)?"""
-    monitor = runtime.monitor
-    return monitor is not None and monitor.guest_shutdown
+def guest_powered_off(runtime: VmRuntime, exit_code: int | None) -> bool:
+    """Did the guest power itself off (rather than QEMU dying)?
+
+    QEMU exits 0 when the guest powers off; the exit code is known only for our
+    own children, so QMP's SHUTDOWN event is the other witness.
+    """
+    return exit_code == 0 or runtime.guest_shutdown
 
 
 def exit_reason(run_dir: Path) -> str:
     """One line on why QEMU went away: its own last error, else the console's last line."""
     files = RunFiles(run_dir)
-    for path in (files.stderr_log, files.console_log):
+    for path in (files.stderr, files.console_log):
         with contextlib.suppress(OSError):
             lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines()]
             lines = [ln for ln in lines if ln]

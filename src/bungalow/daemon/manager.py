@@ -24,7 +24,7 @@ from bungalow.daemon.runtime import VmRuntime
 from bungalow.daemon.store import Store, VmRecord
 from bungalow.errors import AgentError, BungalowError, InvalidStateError
 from bungalow.guest.channel import AgentChannel
-from bungalow.host.resources import HostCapacity
+from bungalow.host.resources import HostCapacity, read_capacity
 from bungalow.images.store import Image, ImageStore
 from bungalow.names import validate_name
 from bungalow.paths import DataDir
@@ -60,7 +60,7 @@ class VmManager:
         return self.data.vm_dir(vm.id)
 
     def capacity(self) -> HostCapacity:
-        return HostCapacity.read(self.data.root)
+        return read_capacity(self.data.root)
 
     # -- create / start ------------------------------------------------------------------------
 
@@ -174,7 +174,7 @@ class VmManager:
 
     async def _watch(self, name: str, runtime: VmRuntime) -> None:
         """Notice QEMU exiting on its own and record why."""
-        await wait_exit(runtime.pid)
+        exit_code = await wait_exit(runtime.pid)
         runtime.exited.set()
         if runtime.expected_exit:
             return
@@ -182,7 +182,7 @@ class VmManager:
             vm = self.store.find(name)
             if vm is None or self.runtimes.get(name) is not runtime:
                 return
-            powered_off = boot.guest_powered_off(runtime)
+            powered_off = boot.guest_powered_off(runtime, exit_code)
             state = VmState.STOPPED if powered_off else VmState.FAILED
             error = None if powered_off else boot.exit_reason(runtime.run_dir)
             self.runtimes.pop(name, None)

@@ -26,8 +26,25 @@ class VmRuntime:
     #: watcher does not report the exit as a failure.
     expected_exit: bool = False
     exited: asyncio.Event = field(default_factory=asyncio.Event)
+    #: Set when QMP reports a SHUTDOWN the guest asked for (it powered itself off).
+    guest_shutdown: bool = False
+    _event_task: asyncio.Task[None] | None = None
+
+    def attach_monitor(self, monitor: Monitor) -> None:
+        """Keep the monitor and follow its events, to learn why QEMU will exit."""
+        self.monitor = monitor
+        self._event_task = asyncio.create_task(self._follow_events(monitor))
+
+    async def _follow_events(self, monitor: Monitor) -> None:
+        with contextlib.suppress(Exception):
+            async for event in monitor.events():
+                if event.name == "SHUTDOWN" and event.data.get("guest"):
+                    self.guest_shutdown = True
 
     async def close_channels(self) -> None:
+        if self._event_task is not None:
+            self._event_task.cancel()
+            self._event_task = None
         if self.agent is not None:
             with contextlib.suppress(Exception):
                 await self.agent.close()

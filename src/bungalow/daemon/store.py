@@ -6,6 +6,7 @@ below (qemu, images, guest) never see SQL.
 
 from __future__ import annotations
 
+import builtins
 import json
 import sqlite3
 import time
@@ -127,7 +128,7 @@ class Store:
             )
         return vm
 
-    def list(self) -> list[VmRecord]:
+    def list(self) -> builtins.list[VmRecord]:
         rows = self._db.execute("SELECT * FROM vms ORDER BY created").fetchall()
         return [_row_to_record(row) for row in rows]
 
@@ -137,7 +138,7 @@ class Store:
             (time.time(), vm, kind, message),
         )
 
-    def events(self, vm: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    def events(self, vm: str | None = None, limit: int = 100) -> builtins.list[dict[str, Any]]:
         if vm is None:
             rows = self._db.execute(
                 "SELECT * FROM events ORDER BY id DESC LIMIT ?", (limit,)

@@ -29,13 +29,13 @@ async def download(agent: AgentChannel, vm: str, path: str) -> StreamingResponse
     info = await agent.stat(path)
     if info is None:
         raise NotFoundError(f"There is no {path} in the VM {vm}; check the path.")
-    if info.type == "dir":
+    if info.kind == "dir":
         return StreamingResponse(
             _tar_out(agent, path),
             media_type="application/x-tar",
             headers={"X-Bungalow-Kind": "dir"},
         )
-    if info.type != "file":
+    if info.kind != "file":
         raise UserError(f"{path} in the VM {vm} is not a regular file or folder.")
     return StreamingResponse(
         agent.read_file(path),

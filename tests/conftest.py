@@ -1,0 +1,129 @@
+"""Fixtures shared by the whole suite.
+
+Images are immutable and slow to build, so every test run on a machine shares one
+image store (``BUNGALOW_IMAGES``, default /var/cache/bungalow-test/images); each
+test that needs a daemon gets its own short-pathed data directory.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+IMAGE_CACHE = Path(os.environ.get("BUNGALOW_TEST_IMAGES", "/var/cache/bungalow-test/images"))
+BUNGALOW = [sys.executable, "-m", "bungalow.cli.main"]
+
+
+class Env:
+    """One isolated bungalow installation: data directory, shared images, a CLI runner."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.env = {
+            **os.environ,
+            "BUNGALOW_HOME": str(home),
+            "BUNGALOW_IMAGES": str(IMAGE_CACHE),
+            "COLUMNS": "200",
+        }
+
+    def run(
+        self, *args: str, check: bool = True, input: bytes | None = None, timeout: float = 300
+    ) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [*BUNGALOW, *args],
+            env=self.env,
+            input=input.decode() if input is not None else None,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"bungalow {' '.join(args)} exited {result.returncode}\n"
+                f"stdout: {result.stdout}\nstderr: {result.stderr}"
+            )
+        return result
+
+    def daemon_pid(self) -> int | None:
+        try:
+            return int((self.home / "bungalowd.pid").read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def qemu_pids(self) -> list[int]:
+        """QEMU processes whose command line mentions this data directory."""
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"qemu-system" in cmdline and str(self.home).encode() in cmdline:
+                pids.append(int(entry.name))
+        return pids
+
+    def shutdown(self) -> None:
+        """Kill every QEMU and the daemon of this installation."""
+        for pid in self.qemu_pids():
+            with _suppress():
+                os.kill(pid, signal.SIGKILL)
+        pid = self.daemon_pid()
+        if pid:
+            with _suppress():
+                os.kill(pid, signal.SIGTERM)
+
+
+class _suppress:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> bool:
+        return True
+
+
+@pytest.fixture(scope="session")
+def image_cache() -> Path:
+    """Make sure the default image exists in the shared store (built once per machine)."""
+    IMAGE_CACHE.mkdir(parents=True, exist_ok=True)
+    home = Path(tempfile.mkdtemp(prefix="bgw-", dir="/tmp"))
+    env = Env(home)
+    try:
+        env.run("image", "build", "debian-12", timeout=1800)
+    finally:
+        env.shutdown()
+        shutil.rmtree(home, ignore_errors=True)
+    return IMAGE_CACHE
+
+
+def _new_env() -> Env:
+    # Short paths: QEMU's Unix sockets must fit in 108 bytes.
+    return Env(Path(tempfile.mkdtemp(prefix="bgw-", dir="/tmp")))
+
+
+@pytest.fixture
+def bw(image_cache: Path) -> Iterator[Env]:
+    """A fresh installation for one test; everything it started is killed afterwards."""
+    env = _new_env()
+    yield env
+    env.shutdown()
+    shutil.rmtree(env.home, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def bw_module(image_cache: Path) -> Iterator[Env]:
+    """One installation shared by a module's tests (to boot fewer VMs)."""
+    env = _new_env()
+    yield env
+    env.shutdown()
+    shutil.rmtree(env.home, ignore_errors=True)

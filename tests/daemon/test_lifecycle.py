@@ -1,0 +1,42 @@
+import pytest
+
+from bungalow.daemon.lifecycle import VmState, can_transition, require_running, transition
+from bungalow.errors import InvalidStateError
+
+
+def test_the_normal_life_of_a_vm_is_allowed() -> None:
+    path = [
+        VmState.CREATED,
+        VmState.STARTING,
+        VmState.RUNNING,
+        VmState.STOPPING,
+        VmState.STOPPED,
+        VmState.STARTING,
+        VmState.FAILED,
+        VmState.STARTING,
+    ]
+    for current, target in zip(path, path[1:], strict=False):
+        assert transition("web", current, target) is target
+
+
+@pytest.mark.parametrize(
+    ("current", "target", "words"),
+    [
+        (VmState.RUNNING, VmState.STARTING, "already running"),
+        (VmState.STOPPED, VmState.STOPPING, "already stopped"),
+        (VmState.STOPPED, VmState.RUNNING, "cannot become"),
+        (VmState.CREATED, VmState.STOPPED, "cannot become"),
+    ],
+)
+def test_wrong_transitions_are_refused_with_a_sentence(
+    current: VmState, target: VmState, words: str
+) -> None:
+    assert not can_transition(current, target)
+    with pytest.raises(InvalidStateError, match=words):
+        transition("web", current, target)
+
+
+def test_commands_on_a_stopped_vm_say_how_to_start_it() -> None:
+    with pytest.raises(InvalidStateError, match="bungalow start web"):
+        require_running("web", VmState.STOPPED, "run a command")
+    require_running("web", VmState.RUNNING, "run a command")
