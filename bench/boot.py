@@ -45,7 +45,9 @@ def run(env: dict[str, str], *args: str) -> str:
     return result.stdout
 
 
-def bungalow_round(env: dict[str, str], name: str, memory: str, measure_memory: bool) -> tuple[float, int | None]:
+def bungalow_round(
+    env: dict[str, str], name: str, memory: str, measure_memory: bool
+) -> tuple[float, int | None]:
     started = time.perf_counter()
     run(env, "launch", name, "--memory", memory)
     run(env, "exec", name, "--", "true")
@@ -81,15 +83,31 @@ def plain_argv(kernel: Path, initrd: Path, disk: Path, memory: str, workdir: Pat
     ]  # fmt: skip
 
 
-def plain_round(base: Path, kernel: Path, initrd: Path, memory: str, measure_memory: bool) -> tuple[float, int | None]:
+def plain_round(
+    base: Path, kernel: Path, initrd: Path, memory: str, measure_memory: bool
+) -> tuple[float, int | None]:
     workdir = Path(tempfile.mkdtemp(prefix="bgw-plain-", dir="/tmp"))
     disk = workdir / "disk.qcow2"
     subprocess.run(
-        ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(base), str(disk), "4G"],
+        [
+            "qemu-img",
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-F",
+            "qcow2",
+            "-b",
+            str(base),
+            str(disk),
+            "4G",
+        ],
         check=True,
     )
     started = time.perf_counter()
-    process = subprocess.Popen(plain_argv(kernel, initrd, disk, memory, workdir), stdout=subprocess.PIPE)
+    process = subprocess.Popen(
+        plain_argv(kernel, initrd, disk, memory, workdir), stdout=subprocess.PIPE
+    )
     assert process.stdout is not None
     seen = b""
     try:
@@ -121,11 +139,12 @@ def main() -> None:
     from bungalow.paths import DataDir
 
     home = Path(tempfile.mkdtemp(prefix="bgw-bench-", dir="/tmp"))
-    env = {**os.environ, "BUNGALOW_HOME": str(home)}
-    images_dir = os.environ.get("BUNGALOW_IMAGES")
+    # Share the user's image store so that the image is built once, not per run.
+    images_dir = os.environ.get("BUNGALOW_IMAGES") or str(DataDir.from_env().images)
+    env = {**os.environ, "BUNGALOW_HOME": str(home), "BUNGALOW_IMAGES": images_dir}
     try:
         run(env, "image", "build", "debian-12")
-        store = ImageStore(DataDir(home).images if not images_dir else Path(images_dir))
+        store = ImageStore(Path(images_dir))
         image = store.get("debian-12")
         initrd = store.initrd_for(image)
         assert image.kernel is not None
@@ -141,17 +160,26 @@ def main() -> None:
             if b_pss is not None and p_pss is not None:
                 memory["bungalow"].append(b_pss)
                 memory["plain"].append(p_pss)
-            print(f"round {index + 1}: bungalow {b_time:.2f}s  plain {p_time:.2f}s"
-                  + (f"  pss {b_pss / 1024:.0f} MiB vs {p_pss / 1024:.0f} MiB" if b_pss and p_pss else ""),
-                  flush=True)  # fmt: skip
+            line = f"round {index + 1}: bungalow {b_time:.2f}s  plain {p_time:.2f}s"
+            if b_pss and p_pss:
+                line += f"  pss {b_pss / 1024:.0f} MiB vs {p_pss / 1024:.0f} MiB"
+            print(line, flush=True)
         b, p = statistics.median(times["bungalow"]), statistics.median(times["plain"])
         bm, pm = statistics.median(memory["bungalow"]), statistics.median(memory["plain"])
-        print(f"boot to first exec  bungalow {b:.2f}s  plain QEMU {p:.2f}s  ratio {b / p:.2f} (target <= 1.15)")
-        print(f"idle QEMU PSS       bungalow {bm / 1024:.0f} MiB  plain QEMU {pm / 1024:.0f} MiB  ratio {bm / pm:.2f} (target <= 1.10)")
+        print(
+            f"boot to first exec  bungalow {b:.2f}s  plain QEMU {p:.2f}s"
+            f"  ratio {b / p:.2f} (target <= 1.15)"
+        )
+        print(
+            f"idle QEMU PSS       bungalow {bm / 1024:.0f} MiB  plain QEMU {pm / 1024:.0f} MiB"
+            f"  ratio {bm / pm:.2f} (target <= 1.10)"
+        )
     finally:
         subprocess.run([*BUNGALOW, "ls", "-q"], env=env, capture_output=True)
         pidfile = home / "bungalowd.pid"
-        for name in subprocess.run([*BUNGALOW, "ls", "-q"], env=env, capture_output=True, text=True).stdout.split():
+        for name in subprocess.run(
+            [*BUNGALOW, "ls", "-q"], env=env, capture_output=True, text=True
+        ).stdout.split():
             subprocess.run([*BUNGALOW, "rm", name], env=env, capture_output=True)
         if pidfile.exists():
             os.kill(int(pidfile.read_text()), signal.SIGTERM)

@@ -77,8 +77,11 @@ def test_duplicate_name_is_refused_and_the_first_vm_is_untouched(bw_module: Env)
 
 
 def test_missing_qemu_is_explained(bw: Env, tmp_path: Path) -> None:
-    bw.env["PATH"] = f"{tmp_path}:/usr/local/bin:/bin"  # no qemu-system-x86_64 in /usr/bin
-    (tmp_path / "qemu-img").symlink_to("/usr/bin/qemu-img")
+    # /bin is /usr/bin on Debian 12: offer every program there except QEMU's emulators.
+    for program in Path("/usr/bin").iterdir():
+        if not program.name.startswith("qemu-system"):
+            (tmp_path / program.name).symlink_to(program)
+    bw.env["PATH"] = str(tmp_path)
     result = bw.run("launch", "noqemu", check=False)
     _assert_clean_refusal(result, "QEMU is not installed")
     _assert_nothing_left(bw)

@@ -22,7 +22,9 @@ def vm(bw_module: Env) -> str:
 
 
 def test_exec_prints_output_and_passes_the_exit_code(bw_module: Env, vm: str) -> None:
-    result = bw_module.run("exec", vm, "--", "sh", "-c", "uname -s; echo oops >&2; exit 3", check=False)
+    result = bw_module.run(
+        "exec", vm, "--", "sh", "-c", "uname -s; echo oops >&2; exit 3", check=False
+    )
     assert result.returncode == 3
     assert result.stdout == "Linux\n"
     assert "oops" in result.stderr
@@ -94,7 +96,9 @@ def test_cp_files_and_folders_both_ways(bw_module: Env, vm: str, tmp_path: Path)
     assert (back / "big.bin").read_bytes() == big.read_bytes()
 
 
-def test_cp_of_a_missing_file_is_one_clear_sentence(bw_module: Env, vm: str, tmp_path: Path) -> None:
+def test_cp_of_a_missing_file_is_one_clear_sentence(
+    bw_module: Env, vm: str, tmp_path: Path
+) -> None:
     result = bw_module.run("cp", f"{vm}:/nope", str(tmp_path), check=False)
     assert result.returncode == 1
     assert "/nope" in result.stderr

@@ -1,3 +1,5 @@
+import itertools
+
 import pytest
 
 from bungalow.daemon.lifecycle import VmState, can_transition, require_running, transition
@@ -15,7 +17,7 @@ def test_the_normal_life_of_a_vm_is_allowed() -> None:
         VmState.FAILED,
         VmState.STARTING,
     ]
-    for current, target in zip(path, path[1:], strict=False):
+    for current, target in itertools.pairwise(path):
         assert transition("web", current, target) is target
 
 

@@ -1,0 +1,67 @@
+#!/bin/sh
+# /init of a bungalow guest (docs/contracts.md, "Guest boot"), run by busybox sh as PID 1.
+#
+# Under TCG every fork and exec costs milliseconds of emulated kernel work, so this
+# script uses shell builtins (read, echo, case, redirections) wherever it can and
+# runs busybox applets only for what a builtin cannot do.
+
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+set -f  # words of /proc/cmdline are never file patterns
+
+fail() {
+    echo "bungalow-init: $*; the VM cannot start and powers off now."
+    poweroff -f
+    exit 1  # poweroff failed: leaving PID 1 panics the kernel instead
+}
+
+mount -t proc -o nosuid,nodev,noexec proc /proc || fail "mounting /proc failed"
+mount -t sysfs -o nosuid,nodev,noexec sysfs /sys || fail "mounting /sys failed"
+mount -t devtmpfs -o nosuid,mode=0755 devtmpfs /dev || fail "mounting /dev failed"
+
+# Dependencies come first in this list; it was computed when the image was built.
+while read -r module; do
+    insmod "/lib/modules/$module.ko" || fail "loading the kernel module $module failed"
+done </lib/modules/load-order
+
+root=/dev/vda
+hostname=
+address=10.0.2.15/24
+gateway=10.0.2.2
+read -r cmdline </proc/cmdline
+for word in $cmdline; do
+    case "$word" in
+        root=/dev/*) root="${word#root=}" ;;
+        bungalow.hostname=*) hostname="${word#*=}" ;;
+        bungalow.ip=*) address="${word#*=}" ;;
+        bungalow.gw=*) gateway="${word#*=}" ;;
+    esac
+done
+
+# The disk usually exists as soon as virtio_blk is loaded; wait up to 10 s for a slow probe.
+tries=0
+while [ ! -b "$root" ]; do
+    tries=$((tries + 1))
+    [ "$tries" -le 1000 ] || fail "the root disk $root never appeared"
+    usleep 10000
+done
+
+mount -t ext4 -o rw,noatime "$root" /newroot || fail "mounting the root disk $root failed"
+[ -x /newroot/usr/bin/python3 ] || fail "the root disk $root has no /usr/bin/python3"
+mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /newroot/run || fail "mounting /run failed"
+cp -r /bungalow /newroot/run/ || fail "copying the guest agent to /run/bungalow failed"
+
+ip link set lo up
+if [ -e /sys/class/net/eth0 ]; then
+    ip addr add "$address" dev eth0 && ip link set eth0 up \
+        && ip route add default via "$gateway" \
+        || echo "bungalow-init: configuring eth0 failed; the VM has no network."
+fi
+
+if [ -n "$hostname" ]; then
+    echo "$hostname" >/proc/sys/kernel/hostname
+fi
+
+mount --move /proc /newroot/proc || fail "moving /proc failed"
+mount --move /sys /newroot/sys || fail "moving /sys failed"
+mount --move /dev /newroot/dev || fail "moving /dev failed"
+exec switch_root /newroot /usr/bin/python3 -S /run/bungalow/agent.py --init

@@ -1,0 +1,393 @@
+"""The image store: immutable, content-addressed images on disk, and the names that point at them.
+
+Layout under the store's root::
+
+    <id>/                   one image; <id> is the sha256 of its disk.qcow2
+        manifest.json       what the image is (see :class:`Image`)
+        disk.qcow2          the base disk, read-only; VMs use qcow2 overlays on it
+        vmlinux             kernel, decompressed, PVH entry ("linux" images only;
+                            vmlinuz when a kernel cannot be booted that way)
+        modules/            decompressed boot modules and their load-order
+        initrd-<key>.img    initramfs, built on demand, one per set of guest files
+    names/<name>            symlink to ../<id>
+    .locks/<name>.lock      held while an image of that name is being made
+    .lock                   held while names or image directories change
+    .staging-*/             work in progress; removed on failure, swept if left by a crash
+
+Every change is a rename of a finished file or directory, so a reader never
+sees half an image, and two processes may build or import at the same time.
+"""
+
+from __future__ import annotations
+
+import builtins
+import fcntl
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from bungalow.errors import ConflictError, ImageError, NotFoundError, UserError
+from bungalow.images import disk as disks
+from bungalow.images._tools import Progress, is_no_space, no_space_error, require_space
+from bungalow.images.initramfs import build_initramfs, gather_inputs
+from bungalow.names import validate_name
+
+ImageKind = Literal["linux", "disk"]
+
+MANIFEST = "manifest.json"
+DISK = "disk.qcow2"
+KERNEL = "vmlinuz"
+MODULES = "modules"
+MANIFEST_FORMAT = 1
+
+_ID_RE = re.compile(r"^[0-9a-f]{64}$")
+_ID_PREFIX_RE = re.compile(r"^[0-9a-f]{4,64}$")
+_STALE_AFTER = 3600.0
+_INITRDS_KEPT = 4
+
+
+@dataclass(frozen=True)
+class Image:
+    """One image in the store, as the qemu layer and the daemon need to know it.
+
+    ``kind`` decides how it boots: ``linux`` images boot their kernel and a
+    bungalow initramfs directly (the micro profile); ``disk`` images were
+    imported and boot through firmware from their own bootloader (the pc profile).
+    """
+
+    id: str
+    name: str | None
+    kind: ImageKind
+    disk: Path
+    kernel: Path | None
+    modules: Path | None
+    size: int
+    virtual_size: int
+    created: datetime
+    os_release: str
+    kernel_version: str | None
+    source: str
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+    @property
+    def profile(self) -> str:
+        return "micro" if self.kind == "linux" else "pc"
+
+    @property
+    def directory(self) -> Path:
+        return self.disk.parent
+
+
+class ImageStore:
+    """The images under one directory (``DataDir.images``), shared by every VM of a host."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root).absolute()
+
+    # Reading
+
+    def list(self) -> builtins.list[Image]:
+        """Every image once per name, then the unnamed ones (superseded by a rebuild)."""
+        names = self._names_by_id()
+        images: builtins.list[Image] = []
+        for image_id in self._ids():
+            image_names: builtins.list[str | None] = [*names.get(image_id, [])]
+            for name in image_names or [None]:
+                images.append(self._load(image_id, name))
+        return sorted(images, key=lambda image: (image.name is None, image.name or "", image.id))
+
+    def get(self, ref: str) -> Image:
+        """The image with this name, or whose id starts with ``ref`` (at least 4 characters)."""
+        image_id = self._name_target(ref)
+        if image_id is not None:
+            return self._load(image_id, ref)
+        if _ID_PREFIX_RE.match(ref):
+            matches = [image_id for image_id in self._ids() if image_id.startswith(ref)]
+            if len(matches) > 1:
+                raise UserError(
+                    f"The id prefix {ref!r} matches {len(matches)} images; give more of the id."
+                )
+            if matches:
+                return self._load(matches[0], self._first_name(matches[0]))
+        raise NotFoundError(self._not_found_message(ref))
+
+    def has(self, name: str) -> bool:
+        return self._name_target(name) is not None
+
+    # Changing
+
+    def remove(self, ref: str) -> Image:
+        """Delete an image; the caller makes sure no VM still uses it.
+
+        Removing by name when other names point at the same content only drops
+        that name.
+        """
+        image = self.get(ref)
+        with self._store_lock():
+            names = self._names_by_id().get(image.id, [])
+            if ref in names and len(names) > 1:
+                (self._names_dir / ref).unlink()
+                return image
+            for name in names:
+                (self._names_dir / name).unlink(missing_ok=True)
+            # Out of sight at once (one rename), deleted at leisure.
+            doomed = Path(tempfile.mkdtemp(prefix=".removing-", dir=self.root))
+            os.rename(image.directory, doomed / image.id)
+        shutil.rmtree(doomed, ignore_errors=True)
+        return image
+
+    def import_disk(self, path: Path, name: str, *, progress: Progress | None = None) -> Image:
+        """Copy a raw or qcow2 disk into the store as a ``disk`` image booted by firmware.
+
+        The file is copied (and flattened to qcow2), so any source path works and
+        the source can change or vanish afterwards without touching the image.
+        """
+        validate_name(name, what="image")
+        source, source_format, virtual_size = disks.check_importable(Path(path))
+        report = progress or _ignore_progress
+        with self.build_lock(name):
+            if self.has(name):
+                raise ConflictError(
+                    f"An image named {name!r} exists already; remove it or choose another name."
+                )
+            with self.staging() as staging:
+                require_space(staging, disks.allocated_size(source) + (64 << 20))
+                staged = staging / "image"
+                staged.mkdir()
+                report("copying the disk", 0.0)
+                disks.convert_to_qcow2(
+                    source,
+                    source_format,
+                    staged / DISK,
+                    progress=lambda done: report("copying the disk", done * 0.95),
+                )
+                report("hashing the disk", 0.95)
+                image = self.commit(
+                    staged,
+                    name,
+                    {
+                        "kind": "disk",
+                        "os_release": "",
+                        "kernel_version": None,
+                        "source": f"imported from {source}",
+                        "source_format": source_format,
+                        "source_virtual_size": virtual_size,
+                    },
+                )
+        report("done", 1.0)
+        return image
+
+    def initrd_for(self, image: Image, *, guest_dir: Path | None = None) -> Path:
+        """The initramfs to boot ``image`` with, built once per image and set of guest files.
+
+        ``guest_dir`` is where agent.py and protocol.py come from; by default
+        the installed ``bungalow.guest`` package, so an upgraded agent gets a
+        new initramfs on the next VM start.
+        """
+        if image.kind != "linux" or image.modules is None:
+            raise ImageError(
+                f"The image {image.name or image.short_id} is a disk image; it boots through "
+                "firmware from its own bootloader, not from a bungalow initramfs."
+            )
+        inputs = gather_inputs(image.modules, guest_dir)
+        destination = image.directory / f"initrd-{inputs.key}.img"
+        if destination.exists():
+            os.utime(destination)  # recently used: kept by the pruning below
+            return destination
+        try:
+            build_initramfs(inputs, destination)
+        except OSError as error:
+            if is_no_space(error):
+                raise no_space_error(image.directory) from None
+            raise
+        _prune_initrds(image.directory)
+        return destination
+
+    # For builders (bungalow.images.build): stage, then commit.
+
+    @contextmanager
+    def build_lock(self, name: str) -> Iterator[None]:
+        """Held while an image called ``name`` is made, so two builds of one name take turns."""
+        validate_name(name, what="image")
+        self._ensure_root()
+        with _flocked(self.root / ".locks" / f"{name}.lock"):
+            yield
+
+    @contextmanager
+    def staging(self) -> Iterator[Path]:
+        """A fresh work directory inside the store, removed afterwards whatever happens."""
+        self._ensure_root()
+        self._sweep_stale_staging()
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.root))
+        try:
+            with _flocked(staging / ".lock"):
+                yield staging
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def commit(self, staged: Path, name: str, fields: dict[str, Any]) -> Image:
+        """Hash ``staged`` (a directory with disk.qcow2), move it into place and name it."""
+        disk = staged / DISK
+        image_id = disks.sha256(disk)
+        manifest = {
+            "format": MANIFEST_FORMAT,
+            "id": image_id,
+            "name": name,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "virtual_size": int(disks.info(disk)["virtual-size"]),
+            **fields,
+        }
+        (staged / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        disk.chmod(0o444)
+        with self._store_lock():
+            final = self.root / image_id
+            if not final.exists():
+                os.rename(staged, final)
+            self._link_name(name, image_id)
+        return self.get(name)
+
+    # Internals
+
+    @property
+    def _names_dir(self) -> Path:
+        return self.root / "names"
+
+    def _ids(self) -> builtins.list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(
+            entry.name
+            for entry in self.root.iterdir()
+            if _ID_RE.match(entry.name) and (entry / MANIFEST).is_file()
+        )
+
+    def _name_target(self, name: str) -> str | None:
+        try:
+            validate_name(name, what="image")
+        except UserError:
+            return None
+        try:
+            image_id = os.path.basename(os.readlink(self._names_dir / name))
+        except OSError:
+            return None
+        if _ID_RE.match(image_id) and (self.root / image_id / MANIFEST).is_file():
+            return image_id
+        return None
+
+    def _names_by_id(self) -> dict[str, builtins.list[str]]:
+        names: dict[str, builtins.list[str]] = {}
+        if self._names_dir.is_dir():
+            for entry in sorted(self._names_dir.iterdir()):
+                image_id = self._name_target(entry.name)
+                if image_id is not None:
+                    names.setdefault(image_id, []).append(entry.name)
+        return names
+
+    def _first_name(self, image_id: str) -> str | None:
+        names = self._names_by_id().get(image_id)
+        return names[0] if names else None
+
+    def _link_name(self, name: str, image_id: str) -> None:
+        self._names_dir.mkdir(parents=True, exist_ok=True)
+        temporary = self._names_dir / f".{name}.{os.getpid()}.tmp"
+        temporary.unlink(missing_ok=True)
+        os.symlink(f"../{image_id}", temporary)
+        os.replace(temporary, self._names_dir / name)
+
+    def _load(self, image_id: str, name: str | None) -> Image:
+        directory = self.root / image_id
+        try:
+            manifest = json.loads((directory / MANIFEST).read_text())
+            linux = manifest["kind"] == "linux"
+            return Image(
+                id=image_id,
+                name=name,
+                kind=manifest["kind"],
+                disk=directory / DISK,
+                kernel=directory / manifest.get("kernel", KERNEL) if linux else None,
+                modules=directory / MODULES if linux else None,
+                size=disks.allocated_size(directory),
+                virtual_size=int(manifest["virtual_size"]),
+                created=datetime.fromisoformat(manifest["created"]),
+                os_release=manifest.get("os_release") or "",
+                kernel_version=manifest.get("kernel_version"),
+                source=manifest.get("source") or "",
+            )
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise ImageError(
+                f"The image {image_id[:12]} in {self.root} is damaged ({error!r}); remove it."
+            ) from None
+
+    def _not_found_message(self, ref: str) -> str:
+        names = sorted({name for names in self._names_by_id().values() for name in names})
+        if not names:
+            return (
+                f"There is no image {ref!r}, and no image at all yet; "
+                "run `bungalow image build debian-12` to build the default one."
+            )
+        return (
+            f"There is no image {ref!r}; the images are {', '.join(names)} "
+            "(run `bungalow image build debian-12` to build another)."
+        )
+
+    def _ensure_root(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    @contextmanager
+    def _store_lock(self) -> Iterator[None]:
+        self._ensure_root()
+        with _flocked(self.root / ".lock"):
+            yield
+
+    def _sweep_stale_staging(self) -> None:
+        """Remove work directories whose process died (their lock is free)."""
+        for staging in self.root.glob(".staging-*"):
+            lock = staging / ".lock"
+            if not lock.exists():
+                if time.time() - staging.stat().st_mtime > _STALE_AFTER:
+                    shutil.rmtree(staging, ignore_errors=True)
+                continue
+            with lock.open("a") as handle:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue
+            shutil.rmtree(staging, ignore_errors=True)
+        for doomed in self.root.glob(".removing-*"):
+            shutil.rmtree(doomed, ignore_errors=True)
+
+
+@contextmanager
+def _flocked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(exist_ok=True, mode=0o700)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def _prune_initrds(directory: Path) -> None:
+    """Keep the few most recently used initramfs files of an image, delete older ones.
+
+    Each new agent version makes a new one. QEMU reads its initramfs whole when
+    it starts, so only a VM between initrd_for() and its QEMU's start could
+    still need an old one, and it would need one of the newest.
+    """
+    initrds = sorted(directory.glob("initrd-*.img"), key=lambda path: path.stat().st_mtime)
+    for old in initrds[:-_INITRDS_KEPT]:
+        old.unlink(missing_ok=True)
+
+
+def _ignore_progress(stage: str, fraction: float) -> None:
+    """The progress callback of callers who do not want progress."""

@@ -1,0 +1,1 @@
+"""Tests of bungalow.guest: the agent, its protocol and the host channel."""

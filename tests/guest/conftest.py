@@ -1,0 +1,97 @@
+"""Fixtures for the guest layer: the real agent, run as a host process.
+
+The agent listens on a Unix socket (``--listen-unix``) the way QEMU's chardev
+does, so the channel under test connects exactly as it does to a VM. The
+agent runs with ``-I -S`` from its source directory, as in the guest: only
+the standard library and its sibling files, copied alone into a directory
+of their own as the image builder copies them to /run/bungalow. ``BUNGALOW_GUEST_PYTHON`` picks
+another interpreter, e.g. a Debian 11 python3.9, to check old guests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bungalow.guest import AGENT_ENTRY, GUEST_FILES
+
+GUEST_PYTHON = os.environ.get("BUNGALOW_GUEST_PYTHON", sys.executable)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    """Run ``async def`` tests in a fresh event loop (no plugin needed)."""
+    if not inspect.iscoroutinefunction(pyfuncitem.obj):
+        return None
+    names = pyfuncitem._fixtureinfo.argnames
+    asyncio.run(pyfuncitem.obj(**{name: pyfuncitem.funcargs[name] for name in names}))
+    return True
+
+
+def install_guest_files(directory: Path) -> Path:
+    """Copy GUEST_FILES into one directory, as the image builder does; the entry point."""
+    directory.mkdir(exist_ok=True)
+    for path in GUEST_FILES:
+        shutil.copy(path, directory / path.name)
+    return directory / AGENT_ENTRY
+
+
+class AgentProcess:
+    """One agent process listening on ``socket``; restartable on the same path."""
+
+    def __init__(self, socket: Path, prefix: list[str] | None = None, *extra: str) -> None:
+        self.socket = socket
+        self.agent = install_guest_files(socket.parent / "run-bungalow")
+        self.prefix = prefix or []
+        self.extra = list(extra)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> AgentProcess:
+        argv = [*self.prefix, GUEST_PYTHON, "-I", "-S", str(self.agent)]
+        argv += ["--listen-unix", str(self.socket), *self.extra]
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+        if self.proc is not None:
+            self.proc.wait(timeout=10)
+            assert self.proc.stderr is not None
+            self.proc.stderr.close()
+
+    def wait_exit(self, timeout: float = 10.0) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout=timeout)
+
+
+@pytest.fixture
+def agent(tmp_path: Path) -> Iterator[AgentProcess]:
+    process = AgentProcess(tmp_path / "agent.sock").start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+def process_gone(pid: int, timeout: float = 5.0) -> bool:
+    """True once ``pid`` no longer runs (zombies count as gone)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                if stat.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return True
+        except FileNotFoundError:
+            return True
+        time.sleep(0.02)
+    return False

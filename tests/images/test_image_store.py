@@ -1,0 +1,215 @@
+"""The image store: importing disks, names and ids, removal, concurrency, clean failures."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from bungalow.errors import ConflictError, ImageError, NotFoundError, UserError
+from bungalow.images import ImageStore
+
+MakeDisk = Callable[..., Path]
+
+
+def _leftovers(store: ImageStore) -> list[str]:
+    return sorted(p.name for p in store.root.glob(".staging-*"))
+
+
+def test_an_empty_store_lists_nothing_and_says_how_to_build(store: ImageStore) -> None:
+    assert store.list() == []
+    assert not store.has("debian-12")
+    with pytest.raises(NotFoundError, match="bungalow image build debian-12"):
+        store.get("debian-12")
+
+
+def test_import_qcow2_copies_it_into_a_read_only_base(
+    store: ImageStore, make_disk: MakeDisk
+) -> None:
+    source = make_disk()
+    stages: list[tuple[str, float]] = []
+    image = store.import_disk(source, "mine", progress=lambda s, f: stages.append((s, f)))
+    assert image.kind == "disk" and image.profile == "pc"
+    assert image.name == "mine" and image.kernel is None and image.modules is None
+    assert image.virtual_size == 16 << 20
+    assert image.disk == store.root / image.id / "disk.qcow2"
+    assert not os.access(image.disk, os.W_OK) or os.geteuid() == 0
+    assert image.disk.stat().st_mode & 0o222 == 0
+    assert str(source) in image.source
+    assert stages[-1] == ("done", 1.0)
+    assert [f for _, f in stages] == sorted(f for _, f in stages)
+    # The copy holds the same bytes as the source.
+    compare = subprocess.run(["qemu-img", "compare", str(source), str(image.disk)], check=False)
+    assert compare.returncode == 0
+    source.unlink()
+    assert store.get("mine").disk.exists()
+    assert _leftovers(store) == []
+
+
+def test_import_raw_from_a_path_qemu_would_misread(store: ImageStore, make_disk: MakeDisk) -> None:
+    source = make_disk("odd, name=with spaces.img", fmt="raw", size="8M")
+    image = store.import_disk(source, "raw-disk")
+    assert image.virtual_size == 8 << 20
+    info = subprocess.run(
+        ["qemu-img", "info", "--output=json", str(image.disk)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert '"format": "qcow2"' in info
+
+
+def test_get_by_name_and_unique_id_prefix(store: ImageStore, make_disk: MakeDisk) -> None:
+    image = store.import_disk(make_disk(), "one")
+    assert store.get("one") == image
+    assert store.get(image.id[:8]).id == image.id
+    assert store.get(image.id).name == "one"
+    assert [i.name for i in store.list()] == ["one"]
+    with pytest.raises(NotFoundError, match="the images are one"):
+        store.get("two")
+    with pytest.raises(NotFoundError):
+        store.get("../one")
+
+
+def test_an_ambiguous_prefix_asks_for_more(store: ImageStore, make_disk: MakeDisk) -> None:
+    image = store.import_disk(make_disk(), "a")
+    twin = store.root / (image.id[:6] + "0" * 58)
+    shutil.copytree(image.directory, twin)
+    with pytest.raises(UserError, match="matches 2 images; give more of the id"):
+        store.get(image.id[:6])
+    assert store.get(image.id[:7] if twin.name[6] != image.id[6] else image.id).id == image.id
+    assert [i.name for i in store.list()] == ["a", None]
+
+
+def test_a_taken_name_is_a_conflict(store: ImageStore, make_disk: MakeDisk) -> None:
+    store.import_disk(make_disk(), "taken")
+    with pytest.raises(ConflictError, match="exists already"):
+        store.import_disk(make_disk("other.qcow2", size="4M"), "taken")
+    assert _leftovers(store) == []
+
+
+def test_same_content_under_two_names_is_stored_once(
+    store: ImageStore, make_disk: MakeDisk
+) -> None:
+    disk = make_disk()
+    first = store.import_disk(disk, "first")
+    second = store.import_disk(disk, "second")
+    assert first.id == second.id
+    assert [i.name for i in store.list()] == ["first", "second"]
+    store.remove("first")  # only drops the name: "second" still uses the content
+    assert store.get("second").disk.exists()
+    store.remove("second")
+    assert store.list() == []
+    assert not (store.root / first.id).exists()
+
+
+def test_remove_by_id_prefix(store: ImageStore, make_disk: MakeDisk) -> None:
+    image = store.import_disk(make_disk(), "gone")
+    removed = store.remove(image.id[:6])
+    assert removed.id == image.id
+    assert not store.has("gone") and store.list() == []
+
+
+@pytest.mark.parametrize(
+    ("kind", "error", "message"),
+    [
+        ("missing", NotFoundError, "no file"),
+        ("directory", UserError, "not a regular file"),
+        ("empty", UserError, "is empty"),
+    ],
+)
+def test_import_refuses_what_is_not_a_disk(
+    store: ImageStore, tmp_path: Path, kind: str, error: type[Exception], message: str
+) -> None:
+    path = tmp_path / kind
+    if kind == "directory":
+        path.mkdir()
+    elif kind == "empty":
+        path.write_bytes(b"")
+    with pytest.raises(error, match=message):
+        store.import_disk(path, "bad")
+    assert store.list() == []
+
+
+def test_import_refuses_a_disk_that_reads_another_file(
+    store: ImageStore, make_disk: MakeDisk, tmp_path: Path
+) -> None:
+    base = make_disk("base.qcow2")
+    overlay = tmp_path / "overlay.qcow2"
+    subprocess.run(
+        ["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(base), "-F", "qcow2", str(overlay)],
+        check=True,
+    )
+    with pytest.raises(UserError, match="depends on another file"):
+        store.import_disk(overlay, "layered")
+
+
+def test_import_refuses_other_formats(store: ImageStore, make_disk: MakeDisk) -> None:
+    with pytest.raises(UserError, match="is a vmdk image"):
+        store.import_disk(make_disk("x.vmdk", fmt="vmdk", size="4M"), "vm")
+
+
+def test_bad_names_are_refused_before_any_work(store: ImageStore, make_disk: MakeDisk) -> None:
+    with pytest.raises(UserError, match="not valid"):
+        store.import_disk(make_disk(), "Bad/Name")
+    assert not store.root.exists() or store.list() == []
+
+
+def test_concurrent_imports_of_one_name_give_one_image(
+    store: ImageStore, make_disk: MakeDisk
+) -> None:
+    disks = [make_disk(f"d{i}.qcow2", size=f"{4 + i}M") for i in range(3)]
+    outcomes: list[str] = []
+
+    def attempt(disk: Path) -> None:
+        try:
+            store.import_disk(disk, "race")
+            outcomes.append("imported")
+        except ConflictError:
+            outcomes.append("conflict")
+
+    threads = [threading.Thread(target=attempt, args=(disk,)) for disk in disks]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == ["conflict", "conflict", "imported"]
+    assert len(store.list()) == 1
+    assert _leftovers(store) == []
+
+
+def test_work_left_by_a_dead_process_is_swept(store: ImageStore, make_disk: MakeDisk) -> None:
+    store.root.mkdir(parents=True)
+    stale = store.root / ".staging-dead"
+    (stale / "rootfs").mkdir(parents=True)
+    (stale / ".lock").touch()  # nobody holds the lock any more
+    store.import_disk(make_disk(), "fresh")
+    assert not stale.exists()
+
+
+def test_a_damaged_manifest_is_reported(store: ImageStore, make_disk: MakeDisk) -> None:
+    image = store.import_disk(make_disk(), "damaged")
+    (image.directory / "manifest.json").write_text("{not json")
+    with pytest.raises(ImageError, match="is damaged"):
+        store.get("damaged")
+
+
+def test_the_disk_filling_up_is_one_sentence(store: ImageStore, tmp_path: Path) -> None:
+    small = tmp_path / "small"
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(small)]).returncode:
+        pytest.skip("cannot mount a small tmpfs here")
+    try:
+        source = tmp_path / "big.raw"
+        with source.open("wb") as file:
+            file.write(os.urandom(6 << 20))
+        with pytest.raises(ImageError, match="free some space"):
+            ImageStore(small / "images").import_disk(source, "big")
+        assert [p.name for p in (small / "images").iterdir() if p.name.startswith(".staging")] == []
+    finally:
+        subprocess.run(["umount", str(small)], check=True)

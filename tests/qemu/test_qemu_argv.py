@@ -1,0 +1,284 @@
+"""Machine specs, their validation, and the QEMU command lines built from them."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from bungalow.errors import InvalidNameError, UserError
+from bungalow.qemu.argv import (
+    MIB,
+    MachineSpec,
+    PortForward,
+    RunFiles,
+    build_argv,
+    kernel_cmdline,
+    random_mac,
+)
+from bungalow.qemu.disk import DIRECT_NATIVE, DiskIo
+
+MAC = "0e:b6:00:11:22:33"
+
+
+def spec(tmp_path: Path, **overrides: object) -> MachineSpec:
+    values: dict[str, object] = {
+        "name": "web-1",
+        "cpus": 2,
+        "memory": 512 * MIB,
+        "profile": "micro",
+        "disk": tmp_path / "disk.qcow2",
+        "kernel": tmp_path / "vmlinuz",
+        "initrd": tmp_path / "initrd.img",
+        "accel": "tcg",
+        "ports": (PortForward.parse("8080:80"), PortForward.parse("5353:53/udp")),
+        "mac": MAC,
+        "run_dir": tmp_path / "run",
+        "disk_io": DIRECT_NATIVE,
+        "tsc_khz": 2_100_000,
+    }
+    values.update(overrides)
+    return MachineSpec(**values)  # type: ignore[arg-type]
+
+
+# --- port forwards -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("8080:80", PortForward(8080, 80)),
+        ("0.0.0.0:8080:80", PortForward(8080, 80, host_addr="0.0.0.0")),
+        ("5353:53/udp", PortForward(5353, 53, protocol="udp")),
+        (" 2222:22/TCP ", PortForward(2222, 22)),
+        ("127.0.0.1:1:65535", PortForward(1, 65535)),
+    ],
+)
+def test_port_forward_parses(text: str, expected: PortForward) -> None:
+    assert PortForward.parse(text) == expected
+
+
+@pytest.mark.parametrize("text", ["8080", "a:80", "8080:80:90:100", "8080-80", ":80", "8080:", ""])
+def test_port_forward_rejects_bad_text(text: str) -> None:
+    with pytest.raises(UserError, match=r"write HOST:GUEST"):
+        PortForward.parse(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "which"), [("0:80", "host"), ("70000:80", "host"), ("80:0", "guest")]
+)
+def test_port_forward_rejects_ports_out_of_range(text: str, which: str) -> None:
+    with pytest.raises(UserError, match=f"The {which} port .* is outside 1-65535"):
+        PortForward.parse(text)
+
+
+def test_port_forward_rejects_bad_address_and_protocol() -> None:
+    with pytest.raises(UserError, match="not an IPv4 address"):
+        PortForward.parse("localhost:8080:80")
+    with pytest.raises(UserError, match="not tcp or udp"):
+        PortForward.parse("8080:80/sctp")
+
+
+def test_port_forward_hostfwd_and_text() -> None:
+    forward = PortForward.parse("0.0.0.0:5353:53/udp")
+    assert forward.hostfwd() == "udp:0.0.0.0:5353-:53"
+    assert str(forward) == "0.0.0.0:5353:53/udp"
+
+
+# --- validation ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "bad"),
+    [
+        ("disk", "my,disk.qcow2"),
+        ("kernel", "vmlinuz=1"),
+        ("initrd", "init rd.img"),
+        ("run_dir", "run,dir"),
+    ],
+)
+def test_paths_qemu_would_misread_are_refused(tmp_path: Path, field: str, bad: str) -> None:
+    with pytest.raises(InvalidNameError, match="QEMU would misread"):
+        spec(tmp_path, **{field: tmp_path / bad})
+    assert list(tmp_path.iterdir()) == []  # refused before anything was created
+
+
+def test_cdrom_path_is_checked_too(tmp_path: Path) -> None:
+    with pytest.raises(InvalidNameError):
+        spec(tmp_path, profile="pc", kernel=None, initrd=None, cdrom=tmp_path / "a,b.iso")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"name": "Web_1"}, "name 'Web_1' is not valid"),
+        ({"cpus": 0}, "at least 1 CPU"),
+        ({"memory": 8 * MIB}, "at least 16M"),
+        ({"memory": 300 * MIB + 1}, "whole number of MiB"),
+        ({"profile": "arm"}, "profile 'arm' is not known"),
+        ({"accel": "hvf"}, "accelerator 'hvf' is not known"),
+        ({"kernel": None, "initrd": None}, "boots a kernel directly"),
+        ({"cdrom": Path("/x.iso")}, "no CD-ROM drive"),
+        ({"profile": "pc", "kernel": None}, "initrd needs a kernel"),
+        ({"mac": "52:54:00:12:34"}, "not a unicast address"),
+        ({"mac": "0f:b6:00:11:22:33"}, "not a unicast address"),
+        ({"ports": (PortForward(80, 80), PortForward(80, 81))}, "forwarded twice"),
+    ],
+)
+def test_bad_specs_are_refused(tmp_path: Path, overrides: dict[str, object], message: str) -> None:
+    with pytest.raises(UserError, match=re.escape(message)):
+        spec(tmp_path, **overrides)
+
+
+def test_run_dir_too_long_for_a_socket(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="too long for a Unix socket path"):
+        spec(tmp_path, run_dir=tmp_path / ("x" * 100))
+
+
+def test_same_port_on_tcp_and_udp_is_fine(tmp_path: Path) -> None:
+    spec(tmp_path, ports=(PortForward.parse("53:53"), PortForward.parse("53:53/udp")))
+
+
+# --- command lines ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def qcow2(tmp_path: Path) -> Path:
+    """The disk the specs name: build_argv reads its header to name the format."""
+    return make_qcow2(tmp_path / "disk.qcow2")
+
+
+def make_qcow2(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(path), "64M"], check=True)
+    return path
+
+
+def test_micro_argv(tmp_path: Path, qcow2: Path) -> None:
+    t = str(tmp_path)
+    assert build_argv(spec(tmp_path), "/usr/bin/qemu-system-x86_64") == [
+        "/usr/bin/qemu-system-x86_64",
+        "-name", "guest=web-1,debug-threads=on",
+        "-M", "microvm,acpi=on",
+        "-accel", "tcg,thread=multi,tb-size=64",
+        "-cpu", "max",
+        "-smp", "2",
+        "-m", "512M",
+        "-nodefaults", "-no-user-config", "-display", "none",
+        "-no-reboot",
+        "-sandbox", "on,obsolete=deny,resourcecontrol=deny",
+        "-daemonize", "-pidfile", f"{t}/run/qemu.pid",
+        "-D", f"{t}/run/qemu.err",
+        "-chardev", f"socket,id=qmp,path={t}/run/qmp.sock,server=on,wait=off",
+        "-mon", "chardev=qmp,mode=control",
+        "-chardev",
+        f"socket,id=console,path={t}/run/console.sock,server=on,wait=off,"
+        f"logfile={t}/run/console.log,logappend=on",
+        "-serial", "chardev:console",
+        "-kernel", f"{t}/vmlinuz",
+        "-initrd", f"{t}/initrd.img",
+        "-append",
+        "console=ttyS0 quiet panic=-1 root=/dev/vda bungalow.hostname=web-1 "
+        "bungalow.ip=10.0.2.15/24 bungalow.gw=10.0.2.2 tsc_early_khz=2100000",
+        "-drive",
+        f"file={t}/disk.qcow2,if=none,id=disk0,format=qcow2,cache=none,aio=native,discard=unmap",
+        "-device", "virtio-blk-device,drive=disk0",
+        "-netdev", "user,id=net0,hostfwd=tcp:127.0.0.1:8080-:80,hostfwd=udp:127.0.0.1:5353-:53",
+        "-device", f"virtio-net-device,netdev=net0,mac={MAC}",
+        "-device", "virtio-serial-device,id=vser0",
+        "-chardev", f"socket,id=agent,path={t}/run/agent.sock,server=on,wait=off",
+        "-device", "virtserialport,bus=vser0.0,chardev=agent,name=org.bungalow.agent",
+        "-device", "virtio-rng-device",
+    ]  # fmt: skip
+
+
+def test_pc_argv_boots_a_cdrom_with_firmware(tmp_path: Path, qcow2: Path) -> None:
+    t = str(tmp_path)
+    machine = spec(
+        tmp_path,
+        profile="pc",
+        kernel=None,
+        initrd=None,
+        cdrom=tmp_path / "debian.iso",
+        ports=(),
+        agent=False,
+        disk_io=DiskIo("writeback", "io_uring"),
+    )
+    argv = build_argv(machine, "qemu-system-x86_64")
+    assert argv[argv.index("-M") + 1] == "q35"
+    assert "-kernel" not in argv and "-append" not in argv
+    assert "-bios" not in argv  # SeaBIOS, QEMU's default
+    devices = [argv[i + 1] for i, arg in enumerate(argv) if arg == "-device"]
+    assert devices == [
+        "virtio-blk-pci,drive=disk0,bootindex=1",
+        "ide-cd,drive=cd0,bus=ide.0,bootindex=0",
+        f"virtio-net-pci,netdev=net0,mac={MAC},romfile=",
+        "virtio-rng-pci",
+    ]
+    drives = [argv[i + 1] for i, arg in enumerate(argv) if arg == "-drive"]
+    assert drives == [
+        f"file={t}/disk.qcow2,if=none,id=disk0,format=qcow2,cache=writeback,aio=io_uring,"
+        "discard=unmap",
+        f"file={t}/debian.iso,if=none,id=cd0,media=cdrom,readonly=on,format=raw",
+    ]
+    assert argv[argv.index("-netdev") + 1] == "user,id=net0"
+
+
+def test_pc_argv_can_boot_a_kernel(tmp_path: Path, qcow2: Path) -> None:
+    argv = build_argv(spec(tmp_path, profile="pc"), "qemu-system-x86_64")
+    assert argv[argv.index("-kernel") + 1] == f"{tmp_path}/vmlinuz"
+    assert "virtio-serial-pci,id=vser0" in argv
+
+
+def test_kvm_uses_the_host_cpu_and_no_tsc_hint(tmp_path: Path, qcow2: Path) -> None:
+    machine = spec(tmp_path, accel="kvm")
+    argv = build_argv(machine, "qemu-system-x86_64")
+    assert argv[argv.index("-accel") + 1] == "kvm"
+    assert argv[argv.index("-cpu") + 1] == "host"
+    assert "tsc_early_khz" not in kernel_cmdline(machine)
+
+
+def test_relative_paths_become_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    make_qcow2(tmp_path / "rel" / "disk.qcow2")
+    argv = build_argv(spec(Path("rel")), "qemu-system-x86_64")
+    assert argv[argv.index("-pidfile") + 1] == f"{tmp_path}/rel/run/qemu.pid"
+    assert argv[argv.index("-kernel") + 1] == f"{tmp_path}/rel/vmlinuz"
+
+
+def test_kernel_cmdline(tmp_path: Path) -> None:
+    assert kernel_cmdline(spec(tmp_path, tsc_khz=0, cmdline_extra=" debug ")) == (
+        "console=ttyS0 quiet panic=-1 root=/dev/vda bungalow.hostname=web-1 "
+        "bungalow.ip=10.0.2.15/24 bungalow.gw=10.0.2.2 debug"
+    )
+
+
+def test_tsc_hint_defaults_to_the_measured_rate(tmp_path: Path) -> None:
+    from bungalow.qemu.accel import host_tsc_khz
+
+    line = kernel_cmdline(spec(tmp_path, tsc_khz=None))
+    rate = host_tsc_khz()
+    assert (f"tsc_early_khz={rate}" in line) if rate else ("tsc_early_khz" not in line)
+
+
+def test_run_files(tmp_path: Path) -> None:
+    files = RunFiles(tmp_path)
+    assert [p.name for p in files.all()] == [
+        "qmp.sock",
+        "agent.sock",
+        "console.sock",
+        "console.log",
+        "qemu.pid",
+        "qemu.err",
+    ]
+
+
+def test_random_mac_is_local_unicast_and_fresh() -> None:
+    macs = {random_mac() for _ in range(100)}
+    assert len(macs) == 100
+    for mac in macs:
+        assert re.fullmatch(r"0e:b6(:[0-9a-f]{2}){4}", mac)
+        first = int(mac[:2], 16)
+        assert first & 0b10 and not first & 0b01
