@@ -1,7 +1,7 @@
 """A built debian-12 image boots with plain QEMU straight into Python as PID 1.
 
 QEMU is started here by hand, not through bungalow.qemu, so that these tests
-check exactly the images layer's promise (docs/contracts.md, "Guest boot").
+check exactly the images layer's promise (docs/architecture.md, "Guest boot").
 """
 
 from __future__ import annotations

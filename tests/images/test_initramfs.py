@@ -169,7 +169,8 @@ def test_init_is_valid_shell_that_ends_in_the_agent() -> None:
     assert check.returncode == 0, check.stderr
     lines = [line.strip() for line in script.splitlines() if line.strip()]
     assert lines[0] == "#!/bin/sh"
-    assert lines[-1] == "exec switch_root /newroot /usr/bin/python3 /run/bungalow/agent.py --init"
+    entry = "exec switch_root /newroot /usr/bin/python3 -S /run/bungalow/agent.py --init"
+    assert lines[-1] == entry
     for step in (
         "mount -t devtmpfs",
         "mount --move /proc",

@@ -1,6 +1,6 @@
 """The agent server: reads the port, dispatches requests, answers the host.
 
-Inside a VM the agent is started as ``python3 /run/bungalow/agent.py --init``
+Inside a VM the agent is started as ``python3 -S /run/bungalow/agent.py --init``
 and is PID 1 (see agent_init.py); its server child finds the virtio-serial
 port named :data:`protocol.PORT_NAME` and speaks :mod:`protocol` over it.
 For tests it runs as an ordinary process: ``--listen-unix PATH`` makes it
@@ -313,13 +313,9 @@ def _pong_fields() -> dict[str, Any]:
             seconds = float(uptime.read().split()[0])
     except (OSError, ValueError, IndexError):
         seconds = 0.0
-    version = ".".join(str(part) for part in sys.version_info[:3])
-    return {
-        "version": protocol.AGENT_VERSION,
-        "protocol": protocol.PROTOCOL_VERSION,
-        "uptime": seconds,
-        "python": version,
-    }
+    python = ".".join(str(part) for part in sys.version_info[:3])
+    version, number = protocol.AGENT_VERSION, protocol.PROTOCOL_VERSION
+    return {"version": version, "protocol": number, "uptime": seconds, "python": python}
 
 
 def _announce_ready(console: str | None) -> None:

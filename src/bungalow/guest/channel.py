@@ -29,8 +29,8 @@ from bungalow.errors import AgentError, NotFoundError, UserError
 from bungalow.guest import protocol
 from bungalow.guest.session import ExecSession, Stream
 
-#: How often connect() pings until the agent answers; pings sent before the
-#: guest opens its port may be lost, so connect keeps sending them.
+#: How often connect() says hello until the agent answers; what is sent
+#: before the guest opens its port may be lost, so connect keeps sending.
 PING_INTERVAL = 0.05
 
 _LOST = "The connection to the guest agent was lost; the VM stopped or its agent died."
@@ -88,7 +88,9 @@ class AgentChannel:
         """Connect to the agent behind ``socket_path`` and wait until it answers a ping.
 
         Waits for the socket to appear (QEMU may still be starting) and for the
-        guest to open its port (the guest may still be booting).
+        guest to open its port (the guest may still be booting), saying hello
+        every PING_INTERVAL. The hello also tells the agent that a new host is
+        here, so it ends whatever an earlier connection left running.
         """
         path = os.fspath(socket_path)
         loop = asyncio.get_running_loop()

@@ -103,13 +103,9 @@ def _read_guest_files(guest_dir: Path | None) -> dict[str, bytes]:
 
 
 def _installed_guest_files() -> list[Path]:
-    # The guest package lists what its agent needs (GUEST_FILES); before it
-    # does, the two files docs/contracts.md names are all there is.
-    try:
-        from bungalow.guest import GUEST_FILES
-    except ImportError:
-        package = Path(str(importlib.resources.files("bungalow.guest")))
-        return [package / name for name in REQUIRED_GUEST_FILES]
+    """Every file the guest agent needs, as the guest package lists them."""
+    from bungalow.guest import GUEST_FILES
+
     return [Path(path) for path in GUEST_FILES]
 
 

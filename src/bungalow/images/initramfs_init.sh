@@ -1,5 +1,5 @@
 #!/bin/sh
-# /init of a bungalow guest (docs/contracts.md, "Guest boot"), run by busybox sh as PID 1.
+# /init of a bungalow guest (docs/architecture.md, "Guest boot"), run by busybox sh as PID 1.
 #
 # Under TCG every fork and exec costs milliseconds of emulated kernel work, so this
 # script uses shell builtins (read, echo, case, redirections) wherever it can and

@@ -19,7 +19,7 @@ from pathlib import Path
 from bungalow.errors import ImageError
 from bungalow.images._tools import find_tool
 
-#: What the initramfs loads (docs/contracts.md, "Guest boot"); dependencies are
+#: What the initramfs loads (docs/architecture.md, "Guest boot"); dependencies are
 #: added by :func:`load_order`. Both transports are there so that one initramfs
 #: boots on ``microvm`` (virtio-mmio) and on ``q35`` (virtio-pci).
 BOOT_MODULES: tuple[str, ...] = (

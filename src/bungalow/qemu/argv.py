@@ -224,7 +224,7 @@ class MachineSpec:
 
 
 def kernel_cmdline(spec: MachineSpec) -> str:
-    """The guest kernel command line of docs/contracts.md, plus the TSC hint under TCG."""
+    """The kernel command line of docs/architecture.md ("Guest boot"), with the TSC hint on TCG."""
     words = [
         "console=ttyS0",
         "quiet",
