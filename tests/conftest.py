@@ -73,6 +73,30 @@ class Env:
                 pids.append(int(entry.name))
         return pids
 
+    def daemon_tracebacks(self) -> str:
+        """Tracebacks in the daemon's log: each is a bug, whatever the test checked."""
+        try:
+            log = (self.home / "bungalowd.log").read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+        return log if "Traceback" in log else ""
+
+    def zombies(self) -> list[int]:
+        """Exited children the daemon has not collected."""
+        daemon = self.daemon_pid()
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            fields = stat[stat.rfind(")") + 2 :].split()
+            if fields[0] == "Z" and fields[1] == str(daemon):
+                found.append(int(entry.name))
+        return found
+
     def shutdown(self) -> None:
         """Kill every QEMU and the daemon of this installation."""
         for pid in self.qemu_pids():
@@ -116,8 +140,14 @@ def bw(image_cache: Path) -> Iterator[Env]:
     """A fresh installation for one test; everything it started is killed afterwards."""
     env = _new_env()
     yield env
+    _finish(env)
+
+
+def _finish(env: Env) -> None:
+    tracebacks = env.daemon_tracebacks()
     env.shutdown()
     shutil.rmtree(env.home, ignore_errors=True)
+    assert not tracebacks, f"bungalowd logged a traceback:\n{tracebacks[-3000:]}"
 
 
 @pytest.fixture(scope="module")
@@ -125,5 +155,4 @@ def bw_module(image_cache: Path) -> Iterator[Env]:
     """One installation shared by a module's tests (to boot fewer VMs)."""
     env = _new_env()
     yield env
-    env.shutdown()
-    shutil.rmtree(env.home, ignore_errors=True)
+    _finish(env)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -15,10 +17,37 @@ from tests.conftest import BUNGALOW, Env
 pytestmark = pytest.mark.vm
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+WEB_PORT = _free_port()
+
+
 @pytest.fixture(scope="module")
 def vm(bw_module: Env) -> str:
-    bw_module.run("launch", "box", "--memory", "512M", "--disk", "6G")
+    bw_module.run("launch", "box", "--memory", "512M", "--disk", "6G", "-p", f"{WEB_PORT}:8000")
     return "box"
+
+
+def test_port_forward_reaches_a_server_in_the_guest(bw_module: Env, vm: str) -> None:
+    bw_module.run("exec", vm, "--", "sh", "-c", "echo served > /tmp/index.html")
+    bw_module.run(
+        "exec", vm, "-w", "/tmp", "--",
+        "sh", "-c", "setsid -f python3 -m http.server 8000 >/dev/null 2>&1",
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    body = b""
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{WEB_PORT}/index.html", timeout=5) as r:
+                body = r.read()
+                break
+        except OSError:
+            time.sleep(0.5)
+    assert body == b"served\n"
 
 
 def test_exec_prints_output_and_passes_the_exit_code(bw_module: Env, vm: str) -> None:

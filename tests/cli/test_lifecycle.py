@@ -99,3 +99,4 @@ def test_four_concurrent_launches(bw: Env) -> None:
         result = bw.run("exec", f"many-{i}", "--", "hostname")
         assert result.stdout == f"many-{i}\n"
     assert len(bw.qemu_pids()) == 4
+    assert bw.zombies() == []

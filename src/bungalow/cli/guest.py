@@ -7,7 +7,6 @@ from typing import Annotated, Any
 
 import typer
 
-from bungalow.cli import transfer
 from bungalow.cli.common import client
 from bungalow.cli.output import error
 from bungalow.errors import UserError
@@ -105,6 +104,8 @@ def cp(
     dest: Annotated[str, typer.Argument(help="VM:PATH or LOCAL_PATH.")],
 ) -> None:
     """Copy files and folders between this host and a VM, either way."""
+    from bungalow.cli import transfer
+
     transfer.copy(client(), source, dest)
 
 

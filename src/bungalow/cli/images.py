@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from bungalow.cli.common import client
-from bungalow.cli.output import out, progress, size, table
+from bungalow.cli.output import progress, say, size, table
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -22,7 +22,7 @@ def build(
     """Build an image from Debian packages (skipped when it is already there)."""
     done = progress(client().build_image(name, force), f"building {name}")
     image = done.get("image", {})
-    out.print(f"{image.get('name', name)} {str(image.get('id', ''))[:12]} ready")
+    say(f"{image.get('name', name)} {str(image.get('id', ''))[:12]} ready")
 
 
 @app.command("ls")
@@ -50,7 +50,7 @@ def import_(
     """Import a disk to boot with the pc profile."""
     image_name = name or path.name.split(".")[0].lower()
     image = client().import_image(path, image_name)
-    out.print(f"{image['name']} {image['id'][:12]} imported")
+    say(f"{image['name']} {image['id'][:12]} imported")
 
 
 @app.command("rm")
@@ -58,4 +58,4 @@ def remove(refs: Annotated[list[str], typer.Argument(help="Image names or ids.")
     """Remove images no VM uses."""
     for ref in refs:
         client().remove_image(ref)
-        out.print(f"{ref} is removed")
+        say(f"{ref} is removed")

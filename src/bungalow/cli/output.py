@@ -5,28 +5,50 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Iterable, Iterator
-from typing import Any
-
-from rich.console import Console
-from rich.table import Table
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
 from bungalow.units import format_size
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+if TYPE_CHECKING:
+    from rich.console import Console
+
+# Rich is imported on first use: `bungalow exec` prints nothing of its own, and
+# every command's start-up time counts in boot-to-exec.
+
+
+@cache
+def _console(stderr: bool) -> Console:
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+def say(text: str) -> None:
+    """A line for the user on stdout (Rich markup allowed)."""
+    _console(False).print(text)
 
 
 def error(message: str) -> None:
-    err.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    if not sys.stderr.isatty():
+        print(f"error: {message}", file=sys.stderr)
+        return
+    _console(True).print(f"[bold red]error:[/] {message}", soft_wrap=True)
+
+
+def print_json(text: str) -> None:
+    _console(False).print_json(text)
 
 
 def table(columns: Iterable[str], rows: Iterable[Iterable[Any]]) -> None:
+    from rich.table import Table
+
     grid = Table(box=None, pad_edge=False, header_style="bold")
     for column in columns:
         grid.add_column(column)
     for row in rows:
         grid.add_row(*(str(cell) for cell in row))
-    out.print(grid)
+    _console(False).print(grid)
 
 
 def age(since: float | None) -> str:
@@ -53,7 +75,7 @@ def progress(events: Iterator[dict[str, Any]], title: str) -> dict[str, Any]:
         BarColumn(),
         TextColumn("{task.fields[stage]}"),
         TimeElapsedColumn(),
-        console=err,
+        console=_console(True),
         transient=not sys.stderr.isatty(),
     ) as bar:
         task = bar.add_task(title, total=1.0, stage="starting")

@@ -12,7 +12,7 @@ import typer
 
 from bungalow.cli.common import client
 from bungalow.cli.guest import stream_exec
-from bungalow.cli.output import age, out, progress, size, table
+from bungalow.cli.output import age, print_json, progress, say, size, table
 from bungalow.errors import BungalowError, NotFoundError
 
 Cpus = Annotated[int, typer.Option("--cpus", "-c", help="Virtual CPUs.")]
@@ -62,7 +62,7 @@ def launch(
 ) -> None:
     """Create a VM from an image and boot it."""
     vm = _launch(name, image, cpus, memory, disk, ports or [], accel, profile)
-    out.print(f"{vm['name']} is running ({vm['image']}, {vm['cpus']} CPU, {size(vm['memory'])})")
+    say(f"{vm['name']} is running ({vm['image']}, {vm['cpus']} CPU, {size(vm['memory'])})")
 
 
 def run(
@@ -96,7 +96,7 @@ def ls(
     vms = client().list_vms()
     if quiet:
         for vm in vms:
-            out.print(vm["name"])
+            say(vm["name"])
         return
     table(
         ["NAME", "STATE", "IMAGE", "CPUS", "MEMORY", "DISK", "PORTS", "AGE"],
@@ -116,14 +116,14 @@ def inspect(name: Annotated[str, typer.Argument(help="VM name.")]) -> None:
     api = client()
     vm = api.get_vm(name)
     vm["events"] = api.events_log(name)[-10:]
-    out.print_json(json.dumps(vm))
+    print_json(json.dumps(vm))
 
 
 def start(names: Annotated[list[str], typer.Argument(help="VM names.")]) -> None:
     """Boot stopped VMs."""
     for name in names:
         client().start_vm(name)
-        out.print(f"{name} is running")
+        say(f"{name} is running")
 
 
 def stop(
@@ -135,7 +135,7 @@ def stop(
     """Shut VMs down cleanly (forced after --timeout); their disks are kept."""
     for name in names:
         client().stop_vm(name, timeout)
-        out.print(f"{name} is stopped")
+        say(f"{name} is stopped")
 
 
 def rm(
@@ -146,7 +146,7 @@ def rm(
     for name in names:
         try:
             client().remove_vm(name)
-            out.print(f"{name} is removed")
+            say(f"{name} is removed")
         except BungalowError as exc:
             if len(names) == 1:
                 raise

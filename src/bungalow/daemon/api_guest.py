@@ -177,12 +177,30 @@ async def logs(name: str, manager: Manager, tail: int = 0) -> PlainTextResponse:
     return PlainTextResponse(text)
 
 
+#: Started on the serial port the first time someone attaches: a root login there costs
+#: nothing at boot, and only the owner of the daemon's socket can reach it.
+_CONSOLE_LOGIN = (
+    "pgrep -x agetty >/dev/null || setsid -f /sbin/agetty --autologin root --noclear "
+    "--keep-baud 115200 ttyS0 vt220 </dev/null >/dev/null 2>&1"
+)
+
+
+async def _ensure_console_login(manager: Manager, name: str) -> None:
+    """Put a login on the guest's serial console if none is there yet."""
+    agent = await manager.agent(name, "attach to the console")
+    session = await agent.exec(["/bin/sh", "-c", _CONSOLE_LOGIN], timeout=10)
+    async for _event in session.events():
+        pass
+
+
 @router.websocket("/console")
 async def console(websocket: WebSocket, name: str, manager: Manager) -> None:
     """Bridge the serial console's socket to a websocket, bytes both ways."""
     await websocket.accept()
     vm = manager.get(name)
     path = RunFiles(manager.vm_dir(vm) / "run").console
+    with contextlib.suppress(BungalowError):
+        await _ensure_console_login(manager, name)
     try:
         reader, writer = await asyncio.open_unix_connection(str(path))
     except OSError:

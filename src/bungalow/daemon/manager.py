@@ -13,7 +13,6 @@ import contextlib
 import logging
 import secrets
 import shutil
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -227,6 +226,11 @@ class VmManager:
     async def agent(self, name: str, action: str) -> AgentChannel:
         vm = self.store.get(name)
         require_running(name, vm.state, action)
+        if vm.profile == "pc" and self.images.get(vm.image_id).kind != "linux":
+            raise AgentError(
+                f"Cannot {action}: the VM {name} boots an imported disk without the bungalow "
+                f"agent; use `bungalow console {name}` instead."
+            )
         runtime = self.runtimes.get(name)
         if runtime is None:
             raise InvalidStateError(f"Cannot {action}: the VM {name} is not attached; retry.")
@@ -245,9 +249,3 @@ class VmManager:
     def _ports_in_use(self, exclude: str | None = None) -> set[tuple[str, int, str]]:
         """Host ports that other VMs of this daemon have claimed."""
         return boot.claimed_ports(vm for vm in self.store.list() if vm.name != exclude)
-
-    async def console_log(self, name: str) -> AsyncIterator[bytes]:
-        vm = self.store.get(name)
-        path = self.vm_dir(vm) / "console.log"
-        if path.exists():
-            yield path.read_bytes()

@@ -37,8 +37,9 @@ def build_image(
 ) -> Image:
     """Build the image of recipe ``name`` into ``store`` and give it that name.
 
-    An image already called ``name`` is returned as it is unless ``force``; a
-    forced rebuild moves the name to the new image and leaves the old one,
+    An image already called ``name`` is returned as it is unless ``force`` or
+    it was made by an older builder (another RECIPE_VERSION); a rebuild moves
+    the name to the new image and leaves the old one,
     which VMs may still use, in the store without a name. ``progress`` gets
     ``(stage, fraction of the whole build)`` as the build goes.
     """
@@ -46,8 +47,10 @@ def build_image(
     report = _forward_only(progress)
     with store.build_lock(name):
         if store.has(name) and not force:
-            report("already built", 1.0)
-            return store.get(name)
+            current = store.get(name)
+            if current.recipe_version == RECIPE_VERSION:
+                report("already built", 1.0)
+                return current
         try:
             with store.staging() as staging:
                 require_space(staging, BUILD_SPACE)

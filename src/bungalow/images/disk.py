@@ -19,9 +19,11 @@ from typing import IO, Any
 from bungalow.errors import NotFoundError, UserError
 from bungalow.images._tools import find_tool, run_tool, tool_error
 
-#: The virtual size of a built image's root disk; the guest grows the file
-#: system when its overlay is larger.
-ROOT_DISK_SIZE = 2 << 30
+#: The virtual size of a built image's root disk, and so the default and smallest
+#: VM disk. It is sparse: unused space costs nothing in the qcow2 file. The guest
+#: grows the file system when its overlay is larger, which under TCG costs seconds
+#: of emulated kernel work just after boot, so the default size needs no growing.
+ROOT_DISK_SIZE = 4 << 30
 
 _MKE2FS_CONF = """[defaults]
 \tbase_features = sparse_super,large_file,filetype,resize_inode,dir_index,ext_attr

@@ -76,6 +76,8 @@ class Image:
     os_release: str
     kernel_version: str | None
     source: str
+    #: The builder's RECIPE_VERSION for built images; None for imported disks.
+    recipe_version: int | None = None
 
     @property
     def short_id(self) -> str:
@@ -324,6 +326,7 @@ class ImageStore:
                 os_release=manifest.get("os_release") or "",
                 kernel_version=manifest.get("kernel_version"),
                 source=manifest.get("source") or "",
+                recipe_version=manifest.get("recipe_version"),
             )
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise ImageError(
