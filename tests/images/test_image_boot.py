@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from bungalow.images import Image, ImageStore
+from bungalow.images.disk import ROOT_DISK_SIZE
 from bungalow.images.modules import load_order, read_load_order
 
 pytestmark = pytest.mark.vm
@@ -126,7 +127,7 @@ def test_the_image_describes_itself(debian12_image: Image) -> None:
     # Decompressed ahead of time: the Debian 6.1 cloud kernel has a PVH entry point.
     assert image.kernel is not None and image.kernel.name == "vmlinux"
     assert image.kernel.read_bytes()[:4] == b"\x7fELF"
-    assert image.virtual_size == 2 << 30 and 0 < image.size < 1 << 30
+    assert image.virtual_size == ROOT_DISK_SIZE and 0 < image.size < 1 << 30
     assert image.modules is not None
     order = [name for name, _ in read_load_order(image.modules)]
     assert {"virtio_blk", "virtio_net", "virtio_console", "virtio_mmio", "virtio_pci"} <= set(order)
