@@ -198,6 +198,12 @@ def main() -> None:
             f"idle QEMU PSS       bungalow {bm / 1024:.0f} MiB  plain QEMU {pm / 1024:.0f} MiB"
             f"  ratio {bm / pm:.2f} (target <= 1.10)"
         )
+        boots = [
+            line.split("ready: ")[1]
+            for line in (home / "bungalowd.log").read_text().splitlines()
+            if " ready: " in line
+        ]
+        print("bungalowd's own view of each boot:", *boots, sep="\n  ")
     finally:
         subprocess.run([*BUNGALOW, "ls", "-q"], env=env, capture_output=True)
         pidfile = home / "bungalowd.pid"
