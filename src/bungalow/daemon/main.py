@@ -12,6 +12,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -39,6 +40,18 @@ def _take_lock(data: DataDir) -> int | None:
         return None
     os.set_inheritable(fd, False)
     return fd
+
+
+def _owner_only_socket(path: Path) -> socket.socket:
+    """Bind the API socket ourselves: uvicorn would make a path socket world-writable."""
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    os.umask(0o077)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    os.chmod(path, 0o600)
+    listener.listen(128)
+    return listener
 
 
 def build_app(data: DataDir) -> FastAPI:
@@ -73,12 +86,10 @@ def serve(data: DataDir) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     become_subreaper()
     data.daemon_pidfile.write_text(f"{os.getpid()}\n")
-    with contextlib.suppress(FileNotFoundError):
-        data.socket.unlink()
-    os.umask(0o077)
+    listener = _owner_only_socket(data.socket)
     config = uvicorn.Config(
         build_app(data),
-        uds=str(data.socket),
+        fd=listener.fileno(),
         log_level="warning",
         log_config=None,
         timeout_graceful_shutdown=3,

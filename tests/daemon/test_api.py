@@ -1,0 +1,41 @@
+"""The daemon's API surface: an OpenAPI schema on an owner-only socket."""
+
+from __future__ import annotations
+
+import stat
+
+import httpx
+
+from tests.conftest import Env
+
+
+def test_socket_is_owner_only_and_serves_openapi(bw: Env) -> None:
+    bw.run("ls")  # starts the daemon
+    socket_path = bw.home / "bungalowd.sock"
+    assert stat.S_IMODE(socket_path.stat().st_mode) & 0o077 == 0
+    transport = httpx.HTTPTransport(uds=str(socket_path))
+    with httpx.Client(transport=transport, base_url="http://bungalowd") as client:
+        schema = client.get("/openapi.json").json()
+        assert {"/v1/vms", "/v1/vms/{name}/exec", "/v1/images/build", "/v1/host"} <= set(
+            schema["paths"]
+        )
+        missing = client.get("/v1/vms/ghost")
+        assert missing.status_code == 404
+        assert missing.json()["error"]["code"] == "not_found"
+
+
+def test_a_second_daemon_for_the_same_directory_steps_aside(bw: Env) -> None:
+    bw.run("ls")
+    first = bw.daemon_pid()
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "bungalow.daemon.main", "--home", str(bw.home)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0
+    assert "already running" in result.stderr
+    assert bw.daemon_pid() == first
