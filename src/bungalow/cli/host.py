@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from bungalow.cli.common import client
-from bungalow.cli.output import say, size
+from bungalow.cli.output import say_styled, size
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -30,4 +30,4 @@ def info() -> None:
     ]  # fmt: skip
     width = max(len(key) for key, _ in rows)
     for key, value in rows:
-        say(f"[bold]{key.ljust(width)}[/]  {value}")
+        say_styled(f"[bold]{key.ljust(width)}[/]  {value}")

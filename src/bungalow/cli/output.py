@@ -25,7 +25,12 @@ def _console(stderr: bool) -> Console:
 
 
 def say(text: str) -> None:
-    """A line for the user on stdout (Rich markup allowed)."""
+    """A plain line for the user on stdout (no Rich: it costs start-up time)."""
+    print(text, flush=True)
+
+
+def say_styled(text: str) -> None:
+    """A line with Rich markup on stdout."""
     _console(False).print(text)
 
 
