@@ -95,6 +95,25 @@ def test_exec_env_cwd_user_and_stdin(bw_module: Env, vm: str) -> None:
     assert piped.stdout == "SHOUT\n"
 
 
+def test_any_guest_user_can_resolve_names(bw_module: Env, vm: str) -> None:
+    for path in ("/etc/resolv.conf", "/etc/hosts"):
+        result = bw_module.run("exec", vm, "-u", "nobody", "--", "cat", path, check=False)
+        assert result.returncode == 0, result.stderr
+    lookup = bw_module.run("exec", vm, "-u", "nobody", "--", "getent", "hosts", "localhost")
+    assert "127.0.0.1" in lookup.stdout or "::1" in lookup.stdout
+
+
+def test_apt_installs_a_package_in_the_guest(bw_module: Env, vm: str) -> None:
+    result = bw_module.run(
+        "exec", vm, "-e", "DEBIAN_FRONTEND=noninteractive", "--", "sh", "-c",
+        "apt-get update -q && apt-get install -y -q --no-install-recommends jq",
+        check=False, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    out = bw_module.run("exec", vm, "--", "sh", "-c", "echo '{\"a\": 42}' | jq .a")
+    assert out.stdout == "42\n"
+
+
 def test_exec_of_a_missing_program_fails_clearly(bw_module: Env, vm: str) -> None:
     result = bw_module.run("exec", vm, "--", "no-such-program", check=False)
     assert result.returncode == 127

@@ -46,9 +46,14 @@ def _owner_only_socket(path: Path) -> socket.socket:
     """Bind the API socket ourselves: uvicorn would make a path socket world-writable."""
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
-    os.umask(0o077)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(str(path))
+    # The umask is changed only around bind, before any thread exists: the daemon
+    # also builds images, whose files must keep ordinary permissions.
+    previous = os.umask(0o177)
+    try:
+        listener.bind(str(path))
+    finally:
+        os.umask(previous)
     os.chmod(path, 0o600)
     listener.listen(128)
     return listener

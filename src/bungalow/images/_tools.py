@@ -75,6 +75,7 @@ def run_tool(
         text=True,
         errors="replace",
         check=False,
+        umask=0o022,
     )
     if result.returncode != 0:
         raise tool_error(what, result.stdout + result.stderr, workdir)

@@ -157,6 +157,7 @@ def bootstrap(
             errors="replace",
             env=env,
             start_new_session=True,
+            umask=0o022,  # a guest's files get Debian's modes, whatever our caller's umask
         ) as process,
     ):
         try:
@@ -229,6 +230,7 @@ def _replace(path: Path, text: str) -> None:
     # reach a file of the host (mmdebstrap copies the host's resolv.conf).
     path.unlink(missing_ok=True)
     path.write_text(text)
+    path.chmod(0o644)  # readable by every guest user, whatever the builder's umask
 
 
 def pretty_name(rootfs: Path) -> str:
