@@ -19,6 +19,7 @@ from bungalow.images.rootfs import (
     BOOTSTRAP_DONE,
     bootstrap,
     configure,
+    guest_python,
     pretty_name,
 )
 from bungalow.images.store import DISK, Image, ImageStore
@@ -81,6 +82,7 @@ def _build(store: ImageStore, recipe: Recipe, staging: Path, report: Progress) -
     kernel_version, kernel_file = install_kernel(kernel_dir, rootfs, staged)
     configure(rootfs)
     os_release = pretty_name(rootfs)
+    python = guest_python(rootfs)
 
     report("making the file system", 0.78)
     raw = staging / "root.ext4"
@@ -103,6 +105,7 @@ def _build(store: ImageStore, recipe: Recipe, staging: Path, report: Progress) -
             "kind": "linux",
             "os_release": os_release,
             "kernel_version": kernel_version,
+            "python": python,
             "kernel": kernel_file,
             "source": f"Debian {recipe.suite}, recipe {recipe.name} version {RECIPE_VERSION}",
             "suite": recipe.suite,

@@ -12,11 +12,13 @@ from __future__ import annotations
 import hashlib
 import importlib.resources
 import os
+import py_compile
 import stat
 import struct
 import subprocess
+import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -59,6 +61,9 @@ class Inputs:
     busybox: Path
     guest_files: dict[str, bytes]
     modules: Path
+    #: Precompiled guest modules (``__pycache__`` name -> bytes), when the host's
+    #: Python is the guest's: compiling them costs a TCG guest seconds of CPU.
+    bytecode: dict[str, bytes] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -69,10 +74,13 @@ class Inputs:
             digest.update(f"\0{name}\0{len(data)}\0".encode())
             digest.update(data)
         digest.update((self.modules / LOAD_ORDER_FILE).read_bytes())
+        digest.update(f"\0bytecode\0{sorted(self.bytecode)}".encode())
         return digest.hexdigest()[:16]
 
 
-def gather_inputs(modules: Path, guest_dir: Path | None = None) -> Inputs:
+def gather_inputs(
+    modules: Path, guest_dir: Path | None = None, *, guest_python: str | None = None
+) -> Inputs:
     """Find the init script, a static busybox and the guest agent files.
 
     ``guest_dir`` overrides where the guest files (every ``*.py`` in it, with
@@ -80,12 +88,42 @@ def gather_inputs(modules: Path, guest_dir: Path | None = None) -> Inputs:
     ``bungalow.guest`` package's ``GUEST_FILES``.
     """
     init_script = importlib.resources.files("bungalow.images").joinpath(INIT_SCRIPT)
+    guest_files = _read_guest_files(guest_dir)
     return Inputs(
         init_script=init_script.read_bytes(),
         busybox=find_static_busybox(),
-        guest_files=_read_guest_files(guest_dir),
+        guest_files=guest_files,
         modules=modules,
+        bytecode=compile_guest_files(guest_files, guest_python),
     )
+
+
+def compile_guest_files(files: dict[str, bytes], guest_python: str | None) -> dict[str, bytes]:
+    """Bytecode for the guest's imports, made here when this Python is the guest's version.
+
+    The pyc files use unchecked hashes: the guest loads them without looking at
+    sources or times. The entry script (agent.py) is never loaded from a cache.
+    """
+    if guest_python != f"{sys.version_info.major}.{sys.version_info.minor}":
+        return {}
+    tag = sys.implementation.cache_tag
+    compiled: dict[str, bytes] = {}
+    with tempfile.TemporaryDirectory(prefix="bungalow-pyc-") as scratch:
+        for name, source in files.items():
+            if name == "agent.py" or not name.endswith(".py"):
+                continue
+            source_path = Path(scratch) / name
+            source_path.write_bytes(source)
+            target = Path(scratch) / f"{name}.pyc"
+            py_compile.compile(
+                str(source_path),
+                cfile=str(target),
+                dfile=f"/run/bungalow/{name}",
+                doraise=True,
+                invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
+            )
+            compiled[f"{name.removesuffix('.py')}.{tag}.pyc"] = target.read_bytes()
+    return compiled
 
 
 def _read_guest_files(guest_dir: Path | None) -> dict[str, bytes]:
@@ -169,6 +207,10 @@ def write_initramfs(inputs: Inputs, output: BinaryIO) -> None:
         archive.file(f"lib/modules/{module}.ko", module_file.read_bytes())
     for name, data in sorted(inputs.guest_files.items()):
         archive.file(f"bungalow/{name}", data)
+    if inputs.bytecode:
+        archive.directory("bungalow/__pycache__")
+        for name, data in sorted(inputs.bytecode.items()):
+            archive.file(f"bungalow/__pycache__/{name}", data)
     archive.close()
 
 

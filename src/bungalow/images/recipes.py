@@ -13,7 +13,7 @@ from bungalow.errors import NotFoundError
 #: Bump whenever the way a recipe becomes an image changes (packages, files
 #: written into the root file system, kernel handling), so that images built by
 #: an older builder can be told apart through their manifest.
-RECIPE_VERSION = 4
+RECIPE_VERSION = 5
 
 #: The packages every image gets on top of mmdebstrap's ``minbase`` variant
 #: (Essential packages plus apt). The agent needs python3; the rest is what a

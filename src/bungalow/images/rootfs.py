@@ -233,6 +233,16 @@ def _replace(path: Path, text: str) -> None:
     path.chmod(0o644)  # readable by every guest user, whatever the builder's umask
 
 
+def guest_python(rootfs: Path) -> str | None:
+    """The guest's python3 version ("3.11"), read from where its standard library lives."""
+    versions = sorted(
+        path.name.removeprefix("python")
+        for path in (rootfs / "usr/lib").glob("python3.*")
+        if (path / "os.py").is_file()
+    )
+    return versions[-1] if versions else None
+
+
 def pretty_name(rootfs: Path) -> str:
     """PRETTY_NAME from the guest's os-release, read without following absolute symlinks."""
     for candidate in ("usr/lib/os-release", "etc/os-release"):

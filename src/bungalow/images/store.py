@@ -78,6 +78,8 @@ class Image:
     source: str
     #: The builder's RECIPE_VERSION for built images; None for imported disks.
     recipe_version: int | None = None
+    #: The guest's python3 version ("3.11"), when the builder recorded it.
+    python: str | None = None
 
     @property
     def short_id(self) -> str:
@@ -203,7 +205,7 @@ class ImageStore:
                 f"The image {image.name or image.short_id} is a disk image; it boots through "
                 "firmware from its own bootloader, not from a bungalow initramfs."
             )
-        inputs = gather_inputs(image.modules, guest_dir)
+        inputs = gather_inputs(image.modules, guest_dir, guest_python=image.python)
         destination = image.directory / f"initrd-{inputs.key}.img"
         if destination.exists():
             os.utime(destination)  # recently used: kept by the pruning below
@@ -327,6 +329,7 @@ class ImageStore:
                 kernel_version=manifest.get("kernel_version"),
                 source=manifest.get("source") or "",
                 recipe_version=manifest.get("recipe_version"),
+                python=manifest.get("python"),
             )
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise ImageError(
