@@ -9,6 +9,7 @@ one emulated instruction at a time, while QEMU copies the plain bytes in.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.resources
 import os
@@ -106,10 +107,16 @@ def compile_guest_files(files: dict[str, bytes], guest_python: str | None) -> di
     """
     if guest_python != f"{sys.version_info.major}.{sys.version_info.minor}":
         return {}
+    return dict(_compile(tuple(sorted(files.items()))))
+
+
+@functools.lru_cache(maxsize=4)
+def _compile(files: tuple[tuple[str, bytes], ...]) -> tuple[tuple[str, bytes], ...]:
+    """Compile once per set of sources: every VM start asks for the initramfs key."""
     tag = sys.implementation.cache_tag
     compiled: dict[str, bytes] = {}
     with tempfile.TemporaryDirectory(prefix="bungalow-pyc-") as scratch:
-        for name, source in files.items():
+        for name, source in files:
             if name == "agent.py" or not name.endswith(".py"):
                 continue
             source_path = Path(scratch) / name
@@ -123,7 +130,7 @@ def compile_guest_files(files: dict[str, bytes], guest_python: str | None) -> di
                 invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
             )
             compiled[f"{name.removesuffix('.py')}.{tag}.pyc"] = target.read_bytes()
-    return compiled
+    return tuple(sorted(compiled.items()))
 
 
 def _read_guest_files(guest_dir: Path | None) -> dict[str, bytes]:
