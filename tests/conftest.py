@@ -61,17 +61,10 @@ class Env:
 
     def qemu_pids(self) -> list[int]:
         """QEMU processes whose command line mentions this data directory."""
-        pids = []
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                cmdline = (entry / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if b"qemu-system" in cmdline and str(self.home).encode() in cmdline:
-                pids.append(int(entry.name))
-        return pids
+        home = str(self.home).encode()
+        return [
+            pid for pid, _, cmdline in _processes() if b"qemu-system" in cmdline and home in cmdline
+        ]
 
     def daemon_tracebacks(self) -> str:
         """Tracebacks in the daemon's log: each is a bug, whatever the test checked."""
@@ -83,19 +76,12 @@ class Env:
 
     def zombies(self) -> list[int]:
         """Exited children the daemon has not collected."""
-        daemon = self.daemon_pid()
-        found = []
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            fields = stat[stat.rfind(")") + 2 :].split()
-            if fields[0] == "Z" and fields[1] == str(daemon):
-                found.append(int(entry.name))
-        return found
+        daemon = str(self.daemon_pid())
+        return [
+            pid
+            for pid, stat, _ in _processes()
+            if stat[stat.rfind(")") + 2 :].split()[:2] == ["Z", daemon]
+        ]
 
     def shutdown(self) -> None:
         """Kill every QEMU and the daemon of this installation."""
@@ -106,6 +92,17 @@ class Env:
         if pid:
             with _suppress():
                 os.kill(pid, signal.SIGTERM)
+
+
+def _processes() -> Iterator[tuple[int, str, bytes]]:
+    """(pid, /proc/PID/stat, /proc/PID/cmdline) of every process still there to read."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            yield int(entry.name), (entry / "stat").read_text(), (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
 
 
 class _suppress:

@@ -12,7 +12,7 @@ import typer
 
 from bungalow.cli.common import client
 from bungalow.cli.guest import stream_exec
-from bungalow.cli.output import age, print_json, progress, say, size, table
+from bungalow.cli.output import age, error, print_json, progress, say, size, table
 from bungalow.errors import BungalowError, NotFoundError
 
 Cpus = Annotated[int, typer.Option("--cpus", "-c", help="Virtual CPUs.")]
@@ -150,8 +150,6 @@ def rm(
         except BungalowError as exc:
             if len(names) == 1:
                 raise
-            from bungalow.cli.output import error
-
             error(exc.message)
             failed = True
     if failed:

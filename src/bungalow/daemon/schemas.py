@@ -103,8 +103,3 @@ class HostInfo(BaseModel):
     allocated_cpus: int
     allocated_memory: int
     allocated_disk: int
-
-
-class ErrorBody(BaseModel):
-    code: str
-    message: str
