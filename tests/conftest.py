@@ -7,6 +7,8 @@ test that needs a daemon gets its own short-pathed data directory.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import os
 import shutil
 import signal
@@ -21,6 +23,16 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 IMAGE_CACHE = Path(os.environ.get("BUNGALOW_TEST_IMAGES", "/var/cache/bungalow-test/images"))
 BUNGALOW = [sys.executable, "-m", "bungalow.cli.main"]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    """Run ``async def`` tests in a fresh event loop (no plugin needed)."""
+    if not inspect.iscoroutinefunction(pyfuncitem.obj):
+        return None
+    names = pyfuncitem._fixtureinfo.argnames
+    asyncio.run(pyfuncitem.obj(**{name: pyfuncitem.funcargs[name] for name in names}))
+    return True
 
 
 class Env:

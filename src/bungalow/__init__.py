@@ -1,8 +1,96 @@
-"""bungalow: real virtual machines on your own Linux host."""
+"""bungalow: real virtual machines on your own Linux host.
+
+The Python SDK is ``from bungalow import Sandbox, AsyncSandbox``. Its classes load
+on first use (module ``__getattr__``): the command line imports this package on
+every command and must not pay for httpx. The errors are plain imports, as
+:mod:`bungalow.errors` imports nothing.
+"""
 
 from __future__ import annotations
 
-from bungalow.errors import BungalowError
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from bungalow.errors import (
+    AgentError,
+    BungalowError,
+    CapacityError,
+    CommandFailedError,
+    CommandTimeoutError,
+    ConflictError,
+    DaemonError,
+    ExecTimeoutError,
+    GuestFileNotFoundError,
+    ImageError,
+    InvalidNameError,
+    InvalidStateError,
+    NotFoundError,
+    QemuError,
+    SandboxGoneError,
+    SnapshotError,
+    SnapshotNotFoundError,
+    UserError,
+    VmNotFoundError,
+)
+
+if TYPE_CHECKING:
+    from bungalow.client.async_sandbox import AsyncExecStream, AsyncSandbox
+    from bungalow.client.results import ExecChunk, ExecResult
+    from bungalow.client.sandbox import ExecStream, Sandbox
+    from bungalow.client.sandbox_base import FileStat
 
 __version__ = "0.1.0"
-__all__ = ["BungalowError", "__version__"]
+
+#: Public name -> the module that defines it, imported when the name is first used.
+_LAZY = {
+    "Sandbox": "bungalow.client.sandbox",
+    "ExecStream": "bungalow.client.sandbox",
+    "AsyncSandbox": "bungalow.client.async_sandbox",
+    "AsyncExecStream": "bungalow.client.async_sandbox",
+    "ExecResult": "bungalow.client.results",
+    "ExecChunk": "bungalow.client.results",
+    "FileStat": "bungalow.client.sandbox_base",
+}
+
+__all__ = [
+    "AgentError",
+    "AsyncExecStream",
+    "AsyncSandbox",
+    "BungalowError",
+    "CapacityError",
+    "CommandFailedError",
+    "CommandTimeoutError",
+    "ConflictError",
+    "DaemonError",
+    "ExecChunk",
+    "ExecResult",
+    "ExecStream",
+    "ExecTimeoutError",
+    "FileStat",
+    "GuestFileNotFoundError",
+    "ImageError",
+    "InvalidNameError",
+    "InvalidStateError",
+    "NotFoundError",
+    "QemuError",
+    "Sandbox",
+    "SandboxGoneError",
+    "SnapshotError",
+    "SnapshotNotFoundError",
+    "UserError",
+    "VmNotFoundError",
+    "__version__",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'bungalow' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -56,10 +56,21 @@ class DataDir:
     def daemon_pidfile(self) -> Path:
         return self.root / "bungalowd.pid"
 
+    @property
+    def config(self) -> Path:
+        return self.root / "config.toml"
+
+    @property
+    def snapshots(self) -> Path:
+        return self.root / "snapshots"
+
+    def snapshot_dir(self, snapshot_id: str) -> Path:
+        return self.snapshots / snapshot_id
+
     def vm_dir(self, vm_id: str) -> Path:
         return self.vms / vm_id
 
     def ensure(self) -> None:
         validate_option_path(str(self.root), what="data directory")
-        for path in (self.root, self.vms, self.images):
+        for path in (self.root, self.vms, self.images, self.snapshots):
             path.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -21,7 +21,7 @@ def test_socket_is_owner_only_and_serves_openapi(bw: Env) -> None:
         )
         missing = client.get("/v1/vms/ghost")
         assert missing.status_code == 404
-        assert missing.json()["error"]["code"] == "not_found"
+        assert missing.json()["error"]["code"] == "vm_not_found"
 
 
 def test_a_second_daemon_for_the_same_directory_steps_aside(bw: Env) -> None:

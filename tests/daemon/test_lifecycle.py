@@ -26,7 +26,8 @@ def test_the_normal_life_of_a_vm_is_allowed() -> None:
     [
         (VmState.RUNNING, VmState.STARTING, "already running"),
         (VmState.STOPPED, VmState.STOPPING, "already stopped"),
-        (VmState.STOPPED, VmState.RUNNING, "cannot become"),
+        (VmState.STOPPED, VmState.RUNNING, "start it with `bungalow start web`"),
+        (VmState.STOPPED, VmState.PAUSED, "only a running VM can be paused"),
         (VmState.CREATED, VmState.STOPPED, "cannot become"),
     ],
 )

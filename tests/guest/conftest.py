@@ -10,8 +10,6 @@ another interpreter, e.g. a Debian 11 python3.9, to check old guests.
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import os
 import shutil
 import subprocess
@@ -25,16 +23,6 @@ import pytest
 from bungalow.guest import AGENT_ENTRY, GUEST_FILES
 
 GUEST_PYTHON = os.environ.get("BUNGALOW_GUEST_PYTHON", sys.executable)
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
-    """Run ``async def`` tests in a fresh event loop (no plugin needed)."""
-    if not inspect.iscoroutinefunction(pyfuncitem.obj):
-        return None
-    names = pyfuncitem._fixtureinfo.argnames
-    asyncio.run(pyfuncitem.obj(**{name: pyfuncitem.funcargs[name] for name in names}))
-    return True
 
 
 def install_guest_files(directory: Path) -> Path:

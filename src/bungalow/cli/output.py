@@ -66,6 +66,14 @@ def age(since: float | None) -> str:
     return f"{seconds}s"
 
 
+def until(when: float | None) -> str:
+    """``in 9m`` for a deadline ahead, ``now`` for one passed, ``-`` for none."""
+    if not when:
+        return "-"
+    left = when - time.time()
+    return "now" if left <= 0 else "in " + age(time.time() - left)
+
+
 def size(value: int | None) -> str:
     return format_size(value) if value else "-"
 

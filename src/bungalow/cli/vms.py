@@ -12,7 +12,7 @@ import typer
 
 from bungalow.cli.common import client
 from bungalow.cli.guest import stream_exec
-from bungalow.cli.output import age, error, print_json, progress, say, size, table
+from bungalow.cli.output import age, error, print_json, progress, say, size, table, until
 from bungalow.errors import BungalowError, NotFoundError
 
 Cpus = Annotated[int, typer.Option("--cpus", "-c", help="Virtual CPUs.")]
@@ -99,16 +99,24 @@ def ls(
             say(vm["name"])
         return
     table(
-        ["NAME", "STATE", "IMAGE", "CPUS", "MEMORY", "DISK", "PORTS", "AGE"],
+        ["NAME", "STATE", "IMAGE", "CPUS", "MEMORY", "DISK", "PORTS", "AGE", "EXPIRES"],
         (
             [
                 vm["name"], vm["state"], vm["image"], vm["cpus"], size(vm["memory"]),
-                f"{size(vm['disk_used'])}/{size(vm['disk_size'])}",
-                ",".join(vm["ports"]) or "-", age(vm["created"]),
+                _disk(vm), ",".join(vm["ports"]) or "-", age(vm["created"]),
+                until(vm.get("expires_at")),
             ]
             for vm in vms
         ),
     )  # fmt: skip
+
+
+def _disk(vm: dict[str, Any]) -> str:
+    """Space really used on the host out of the disk's size, plus snapshots if any."""
+    text = f"{size(vm['disk_used'])}/{size(vm['disk_size'])}"
+    if vm.get("snapshots_used"):
+        text += f" +{size(vm['snapshots_used'])} snap"
+    return text
 
 
 def inspect(name: Annotated[str, typer.Argument(help="VM name.")]) -> None:

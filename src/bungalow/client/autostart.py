@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from bungalow.errors import DaemonError
 from bungalow.paths import DataDir
@@ -55,4 +56,15 @@ def ensure_daemon(data: DataDir) -> None:
         if process.poll() not in (None, 0):
             break
         time.sleep(0.05)
+    why = _last_line(data.daemon_log)
+    if why:
+        raise DaemonError(f"bungalowd did not start: {why.rstrip('.')}.")
     raise DaemonError(f"bungalowd did not start; its log is {data.daemon_log}.")
+
+
+def _last_line(path: Path) -> str:
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    return next((line.strip() for line in reversed(lines) if line.strip()), "")[:300]

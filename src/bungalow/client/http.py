@@ -6,62 +6,25 @@ class it was raised as, so callers catch meaning, not status codes.
 
 from __future__ import annotations
 
-import base64
-import json
-import sys
-import types
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 
-def _skip_httpx_command_line() -> None:
-    """Keep httpx from importing its own command-line tool.
+from bungalow.client import wire
+from bungalow.client.autostart import ensure_daemon
+from bungalow.client.wire import raise_event_error
+from bungalow.paths import DataDir
 
-    ``import httpx`` loads ``httpx._main`` (click, rich, pygments) whenever
-    those are installed, as they are here; that is about 70 ms on every
-    ``bungalow`` command, and boot-to-exec counts two of them. bungalow never
-    runs httpx's tool, so an empty module with its one name takes its place.
-    """
-    if "httpx" in sys.modules or "httpx._main" in sys.modules:
-        return
-    module = types.ModuleType("httpx._main")
-
-    def main() -> None:  # pragma: no cover - httpx's CLI, which bungalow does not ship
-        raise SystemExit("httpx's command-line tool is not available inside bungalow.")
-
-    module.main = main  # type: ignore[attr-defined]
-    sys.modules["httpx._main"] = module
-
-
-_skip_httpx_command_line()
-
-import httpx  # noqa: E402
-
-from bungalow.client.autostart import ensure_daemon  # noqa: E402
-from bungalow.errors import BungalowError, DaemonError, error_from_code  # noqa: E402
-from bungalow.paths import DataDir  # noqa: E402
-
-_BASE = "http://bungalowd"
+__all__ = ["Client", "raise_event_error"]
 
 
 def _raise_for(response: httpx.Response) -> None:
-    if response.is_success:
-        return
-    try:
+    if not response.is_success:
         response.read()
-        body = response.json()
-        error = body["error"]
-        raise error_from_code(error["code"], error["message"])
-    except (ValueError, KeyError, TypeError):
-        pass
-    raise BungalowError(f"bungalowd answered {response.status_code}: {response.text[:200]}")
-
-
-def raise_event_error(event: dict[str, Any]) -> None:
-    if event.get("type") == "error":
-        raise error_from_code(str(event.get("code")), str(event.get("message")))
+        raise wire.error_for(response)
 
 
 class Client:
@@ -74,7 +37,7 @@ class Client:
         # A Unix socket carries no TLS: skipping the CA bundle saves ~50 ms a command.
         transport = httpx.HTTPTransport(uds=str(self.data.socket), verify=False)
         self._http = httpx.Client(
-            transport=transport, base_url=_BASE, timeout=httpx.Timeout(30.0, read=None)
+            transport=transport, base_url=wire.BASE_URL, timeout=httpx.Timeout(30.0, read=None)
         )
 
     def close(self) -> None:
@@ -90,15 +53,9 @@ class Client:
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
-            raise DaemonError(
-                f"Lost the connection to bungalowd ({exc}); see {self.data.daemon_log}."
-            ) from None
+            raise wire.connection_lost(self.data, exc) from None
         _raise_for(response)
-        if response.status_code == 204 or not response.content:
-            return None
-        if response.headers.get("content-type", "").startswith("application/json"):
-            return response.json()
-        return response.text
+        return wire.response_value(response)
 
     @contextmanager
     def stream(self, method: str, path: str, **kwargs: Any) -> Iterator[httpx.Response]:
@@ -107,19 +64,14 @@ class Client:
                 _raise_for(response)
                 yield response
         except httpx.TransportError as exc:
-            raise DaemonError(
-                f"Lost the connection to bungalowd ({exc}); see {self.data.daemon_log}."
-            ) from None
+            raise wire.connection_lost(self.data, exc) from None
 
     def events(self, method: str, path: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
         """NDJSON events of a streaming endpoint; an ``error`` event raises."""
         with self.stream(method, path, **kwargs) as response:
             for line in response.iter_lines():
-                if not line.strip():
-                    continue
-                event = json.loads(line)
-                raise_event_error(event)
-                yield event
+                if (event := wire.parse_event(line)) is not None:
+                    yield event
 
     # -- VMs -------------------------------------------------------------------------------------
 
@@ -148,6 +100,26 @@ class Client:
     def remove_vm(self, name: str) -> None:
         self.request("DELETE", f"/v1/vms/{name}")
 
+    # -- sandboxes -------------------------------------------------------------------------------
+
+    def create_sandbox(self, spec: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = self.request("POST", "/v1/sandboxes", json=spec)
+        return result
+
+    def fork_vm(self, name: str, count: int) -> list[dict[str, Any]]:
+        """``count`` running copies of the VM ``name``, each a VM of its own."""
+        result: list[dict[str, Any]] = self.request(
+            "POST", f"/v1/vms/{name}/fork", json={"count": count}
+        )
+        return result
+
+    def lease_vm(self, name: str, timeout: str | float | None) -> dict[str, Any]:
+        """Delete the VM ``timeout`` from now (a duration or seconds); None keeps it."""
+        result: dict[str, Any] = self.request(
+            "POST", f"/v1/vms/{name}/lease", json={"timeout": timeout}
+        )
+        return result
+
     def logs(self, name: str, tail: int = 0) -> str:
         return str(self.request("GET", f"/v1/vms/{name}/logs", params={"tail": tail}) or "")
 
@@ -160,15 +132,11 @@ class Client:
 
     def exec_events(
         self, name: str, argv: list[str], *, stdin: bytes | None = None, **options: Any
-    ) -> Iterator[dict[str, Any]]:
+    ) -> Generator[dict[str, Any], None, None]:
         """Run ``argv`` in the VM; yields decoded events (stdout/stderr bytes, then exit)."""
-        body: dict[str, Any] = {"argv": argv, **options}
-        if stdin is not None:
-            body["stdin"] = base64.b64encode(stdin).decode()
+        body = wire.exec_body(argv, stdin, options)
         for event in self.events("POST", f"/v1/vms/{name}/exec", json=body):
-            if "data" in event:
-                event["data"] = base64.b64decode(event["data"])
-            yield event
+            yield wire.decode_exec_event(event)
 
     def stat(self, name: str, path: str) -> dict[str, Any]:
         result: dict[str, Any] = self.request(

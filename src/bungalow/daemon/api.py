@@ -8,35 +8,40 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
-from functools import cache
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from bungalow.daemon.api_guest import router as guest_router
 from bungalow.daemon.api_images import router as images_router
+from bungalow.daemon.api_snapshots import router as snapshots_router
 from bungalow.daemon.deps import Manager
 from bungalow.daemon.lifecycle import ACTIVE_STATES
 from bungalow.daemon.manager import VmManager
 from bungalow.daemon.requests import CreateRequest
+from bungalow.daemon.sandboxes import Sandboxes
 from bungalow.daemon.schemas import AccelInfo, HostInfo, StopRequest, VmCreate, VmInfo
-from bungalow.daemon.store import VmRecord
+from bungalow.daemon.snapshots import Snapshots
+from bungalow.daemon.views import vm_info
 from bungalow.errors import BungalowError
 from bungalow.qemu.accel import probe_accelerator
+from bungalow.qemu.process import qemu_version
 from bungalow.units import parse_size
 
 router = APIRouter(prefix="/v1")
 
 
-def create_app(manager: VmManager) -> FastAPI:
+def create_app(manager: VmManager, snapshots: Snapshots, sandboxes: Sandboxes) -> FastAPI:
     app = FastAPI(
         title="bungalowd",
         version="1",
         description="Real virtual machines on this host, one QEMU each.",
     )
     app.state.manager = manager
+    app.state.snapshots = snapshots
+    app.state.sandboxes = sandboxes
     app.include_router(router)
+    app.include_router(snapshots_router)
     app.include_router(guest_router)
     app.include_router(images_router)
 
@@ -48,33 +53,6 @@ def create_app(manager: VmManager) -> FastAPI:
         )
 
     return app
-
-
-def vm_info(manager: VmManager, vm: VmRecord) -> VmInfo:
-    disk = manager.vm_dir(vm) / "disk.qcow2"
-    try:
-        used = disk.stat().st_blocks * 512
-    except OSError:
-        used = 0
-    return VmInfo(
-        id=vm.id,
-        name=vm.name,
-        state=str(vm.state),
-        image=vm.image_name,
-        image_id=vm.image_id,
-        profile=vm.profile,
-        cpus=vm.cpus,
-        memory=vm.memory,
-        disk_size=vm.disk_size,
-        disk_used=used,
-        ports=vm.ports,
-        accel=vm.accel,
-        mac=vm.mac,
-        pid=vm.pid,
-        created=vm.created,
-        started=vm.started,
-        error=vm.error,
-    )
 
 
 @router.get("/health")
@@ -130,17 +108,6 @@ async def events(
     return manager.store.events(vm, limit)
 
 
-@cache
-def _qemu_version() -> str:
-    try:
-        out = subprocess.run(
-            ["qemu-system-x86_64", "--version"], capture_output=True, text=True, check=False
-        ).stdout
-    except OSError:
-        return "not installed"
-    return out.splitlines()[0] if out else "unknown"
-
-
 @router.get("/host")
 async def host_info(manager: Manager) -> HostInfo:
     capacity = manager.capacity()
@@ -155,7 +122,7 @@ async def host_info(manager: Manager) -> HostInfo:
         disk_total=capacity.disk_total,
         disk_free=capacity.disk_free,
         data_dir=str(manager.data.root),
-        qemu=_qemu_version(),
+        qemu=qemu_version(),
         accel=AccelInfo(name=choice.name, reason=choice.reason, probe_ms=choice.probe_ms),
         vms=len(vms),
         vms_running=len(running),

@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
-from bungalow.daemon.deps import Manager
+from bungalow.daemon.deps import Manager, SnapshotOps
 from bungalow.daemon.manager import VmManager
 from bungalow.daemon.schemas import ImageBuild, ImageImport, ImageInfo
 from bungalow.errors import BungalowError, ConflictError
@@ -57,14 +57,16 @@ async def get_image(ref: str, manager: Manager) -> ImageInfo:
 
 
 @router.delete("/{ref}", status_code=204)
-async def remove_image(ref: str, manager: Manager) -> None:
+async def remove_image(ref: str, manager: Manager, snapshots: SnapshotOps) -> None:
     image = manager.images.get(ref)
     users = [vm.name for vm in manager.list() if vm.image_id == image.id]
+    users += snapshots.image_users(image.id)
     if users:
         raise ConflictError(
             f"The image {image.name} is used by {', '.join(users)}; remove "
-            f"{'that VM' if len(users) == 1 else 'those VMs'} first."
+            f"{'that' if len(users) == 1 else 'those'} first."
         )
+    await snapshots.retire_templates(image.id)
     await asyncio.to_thread(manager.images.remove, image.id)
 
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+import os
 import subprocess
 import time
 from collections.abc import Iterable
@@ -25,6 +27,7 @@ from bungalow.host.ports import port_in_use
 from bungalow.host.resources import HostCapacity, check_fits
 from bungalow.images.store import Image, ImageStore
 from bungalow.names import validate_option_path
+from bungalow.qemu import migration
 from bungalow.qemu.argv import MachineSpec, PortForward, RunFiles
 from bungalow.qemu.monitor import Monitor
 from bungalow.qemu.process import launch, pid_alive, terminate, wait_exit
@@ -85,6 +88,8 @@ def plan_vm(
         disk_size=disk,
         ports=[str(p) for p in ports],
         accel=request.accel,
+        sandbox=request.sandbox,
+        expires_at=request.expires_at,
     )
 
 
@@ -108,8 +113,8 @@ def check_ports_free(ports: Iterable[str], claimed: set[tuple[str, int, str]]) -
             )
 
 
-def create_disk(vm_dir: Path, image: Image, size: int) -> None:
-    """The VM's disk: a qcow2 overlay on the immutable image, grown to ``size``."""
+def create_disk(vm_dir: Path, image: Image, size: int, *, backing: Path | None = None) -> None:
+    """The VM's disk: a qcow2 overlay on the immutable image (or a snapshot's disk)."""
     validate_option_path(str(vm_dir), what="VM directory")
     if len(str(vm_dir / "run" / "console.sock")) > MAX_SOCKET_PATH:
         raise UserError(
@@ -121,7 +126,7 @@ def create_disk(vm_dir: Path, image: Image, size: int) -> None:
     result = subprocess.run(
         [
             "qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2",
-            "-b", str(image.disk), str(vm_dir / "disk.qcow2"), str(size),
+            "-b", str(backing or image.disk), str(vm_dir / "disk.qcow2"), str(size),
         ],
         capture_output=True,
         text=True,
@@ -179,12 +184,63 @@ async def boot_until_ready(
         except TimeoutError as exc:
             last_error = exc
         except BaseException:
-            await _kill(runtime)
+            await kill(runtime)
             raise
-        await _kill(runtime)
+        await kill(runtime)
     raise QemuError(
         f"The VM {vm.name} did not become ready in {BOOT_ATTEMPTS} attempts "
         f"({last_error}); see `bungalow logs {vm.name}`."
+    )
+
+
+async def resume_snapshot(
+    spec: MachineSpec, state: Path, *, cmdline: str | None, ram: Path, name: str
+) -> VmRuntime:
+    """Start QEMU from a saved state instead of booting: load, continue, reach the agent.
+
+    The guest RAM is ``ram`` mapped privately (copy-on-write), so every VM
+    started from one snapshot shares the pages none of them has written.
+    """
+    spec = dataclasses.replace(
+        spec, memory_file=ram, memory_shared=False, incoming=True, cmdline=cmdline
+    )
+    began = time.monotonic()
+    pid = await asyncio.to_thread(launch, spec)
+    runtime = VmRuntime(pid=pid, run_dir=spec.run_dir)
+    try:
+        files = RunFiles(spec.run_dir)
+        monitor = await Monitor.connect(files.qmp, timeout=10)
+        runtime.attach_monitor(monitor)
+        launched = time.monotonic()
+        await migration.set_ignore_shared(monitor)
+        await migration.load(monitor, state, timeout=60)
+        loaded = time.monotonic()
+        await monitor.cont()
+        if spec.agent:
+            runtime.agent = await AgentChannel.connect(files.agent, timeout=20)
+        log.info(
+            "%s resumed: qemu start %.3fs, load %.3fs, agent %.3fs",
+            name, launched - began, loaded - launched, time.monotonic() - loaded,
+        )  # fmt: skip
+    except BaseException:
+        await kill(runtime)
+        raise
+    return runtime
+
+
+async def sync_guest(runtime: VmRuntime, vm: VmRecord, *, identity: bool = True) -> None:
+    """Set the guest's clock (and with ``identity`` its name, machine-id, MAC and entropy)."""
+    if runtime.agent is None:
+        return
+    if not identity:
+        await runtime.agent.sync(time=time.time())
+        return
+    await runtime.agent.sync(
+        time=time.time(),
+        hostname=vm.name,
+        machine_id=vm.machine_id or None,
+        entropy=os.urandom(64),
+        mac=vm.mac,
     )
 
 
@@ -208,7 +264,7 @@ async def _wait_ready(runtime: VmRuntime, image: Image, name: str) -> None:
         raise TimeoutError(exc.message) from None
 
 
-async def _kill(runtime: VmRuntime) -> None:
+async def kill(runtime: VmRuntime) -> None:
     runtime.expected_exit = True
     await runtime.close_channels()
     if pid_alive(runtime.pid, runtime.run_dir):
@@ -233,13 +289,13 @@ async def graceful_poweroff(runtime: VmRuntime, timeout: float) -> None:
         runtime.exited.set()
 
 
-async def adopt(pid: int, run_dir: Path) -> VmRuntime:
-    """Reconnect to a QEMU started by an earlier daemon."""
+async def adopt(pid: int, run_dir: Path, *, agent: bool = True) -> VmRuntime:
+    """Reconnect to a QEMU started by an earlier daemon (a paused guest's agent cannot answer)."""
     files = RunFiles(run_dir)
     runtime = VmRuntime(pid=pid, run_dir=run_dir)
     with contextlib.suppress(Exception):
         runtime.attach_monitor(await Monitor.connect(files.qmp, timeout=5))
-    if files.agent.exists():
+    if agent and files.agent.exists():
         try:
             runtime.agent = await AgentChannel.connect(files.agent, timeout=15)
         except AgentError:

@@ -8,6 +8,8 @@ from fastapi import Depends
 from starlette.requests import HTTPConnection
 
 from bungalow.daemon.manager import VmManager
+from bungalow.daemon.sandboxes import Sandboxes
+from bungalow.daemon.snapshots import Snapshots
 
 
 def _manager(connection: HTTPConnection) -> VmManager:
@@ -16,3 +18,15 @@ def _manager(connection: HTTPConnection) -> VmManager:
 
 
 Manager = Annotated[VmManager, Depends(_manager)]
+
+
+def _snapshots(connection: HTTPConnection) -> Snapshots:
+    return cast(Snapshots, connection.app.state.snapshots)
+
+
+def _sandboxes(connection: HTTPConnection) -> Sandboxes:
+    return cast(Sandboxes, connection.app.state.sandboxes)
+
+
+SnapshotOps = Annotated[Snapshots, Depends(_snapshots)]
+SandboxOps = Annotated[Sandboxes, Depends(_sandboxes)]

@@ -16,6 +16,7 @@ class VmState(StrEnum):
     CREATED = "created"
     STARTING = "starting"
     RUNNING = "running"
+    PAUSED = "paused"
     STOPPING = "stopping"
     STOPPED = "stopped"
     FAILED = "failed"
@@ -24,14 +25,15 @@ class VmState(StrEnum):
 _ALLOWED: dict[VmState, frozenset[VmState]] = {
     VmState.CREATED: frozenset({VmState.STARTING, VmState.FAILED}),
     VmState.STARTING: frozenset({VmState.RUNNING, VmState.FAILED, VmState.STOPPING}),
-    VmState.RUNNING: frozenset({VmState.STOPPING, VmState.STOPPED, VmState.FAILED}),
+    VmState.RUNNING: frozenset({VmState.PAUSED, VmState.STOPPING, VmState.STOPPED, VmState.FAILED}),
+    VmState.PAUSED: frozenset({VmState.RUNNING, VmState.STOPPING, VmState.STOPPED, VmState.FAILED}),
     VmState.STOPPING: frozenset({VmState.STOPPED, VmState.FAILED}),
     VmState.STOPPED: frozenset({VmState.STARTING}),
     VmState.FAILED: frozenset({VmState.STARTING, VmState.STOPPED}),
 }
 
 #: States in which a QEMU process may exist for the VM.
-ACTIVE_STATES = frozenset({VmState.STARTING, VmState.RUNNING, VmState.STOPPING})
+ACTIVE_STATES = frozenset({VmState.STARTING, VmState.RUNNING, VmState.PAUSED, VmState.STOPPING})
 
 
 def can_transition(current: VmState, target: VmState) -> bool:
@@ -50,6 +52,14 @@ def _refusal(name: str, current: VmState, target: VmState) -> str:
         return f"The VM {name} is already {current}; there is nothing to start."
     if target is VmState.STOPPING and current is VmState.STOPPED:
         return f"The VM {name} is already stopped; start it with `bungalow start {name}`."
+    if target is VmState.PAUSED and current is VmState.PAUSED:
+        return f"The VM {name} is already paused; resume it with `bungalow resume {name}`."
+    if target is VmState.RUNNING and current is VmState.RUNNING:
+        return f"The VM {name} is running, not paused; there is nothing to resume."
+    if target is VmState.RUNNING and current in (VmState.STOPPED, VmState.CREATED, VmState.FAILED):
+        return f"The VM {name} is {current}, not paused; start it with `bungalow start {name}`."
+    if target is VmState.PAUSED:
+        return f"The VM {name} is {current}; only a running VM can be paused."
     if target is VmState.STOPPING and current is VmState.STOPPING:
         return f"The VM {name} is already stopping; wait for it, or remove it with `bungalow rm`."
     return f"The VM {name} is {current} and cannot become {target}."
@@ -65,5 +75,6 @@ def require_running(name: str, current: VmState, action: str) -> None:
         VmState.FAILED: f"see `bungalow logs {name}`, then `bungalow start {name}`",
         VmState.STARTING: "wait until it is running",
         VmState.STOPPING: "it is shutting down",
+        VmState.PAUSED: f"resume it with `bungalow resume {name}` first",
     }[current]
     raise InvalidStateError(f"Cannot {action}: the VM {name} is {current}; {hint}.")

@@ -8,6 +8,7 @@ daemon, and only then bind the socket, so a client never sees a half-ready daemo
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import fcntl
 import logging
@@ -21,8 +22,12 @@ import uvicorn
 from fastapi import FastAPI
 
 from bungalow.daemon.api import create_app
+from bungalow.daemon.config import Config, load_config
 from bungalow.daemon.manager import VmManager
+from bungalow.daemon.sandboxes import Sandboxes
+from bungalow.daemon.snapshots import Snapshots
 from bungalow.daemon.store import Store
+from bungalow.errors import UserError
 from bungalow.images.store import ImageStore
 from bungalow.paths import DataDir
 from bungalow.qemu.process import become_subreaper
@@ -59,16 +64,24 @@ def _owner_only_socket(path: Path) -> socket.socket:
     return listener
 
 
-def build_app(data: DataDir) -> FastAPI:
+def build_app(data: DataDir, config: Config | None = None) -> FastAPI:
     store = Store(data.database)
     manager = VmManager(data=data, store=store, images=ImageStore(data.images))
-    app = create_app(manager)
+    snapshots = Snapshots(manager)
+    sandboxes = Sandboxes(manager, snapshots, config or load_config(data.config))
+    app = create_app(manager, snapshots, sandboxes)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await manager.reattach()
+        await sandboxes.drain_pools()
+        await snapshots.collect()
+        reaper = asyncio.create_task(sandboxes.run_reaper(), name="reaper")
         log.info("bungalowd ready on %s", data.socket)
         yield
+        reaper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reaper
         await manager.close()
         store.close()
 
@@ -89,11 +102,16 @@ def serve(data: DataDir) -> int:
     )
     for noisy in ("qemu.qmp", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        settings = load_config(data.config)
+    except UserError as exc:
+        print(exc.message, file=sys.stderr)
+        return 1
     become_subreaper()
     data.daemon_pidfile.write_text(f"{os.getpid()}\n")
     listener = _owner_only_socket(data.socket)
     config = uvicorn.Config(
-        build_app(data),
+        build_app(data, settings),
         fd=listener.fileno(),
         log_level="warning",
         log_config=None,

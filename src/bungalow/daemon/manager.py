@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import secrets
 import shutil
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,12 +25,13 @@ from bungalow.daemon.runtime import VmRuntime
 from bungalow.daemon.store import Store, VmRecord
 from bungalow.errors import AgentError, BungalowError, InvalidStateError
 from bungalow.guest.channel import AgentChannel
-from bungalow.host.resources import HostCapacity, read_capacity
+from bungalow.host.resources import HostCapacity, check_fits, read_capacity
 from bungalow.images.store import Image, ImageStore
 from bungalow.names import validate_name
 from bungalow.paths import DataDir
 from bungalow.qemu.accel import probe_accelerator
-from bungalow.qemu.argv import random_mac
+from bungalow.qemu.argv import MachineSpec, kernel_cmdline, random_mac
+from bungalow.qemu.monitor import Monitor
 from bungalow.qemu.process import pid_alive, terminate, wait_exit
 
 log = logging.getLogger(__name__)
@@ -42,6 +45,8 @@ class VmManager:
     store: Store
     images: ImageStore
     runtimes: dict[str, VmRuntime] = field(default_factory=dict)
+    #: Called after a VM is gone, so its snapshots can go too (see snapshots.py).
+    on_removed: Callable[[VmRecord], Awaitable[None]] | None = None
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
 
     def lock(self, name: str) -> asyncio.Lock:
@@ -69,7 +74,9 @@ class VmManager:
         async with self.lock(request.name):
             image = self.images.get(request.image)
             vm = boot.plan_vm(request, image, self.capacity(), self._ports_in_use())
-            vm = vm.with_changes(id=secrets.token_hex(6), mac=random_mac())
+            vm = vm.with_changes(
+                id=secrets.token_hex(6), mac=random_mac(), machine_id=secrets.token_hex(16)
+            )
             self.store.insert(vm)
             vm_dir = self.vm_dir(vm)
             try:
@@ -99,15 +106,87 @@ class VmManager:
             return vm
 
     async def _boot(self, vm: VmRecord, image: Image) -> VmRecord:
-        accel = probe_accelerator(None if vm.accel == "auto" else vm.accel)
+        accel = self.accel_for(vm)
         vm = vm.with_changes(state=VmState.STARTING, error=None)
         self.store.update(vm)
-        runtime = await boot.boot_until_ready(self.vm_dir(vm), vm, image, self.images, accel.name)
+        runtime = await boot.boot_until_ready(self.vm_dir(vm), vm, image, self.images, accel)
+        try:
+            if runtime.agent is not None and vm.machine_id:
+                await runtime.agent.sync(machine_id=vm.machine_id)
+        except BaseException:
+            await boot.kill(runtime)
+            raise
+        spec = self.spec_for(vm, image, accel)
+        cmdline = kernel_cmdline(spec) if spec.kernel is not None else None
+        return self.adopt_runtime(vm.with_changes(cmdline=cmdline), runtime)
+
+    async def boot_record(self, vm: VmRecord, image: Image) -> VmRecord:
+        """Boot a VM whose record and disk exist (the caller holds its lock)."""
+        return await self._boot(vm, image)
+
+    def check_fits(self, vm: VmRecord) -> None:
+        """Refuse a VM the host has no room for (CapacityError naming the resource)."""
+        check_fits(vm.cpus, vm.memory, vm.disk_size, self.capacity())
+
+    async def shutdown_now(self, vm: VmRecord) -> None:
+        """End the VM's QEMU at once (its state is about to be replaced); caller holds the lock."""
+        await self._shutdown(vm, timeout=0)
+
+    async def discard(self, vm: VmRecord) -> None:
+        await self._discard(vm)
+
+    def adopt_runtime(self, vm: VmRecord, runtime: VmRuntime) -> VmRecord:
+        """Make a freshly started QEMU the VM's: record it running and watch it."""
         self.runtimes[vm.name] = runtime
-        vm = vm.with_changes(state=VmState.RUNNING, pid=runtime.pid, started=boot.now())
+        vm = vm.with_changes(state=VmState.RUNNING, pid=runtime.pid, started=boot.now(), error=None)
         self.store.update(vm)
         runtime.watcher = asyncio.create_task(self._watch(vm.name, runtime))
         return vm
+
+    def accel_for(self, vm: VmRecord) -> str:
+        return probe_accelerator(None if vm.accel == "auto" else vm.accel).name
+
+    def spec_for(self, vm: VmRecord, image: Image, accel: str) -> MachineSpec:
+        """The machine a VM's QEMU runs as (the command line its guest booted with kept)."""
+        spec = boot.machine_spec(self.vm_dir(vm), vm, image, self.images, accel)
+        return spec if vm.cmdline is None else dataclasses.replace(spec, cmdline=vm.cmdline)
+
+    # -- pause / resume ------------------------------------------------------------------------
+
+    async def pause(self, name: str) -> VmRecord:
+        """Freeze the vCPUs; memory, devices and connections stay as they are."""
+        async with self.lock(name):
+            vm = self.store.get(name)
+            transition(name, vm.state, VmState.PAUSED)
+            await self.monitor(vm).stop()
+            vm = vm.with_changes(state=VmState.PAUSED)
+            self.store.update(vm)
+            self.store.add_event(name, "paused", "paused")
+            return vm
+
+    async def resume(self, name: str) -> VmRecord:
+        """Let the vCPUs run again and bring the guest's clock up to date."""
+        async with self.lock(name):
+            vm = self.store.get(name)
+            transition(name, vm.state, VmState.RUNNING)
+            await self.monitor(vm).cont()
+            vm = vm.with_changes(state=VmState.RUNNING)
+            self.store.update(vm)
+            runtime = self.runtimes.get(name)
+            if runtime is not None:
+                with contextlib.suppress(BungalowError):
+                    await self.agent_unlocked(vm, "set the clock")
+                    await boot.sync_guest(runtime, vm, identity=False)
+            self.store.add_event(name, "resumed", "resumed")
+            return vm
+
+    def monitor(self, vm: VmRecord) -> Monitor:
+        runtime = self.runtimes.get(vm.name)
+        if runtime is None or runtime.monitor is None or not runtime.monitor.connected:
+            raise InvalidStateError(
+                f"bungalowd has no monitor connection to {vm.name} now; retry in a moment."
+            )
+        return runtime.monitor
 
     # -- stop / remove -------------------------------------------------------------------------
 
@@ -141,6 +220,9 @@ class VmManager:
             boot.clean_run_dir(run_dir)
             return
         runtime.expected_exit = True
+        if vm.state is VmState.PAUSED and runtime.monitor is not None:
+            with contextlib.suppress(BungalowError):
+                await runtime.monitor.cont()  # a paused guest cannot power itself off
         if timeout > 0:
             await boot.graceful_poweroff(runtime, timeout)
         if not runtime.exited.is_set() and pid_alive(runtime.pid, run_dir):
@@ -168,6 +250,8 @@ class VmManager:
             await self._forget_runtime(vm.name)
         shutil.rmtree(self.vm_dir(vm), ignore_errors=True)
         self.store.delete(vm.id)
+        if self.on_removed is not None:
+            await self.on_removed(vm)
 
     # -- supervision ---------------------------------------------------------------------------
 
@@ -203,13 +287,13 @@ class VmManager:
                 boot.clean_run_dir(run_dir)
                 continue
             try:
-                runtime = await boot.adopt(vm.pid, run_dir)
+                runtime = await boot.adopt(vm.pid, run_dir, agent=vm.state is not VmState.PAUSED)
             except BungalowError as exc:
                 log.warning("could not reattach to %s: %s", vm.name, exc.message)
                 runtime = VmRuntime(pid=vm.pid, run_dir=run_dir)
             self.runtimes[vm.name] = runtime
             runtime.watcher = asyncio.create_task(self._watch(vm.name, runtime))
-            if vm.state is not VmState.RUNNING and runtime.agent is not None:
+            if vm.state in (VmState.STARTING, VmState.STOPPING) and runtime.agent is not None:
                 self.store.update(vm.with_changes(state=VmState.RUNNING))
             log.info("reattached to %s (pid %s)", vm.name, vm.pid)
 
@@ -226,6 +310,11 @@ class VmManager:
     async def agent(self, name: str, action: str) -> AgentChannel:
         vm = self.store.get(name)
         require_running(name, vm.state, action)
+        return await self.agent_unlocked(vm, action)
+
+    async def agent_unlocked(self, vm: VmRecord, action: str) -> AgentChannel:
+        """The VM's agent channel, reconnected if it dropped."""
+        name = vm.name
         if vm.profile == "pc" and self.images.get(vm.image_id).kind != "linux":
             raise AgentError(
                 f"Cannot {action}: the VM {name} boots an imported disk without the bungalow "

@@ -15,3 +15,5 @@ class CreateRequest:
     ports: tuple[str, ...] = ()
     accel: str = "auto"
     profile: str | None = None
+    sandbox: bool = False
+    expires_at: float | None = None

@@ -34,6 +34,58 @@ class VmInfo(BaseModel):
     created: float
     started: float | None
     error: str | None
+    sandbox: bool = False
+    expires_at: float | None = None
+    parent: str | None = None
+    base_snapshot: str | None = None
+    snapshots_used: int = 0
+
+
+class SnapshotCreate(BaseModel):
+    name: str
+
+
+class SnapshotInfo(BaseModel):
+    id: str
+    name: str
+    vm: str
+    kind: str = Field(description="full (memory, devices, disk) or disk (disk only)")
+    purpose: str
+    created: float
+    image_id: str
+    cpus: int
+    memory: int
+    disk_size: int
+    accel: str
+    qemu: str
+    size: int = Field(description="bytes the snapshot's files take on the host")
+    base_snapshot: str | None
+    used_by: list[str]
+
+
+class CloneCreate(BaseModel):
+    name: str
+    snapshot: str | None = None
+
+
+class ForkRequest(BaseModel):
+    count: int = 1
+
+
+class SandboxCreate(BaseModel):
+    image: str = "debian-12"
+    cpus: int = 1
+    memory: str | int = "512M"
+    disk: str | int | None = None
+    timeout: str | float | None = Field(
+        default=None, description="90s, 10m, 1h...; null for none; absent for the daemon's default"
+    )
+    name: str | None = None
+    warm: bool = True
+
+
+class LeaseRequest(BaseModel):
+    timeout: str | float | None
 
 
 class StopRequest(BaseModel):

@@ -1,4 +1,4 @@
-"""The daemon's state in SQLite (WAL): one row per VM and a log of events.
+"""The daemon's state in SQLite (WAL): VMs, their snapshots, and a log of events.
 
 Only the daemon opens this database. Rows are plain dataclasses so the layers
 below (qemu, images, guest) never see SQL.
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bungalow.daemon.lifecycle import VmState
-from bungalow.errors import ConflictError, NotFoundError
+from bungalow.errors import ConflictError, VmNotFoundError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS vms (
@@ -34,8 +34,38 @@ CREATE TABLE IF NOT EXISTS vms (
     pid INTEGER,
     created REAL NOT NULL,
     started REAL,
-    error TEXT
+    error TEXT,
+    machine_id TEXT NOT NULL DEFAULT '',
+    cmdline TEXT,
+    base_snapshot TEXT,
+    parent TEXT,
+    sandbox INTEGER NOT NULL DEFAULT 0,
+    expires_at REAL,
+    on_expiry TEXT NOT NULL DEFAULT 'delete',
+    pool TEXT
 );
+CREATE TABLE IF NOT EXISTS snapshots (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    vm_id TEXT,
+    vm_name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    purpose TEXT NOT NULL,
+    created REAL NOT NULL,
+    image_id TEXT NOT NULL,
+    profile TEXT NOT NULL,
+    cpus INTEGER NOT NULL,
+    memory INTEGER NOT NULL,
+    disk_size INTEGER NOT NULL,
+    accel TEXT NOT NULL,
+    qemu TEXT NOT NULL,
+    cmdline TEXT,
+    base_snapshot TEXT,
+    digests TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    template_key TEXT
+);
+CREATE UNIQUE INDEX IF NOT EXISTS snapshot_names ON snapshots (vm_id, name);
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     time REAL NOT NULL,
@@ -66,8 +96,56 @@ class VmRecord:
     created: float = field(default_factory=time.time)
     started: float | None = None
     error: str | None = None
+    #: Written to /etc/machine-id in the guest; unique per VM, clones included.
+    machine_id: str = ""
+    #: The kernel command line the running guest booted with (kept by its snapshots).
+    cmdline: str | None = None
+    #: The snapshot whose disk this VM's disk is layered on (a clone's origin).
+    base_snapshot: str | None = None
+    #: The VM this one was cloned or forked from, by name.
+    parent: str | None = None
+    sandbox: bool = False
+    #: When the daemon removes (or stops) the VM on its own; a sandbox's timeout.
+    expires_at: float | None = None
+    on_expiry: str = "delete"
+    #: Set while the VM waits, started, in the warm pool of this template snapshot.
+    pool: str | None = None
 
     def with_changes(self, **changes: Any) -> VmRecord:
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class SnapshotRecord:
+    """A saved state: ``full`` (memory, devices, disk) or ``disk`` (a stopped VM's disk).
+
+    ``purpose`` is ``user`` (made by ``snapshot create``), ``template`` (the
+    pre-booted machine sandboxes start from) or ``fork`` (made for ``fork``).
+    ``vm_id`` is empty for a snapshot of no VM: a template, a fork's, or one
+    whose VM is gone while clones still stand on it.
+    """
+
+    id: str
+    name: str
+    vm_id: str
+    vm_name: str
+    kind: str
+    purpose: str
+    image_id: str
+    profile: str
+    cpus: int
+    memory: int
+    disk_size: int
+    accel: str
+    qemu: str
+    digests: dict[str, str]
+    size: int
+    cmdline: str | None = None
+    base_snapshot: str | None = None
+    template_key: str | None = None
+    created: float = field(default_factory=time.time)
+
+    def with_changes(self, **changes: Any) -> SnapshotRecord:
         return replace(self, **changes)
 
 
@@ -75,7 +153,43 @@ def _row_to_record(row: sqlite3.Row) -> VmRecord:
     data = dict(row)
     data["state"] = VmState(data["state"])
     data["ports"] = json.loads(data["ports"])
+    data["sandbox"] = bool(data["sandbox"])
     return VmRecord(**data)
+
+
+def _vm_row(vm: VmRecord) -> dict[str, Any]:
+    data = asdict(vm)
+    data["state"] = str(vm.state)
+    data["ports"] = json.dumps(vm.ports)
+    data["sandbox"] = int(vm.sandbox)
+    return data
+
+
+def _snapshot_row(snapshot: SnapshotRecord) -> dict[str, Any]:
+    data = asdict(snapshot)
+    data["digests"] = json.dumps(snapshot.digests)
+    return data
+
+
+def _row_to_snapshot(row: sqlite3.Row) -> SnapshotRecord:
+    data = dict(row)
+    data["digests"] = json.loads(data["digests"])
+    return SnapshotRecord(**data)
+
+
+#: Columns added since the first release, with their definitions, for older databases.
+_ADDED_COLUMNS = {
+    "vms": {
+        "machine_id": "TEXT NOT NULL DEFAULT ''",
+        "cmdline": "TEXT",
+        "base_snapshot": "TEXT",
+        "parent": "TEXT",
+        "sandbox": "INTEGER NOT NULL DEFAULT 0",
+        "expires_at": "REAL",
+        "on_expiry": "TEXT NOT NULL DEFAULT 'delete'",
+        "pool": "TEXT",
+    }
+}
 
 
 class Store:
@@ -88,14 +202,21 @@ class Store:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(_SCHEMA)
+        self._upgrade()
+
+    def _upgrade(self) -> None:
+        """Add the columns a database made by an older bungalowd lacks."""
+        for table, columns in _ADDED_COLUMNS.items():
+            have = {row["name"] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            for column, definition in columns.items():
+                if column not in have:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
 
     def close(self) -> None:
         self._db.close()
 
     def insert(self, vm: VmRecord) -> None:
-        data = asdict(vm)
-        data["state"] = str(vm.state)
-        data["ports"] = json.dumps(vm.ports)
+        data = _vm_row(vm)
         columns = ", ".join(data)
         marks = ", ".join(f":{key}" for key in data)
         try:
@@ -107,9 +228,7 @@ class Store:
             ) from None
 
     def update(self, vm: VmRecord) -> None:
-        data = asdict(vm)
-        data["state"] = str(vm.state)
-        data["ports"] = json.dumps(vm.ports)
+        data = _vm_row(vm)
         sets = ", ".join(f"{key} = :{key}" for key in data if key != "id")
         self._db.execute(f"UPDATE vms SET {sets} WHERE id = :id", data)
 
@@ -123,7 +242,7 @@ class Store:
     def get(self, name: str) -> VmRecord:
         vm = self.find(name)
         if vm is None:
-            raise NotFoundError(
+            raise VmNotFoundError(
                 f"There is no VM named {name}; `bungalow ls` lists the VMs that exist."
             )
         return vm
@@ -131,6 +250,84 @@ class Store:
     def list(self) -> builtins.list[VmRecord]:
         rows = self._db.execute("SELECT * FROM vms ORDER BY created").fetchall()
         return [_row_to_record(row) for row in rows]
+
+    def pooled(self, template_id: str) -> builtins.list[VmRecord]:
+        rows = self._db.execute(
+            "SELECT * FROM vms WHERE pool = ? ORDER BY created", (template_id,)
+        ).fetchall()
+        return [_row_to_record(row) for row in rows]
+
+    def claim_pooled(self, template_id: str, expires_at: float | None) -> VmRecord | None:
+        """Take the oldest running VM out of a pool, atomically; None if the pool is empty."""
+        row = self._db.execute(
+            "UPDATE vms SET pool = NULL, expires_at = ? WHERE id = (SELECT id FROM vms "
+            "WHERE pool = ? AND state = 'running' ORDER BY created LIMIT 1) RETURNING *",
+            (expires_at, template_id),
+        ).fetchone()
+        return _row_to_record(row) if row else None
+
+    def expiring(self) -> builtins.list[VmRecord]:
+        """VMs with a deadline, soonest first."""
+        rows = self._db.execute(
+            "SELECT * FROM vms WHERE expires_at IS NOT NULL ORDER BY expires_at"
+        ).fetchall()
+        return [_row_to_record(row) for row in rows]
+
+    # -- snapshots -----------------------------------------------------------------------------
+
+    def insert_snapshot(self, snapshot: SnapshotRecord) -> None:
+        data = _snapshot_row(snapshot)
+        columns = ", ".join(data)
+        marks = ", ".join(f":{key}" for key in data)
+        try:
+            self._db.execute(f"INSERT INTO snapshots ({columns}) VALUES ({marks})", data)
+        except sqlite3.IntegrityError:
+            raise ConflictError(
+                f"The VM {snapshot.vm_name} already has a snapshot named {snapshot.name}; "
+                "choose another name or remove that one first."
+            ) from None
+
+    def update_snapshot(self, snapshot: SnapshotRecord) -> None:
+        data = _snapshot_row(snapshot)
+        sets = ", ".join(f"{key} = :{key}" for key in data if key != "id")
+        self._db.execute(f"UPDATE snapshots SET {sets} WHERE id = :id", data)
+
+    def delete_snapshot(self, snapshot_id: str) -> None:
+        self._db.execute("DELETE FROM snapshots WHERE id = ?", (snapshot_id,))
+
+    def snapshot_by_id(self, snapshot_id: str) -> SnapshotRecord | None:
+        row = self._db.execute("SELECT * FROM snapshots WHERE id = ?", (snapshot_id,)).fetchone()
+        return _row_to_snapshot(row) if row else None
+
+    def find_snapshot(self, vm_id: str, name: str) -> SnapshotRecord | None:
+        row = self._db.execute(
+            "SELECT * FROM snapshots WHERE vm_id = ? AND name = ?", (vm_id, name)
+        ).fetchone()
+        return _row_to_snapshot(row) if row else None
+
+    def snapshots(
+        self, vm_id: str | None = None, *, purpose: str | None = None
+    ) -> builtins.list[SnapshotRecord]:
+        query, args = "SELECT * FROM snapshots WHERE 1", []
+        if vm_id is not None:
+            query, args = query + " AND vm_id = ?", [vm_id]
+        if purpose is not None:
+            query, args = query + " AND purpose = ?", [*args, purpose]
+        rows = self._db.execute(query + " ORDER BY created", args).fetchall()
+        return [_row_to_snapshot(row) for row in rows]
+
+    def snapshot_dependents(self, snapshot_id: str) -> builtins.list[str]:
+        """Names of the VMs and snapshots whose disks are layered on this snapshot's disk."""
+        vms = self._db.execute(
+            "SELECT name FROM vms WHERE base_snapshot = ? ORDER BY name", (snapshot_id,)
+        ).fetchall()
+        snaps = self._db.execute(
+            "SELECT vm_name, name FROM snapshots WHERE base_snapshot = ? ORDER BY name",
+            (snapshot_id,),
+        ).fetchall()
+        return [row["name"] for row in vms] + [
+            f"snapshot {row['name']} of {row['vm_name']}" for row in snaps
+        ]
 
     def add_event(self, vm: str | None, kind: str, message: str) -> None:
         self._db.execute(

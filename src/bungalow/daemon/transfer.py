@@ -15,7 +15,7 @@ from collections.abc import AsyncIterable, AsyncIterator
 from fastapi import Request
 from fastapi.responses import StreamingResponse
 
-from bungalow.errors import AgentError, NotFoundError, UserError
+from bungalow.errors import AgentError, GuestFileNotFoundError, UserError
 from bungalow.guest.channel import AgentChannel
 
 
@@ -28,7 +28,7 @@ async def body_chunks(request: Request) -> AsyncIterator[bytes]:
 async def download(agent: AgentChannel, vm: str, path: str) -> StreamingResponse:
     info = await agent.stat(path)
     if info is None:
-        raise NotFoundError(f"There is no {path} in the VM {vm}; check the path.")
+        raise GuestFileNotFoundError(f"There is no {path} in the VM {vm}; check the path.")
     if info.kind == "dir":
         return StreamingResponse(
             _tar_out(agent, path),

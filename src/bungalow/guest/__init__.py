@@ -31,6 +31,7 @@ GUEST_FILES: tuple[Path, ...] = tuple(
         "agent_exec.py",
         "agent_spawn.py",
         "agent_files.py",
+        "agent_identity.py",
     )
 )
 AGENT_ENTRY = "agent.py"

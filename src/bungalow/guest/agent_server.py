@@ -64,6 +64,14 @@ def _exec_module() -> ModuleType:
     return agent_exec
 
 
+def _identity_module() -> ModuleType:
+    if __package__:
+        from . import agent_identity
+    else:
+        import agent_identity  # type: ignore[no-redef]
+    return agent_identity
+
+
 def _files_module() -> ModuleType:
     if __package__:
         from . import agent_files
@@ -268,6 +276,9 @@ class Server:
                 self._start_session(message, send)
             elif op == protocol.OP_STAT:
                 send(_files_module().stat_reply(message))
+            elif op == protocol.OP_SYNC:
+                changed = _identity_module().sync(message)
+                send(protocol.event(protocol.EV_OK, request_id, changed=changed))
             elif op == protocol.OP_SHUTDOWN:
                 os.sync()
                 send(protocol.event(protocol.EV_OK, request_id))
@@ -334,9 +345,13 @@ def _announce_ready(console: str | None) -> None:
 
 
 def _warm_up() -> None:
-    """Import what the first exec needs while the host is still connecting."""
+    """Import what the first exec needs while the host is still connecting.
+
+    A snapshot keeps these imports, so VMs started from it pay for none of them.
+    """
     _exec_module()
     _files_module()
+    _identity_module()
 
 
 class Options:

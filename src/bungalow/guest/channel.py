@@ -17,6 +17,7 @@ and the daemon decides what that means for its caller.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import itertools
 import os
@@ -271,6 +272,23 @@ class AgentChannel:
             raise
         finally:
             self._forget(request_id)
+
+    async def sync(
+        self,
+        *,
+        time: float | None = None,
+        hostname: str | None = None,
+        machine_id: str | None = None,
+        entropy: bytes | None = None,
+        mac: str | None = None,
+    ) -> list[str]:
+        """Set the guest's wall clock and identity; returns what the agent changed."""
+        fields: dict[str, Any] = {"time": time, "hostname": hostname}
+        fields.update(machine_id=machine_id, mac=mac)
+        if entropy is not None:
+            fields["entropy"] = base64.b64encode(entropy).decode()
+        reply = await self._call(protocol.OP_SYNC, **{k: v for k, v in fields.items() if v})
+        return [str(item) for item in reply.get("changed", [])]
 
     async def shutdown(self) -> None:
         """Sync the guest's disks and power it off; returns when the agent agreed."""

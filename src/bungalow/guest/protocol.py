@@ -34,6 +34,8 @@ Requests and their answers::
     ack {bytes}                        (both ways: credit for one stream)
     cancel                             (host gave up: kill the exec, drop the transfer)
     shutdown                           -> ok, then the guest powers off
+    sync {time, hostname, machine_id, entropy, mac}
+                                       -> ok {changed}; sets the clock and identity
 
 Any request may instead be answered with ``error {code, message}``.
 """
@@ -81,6 +83,7 @@ OP_CLOSE = "close"
 OP_ACK = "ack"
 OP_CANCEL = "cancel"
 OP_SHUTDOWN = "shutdown"
+OP_SYNC = "sync"
 
 # Replies and events (guest -> host), the "type" field.
 EV_PONG = "pong"

@@ -14,11 +14,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from bungalow.errors import AgentError, BungalowError, NotFoundError, UserError
+from bungalow.errors import AgentError, BungalowError, GuestFileNotFoundError, UserError
 from bungalow.guest import protocol
 
 _ERROR_CLASSES: dict[str, type[BungalowError]] = {
-    protocol.ERR_NOT_FOUND: NotFoundError,
+    protocol.ERR_NOT_FOUND: GuestFileNotFoundError,
     protocol.ERR_PERMISSION: UserError,
     protocol.ERR_INVALID: UserError,
     protocol.ERR_FAILED: AgentError,

@@ -166,6 +166,14 @@ class MachineSpec:
     cdrom: Path | None = None
     disk_io: DiskIo | None = None
     tsc_khz: int | None = None
+    #: Guest RAM in this file instead of anonymous memory: shared (a converter
+    #: writing a snapshot's memory) or private copy-on-write (a VM started from one).
+    memory_file: Path | None = None
+    memory_shared: bool = False
+    #: Wait for a migration stream instead of booting (``-incoming defer``).
+    incoming: bool = False
+    #: The exact kernel command line, for a VM resumed from a snapshot of one that booted.
+    cmdline: str | None = None
 
     def __post_init__(self) -> None:
         validate_name(self.name)
@@ -200,6 +208,7 @@ class MachineSpec:
             ("initrd path", self.initrd),
             ("CD-ROM image path", self.cdrom),
             ("run directory", self.run_dir),
+            ("memory file", self.memory_file),
         ):
             if path is not None:
                 validate_option_path(str(path), what=what)
@@ -225,6 +234,8 @@ class MachineSpec:
 
 def kernel_cmdline(spec: MachineSpec) -> str:
     """The kernel command line of docs/architecture.md ("Guest boot"), with the TSC hint on TCG."""
+    if spec.cmdline is not None:
+        return spec.cmdline
     words = [
         "console=ttyS0",
         "quiet",
@@ -258,7 +269,14 @@ def build_argv(spec: MachineSpec, qemu_binary: str) -> list[str]:
     if spec.agent:
         argv += _agent_args(spec, files)
     argv += ["-device", _device(spec, "virtio-rng")]
+    if spec.incoming:
+        argv += ["-incoming", "defer"]
     return argv
+
+
+def ram_id(profile: Profile) -> str:
+    """The name QEMU gives the machine's RAM, which a migration stream refers to."""
+    return "microvm.ram" if profile == "micro" else "pc.ram"
 
 
 def _device(spec: MachineSpec, kind: str) -> str:
@@ -268,6 +286,17 @@ def _device(spec: MachineSpec, kind: str) -> str:
 
 def _machine_args(spec: MachineSpec) -> list[str]:
     machine = "microvm,acpi=on" if spec.profile == "micro" else "q35"
+    memory: list[str] = []
+    if spec.memory_file is not None:
+        # Named as QEMU names anonymous RAM, so streams from either kind load into the other.
+        backend = ram_id(spec.profile)
+        machine += f",memory-backend={backend}"
+        share = "on" if spec.memory_shared else "off"
+        memory = [
+            "-object",
+            f"memory-backend-file,id={backend},size={spec.memory},"
+            f"mem-path={spec.memory_file.absolute()},share={share}",
+        ]
     return [
         "-name", f"guest={spec.name},debug-threads=on",
         "-M", machine,
@@ -278,6 +307,7 @@ def _machine_args(spec: MachineSpec) -> list[str]:
         "-nodefaults", "-no-user-config", "-display", "none",
         "-no-reboot",
         "-sandbox", SANDBOX,
+        *memory,
     ]  # fmt: skip
 
 

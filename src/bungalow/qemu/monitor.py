@@ -106,6 +106,14 @@ class Monitor:
     async def cont(self) -> None:
         await self.execute("cont")
 
+    async def pass_fd(self, fd: int, name: str) -> None:
+        """Hand QEMU an open file descriptor, known to later commands as ``name``."""
+        try:
+            self._client.send_fd_scm(fd)
+        except (QMPError, OSError) as error:
+            raise QemuError(f"Could not pass a file to QEMU ({error}); is it running?") from None
+        await self.execute("getfd", {"fdname": name})
+
     async def powerdown(self) -> None:
         """Press the ACPI power button; the guest decides whether and when to power off."""
         await self.execute("system_powerdown")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import functools
 import os
 import select
 import shutil
@@ -41,6 +42,17 @@ def find_qemu() -> str:
             "(or apt-get install qemu-system-x86)."
         )
     return found
+
+
+@functools.cache
+def qemu_version() -> str:
+    """QEMU's own first line of ``--version``; a saved machine state only loads into the same."""
+    try:
+        binary = find_qemu()
+        out = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout
+    except (QemuError, OSError):
+        return "not installed"
+    return out.splitlines()[0].strip() if out.strip() else "unknown"
 
 
 def launch(

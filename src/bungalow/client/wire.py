@@ -1,0 +1,74 @@
+"""What the sync and the async client share about bungalowd's wire format.
+
+Both clients speak the same HTTP: errors as ``{"error": {"code", "message"}}``,
+NDJSON event streams whose ``error`` event ends the stream, exec bodies with
+base64 stdin. Only how bytes are read differs (``read`` or ``await aread``), so
+everything after the read lives here, once, with no I/O of its own.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from bungalow.errors import BungalowError, DaemonError, error_from_code
+
+if TYPE_CHECKING:
+    import httpx
+
+    from bungalow.paths import DataDir
+
+#: Any host name works over a Unix socket; this one reads well in logs.
+BASE_URL = "http://bungalowd"
+
+
+def error_for(response: httpx.Response) -> BungalowError:
+    """The exception a failed response stands for; its body must have been read."""
+    try:
+        error = response.json()["error"]
+        return error_from_code(str(error["code"]), str(error["message"]))
+    except (ValueError, KeyError, TypeError):
+        return BungalowError(f"bungalowd answered {response.status_code}: {response.text[:200]}")
+
+
+def connection_lost(data: DataDir, exc: Exception) -> DaemonError:
+    return DaemonError(f"Lost the connection to bungalowd ({exc}); see {data.daemon_log}.")
+
+
+def response_value(response: httpx.Response) -> Any:
+    """A read response's JSON, text, or None when it has no body."""
+    if response.status_code == 204 or not response.content:
+        return None
+    if response.headers.get("content-type", "").startswith("application/json"):
+        return response.json()
+    return response.text
+
+
+def raise_event_error(event: dict[str, Any]) -> None:
+    if event.get("type") == "error":
+        raise error_from_code(str(event.get("code")), str(event.get("message")))
+
+
+def parse_event(line: str) -> dict[str, Any] | None:
+    """One NDJSON line as an event (None for a blank line); an ``error`` event raises."""
+    if not line.strip():
+        return None
+    event: dict[str, Any] = json.loads(line)
+    raise_event_error(event)
+    return event
+
+
+def exec_body(argv: list[str], stdin: bytes | None, options: Mapping[str, Any]) -> dict[str, Any]:
+    body: dict[str, Any] = {"argv": argv, **options}
+    if stdin is not None:
+        body["stdin"] = base64.b64encode(stdin).decode()
+    return body
+
+
+def decode_exec_event(event: dict[str, Any]) -> dict[str, Any]:
+    """The event with its output turned back from base64 into bytes."""
+    if "data" in event:
+        event["data"] = base64.b64decode(event["data"])
+    return event

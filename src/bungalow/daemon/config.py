@@ -1,0 +1,50 @@
+"""The daemon's settings, from ``<data dir>/config.toml``; every key is optional.
+
+::
+
+    [sandboxes]
+    pool = 2            # sandboxes of each shape kept started and waiting (default 0)
+    timeout = "10m"     # the timeout a sandbox gets when its creator names none
+
+A bad file stops the daemon with a sentence naming the key, rather than
+running with settings nobody asked for.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bungalow.errors import UserError
+from bungalow.units import parse_duration
+
+MAX_POOL = 16
+
+
+@dataclass(frozen=True)
+class Config:
+    sandbox_pool: int = 0
+    sandbox_timeout: float = 600.0
+
+
+def load_config(path: Path) -> Config:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return Config()
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{path} is not valid TOML ({exc}); fix or remove it.") from None
+    sandboxes: dict[str, Any] = data.get("sandboxes", {})
+    pool = sandboxes.get("pool", 0)
+    if not isinstance(pool, int) or not 0 <= pool <= MAX_POOL:
+        raise UserError(
+            f"sandboxes.pool in {path} must be a whole number from 0 to {MAX_POOL}, not {pool!r}."
+        )
+    timeout = parse_duration(sandboxes.get("timeout", 600.0), what="sandboxes.timeout")
+    if timeout <= 0:
+        raise UserError(f"sandboxes.timeout in {path} must be positive, such as 10m.")
+    return Config(sandbox_pool=pool, sandbox_timeout=timeout)

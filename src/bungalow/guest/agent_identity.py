@@ -1,0 +1,124 @@
+"""The guest's clock and identity, set by the host: the ``sync`` operation.
+
+A VM started from a snapshot carries on from the moment the snapshot was
+taken, so its wall clock is behind, and a clone would otherwise share the
+identity of the machine it was copied from: its hostname, machine-id, the
+kernel's random pool and its MAC address. ``sync`` puts each right; the host
+sends it after every start from a snapshot, after ``resume`` (clock only) and
+once at first boot (machine-id).
+
+Only the standard library: this runs inside the guest (Python 3.9+).
+"""
+
+from __future__ import annotations
+
+import _socket  # socket itself would import enum and selectors: seconds of TCG time
+import binascii
+import fcntl  # built into Debian's python3
+import os
+import struct
+import time
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+#: ioctl numbers from <linux/random.h> and <linux/sockios.h>.
+RNDADDENTROPY = 0x40085203
+RNDRESEEDCRNG = 0x5207
+SIOCSIFHWADDR = 0x8924
+SIOCGIFFLAGS = 0x8913
+SIOCSIFFLAGS = 0x8914
+IFF_UP = 0x1
+ARPHRD_ETHER = 1
+INTERFACE = "eth0"
+
+
+def sync(message: dict[str, Any], root: str = "/") -> list[str]:
+    """Apply what ``message`` carries; return the names of what was changed."""
+    done = []
+    if message.get("time") is not None:
+        time.clock_settime(time.CLOCK_REALTIME, float(message["time"]))
+        done.append("time")
+    if message.get("hostname"):
+        set_hostname(str(message["hostname"]), root)
+        done.append("hostname")
+    if message.get("machine_id"):
+        set_machine_id(str(message["machine_id"]), root)
+        done.append("machine_id")
+    if message.get("entropy"):
+        add_entropy(binascii.a2b_base64(message["entropy"]))
+        done.append("entropy")
+    if message.get("mac"):
+        set_mac(INTERFACE, str(message["mac"]))
+        done.append("mac")
+    return done
+
+
+def set_hostname(name: str, root: str = "/") -> None:
+    _socket.sethostname(name)
+    _replace(os.path.join(root, "etc/hostname"), name + "\n")
+
+
+def set_machine_id(machine_id: str, root: str = "/") -> None:
+    if len(machine_id) != 32 or any(c not in "0123456789abcdef" for c in machine_id):
+        raise ValueError(f"{machine_id!r} is not a machine-id (32 lowercase hex digits)")
+    _replace(os.path.join(root, "etc/machine-id"), machine_id + "\n")
+    dbus = os.path.join(root, "var/lib/dbus/machine-id")
+    if os.path.isfile(dbus) and not os.path.islink(dbus):
+        _replace(dbus, machine_id + "\n")
+
+
+def add_entropy(data: bytes) -> None:
+    """Mix host randomness into the kernel's pool, credit it, and reseed the CRNG.
+
+    A clone's kernel starts with its template's random state: without a reseed
+    two clones would hand out the same "random" bytes.
+    """
+    fd = os.open("/dev/random", os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        request = struct.pack("ii", len(data) * 8, len(data)) + data
+        fcntl.ioctl(fd, RNDADDENTROPY, request)
+        fcntl.ioctl(fd, RNDRESEEDCRNG)
+    finally:
+        os.close(fd)
+
+
+def set_mac(interface: str, mac: str) -> None:
+    """Give ``interface`` a new MAC address, taking it down and up if the driver insists."""
+    raw = bytes(int(part, 16) for part in mac.split(":"))
+    if len(raw) != 6:
+        raise ValueError(f"{mac!r} is not a MAC address")
+    if not os.path.exists(f"/sys/class/net/{interface}"):
+        return
+    name = interface.encode()
+    request = struct.pack("16sH6s8x", name, ARPHRD_ETHER, raw)
+    sock = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
+    try:
+        try:
+            fcntl.ioctl(sock.fileno(), SIOCSIFHWADDR, request)
+            return
+        except OSError as exc:
+            if exc.errno != 16:  # EBUSY: this driver changes the address only when down
+                raise
+        current = fcntl.ioctl(sock, SIOCGIFFLAGS, struct.pack("16sH", name, 0))
+        flags = struct.unpack("16sH", current[:18])[1]
+        fcntl.ioctl(sock, SIOCSIFFLAGS, struct.pack("16sH", name, flags & ~IFF_UP))
+        try:
+            fcntl.ioctl(sock.fileno(), SIOCSIFHWADDR, request)
+        finally:
+            fcntl.ioctl(sock, SIOCSIFFLAGS, struct.pack("16sH", name, flags))
+    finally:
+        sock.close()
+
+
+def _replace(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file, so a reader sees old or new."""
+    directory = os.path.dirname(path)
+    if not os.path.isdir(directory):
+        return
+    temporary = path + ".bungalow-new"
+    with open(temporary, "w") as handle:
+        handle.write(text)
+    os.chmod(temporary, 0o644)
+    os.replace(temporary, path)

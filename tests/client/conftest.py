@@ -1,0 +1,36 @@
+"""Fixtures for the SDK: a daemon home the SDK starts itself, and one VM to reuse.
+
+Each test module gets its own data directory (``bw_module``). The SDK starts
+bungalowd on first use, as it does for a user; the daemon inherits
+``BUNGALOW_IMAGES`` so that it finds the shared, already built images.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from bungalow.client.http import Client
+from bungalow.paths import DataDir
+from tests.conftest import IMAGE_CACHE, Env
+
+
+@pytest.fixture(scope="module")
+def home(bw_module: Env) -> Iterator[DataDir]:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("BUNGALOW_IMAGES", str(IMAGE_CACHE))
+        yield DataDir(bw_module.home)
+
+
+@pytest.fixture(scope="module")
+def client(home: DataDir) -> Iterator[Client]:
+    with Client(home) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def box(client: Client) -> str:
+    """An ordinary VM, booted once per module, that tests attach to without owning it."""
+    client.create_vm(name="box", image="debian-12", cpus=1, memory="512M")
+    return "box"
