@@ -141,7 +141,11 @@ def image_cache() -> Path:
 
 def _new_env() -> Env:
     # Short paths: QEMU's Unix sockets must fit in 108 bytes.
-    return Env(Path(tempfile.mkdtemp(prefix="bgw-", dir="/tmp")))
+    home = Path(tempfile.mkdtemp(prefix="bgw-", dir="/tmp"))
+    # No warm sandbox pool unless a test asks for one: every pooled VM is a QEMU
+    # that tests counting processes would see, and CPU the others would miss.
+    (home / "config.toml").write_text("[sandboxes]\npool = 0\n")
+    return Env(home)
 
 
 @pytest.fixture

@@ -192,3 +192,26 @@ def test_bad_snapshot_requests_get_one_sentence(web: Env) -> None:
         assert expected in result.stderr, (args, result.stderr)
         assert len(result.stderr.strip().splitlines()) == 1
     assert web.zombies() == []
+
+
+def test_a_daemon_killed_during_a_snapshot_leaves_no_leftovers(web: Env) -> None:
+    import os
+    import signal
+    import subprocess
+
+    from tests.conftest import BUNGALOW
+
+    taking = subprocess.Popen([*BUNGALOW, "snapshot", "create", "web", "interrupted"], env=web.env)
+    time.sleep(0.6)  # the converter QEMU is receiving the VM's memory about now
+    daemon = web.daemon_pid()
+    assert daemon is not None
+    os.kill(daemon, signal.SIGKILL)
+    taking.wait(timeout=60)
+    web.run("ls")  # a new daemon: reattaches, resumes web, sweeps the half-made snapshot
+    assert _info(web, "web")["state"] == "running"
+    assert _sh(web, "web", "echo alive") == "alive\n"
+    rows = sqlite3.connect(web.home / "bungalow.db").execute("SELECT id FROM snapshots")
+    known = {row[0] for row in rows}
+    assert {d.name for d in _snapshot_dirs(web)} <= known
+    running = [name for name in web.run("ls", "-q").stdout.split() if _info(web, name)["pid"]]
+    assert len(web.qemu_pids()) == len(running)  # one QEMU per running VM, no converter left

@@ -116,6 +116,8 @@ def test_the_warm_pool_hands_out_started_sandboxes(bw: Env) -> None:
             assert time.monotonic() < deadline, "the pool was never filled"
             time.sleep(0.5)
         time.sleep(2)  # its warm-up command
+        assert [vm["pooled"] for vm in api.list_vms()].count(True) == 1
+        assert "pool" in bw.run("ls").stdout
         began = time.monotonic()
         second = api.request("POST", "/v1/sandboxes", json={"timeout": "5m"})
         took = time.monotonic() - began

@@ -104,7 +104,7 @@ def ls(
             [
                 vm["name"], vm["state"], vm["image"], vm["cpus"], size(vm["memory"]),
                 _disk(vm), ",".join(vm["ports"]) or "-", age(vm["created"]),
-                until(vm.get("expires_at")),
+                "pool" if vm.get("pooled") else until(vm.get("expires_at")),
             ]
             for vm in vms
         ),

@@ -289,13 +289,21 @@ async def graceful_poweroff(runtime: VmRuntime, timeout: float) -> None:
         runtime.exited.set()
 
 
-async def adopt(pid: int, run_dir: Path, *, agent: bool = True) -> VmRuntime:
-    """Reconnect to a QEMU started by an earlier daemon (a paused guest's agent cannot answer)."""
+async def adopt(pid: int, run_dir: Path, *, paused: bool = False) -> VmRuntime:
+    """Reconnect to a QEMU started by an earlier daemon.
+
+    A VM that should run but is paused was being snapshotted when that daemon
+    died: it continues. A paused one's agent cannot answer, so none is sought.
+    """
     files = RunFiles(run_dir)
     runtime = VmRuntime(pid=pid, run_dir=run_dir)
     with contextlib.suppress(Exception):
         runtime.attach_monitor(await Monitor.connect(files.qmp, timeout=5))
-    if agent and files.agent.exists():
+    if runtime.monitor is not None and not paused:
+        with contextlib.suppress(QemuError):
+            if await runtime.monitor.status() in ("paused", "postmigrate"):
+                await runtime.monitor.cont()
+    if not paused and files.agent.exists():
         try:
             runtime.agent = await AgentChannel.connect(files.agent, timeout=15)
         except AgentError:

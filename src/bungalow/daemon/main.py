@@ -73,6 +73,8 @@ def build_app(data: DataDir, config: Config | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Leftover converters first: one may hold the disk of a VM it was saving.
+        await snapshots.sweep()
         await manager.reattach()
         await sandboxes.drain_pools()
         await snapshots.collect()

@@ -32,9 +32,17 @@ from bungalow.paths import DataDir
 from bungalow.qemu.accel import probe_accelerator
 from bungalow.qemu.argv import MachineSpec, kernel_cmdline, random_mac
 from bungalow.qemu.monitor import Monitor
-from bungalow.qemu.process import pid_alive, terminate, wait_exit
+from bungalow.qemu.process import pid_alive, read_pid, terminate, wait_exit
 
 log = logging.getLogger(__name__)
+
+
+async def kill_leftover(run_dir: Path) -> None:
+    """End the QEMU whose pidfile is in ``run_dir``, if it is still that QEMU."""
+    pid = read_pid(run_dir)
+    if pid is not None and pid_alive(pid, run_dir):
+        await asyncio.to_thread(terminate, pid, run_dir, 5.0)
+
 
 DEFAULT_STOP_TIMEOUT = 30.0
 
@@ -286,8 +294,9 @@ class VmManager:
                 self.store.add_event(vm.name, "failed", reason)
                 boot.clean_run_dir(run_dir)
                 continue
+            log.info("reattaching to %s (pid %s)", vm.name, vm.pid)
             try:
-                runtime = await boot.adopt(vm.pid, run_dir, agent=vm.state is not VmState.PAUSED)
+                runtime = await boot.adopt(vm.pid, run_dir, paused=vm.state is VmState.PAUSED)
             except BungalowError as exc:
                 log.warning("could not reattach to %s: %s", vm.name, exc.message)
                 runtime = VmRuntime(pid=vm.pid, run_dir=run_dir)
@@ -296,6 +305,21 @@ class VmManager:
             if vm.state in (VmState.STARTING, VmState.STOPPING) and runtime.agent is not None:
                 self.store.update(vm.with_changes(state=VmState.RUNNING))
             log.info("reattached to %s (pid %s)", vm.name, vm.pid)
+
+        await self._sweep_leftovers()
+
+    async def _sweep_leftovers(self) -> None:
+        """VM directories no row names are leftovers of a daemon killed mid-way (a half-made
+        VM or sandbox template): end their QEMU if one still runs, and remove them."""
+        known = {vm.id for vm in self.store.list()}
+        if not self.data.vms.exists():
+            return
+        for directory in self.data.vms.iterdir():
+            if directory.name in known:
+                continue
+            await kill_leftover(directory / "run")
+            shutil.rmtree(directory, ignore_errors=True)
+            log.info("removed the leftover VM directory %s", directory.name)
 
     async def close(self) -> None:
         """Let go of every VM without stopping it: they outlive the daemon."""

@@ -7,8 +7,8 @@ template is remade when its image, the guest agent, QEMU or the accelerator
 changes, since its key names all of them; a replaced template is deleted once
 no sandbox stands on it.
 
-With ``[sandboxes] pool = N`` in config.toml the daemon keeps N sandboxes of
-each shape already started (and their first command's code paths warmed),
+With ``[sandboxes] pool = N`` in config.toml (default 1) the daemon keeps N
+sandboxes of each shape in use already started (and their first command's code paths warmed),
 so a sandbox without a requested name is handed out at once and the pool is
 refilled behind it.
 
@@ -50,6 +50,9 @@ log = logging.getLogger(__name__)
 WARM_UP = ("/bin/sh", "-c", "true; python3 -c pass; true")
 #: How often the reaper looks at deadlines when none is near.
 REAP_INTERVAL = 1.0
+#: Seconds between handing out a pooled sandbox and starting its replacement, so that
+#: the new sandbox's first commands do not compete with the replacement's start.
+REFILL_DELAY = 2.0
 
 
 @dataclass(frozen=True)
@@ -127,6 +130,7 @@ class Sandboxes:
         self._refills[template.id] = asyncio.create_task(self._fill(template))
 
     async def _fill(self, template: SnapshotRecord) -> None:
+        await asyncio.sleep(REFILL_DELAY)
         while len(self.store.pooled(template.id)) < self.config.sandbox_pool:
             current = self.store.snapshot_by_id(template.id)
             if current is None or current.template_key is None:
@@ -243,6 +247,9 @@ class Sandboxes:
             assert runtime.agent is not None and runtime.monitor is not None
             session = await runtime.agent.exec(list(WARM_UP), timeout=60)
             await session.collect()
+            # Saved with no host connected, a clone's agent is already waiting for one.
+            await runtime.agent.close()
+            runtime.agent = None
             spec = self.m.spec_for(vm, image, accel)
             vm = vm.with_changes(cmdline=kernel_cmdline(spec))
             snapshot = await self.snapshots.capture(

@@ -39,6 +39,7 @@ class VmInfo(BaseModel):
     parent: str | None = None
     base_snapshot: str | None = None
     snapshots_used: int = 0
+    pooled: bool = Field(default=False, description="waiting, started, in the sandbox pool")
 
 
 class SnapshotCreate(BaseModel):

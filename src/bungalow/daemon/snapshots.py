@@ -33,7 +33,7 @@ from pathlib import Path
 from bungalow.daemon import boot, snapshot_files
 from bungalow.daemon.capture import DISK_FILES, FULL_FILES, capture_disk, capture_running
 from bungalow.daemon.lifecycle import ACTIVE_STATES, VmState
-from bungalow.daemon.manager import VmManager
+from bungalow.daemon.manager import VmManager, kill_leftover
 from bungalow.daemon.store import SnapshotRecord, VmRecord
 from bungalow.errors import (
     BungalowError,
@@ -386,6 +386,17 @@ class Snapshots:
             else:
                 await self._delete(snapshot)
         await self.collect()
+
+    async def sweep(self) -> None:
+        """Snapshot directories no row names are captures a killed daemon left half done."""
+        known = {snapshot.id for snapshot in self.store.snapshots()}
+        if not self.m.data.snapshots.exists():
+            return
+        for directory in self.m.data.snapshots.iterdir():
+            if directory.name not in known:
+                await kill_leftover(directory / "convert")
+                await asyncio.to_thread(shutil.rmtree, directory, True)
+                log.info("removed the leftover snapshot directory %s", directory.name)
 
     async def collect(self) -> None:
         """Delete detached snapshots (fork ones, or of removed VMs) nothing stands on any more.

@@ -34,6 +34,7 @@ def vm_info(manager: VmManager, vm: VmRecord) -> VmInfo:
         parent=vm.parent or None,
         base_snapshot=vm.base_snapshot,
         snapshots_used=snapshots,
+        pooled=vm.pool is not None,
     )
 
 

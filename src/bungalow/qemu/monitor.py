@@ -21,6 +21,8 @@ from qemu.qmp import ConnectError, ExecInterruptedError, ExecuteError, QMPClient
 from bungalow.errors import QemuError
 
 CONNECT_TIMEOUT = 5.0
+#: Seconds any QMP command may take; every command bungalow sends answers in milliseconds.
+COMMAND_TIMEOUT = 30.0
 RETRY_INTERVAL = 0.05
 EVENT_POLL_INTERVAL = 0.2
 
@@ -79,10 +81,24 @@ class Monitor:
     def connected(self) -> bool:
         return self._client.runstate == Runstate.RUNNING
 
-    async def execute(self, command: str, arguments: Mapping[str, object] | None = None) -> object:
-        """Run a QMP command and return its result; QEMU's refusal becomes a QemuError."""
+    async def execute(
+        self,
+        command: str,
+        arguments: Mapping[str, object] | None = None,
+        timeout: float = COMMAND_TIMEOUT,
+    ) -> object:
+        """Run a QMP command and return its result; QEMU's refusal becomes a QemuError.
+
+        A QEMU whose main loop is stuck never answers; after ``timeout`` seconds
+        that is an error rather than a daemon waiting forever.
+        """
         try:
-            return await self._client.execute(command, arguments)
+            return await asyncio.wait_for(self._client.execute(command, arguments), timeout)
+        except TimeoutError:
+            raise QemuError(
+                f"QEMU did not answer {command} within {timeout:g} s; it may be hung "
+                "(remove or restart the VM if it stays so)."
+            ) from None
         except ExecuteError as error:
             raise QemuError(f"QEMU refused {command}: {str(error).rstrip('.')}.") from None
         except (ExecInterruptedError, QMPError, EOFError, OSError):

@@ -1,0 +1,38 @@
+"""config.toml: defaults, and one sentence for a bad value."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bungalow.daemon.config import DEFAULT_POOL, Config, load_config
+from bungalow.errors import UserError
+
+
+def test_a_missing_file_means_the_defaults(tmp_path: Path) -> None:
+    assert load_config(tmp_path / "config.toml") == Config()
+    assert Config().sandbox_pool == DEFAULT_POOL == 1
+
+
+def test_values_are_read(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('[sandboxes]\npool = 3\ntimeout = "90s"\n')
+    assert load_config(path) == Config(sandbox_pool=3, sandbox_timeout=90.0)
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("[sandboxes\n", "not valid TOML"),
+        ("[sandboxes]\npool = -1\n", "sandboxes.pool"),
+        ("[sandboxes]\npool = 99\n", "from 0 to 16"),
+        ('[sandboxes]\ntimeout = "soon"\n', "not a duration"),
+        ('[sandboxes]\ntimeout = "0s"\n', "must be positive"),
+    ],
+)
+def test_bad_values_are_one_sentence(tmp_path: Path, text: str, words: str) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    with pytest.raises(UserError, match=words):
+        load_config(path)
