@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from bungalow.cli import guest, host, images, snapshots, vms
+from bungalow.cli import guest, host, images, limits, snapshots, vms
 from bungalow.cli.output import error
 from bungalow.errors import BungalowError
 
@@ -25,6 +25,7 @@ app = typer.Typer(
 vms.register(app)
 guest.register(app)
 snapshots.register(app)
+limits.register(app)
 app.add_typer(images.app, name="image", help="Build, import, list and remove images.")
 app.add_typer(host.app, name="host", help="What this host has and how it runs VMs.")
 

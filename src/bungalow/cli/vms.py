@@ -12,6 +12,16 @@ import typer
 
 from bungalow.cli.common import client
 from bungalow.cli.guest import stream_exec
+from bungalow.cli.limits import (
+    CpuCap,
+    CpuWeight,
+    DiskBw,
+    DiskBwBurst,
+    DiskIops,
+    DiskIopsBurst,
+    MemoryLimit,
+    limit_body,
+)
 from bungalow.cli.output import age, error, print_json, progress, say, size, table, until
 from bungalow.errors import BungalowError, NotFoundError
 
@@ -39,11 +49,12 @@ def ensure_image(name: str) -> None:
 
 
 def _launch(name: str, image: str, cpus: int, memory: str, disk: str | None,
-            ports: list[str], accel: str, profile: str | None) -> dict[str, Any]:  # fmt: skip
+            ports: list[str], accel: str, profile: str | None,
+            limits: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
     ensure_image(image)
     spec: dict[str, Any] = {
         "name": name, "image": image, "cpus": cpus, "memory": memory,
-        "ports": ports, "accel": accel, "profile": profile,
+        "ports": ports, "accel": accel, "profile": profile, **(limits or {}),
     }  # fmt: skip
     if disk is not None:
         spec["disk"] = disk
@@ -59,9 +70,20 @@ def launch(
     ports: Ports = None,
     accel: Accel = "auto",
     profile: Profile = None,
+    cpu_weight: CpuWeight = None,
+    cpu_cap: CpuCap = None,
+    memory_limit: MemoryLimit = None,
+    disk_iops: DiskIops = None,
+    disk_bw: DiskBw = None,
+    disk_iops_burst: DiskIopsBurst = None,
+    disk_bw_burst: DiskBwBurst = None,
 ) -> None:
     """Create a VM from an image and boot it."""
-    vm = _launch(name, image, cpus, memory, disk, ports or [], accel, profile)
+    limits = limit_body(
+        cpu_weight=cpu_weight, cpu_cap=cpu_cap, memory_limit=memory_limit, disk_iops=disk_iops,
+        disk_bw=disk_bw, disk_iops_burst=disk_iops_burst, disk_bw_burst=disk_bw_burst,
+    )  # fmt: skip
+    vm = _launch(name, image, cpus, memory, disk, ports or [], accel, profile, limits)
     say(f"{vm['name']} is running ({vm['image']}, {vm['cpus']} CPU, {size(vm['memory'])})")
 
 

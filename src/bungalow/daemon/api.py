@@ -17,10 +17,18 @@ from bungalow.daemon.api_images import router as images_router
 from bungalow.daemon.api_snapshots import router as snapshots_router
 from bungalow.daemon.deps import Manager
 from bungalow.daemon.lifecycle import ACTIVE_STATES
+from bungalow.daemon.limits import Limits
 from bungalow.daemon.manager import VmManager
 from bungalow.daemon.requests import CreateRequest
 from bungalow.daemon.sandboxes import Sandboxes
-from bungalow.daemon.schemas import AccelInfo, HostInfo, StopRequest, VmCreate, VmInfo
+from bungalow.daemon.schemas import (
+    AccelInfo,
+    HostInfo,
+    LimitsUpdate,
+    StopRequest,
+    VmCreate,
+    VmInfo,
+)
 from bungalow.daemon.snapshots import Snapshots
 from bungalow.daemon.views import vm_info
 from bungalow.errors import BungalowError
@@ -76,8 +84,19 @@ async def create_vm(body: VmCreate, manager: Manager) -> VmInfo:
         ports=tuple(body.ports),
         accel=body.accel,
         profile=body.profile,
+        limits=Limits().changed(limit_fields(body)).to_json(),
     )
     return vm_info(manager, await manager.create(request))
+
+
+def limit_fields(body: LimitsUpdate) -> dict[str, object]:
+    return {key: getattr(body, key) for key in LimitsUpdate.model_fields}
+
+
+@router.patch("/vms/{name}/limits")
+async def set_limits(name: str, body: LimitsUpdate, manager: Manager) -> VmInfo:
+    """Change a VM's limits; a running VM's QEMU gets them at once."""
+    return vm_info(manager, await manager.set_limits(name, limit_fields(body)))
 
 
 @router.get("/vms/{name}")

@@ -90,6 +90,7 @@ def plan_vm(
         accel=request.accel,
         sandbox=request.sandbox,
         expires_at=request.expires_at,
+        limits=request.limits,
     )
 
 

@@ -17,9 +17,11 @@ import shutil
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from bungalow.daemon import boot
+from bungalow.daemon import boot, limits
 from bungalow.daemon.lifecycle import ACTIVE_STATES, VmState, require_running, transition
+from bungalow.daemon.limits import Limits
 from bungalow.daemon.requests import CreateRequest
 from bungalow.daemon.runtime import VmRuntime
 from bungalow.daemon.store import Store, VmRecord
@@ -126,6 +128,11 @@ class VmManager:
             raise
         spec = self.spec_for(vm, image, accel)
         cmdline = kernel_cmdline(spec) if spec.kernel is not None else None
+        try:
+            await self.apply_limits(vm, runtime)
+        except BaseException:
+            await boot.kill(runtime)
+            raise
         return self.adopt_runtime(vm.with_changes(cmdline=cmdline), runtime)
 
     async def boot_record(self, vm: VmRecord, image: Image) -> VmRecord:
@@ -142,6 +149,24 @@ class VmManager:
 
     async def discard(self, vm: VmRecord) -> None:
         await self._discard(vm)
+
+    async def apply_limits(self, vm: VmRecord, runtime: VmRuntime) -> None:
+        """Give the VM's QEMU its promised share: control group and disk throttling."""
+        await limits.apply(vm.id, runtime.pid, runtime.monitor, Limits.from_json(vm.limits))
+
+    async def set_limits(self, name: str, changes: dict[str, Any]) -> VmRecord:
+        """Change limits; a running VM's QEMU gets them at once."""
+        async with self.lock(name):
+            vm = self.store.get(name)
+            new = Limits.from_json(vm.limits).changed(changes)
+            runtime = self.runtimes.get(name)
+            if runtime is not None and vm.state in (VmState.RUNNING, VmState.PAUSED):
+                await limits.apply(vm.id, runtime.pid, runtime.monitor, new)
+            vm = vm.with_changes(limits=new.to_json())
+            self.store.update(vm)
+            shown = ", ".join(f"{k}={v}" for k, v in sorted(new.to_json().items()))
+            self.store.add_event(name, "limits", f"limits set: {shown}")
+            return vm
 
     def adopt_runtime(self, vm: VmRecord, runtime: VmRuntime) -> VmRecord:
         """Make a freshly started QEMU the VM's: record it running and watch it."""
@@ -237,6 +262,7 @@ class VmManager:
             await asyncio.to_thread(terminate, runtime.pid, run_dir, 5.0)
         await self._forget_runtime(vm.name)
         boot.clean_run_dir(run_dir)
+        limits.release(vm.id)
 
     async def _forget_runtime(self, name: str) -> None:
         runtime = self.runtimes.pop(name, None)
@@ -256,6 +282,7 @@ class VmManager:
             if pid_alive(runtime.pid, runtime.run_dir):
                 await asyncio.to_thread(terminate, runtime.pid, runtime.run_dir, 5.0)
             await self._forget_runtime(vm.name)
+        limits.release(vm.id)
         shutil.rmtree(self.vm_dir(vm), ignore_errors=True)
         self.store.delete(vm.id)
         if self.on_removed is not None:
@@ -279,6 +306,7 @@ class VmManager:
             self.runtimes.pop(name, None)
             await runtime.close_channels()
             boot.clean_run_dir(runtime.run_dir)
+            limits.release(vm.id)
             self.store.update(vm.with_changes(state=state, pid=None, error=error))
             self.store.add_event(name, str(state), error or "the guest powered off")
 
@@ -302,6 +330,8 @@ class VmManager:
                 runtime = VmRuntime(pid=vm.pid, run_dir=run_dir)
             self.runtimes[vm.name] = runtime
             runtime.watcher = asyncio.create_task(self._watch(vm.name, runtime))
+            with contextlib.suppress(BungalowError):
+                await self.apply_limits(vm, runtime)
             if vm.state in (VmState.STARTING, VmState.STOPPING) and runtime.agent is not None:
                 self.store.update(vm.with_changes(state=VmState.RUNNING))
             log.info("reattached to %s (pid %s)", vm.name, vm.pid)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -17,3 +18,4 @@ class CreateRequest:
     profile: str | None = None
     sandbox: bool = False
     expires_at: float | None = None
+    limits: dict[str, Any] = field(default_factory=dict)

@@ -5,7 +5,19 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 
-class VmCreate(BaseModel):
+class LimitsUpdate(BaseModel):
+    """Each one optional; 0 or "none" lifts a limit."""
+
+    cpu_weight: int | None = Field(default=None, description="relative CPU share, 100 normal")
+    cpu_cap: float | str | None = Field(default=None, description="CPUs at most, e.g. 0.5")
+    memory_limit: str | int | None = Field(default=None, description="whole QEMU process")
+    disk_iops: int | str | None = None
+    disk_bw: str | int | None = Field(default=None, description="bytes per second, e.g. 100M")
+    disk_iops_burst: int | str | None = None
+    disk_bw_burst: str | int | None = None
+
+
+class VmCreate(LimitsUpdate):
     name: str
     image: str = "debian-12"
     cpus: int = 1
@@ -40,6 +52,7 @@ class VmInfo(BaseModel):
     base_snapshot: str | None = None
     snapshots_used: int = 0
     pooled: bool = Field(default=False, description="waiting, started, in the sandbox pool")
+    limits: dict[str, float | int] = Field(default_factory=dict)
 
 
 class SnapshotCreate(BaseModel):

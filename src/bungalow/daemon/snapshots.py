@@ -253,6 +253,7 @@ class Snapshots:
         )
         try:
             await boot.sync_guest(runtime, vm, identity=identity)
+            await self.m.apply_limits(vm, runtime)
         except BaseException:
             await boot.kill(runtime)
             raise

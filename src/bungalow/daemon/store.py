@@ -42,7 +42,8 @@ CREATE TABLE IF NOT EXISTS vms (
     sandbox INTEGER NOT NULL DEFAULT 0,
     expires_at REAL,
     on_expiry TEXT NOT NULL DEFAULT 'delete',
-    pool TEXT
+    pool TEXT,
+    limits TEXT NOT NULL DEFAULT '{}'
 );
 CREATE TABLE IF NOT EXISTS snapshots (
     id TEXT PRIMARY KEY,
@@ -110,6 +111,8 @@ class VmRecord:
     on_expiry: str = "delete"
     #: Set while the VM waits, started, in the warm pool of this template snapshot.
     pool: str | None = None
+    #: CPU weight and cap, memory limit, disk IOPS and bandwidth (daemon/limits.py).
+    limits: dict[str, Any] = field(default_factory=dict)
 
     def with_changes(self, **changes: Any) -> VmRecord:
         return replace(self, **changes)
@@ -154,6 +157,7 @@ def _row_to_record(row: sqlite3.Row) -> VmRecord:
     data["state"] = VmState(data["state"])
     data["ports"] = json.loads(data["ports"])
     data["sandbox"] = bool(data["sandbox"])
+    data["limits"] = json.loads(data["limits"] or "{}")
     return VmRecord(**data)
 
 
@@ -162,6 +166,7 @@ def _vm_row(vm: VmRecord) -> dict[str, Any]:
     data["state"] = str(vm.state)
     data["ports"] = json.dumps(vm.ports)
     data["sandbox"] = int(vm.sandbox)
+    data["limits"] = json.dumps(vm.limits)
     return data
 
 
@@ -188,6 +193,7 @@ _ADDED_COLUMNS = {
         "expires_at": "REAL",
         "on_expiry": "TEXT NOT NULL DEFAULT 'delete'",
         "pool": "TEXT",
+        "limits": "TEXT NOT NULL DEFAULT '{}'",
     }
 }
 

@@ -35,6 +35,7 @@ def vm_info(manager: VmManager, vm: VmRecord) -> VmInfo:
         base_snapshot=vm.base_snapshot,
         snapshots_used=snapshots,
         pooled=vm.pool is not None,
+        limits=vm.limits,
     )
 
 

@@ -1,0 +1,57 @@
+"""Limits on a VM's share of the host: options of `launch`, and `bungalow set`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from bungalow.cli.common import client
+from bungalow.cli.output import say
+
+CpuWeight = Annotated[
+    int | None, typer.Option("--cpu-weight", help="Relative CPU share under contention (100).")
+]
+CpuCap = Annotated[
+    str | None, typer.Option("--cpu-cap", help="At most this many CPUs, e.g. 0.5 (none).")
+]
+MemoryLimit = Annotated[
+    str | None, typer.Option("--memory-limit", help="Memory of the whole QEMU process, e.g. 1G.")
+]
+DiskIops = Annotated[str | None, typer.Option("--disk-iops", help="Disk operations per second.")]
+DiskBw = Annotated[str | None, typer.Option("--disk-bw", help="Disk bytes per second, e.g. 100M.")]
+DiskIopsBurst = Annotated[
+    str | None, typer.Option("--disk-iops-burst", help="IOPS a 10 s burst may reach.")
+]
+DiskBwBurst = Annotated[
+    str | None, typer.Option("--disk-bw-burst", help="Bandwidth a 10 s burst may reach.")
+]
+
+
+def limit_body(**options: Any) -> dict[str, Any]:
+    """The options given, as the API's limit fields."""
+    return {key: value for key, value in options.items() if value is not None}
+
+
+def set_limits(
+    name: Annotated[str, typer.Argument(help="VM name.")],
+    cpu_weight: CpuWeight = None,
+    cpu_cap: CpuCap = None,
+    memory_limit: MemoryLimit = None,
+    disk_iops: DiskIops = None,
+    disk_bw: DiskBw = None,
+    disk_iops_burst: DiskIopsBurst = None,
+    disk_bw_burst: DiskBwBurst = None,
+) -> None:
+    """Change a VM's limits, live if it runs; 0 or none lifts one."""
+    body = limit_body(
+        cpu_weight=cpu_weight, cpu_cap=cpu_cap, memory_limit=memory_limit, disk_iops=disk_iops,
+        disk_bw=disk_bw, disk_iops_burst=disk_iops_burst, disk_bw_burst=disk_bw_burst,
+    )  # fmt: skip
+    vm = client().request("PATCH", f"/v1/vms/{name}/limits", json=body)
+    shown = ", ".join(f"{key}={value}" for key, value in sorted(vm["limits"].items()))
+    say(f"{name}: {shown or 'no limits'}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("set")(set_limits)

@@ -1,0 +1,74 @@
+"""Control groups on this host (v1 here, v2 elsewhere): created, limited, removed."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import pytest
+
+from bungalow.errors import UserError
+from bungalow.host.cgroups import CpuMemLimits, VmCgroup, version
+
+pytestmark = pytest.mark.skipif(version() is None, reason="this host has no cgroups")
+
+
+def test_a_group_takes_a_process_and_its_limits_then_goes() -> None:
+    group = VmCgroup(f"test-{time.monotonic_ns()}")
+    sleeper = subprocess.Popen(["sleep", "30"])
+    try:
+        group.create()
+        group.add(sleeper.pid)
+        group.apply(CpuMemLimits(cpu_weight=200, cpu_cap=0.5, memory_max=256 << 20))
+        for directory in group.directories():
+            assert str(sleeper.pid) in (directory / "cgroup.procs").read_text().split()
+        if group.version == 1:
+            cpu, memory = group.directories()
+            assert (cpu / "cpu.shares").read_text().strip() == "2048"
+            assert (cpu / "cpu.cfs_quota_us").read_text().strip() == "50000"
+            assert int((memory / "memory.limit_in_bytes").read_text()) == 256 << 20
+        else:
+            (directory,) = group.directories()
+            assert (directory / "cpu.max").read_text().split() == ["50000", "100000"]
+        group.apply(CpuMemLimits())  # lifted again
+        assert group.usage()["memory"] >= 0
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        group.remove()
+    assert not any(directory.exists() for directory in group.directories())
+    group.remove()  # twice is fine
+
+
+def test_a_cpu_cap_slows_a_busy_process() -> None:
+    def spins(cap: float | None) -> int:
+        group = VmCgroup(f"spin-{time.monotonic_ns()}")
+        counter = subprocess.Popen(
+            ["python3", "-c", "import time\nn=0\nend=time.time()+1.5\n"
+             "while time.time()<end: n+=1\nprint(n)"],
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            group.create()
+            group.add(counter.pid)
+            group.apply(CpuMemLimits(cpu_cap=cap))
+            out, _ = counter.communicate(timeout=30)
+        finally:
+            group.remove()
+        return int(out)
+
+    free, capped = spins(None), spins(0.2)
+    assert capped < free * 0.6, (free, capped)
+
+
+@pytest.mark.parametrize(
+    ("limits", "words"),
+    [
+        ({"cpu_weight": 0}, "outside 1-10000"),
+        ({"cpu_cap": 0.0}, "more than 0"),
+        ({"memory_max": 1 << 20}, "at least 64M"),
+    ],
+)
+def test_bad_limits_are_one_sentence(limits: dict[str, float], words: str) -> None:
+    with pytest.raises(UserError, match=words):
+        CpuMemLimits(**limits)  # type: ignore[arg-type]
