@@ -36,3 +36,14 @@ def test_bad_values_are_one_sentence(tmp_path: Path, text: str, words: str) -> N
     path.write_text(text)
     with pytest.raises(UserError, match=words):
         load_config(path)
+
+
+def test_allocation_ratios_are_read_and_checked(tmp_path: Path) -> None:
+    from bungalow.host.allocation import Ratios
+
+    path = tmp_path / "config.toml"
+    path.write_text("[allocation]\ncpu = 2\nmemory = 1.5\n")
+    assert load_config(path).ratios == Ratios(cpu=2.0, memory=1.5, disk=1.0)
+    path.write_text("[allocation]\nmemory = 0\n")
+    with pytest.raises(UserError, match=r"allocation\.memory"):
+        load_config(path)

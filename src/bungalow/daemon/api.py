@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+from dataclasses import asdict
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -130,6 +131,7 @@ async def events(
 @router.get("/host")
 async def host_info(manager: Manager) -> HostInfo:
     capacity = manager.capacity()
+    allocation = manager.allocation()
     choice = probe_accelerator()
     vms = manager.list()
     running = [vm for vm in vms if vm.state in ACTIVE_STATES]
@@ -145,7 +147,10 @@ async def host_info(manager: Manager) -> HostInfo:
         accel=AccelInfo(name=choice.name, reason=choice.reason, probe_ms=choice.probe_ms),
         vms=len(vms),
         vms_running=len(running),
-        allocated_cpus=sum(vm.cpus for vm in running),
-        allocated_memory=sum(vm.memory for vm in running),
-        allocated_disk=sum(vm.disk_size for vm in vms),
+        allocated_cpus=allocation.allocated.cpus,
+        allocated_memory=allocation.allocated.memory,
+        allocated_disk=allocation.allocated.disk,
+        ratios=asdict(allocation.ratios),
+        limit=asdict(allocation.limit),
+        free=asdict(allocation.free),
     )

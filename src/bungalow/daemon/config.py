@@ -2,6 +2,11 @@
 
 ::
 
+    [allocation]        # how far the host may promise beyond what it has (as Nova)
+    cpu = 4.0           # vCPUs per host CPU
+    memory = 1.0
+    disk = 1.0
+
     [sandboxes]
     pool = 2            # sandboxes of each shape kept started and waiting (default 1)
     timeout = "10m"     # the timeout a sandbox gets when its creator names none
@@ -13,11 +18,12 @@ running with settings nobody asked for.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bungalow.errors import UserError
+from bungalow.host.allocation import Ratios
 from bungalow.units import parse_duration
 
 MAX_POOL = 16
@@ -33,6 +39,7 @@ DEFAULT_POOL = 1
 class Config:
     sandbox_pool: int = DEFAULT_POOL
     sandbox_timeout: float = 600.0
+    ratios: Ratios = field(default_factory=Ratios)
 
 
 def load_config(path: Path) -> Config:
@@ -53,4 +60,13 @@ def load_config(path: Path) -> Config:
     timeout = parse_duration(sandboxes.get("timeout", 600.0), what="sandboxes.timeout")
     if timeout <= 0:
         raise UserError(f"sandboxes.timeout in {path} must be positive, such as 10m.")
-    return Config(sandbox_pool=pool, sandbox_timeout=timeout)
+    allocation: dict[str, Any] = data.get("allocation", {})
+    ratios = {}
+    for key in ("cpu", "memory", "disk"):
+        value = allocation.get(key, getattr(Ratios(), key))
+        if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+            raise UserError(
+                f"allocation.{key} in {path} must be a positive number such as 1.0, not {value!r}."
+            )
+        ratios[key] = float(value)
+    return Config(sandbox_pool=pool, sandbox_timeout=timeout, ratios=Ratios(**ratios))

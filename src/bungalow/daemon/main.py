@@ -66,9 +66,12 @@ def _owner_only_socket(path: Path) -> socket.socket:
 
 def build_app(data: DataDir, config: Config | None = None) -> FastAPI:
     store = Store(data.database)
-    manager = VmManager(data=data, store=store, images=ImageStore(data.images))
+    config = config or load_config(data.config)
+    manager = VmManager(
+        data=data, store=store, images=ImageStore(data.images), ratios=config.ratios
+    )
     snapshots = Snapshots(manager)
-    sandboxes = Sandboxes(manager, snapshots, config or load_config(data.config))
+    sandboxes = Sandboxes(manager, snapshots, config)
     app = create_app(manager, snapshots, sandboxes)
 
     @contextlib.asynccontextmanager

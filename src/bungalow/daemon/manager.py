@@ -27,6 +27,7 @@ from bungalow.daemon.runtime import VmRuntime
 from bungalow.daemon.store import Store, VmRecord
 from bungalow.errors import AgentError, BungalowError, InvalidStateError
 from bungalow.guest.channel import AgentChannel
+from bungalow.host.allocation import Allocation, Ratios, Shape
 from bungalow.host.resources import HostCapacity, check_fits, read_capacity
 from bungalow.images.store import Image, ImageStore
 from bungalow.names import validate_name
@@ -55,6 +56,7 @@ class VmManager:
     store: Store
     images: ImageStore
     runtimes: dict[str, VmRuntime] = field(default_factory=dict)
+    ratios: Ratios = field(default_factory=Ratios)
     #: Called after a VM is gone, so its snapshots can go too (see snapshots.py).
     on_removed: Callable[[VmRecord], Awaitable[None]] | None = None
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
@@ -76,6 +78,23 @@ class VmManager:
     def capacity(self) -> HostCapacity:
         return read_capacity(self.data.root)
 
+    def allocation(self, exclude: str | None = None) -> Allocation:
+        """What the host has promised: vCPUs and memory of VMs with a QEMU, disks of all."""
+        capacity = self.capacity()
+        allocated = Shape()
+        for vm in self.store.list():
+            if vm.name == exclude:
+                continue
+            active = vm.state in ACTIVE_STATES
+            allocated += Shape(vm.cpus if active else 0, vm.memory if active else 0, vm.disk_size)
+        total = Shape(capacity.cpus, capacity.memory_bytes, capacity.disk_total)
+        return Allocation(total=total, ratios=self.ratios, allocated=allocated)
+
+    def admit(self, vm: VmRecord, *, starting: bool) -> None:
+        """Refuse a VM the host's allocation ratios leave no room for (disk only if it exists)."""
+        asked = Shape(vm.cpus, vm.memory, 0 if starting else vm.disk_size)
+        self.allocation(exclude=vm.name).admit(asked, f"the VM {vm.name}")
+
     # -- create / start ------------------------------------------------------------------------
 
     async def create(self, request: CreateRequest) -> VmRecord:
@@ -84,6 +103,7 @@ class VmManager:
         async with self.lock(request.name):
             image = self.images.get(request.image)
             vm = boot.plan_vm(request, image, self.capacity(), self._ports_in_use())
+            self.admit(vm, starting=False)
             vm = vm.with_changes(
                 id=secrets.token_hex(6), mac=random_mac(), machine_id=secrets.token_hex(16)
             )
@@ -102,6 +122,7 @@ class VmManager:
         async with self.lock(name):
             vm = self.store.get(name)
             transition(name, vm.state, VmState.STARTING)
+            self.admit(vm, starting=True)
             image = self.images.get(vm.image_id)
             boot.check_ports_free(vm.ports, self._ports_in_use(exclude=vm.name))
             try:
@@ -142,6 +163,7 @@ class VmManager:
     def check_fits(self, vm: VmRecord) -> None:
         """Refuse a VM the host has no room for (CapacityError naming the resource)."""
         check_fits(vm.cpus, vm.memory, vm.disk_size, self.capacity())
+        self.admit(vm, starting=False)
 
     async def shutdown_now(self, vm: VmRecord) -> None:
         """End the VM's QEMU at once (its state is about to be replaced); caller holds the lock."""

@@ -169,3 +169,6 @@ class HostInfo(BaseModel):
     allocated_cpus: int
     allocated_memory: int
     allocated_disk: int
+    ratios: dict[str, float] = Field(description="allocation ratios: cpu, memory, disk")
+    limit: dict[str, int] = Field(description="capacity x ratio: cpus, memory, disk")
+    free: dict[str, int] = Field(description="what may still be allocated: cpus, memory, disk")
