@@ -24,6 +24,11 @@ def _console(stderr: bool) -> Console:
     return Console(stderr=stderr, highlight=False)
 
 
+def show(renderable: object) -> None:
+    """Print a Rich renderable (a table, a panel) on stdout."""
+    _console(False).print(renderable)
+
+
 def say(text: str) -> None:
     """A plain line for the user on stdout (no Rich: it costs start-up time)."""
     print(text, flush=True)

@@ -22,8 +22,10 @@ import uvicorn
 from fastapi import FastAPI
 
 from bungalow.daemon.api import create_app
+from bungalow.daemon.api_metrics import router as metrics_router
 from bungalow.daemon.config import Config, load_config
 from bungalow.daemon.manager import VmManager
+from bungalow.daemon.metrics import Metrics
 from bungalow.daemon.sandboxes import Sandboxes
 from bungalow.daemon.snapshots import Snapshots
 from bungalow.daemon.store import Store
@@ -73,6 +75,9 @@ def build_app(data: DataDir, config: Config | None = None) -> FastAPI:
     snapshots = Snapshots(manager)
     sandboxes = Sandboxes(manager, snapshots, config)
     app = create_app(manager, snapshots, sandboxes)
+    metrics = Metrics(manager)
+    app.state.metrics = metrics
+    app.include_router(metrics_router)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -82,11 +87,13 @@ def build_app(data: DataDir, config: Config | None = None) -> FastAPI:
         await sandboxes.drain_pools()
         await snapshots.collect()
         reaper = asyncio.create_task(sandboxes.run_reaper(), name="reaper")
+        sampler = asyncio.create_task(metrics.run(), name="metrics")
         log.info("bungalowd ready on %s", data.socket)
         yield
-        reaper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await reaper
+        for task in (reaper, sampler):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await manager.close()
         store.close()
 

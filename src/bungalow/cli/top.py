@@ -1,0 +1,65 @@
+"""``bungalow top``: live per-VM CPU, steal, memory, disk and network rates."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+import typer
+
+from bungalow.cli.common import client
+from bungalow.cli.output import show, size
+
+COLUMNS = ["VM", "CPU", "STEAL", "MEMORY", "DISK RD/s", "DISK WR/s", "IOPS", "NET RX/s",
+           "NET TX/s", ""]  # fmt: skip
+
+
+def _row(entry: dict[str, Any]) -> list[str]:
+    rates = entry["rates"]
+    if not rates:
+        return [entry["vm"], "...", "", "", "", "", "", "", "", ""]
+    iops = rates["block_rd_reqs"] + rates["block_wr_reqs"]
+    return [
+        entry["vm"],
+        f"{rates['cpu'] * 100:.0f}%",
+        f"{rates['steal'] * 100:.0f}%",
+        size(int(rates["rss"])),
+        size(int(rates["block_rd_bytes"])) or "0",
+        size(int(rates["block_wr_bytes"])) or "0",
+        f"{iops:.0f}",
+        size(int(rates["net_rx_bytes"])) or "0",
+        size(int(rates["net_tx_bytes"])) or "0",
+        "NOISY" if entry["noisy"] else "",
+    ]
+
+
+def top(
+    once: Annotated[bool, typer.Option("--once", help="Print one table and exit.")] = False,
+    interval: Annotated[float, typer.Option("--interval", "-n", help="Seconds between.")] = 2.0,
+) -> None:
+    """Live per-VM CPU (of one host CPU), steal, memory, disk and network; NOISY marks a VM
+    taking most of the host while others wait for CPU."""
+    from rich.live import Live
+    from rich.table import Table
+
+    api = client()
+
+    def render() -> Table:
+        grid = Table(box=None, pad_edge=False, header_style="bold")
+        for column in COLUMNS:
+            grid.add_column(column, justify="left" if column == "VM" else "right")
+        for entry in api.request("GET", "/v1/metrics"):
+            grid.add_row(*_row(entry), style="red" if entry["noisy"] else None)
+        return grid
+
+    if once:
+        show(render())
+        return
+    with Live(render(), auto_refresh=False) as live:
+        while True:
+            time.sleep(interval)
+            live.update(render(), refresh=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(top)

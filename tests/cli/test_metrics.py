@@ -1,0 +1,67 @@
+"""Per-VM metrics move when the guest works: `top`, the JSON history and Prometheus /metrics."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+
+from tests.conftest import Env
+
+pytestmark = pytest.mark.vm
+
+
+def _prometheus(bw: Env) -> dict[str, float]:
+    transport = httpx.HTTPTransport(uds=str(bw.home / "bungalowd.sock"))
+    with httpx.Client(transport=transport, base_url="http://bungalowd") as client:
+        text = client.get("/metrics").text
+    values = {}
+    for line in text.splitlines():
+        if line.startswith("bungalow_vm_") and 'vm="busy"' in line:
+            name, value = line.rsplit(" ", 1)
+            values[name.split("{")[0]] = float(value)
+    return values
+
+
+def test_metrics_move_when_the_guest_works(bw: Env) -> None:
+    bw.run("launch", "busy")
+    time.sleep(5)  # two samples
+    before = _prometheus(bw)
+    assert before["bungalow_vm_memory_rss_bytes"] > 50 << 20
+    bw.run(
+        "exec", "busy", "--", "sh", "-c",
+        "dd if=/dev/zero of=/root/w bs=1M count=20 oflag=direct 2>/dev/null; "
+        "timeout 3 python3 -c 'while True: pass'; getent hosts deb.debian.org >/dev/null",
+    )  # fmt: skip
+    time.sleep(5)
+    after = _prometheus(bw)
+    assert after["bungalow_vm_cpu_seconds_total"] > before["bungalow_vm_cpu_seconds_total"] + 2
+    written = (
+        after["bungalow_vm_block_write_bytes_total"] - before["bungalow_vm_block_write_bytes_total"]
+    )
+    assert written >= 20 << 20
+    assert (
+        after["bungalow_vm_block_write_requests_total"]
+        > before["bungalow_vm_block_write_requests_total"]
+    )
+    assert (
+        after["bungalow_vm_network_transmit_packets_total"]
+        > before["bungalow_vm_network_transmit_packets_total"]
+    )
+    assert after["bungalow_vm_noisy"] == 0
+    top = bw.run("top", "--once").stdout
+    assert "busy" in top and "STEAL" in top
+    import json
+
+    history = json.loads(
+        httpx.Client(
+            transport=httpx.HTTPTransport(uds=str(bw.home / "bungalowd.sock")),
+            base_url="http://bungalowd",
+        )
+        .get("/v1/vms/busy/metrics")
+        .text
+    )["history"]
+    assert len(history) >= 4
+    assert history[-1]["cpu.time"] > history[0]["cpu.time"]
+    assert {"vcpu.delay", "balloon.rss", "block.wr.reqs", "net.rx.bytes"} <= set(history[-1])
