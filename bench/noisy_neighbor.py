@@ -111,6 +111,12 @@ def main() -> None:
                 for case, v in samples.items()
             )
             print(f"after round {index + 1}: {line}", flush=True)
+        events = json.loads(bungalow(env, "inspect", "hog"))["events"]
+        marked = [e["message"] for e in events if e["kind"] == "noisy"]
+        print(
+            f"the daemon marked A noisy {len(marked)} time(s)"
+            + (f": {marked[-1]}" if marked else "")
+        )
         alone50, alone99 = statistics.median(samples["alone"]), p99(samples["alone"])
         print(f"\nB: {args.writes} fsync'ed 4 KiB writes a round, {args.rounds} rounds")
         print(f"A limited to: {' '.join(limits)}")

@@ -17,6 +17,8 @@ Python SDK (:mod:`bungalow.client`) on what the daemon answered::
     ├── ConflictError             the name is taken, the port is in use (HTTP 409)
     ├── InvalidStateError         the VM is in the wrong state for this (HTTP 409)
     ├── SnapshotError             a snapshot is damaged or what it needs is gone (HTTP 409)
+    ├── UnauthorizedError         the API token is not valid (HTTP 401)
+    ├── ForbiddenError            this token may not do that (HTTP 403)
     ├── CapacityError             the host has not enough CPU, memory or disk (HTTP 507)
     ├── ImageError                building or importing an image failed (HTTP 500)
     ├── QemuError                 QEMU is missing, refused to start or died (HTTP 500)
@@ -91,6 +93,16 @@ class SnapshotError(BungalowError):
     http_status = 409
 
 
+class UnauthorizedError(BungalowError):
+    code = "unauthorized"
+    http_status = 401
+
+
+class ForbiddenError(BungalowError):
+    code = "forbidden"
+    http_status = 403
+
+
 class CapacityError(BungalowError):
     code = "capacity"
     http_status = 507
@@ -154,6 +166,8 @@ ERROR_CLASSES: dict[str, type[BungalowError]] = {
         GuestFileNotFoundError,
         ConflictError,
         SnapshotError,
+        UnauthorizedError,
+        ForbiddenError,
         InvalidStateError,
         CapacityError,
         ImageError,

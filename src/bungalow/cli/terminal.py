@@ -43,7 +43,12 @@ def raw_terminal(enabled: bool) -> Iterator[None]:
 
 
 def _connect(api: Client, path: str) -> ClientConnection:
-    return unix_connect(str(api.socket_path), f"ws://bungalowd{path}", max_size=None)
+    return unix_connect(
+        str(api.socket_path),
+        f"ws://bungalowd{path}",
+        max_size=None,
+        additional_headers=api.headers,
+    )
 
 
 def _forward_stdin(ws: ClientConnection, stop: threading.Event, *, detach: bool) -> None:

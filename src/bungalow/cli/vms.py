@@ -77,12 +77,17 @@ def launch(
     disk_bw: DiskBw = None,
     disk_iops_burst: DiskIopsBurst = None,
     disk_bw_burst: DiskBwBurst = None,
+    project: Annotated[
+        str | None, typer.Option("--project", help="Project to charge (admin; a token implies it).")
+    ] = None,
 ) -> None:
     """Create a VM from an image and boot it."""
     limits = limit_body(
         cpu_weight=cpu_weight, cpu_cap=cpu_cap, memory_limit=memory_limit, disk_iops=disk_iops,
         disk_bw=disk_bw, disk_iops_burst=disk_iops_burst, disk_bw_burst=disk_bw_burst,
     )  # fmt: skip
+    if project is not None:
+        limits["project"] = project
     vm = _launch(name, image, cpus, memory, disk, ports or [], accel, profile, limits)
     say(f"{vm['name']} is running ({vm['image']}, {vm['cpus']} CPU, {size(vm['memory'])})")
 

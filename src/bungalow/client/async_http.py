@@ -28,12 +28,17 @@ async def _raise_for(response: httpx.Response) -> None:
 class AsyncClient:
     """One connection pool to one daemon, started (in a thread) before the first request."""
 
-    def __init__(self, data: DataDir | None = None, *, autostart: bool = True) -> None:
+    def __init__(
+        self, data: DataDir | None = None, *, autostart: bool = True, token: str | None = None
+    ) -> None:
         self.data = data or DataDir.from_env()
         self._needs_daemon = autostart
         transport = httpx.AsyncHTTPTransport(uds=str(self.data.socket), verify=False)
         self._http = httpx.AsyncClient(
-            transport=transport, base_url=wire.BASE_URL, timeout=httpx.Timeout(30.0, read=None)
+            transport=transport,
+            base_url=wire.BASE_URL,
+            timeout=httpx.Timeout(30.0, read=None),
+            headers=wire.auth_headers(token),
         )
 
     async def aclose(self) -> None:

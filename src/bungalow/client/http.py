@@ -30,14 +30,20 @@ def _raise_for(response: httpx.Response) -> None:
 class Client:
     """One connection pool to one daemon; starts the daemon when it is not running."""
 
-    def __init__(self, data: DataDir | None = None, *, autostart: bool = True) -> None:
+    def __init__(
+        self, data: DataDir | None = None, *, autostart: bool = True, token: str | None = None
+    ) -> None:
         self.data = data or DataDir.from_env()
         if autostart:
             ensure_daemon(self.data)
+        self.headers = wire.auth_headers(token)
         # A Unix socket carries no TLS: skipping the CA bundle saves ~50 ms a command.
         transport = httpx.HTTPTransport(uds=str(self.data.socket), verify=False)
         self._http = httpx.Client(
-            transport=transport, base_url=wire.BASE_URL, timeout=httpx.Timeout(30.0, read=None)
+            transport=transport,
+            base_url=wire.BASE_URL,
+            timeout=httpx.Timeout(30.0, read=None),
+            headers=self.headers,
         )
 
     def close(self) -> None:

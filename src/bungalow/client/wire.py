@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,12 @@ if TYPE_CHECKING:
 
 #: Any host name works over a Unix socket; this one reads well in logs.
 BASE_URL = "http://bungalowd"
+
+
+def auth_headers(token: str | None) -> dict[str, str]:
+    """The header that scopes requests to one project; ``BUNGALOW_TOKEN`` by default."""
+    token = token if token is not None else os.environ.get("BUNGALOW_TOKEN")
+    return {"Authorization": f"Bearer {token}"} if token else {}
 
 
 def error_for(response: httpx.Response) -> BungalowError:

@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from bungalow.daemon.api_guest import router as guest_router
 from bungalow.daemon.api_images import router as images_router
 from bungalow.daemon.api_snapshots import router as snapshots_router
-from bungalow.daemon.deps import Manager
+from bungalow.daemon.deps import Caller, Manager
 from bungalow.daemon.lifecycle import ACTIVE_STATES
 from bungalow.daemon.limits import Limits
 from bungalow.daemon.manager import VmManager
@@ -31,8 +31,9 @@ from bungalow.daemon.schemas import (
     VmInfo,
 )
 from bungalow.daemon.snapshots import Snapshots
+from bungalow.daemon.store import VmRecord
 from bungalow.daemon.views import vm_info
-from bungalow.errors import BungalowError
+from bungalow.errors import BungalowError, ForbiddenError
 from bungalow.qemu.accel import probe_accelerator
 from bungalow.qemu.process import qemu_version
 from bungalow.units import parse_size
@@ -70,13 +71,27 @@ async def health() -> dict[str, object]:
 
 
 @router.get("/vms")
-async def list_vms(manager: Manager) -> list[VmInfo]:
-    return [vm_info(manager, vm) for vm in manager.list()]
+async def list_vms(manager: Manager, caller: Caller) -> list[VmInfo]:
+    return [vm_info(manager, vm) for vm in manager.list() if visible(vm, caller)]
+
+
+def visible(vm: VmRecord, caller: str | None) -> bool:
+    """Whether the caller may see the VM: the admin sees all, a project its own."""
+    return caller is None or vm.project == caller
+
+
+def project_for(caller: str | None, asked: str | None) -> str | None:
+    """The project a new VM belongs to: the token's, or the one the admin names."""
+    if caller is not None and asked not in (None, caller):
+        raise ForbiddenError(f"A token of project {caller} cannot make VMs in project {asked}.")
+    return caller or asked
 
 
 @router.post("/vms", status_code=201)
-async def create_vm(body: VmCreate, manager: Manager) -> VmInfo:
+async def create_vm(body: VmCreate, manager: Manager, caller: Caller) -> VmInfo:
+    project = project_for(caller, body.project)
     request = CreateRequest(
+        project=project,
         name=body.name,
         image=body.image,
         cpus=body.cpus,
@@ -123,9 +138,14 @@ async def stop_vm(name: str, manager: Manager, body: StopRequest | None = None) 
 
 @router.get("/events")
 async def events(
-    manager: Manager, vm: str | None = None, limit: int = 100
+    manager: Manager, caller: Caller, vm: str | None = None, limit: int = 100
 ) -> list[dict[str, object]]:
-    return manager.store.events(vm, limit)
+    if caller is None:
+        return manager.store.events(vm, limit)
+    own = {v.name for v in manager.list() if v.project == caller}
+    if vm is not None and vm not in own:
+        return []
+    return [e for e in manager.store.events(vm, limit * 10) if e["vm"] in own][-limit:]
 
 
 @router.get("/host")

@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from starlette.requests import HTTPConnection
 
+from bungalow.daemon.access import caller_project
 from bungalow.daemon.metrics import Metrics
 from bungalow.errors import NotFoundError
 
@@ -42,7 +43,7 @@ async def all_metrics(connection: HTTPConnection) -> list[dict[str, Any]]:
     """The latest sample and per-second rates of every running VM."""
     metrics = _metrics(connection)
     out = []
-    for name in sorted(metrics.history):
+    for name in sorted(_visible(metrics, connection)):
         sample, rates = metrics.latest(name)
         out.append(
             {
@@ -67,12 +68,22 @@ async def vm_metrics(name: str, connection: HTTPConnection) -> dict[str, Any]:
     return {"vm": name, "history": [{"time": s.time, **s.domstats()} for s in samples]}
 
 
+def _visible(metrics: Metrics, connection: HTTPConnection) -> list[str]:
+    """The sampled VMs the caller may see: all for the admin, a project's own for its token."""
+    caller = caller_project(connection.state)
+    if caller is None:
+        return list(metrics.history)
+    own = {vm.name for vm in metrics.manager.list() if vm.project == caller}
+    return [name for name in metrics.history if name in own]
+
+
 class _Collector:
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(self, metrics: Metrics, names: list[str]) -> None:
         self.metrics = metrics
+        self.names = names
 
     def collect(self) -> Iterator[Metric]:
-        latest = {name: self.metrics.latest(name)[0] for name in self.metrics.history}
+        latest = {name: self.metrics.latest(name)[0] for name in self.names}
         for metric, text, key, factor in _COUNTERS:
             family = CounterMetricFamily(metric, text, labels=["vm"])
             for name, sample in latest.items():
@@ -95,5 +106,6 @@ class _Collector:
 async def prometheus(connection: HTTPConnection) -> Response:
     """The same numbers in Prometheus's text exposition format."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Collector(_metrics(connection)))
+    metrics = _metrics(connection)
+    registry.register(_Collector(metrics, _visible(metrics, connection)))
     return Response(generate_latest(registry), media_type="text/plain; version=0.0.4")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from bungalow.daemon.deps import Manager, SandboxOps, SnapshotOps
+from bungalow.daemon.deps import Caller, Manager, SandboxOps, SnapshotOps
 from bungalow.daemon.sandboxes import SandboxRequest
 from bungalow.daemon.schemas import (
     CloneCreate,
@@ -85,8 +85,11 @@ async def set_lease(
 
 
 @router.post("/sandboxes", status_code=201)
-async def create_sandbox(body: SandboxCreate, manager: Manager, sandboxes: SandboxOps) -> VmInfo:
+async def create_sandbox(
+    body: SandboxCreate, manager: Manager, sandboxes: SandboxOps, caller: Caller
+) -> VmInfo:
     request = SandboxRequest(
+        project=caller,
         image=body.image,
         cpus=body.cpus,
         memory=parse_size(body.memory, what="memory size"),

@@ -91,6 +91,7 @@ def plan_vm(
         sandbox=request.sandbox,
         expires_at=request.expires_at,
         limits=request.limits,
+        project=request.project,
     )
 
 

@@ -7,6 +7,7 @@ from typing import Annotated, cast
 from fastapi import Depends
 from starlette.requests import HTTPConnection
 
+from bungalow.daemon.access import caller_project
 from bungalow.daemon.manager import VmManager
 from bungalow.daemon.sandboxes import Sandboxes
 from bungalow.daemon.snapshots import Snapshots
@@ -28,5 +29,11 @@ def _sandboxes(connection: HTTPConnection) -> Sandboxes:
     return cast(Sandboxes, connection.app.state.sandboxes)
 
 
+def _caller(connection: HTTPConnection) -> str | None:
+    """The project whose token came with the request; None for the host's admin."""
+    return caller_project(connection.state)
+
+
 SnapshotOps = Annotated[Snapshots, Depends(_snapshots)]
+Caller = Annotated[str | None, Depends(_caller)]
 SandboxOps = Annotated[Sandboxes, Depends(_sandboxes)]

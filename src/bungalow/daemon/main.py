@@ -21,11 +21,14 @@ from pathlib import Path
 import uvicorn
 from fastapi import FastAPI
 
+from bungalow.daemon.access import ProjectScope
 from bungalow.daemon.api import create_app
 from bungalow.daemon.api_metrics import router as metrics_router
+from bungalow.daemon.api_projects import router as projects_router
 from bungalow.daemon.config import Config, load_config
 from bungalow.daemon.manager import VmManager
 from bungalow.daemon.metrics import Metrics
+from bungalow.daemon.projects import Projects
 from bungalow.daemon.sandboxes import Sandboxes
 from bungalow.daemon.snapshots import Snapshots
 from bungalow.daemon.store import Store
@@ -74,7 +77,12 @@ def build_app(data: DataDir, config: Config | None = None) -> FastAPI:
     )
     snapshots = Snapshots(manager)
     sandboxes = Sandboxes(manager, snapshots, config)
+    projects = Projects(store)
+    manager.quota_check = lambda vm, starting: projects.check(vm, starting=starting)
     app = create_app(manager, snapshots, sandboxes)
+    app.state.projects = projects
+    app.include_router(projects_router)
+    app.add_middleware(ProjectScope, projects=projects)
     metrics = Metrics(manager)
     app.state.metrics = metrics
     app.include_router(metrics_router)

@@ -57,6 +57,8 @@ class VmManager:
     images: ImageStore
     runtimes: dict[str, VmRuntime] = field(default_factory=dict)
     ratios: Ratios = field(default_factory=Ratios)
+    #: Refuses a VM its project's quota has no room for (projects.py); set by the daemon.
+    quota_check: Callable[[VmRecord, bool], None] | None = None
     #: Called after a VM is gone, so its snapshots can go too (see snapshots.py).
     on_removed: Callable[[VmRecord], Awaitable[None]] | None = None
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
@@ -92,6 +94,8 @@ class VmManager:
 
     def admit(self, vm: VmRecord, *, starting: bool) -> None:
         """Refuse a VM the host's allocation ratios leave no room for (disk only if it exists)."""
+        if self.quota_check is not None:
+            self.quota_check(vm, starting)
         asked = Shape(vm.cpus, vm.memory, 0 if starting else vm.disk_size)
         self.allocation(exclude=vm.name).admit(asked, f"the VM {vm.name}")
 

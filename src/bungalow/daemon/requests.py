@@ -19,3 +19,4 @@ class CreateRequest:
     sandbox: bool = False
     expires_at: float | None = None
     limits: dict[str, Any] = field(default_factory=dict)
+    project: str | None = None

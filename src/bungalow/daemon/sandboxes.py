@@ -64,6 +64,7 @@ class SandboxRequest:
     timeout: float | None = 600.0
     name: str | None = None
     warm: bool = True
+    project: str | None = None
 
 
 class Sandboxes:
@@ -93,16 +94,21 @@ class Sandboxes:
                 disk=request.disk,
                 sandbox=True,
                 expires_at=expires,
+                project=request.project,
             )
             return self._deadline_from_now(await self.m.create(create), request.timeout)
         template = await self.template(request)
         expires = None if request.timeout is None else time.time() + request.timeout
-        pooled = None if request.name else self.store.claim_pooled(template.id, expires)
+        pooled = None
+        if request.name is None and request.project is None:  # pooled VMs belong to no project
+            pooled = self.store.claim_pooled(template.id, expires)
         self._refill(template)
         if pooled is not None:
             self.store.add_event(pooled.name, "claimed", "handed out from the warm pool")
             return pooled
-        clone = CloneRequest(name=name, parent="", sandbox=True, expires_at=expires)
+        clone = CloneRequest(
+            name=name, parent="", sandbox=True, expires_at=expires, project=request.project
+        )
         vm = await self.snapshots.clone_from(template, clone)
         return self._deadline_from_now(vm, request.timeout)
 

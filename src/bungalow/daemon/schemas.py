@@ -19,6 +19,7 @@ class LimitsUpdate(BaseModel):
 
 class VmCreate(LimitsUpdate):
     name: str
+    project: str | None = Field(default=None, description="admin only; a token implies its own")
     image: str = "debian-12"
     cpus: int = 1
     memory: str | int = "512M"
@@ -53,6 +54,7 @@ class VmInfo(BaseModel):
     snapshots_used: int = 0
     pooled: bool = Field(default=False, description="waiting, started, in the sandbox pool")
     limits: dict[str, float | int] = Field(default_factory=dict)
+    project: str | None = None
 
 
 class SnapshotCreate(BaseModel):

@@ -61,6 +61,7 @@ class CloneRequest:
     sandbox: bool = False
     expires_at: float | None = None
     pool: str | None = None
+    project: str | None = None
 
 
 class Snapshots:
@@ -269,12 +270,14 @@ class Snapshots:
                 f"A VM named {name} already exists; choose another name or remove it "
                 f"with `bungalow rm {name}`."
             )
+        project = self.store.get(source).project
         if snapshot_name is not None:
             snapshot = self.get(source, snapshot_name)
         else:
             snapshot = await self.fork_snapshot(source)
         try:
-            return await self.clone_from(snapshot, CloneRequest(name=name, parent=source))
+            request = CloneRequest(name=name, parent=source, project=project)
+            return await self.clone_from(snapshot, request)
         finally:
             await self.collect()
 
@@ -296,7 +299,11 @@ class Snapshots:
         try:
             for child in names:
                 request = CloneRequest(
-                    name=child, parent=source, sandbox=vm.sandbox, expires_at=vm.expires_at
+                    name=child,
+                    parent=source,
+                    sandbox=vm.sandbox,
+                    expires_at=vm.expires_at,
+                    project=vm.project,
                 )
                 children.append(await self.clone_from(snapshot, request))
         except BaseException:
@@ -334,6 +341,7 @@ class Snapshots:
                 sandbox=request.sandbox,
                 expires_at=request.expires_at,
                 pool=request.pool,
+                project=request.project,
             )
             self.m.check_fits(vm)
             self.store.insert(vm)

@@ -43,7 +43,17 @@ CREATE TABLE IF NOT EXISTS vms (
     expires_at REAL,
     on_expiry TEXT NOT NULL DEFAULT 'delete',
     pool TEXT,
-    limits TEXT NOT NULL DEFAULT '{}'
+    limits TEXT NOT NULL DEFAULT '{}',
+    project TEXT
+);
+CREATE TABLE IF NOT EXISTS projects (
+    name TEXT PRIMARY KEY,
+    token_hash TEXT NOT NULL UNIQUE,
+    max_vcpus INTEGER,
+    max_memory INTEGER,
+    max_disk INTEGER,
+    max_vms INTEGER,
+    created REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS snapshots (
     id TEXT PRIMARY KEY,
@@ -113,6 +123,8 @@ class VmRecord:
     pool: str | None = None
     #: CPU weight and cap, memory limit, disk IOPS and bandwidth (daemon/limits.py).
     limits: dict[str, Any] = field(default_factory=dict)
+    #: The project the VM belongs to; None for the host admin's own VMs.
+    project: str | None = None
 
     def with_changes(self, **changes: Any) -> VmRecord:
         return replace(self, **changes)
@@ -194,6 +206,7 @@ _ADDED_COLUMNS = {
         "on_expiry": "TEXT NOT NULL DEFAULT 'delete'",
         "pool": "TEXT",
         "limits": "TEXT NOT NULL DEFAULT '{}'",
+        "project": "TEXT",
     }
 }
 
@@ -220,6 +233,11 @@ class Store:
 
     def close(self) -> None:
         self._db.close()
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """For the daemon's other tables (projects.py); the VM rows go through the methods."""
+        return self._db
 
     def insert(self, vm: VmRecord) -> None:
         data = _vm_row(vm)

@@ -1,0 +1,78 @@
+"""``bungalow project``: projects with their own API token and quotas (the host admin's)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from bungalow.cli.common import client
+from bungalow.cli.output import say, size, table
+
+app = typer.Typer(no_args_is_help=True, help="Projects: an API token and quotas each.")
+
+MaxVcpus = Annotated[int | None, typer.Option("--max-vcpus", help="vCPUs of running VMs.")]
+MaxMemory = Annotated[str | None, typer.Option("--max-memory", help="Memory of running VMs.")]
+MaxDisk = Annotated[str | None, typer.Option("--max-disk", help="Disk of all its VMs.")]
+MaxVms = Annotated[int | None, typer.Option("--max-vms", help="How many VMs.")]
+
+
+def _quota(**values: Any) -> dict[str, Any]:
+    return {key: value for key, value in values.items() if value is not None}
+
+
+@app.command("create")
+def create(
+    name: Annotated[str, typer.Argument(help="Project name.")],
+    max_vcpus: MaxVcpus = None,
+    max_memory: MaxMemory = None,
+    max_disk: MaxDisk = None,
+    max_vms: MaxVms = None,
+) -> None:
+    """Make a project and print its token (shown this once: keep it)."""
+    body = _quota(name=name, max_vcpus=max_vcpus, max_memory=max_memory, max_disk=max_disk,
+                  max_vms=max_vms)  # fmt: skip
+    project = client().request("POST", "/v1/projects", json=body)
+    say(project["token"])
+
+
+def _used(used: int, quota: int | None, show: Any = str) -> str:
+    return f"{show(used)}/{'-' if quota is None else show(quota)}"
+
+
+@app.command("ls")
+def ls() -> None:
+    """Projects with what their VMs use against their quotas."""
+    rows = []
+    for p in client().request("GET", "/v1/projects"):
+        q, u = p["quota"], p["used"]
+        rows.append([
+            p["name"], _used(u["vms"], q["vms"]), _used(u["vcpus"], q["vcpus"]),
+            _used(u["memory"], q["memory"], size), _used(u["disk"], q["disk"], size),
+        ])  # fmt: skip
+    table(["PROJECT", "VMS", "VCPUS", "MEMORY", "DISK"], rows)
+
+
+@app.command("set")
+def set_quota(
+    name: Annotated[str, typer.Argument(help="Project name.")],
+    max_vcpus: MaxVcpus = None,
+    max_memory: MaxMemory = None,
+    max_disk: MaxDisk = None,
+    max_vms: MaxVms = None,
+) -> None:
+    """Change a project's quotas."""
+    body = _quota(max_vcpus=max_vcpus, max_memory=max_memory, max_disk=max_disk, max_vms=max_vms)
+    client().request("PATCH", f"/v1/projects/{name}", json=body)
+    say(f"project {name} updated")
+
+
+@app.command("rm")
+def rm(name: Annotated[str, typer.Argument(help="Project name.")]) -> None:
+    """Remove a project that has no VMs left."""
+    client().request("DELETE", f"/v1/projects/{name}")
+    say(f"project {name} is removed")
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="project")
