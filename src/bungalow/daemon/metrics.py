@@ -8,8 +8,18 @@ the host). Names follow libvirt's domstats (``cpu.time``, ``vcpu.delay``,
 ``balloon.rss``, ``block.wr.bytes``, ``net.rx.bytes``...). Counters are
 cumulative; :func:`rates` turns two samples into per-second rates.
 
-The daemon also marks *noisy* VMs: one that takes most of the host's CPU while
-another VM's vCPUs wait for a CPU more than :data:`STEAL_NOTICE` of the time.
+The daemon also marks *noisy* VMs. Each VM is entitled to a share of the host's
+CPUs by its CPU weight, as much as it wants up to that share, the rest going to
+those that want more (weighted max-min fairness, :func:`entitled_shares`). A
+VM is *starved* when it got clearly less than its entitlement while its vCPUs
+waited for a host CPU more than :data:`STEAL_NOTICE` of the time; one that got
+clearly more than its entitlement meanwhile is *noisy*. With a control group
+per VM the kernel's scheduler already divides CPU this way, so a noisy VM is
+one whose threads escape it or a host without cgroups.
+With ``[policy] throttle_noisy = true`` it then lowers the noisy VM's CPU weight
+to :data:`THROTTLED_WEIGHT`: the VM keeps every cycle nobody else wants, but
+the waiting VMs come first; the weight goes back once nobody has waited for
+:data:`CALM_SAMPLES` samples in a row.
 """
 
 from __future__ import annotations
@@ -22,6 +32,7 @@ from collections import deque
 from dataclasses import asdict, dataclass, field
 
 from bungalow.daemon.lifecycle import VmState
+from bungalow.daemon.limits import Limits
 from bungalow.daemon.manager import VmManager
 from bungalow.daemon.runtime import VmRuntime
 from bungalow.errors import BungalowError
@@ -35,7 +46,11 @@ HISTORY = 150  # five minutes at INTERVAL
 #: Share of wall time a VM's vCPUs wait for a host CPU before the daemon calls it starved.
 STEAL_NOTICE = 0.10
 #: Share of the host's CPUs one VM must take to be the one starving the others.
-HOG_SHARE = 0.5
+MARGIN = 0.15  # of one CPU: below this, getting less or more than entitled is noise
+#: CPU weight a noisy VM is lowered to by the automatic policy (100 is normal).
+THROTTLED_WEIGHT = 25
+#: Samples in a row without a starved VM before the policy gives the weight back.
+CALM_SAMPLES = 10
 
 
 @dataclass(frozen=True)
@@ -87,6 +102,10 @@ class Metrics:
     manager: VmManager
     history: dict[str, deque[Sample]] = field(default_factory=dict)
     noisy: set[str] = field(default_factory=set)
+    throttle: bool = False
+    #: VMs the policy has throttled, with the CPU weight to give back.
+    throttled: dict[str, int] = field(default_factory=dict)
+    _calm: int = 0
     _threads: dict[int, list[int]] = field(default_factory=dict)
 
     def latest(self, name: str) -> tuple[Sample | None, dict[str, float]]:
@@ -122,7 +141,9 @@ class Metrics:
             except (OSError, BungalowError):
                 continue
             self.history.setdefault(name, deque(maxlen=HISTORY)).append(sample)
-        self._notice_noisy()
+        starved = self._notice_noisy()
+        if self.throttle:
+            await self._apply_policy(starved)
 
     async def _sample(self, runtime: VmRuntime, *, guest: bool) -> Sample:
         pid = runtime.pid
@@ -149,21 +170,94 @@ class Metrics:
             net_tx_pkts=net[3],
         )
 
-    def _notice_noisy(self) -> None:
-        """Mark VMs taking most of the host's CPU while others' vCPUs wait; log the change."""
+    def _notice_noisy(self) -> list[str]:
+        """Mark VMs taking most of the host's CPU while others' vCPUs wait; log the change.
+
+        Returns the starved VMs: those whose vCPUs waited for a host CPU more than
+        :data:`STEAL_NOTICE` of the time (per vCPU).
+        """
         cpus = self.manager.capacity().cpus
-        current = {name: self.latest(name)[1] for name in self.history}
-        starved = [n for n, r in current.items() if r and r["steal"] > STEAL_NOTICE]
-        noisy = set()
-        if starved:
-            for name, rate in current.items():
-                if rate and name not in starved and rate["cpu"] > HOG_SHARE * cpus:
-                    noisy.add(name)
+        vms = {vm.name: vm for vm in self.manager.list()}
+        current = {n: r for n, r in ((n, self.latest(n)[1]) for n in self.history) if r}
+        demand = {
+            n: (min(r["cpu"] + r["steal"], vms[n].cpus), Limits.from_json(vms[n].limits).cpu_weight)
+            for n, r in current.items()
+            if n in vms
+        }
+        entitled = entitled_shares(float(cpus), demand)
+        starved = [
+            n
+            for n, r in current.items()
+            if n in entitled
+            and r["steal"] / vms[n].cpus > STEAL_NOTICE
+            and r["cpu"] < entitled[n] - MARGIN
+        ]
+        noisy = {
+            n
+            for n, r in current.items()
+            if n in entitled and starved and r["cpu"] > entitled[n] + MARGIN
+        }
         for name in noisy - self.noisy:
             who = ", ".join(sorted(starved))
-            message = f"takes {current[name]['cpu']:.1f} CPUs while {who} wait for CPU"
+            message = (
+                f"takes {current[name]['cpu']:.2f} CPUs, entitled to {entitled[name]:.2f}, "
+                f"while {who} wait for CPU"
+            )
             self.manager.store.add_event(name, "noisy", message)
         self.noisy = noisy
+        return starved
+
+    async def _apply_policy(self, starved: list[str]) -> None:
+        """Lower noisy VMs' CPU weight; give it back once nobody waits any more."""
+        for name in sorted(self.noisy - set(self.throttled)):
+            try:
+                vm = self.manager.get(name)
+                before = Limits.from_json(vm.limits).cpu_weight
+                if before <= THROTTLED_WEIGHT:
+                    continue
+                await self.manager.set_limits(name, {"cpu_weight": THROTTLED_WEIGHT})
+            except BungalowError as exc:
+                log.warning("could not throttle %s: %s", name, exc.message)
+                continue
+            self.throttled[name] = before
+            self.manager.store.add_event(
+                name, "throttled", f"CPU weight {before} -> {THROTTLED_WEIGHT} by the noisy policy"
+            )
+        self._calm = 0 if starved else self._calm + 1
+        if self._calm < CALM_SAMPLES:
+            return
+        for name, before in list(self.throttled.items()):
+            del self.throttled[name]
+            with contextlib.suppress(BungalowError):
+                await self.manager.set_limits(name, {"cpu_weight": before})
+                self.manager.store.add_event(
+                    name, "unthrottled", f"CPU weight back to {before}: nobody waits for CPU"
+                )
+
+
+def entitled_shares(capacity: float, demand: dict[str, tuple[float, int]]) -> dict[str, float]:
+    """Each VM's fair share of ``capacity`` CPUs: weighted max-min fairness.
+
+    ``demand`` maps a VM to (CPUs it wants, its weight). A VM wanting less than
+    its weighted share gets what it wants; what it leaves is shared among the
+    others by weight, until every CPU is given or every demand met.
+    """
+    share = {name: 0.0 for name in demand}
+    open_ = {name for name, (want, _) in demand.items() if want > 0}
+    left = capacity
+    while open_ and left > 1e-9:
+        total = sum(demand[name][1] for name in open_)
+        offer = {name: left * demand[name][1] / total for name in open_}
+        satisfied = {n for n in open_ if demand[n][0] - share[n] <= offer[n]}
+        if not satisfied:
+            for name in open_:
+                share[name] += offer[name]
+            break
+        for name in satisfied:
+            left -= demand[name][0] - share[name]
+            share[name] = demand[name][0]
+        open_ -= satisfied
+    return share
 
 
 async def _guest_net(runtime: VmRuntime) -> tuple[int, int, int, int]:
