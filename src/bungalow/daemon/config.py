@@ -7,9 +7,6 @@
     memory = 1.0
     disk = 1.0
 
-    [policy]
-    throttle_noisy = true   # lower a noisy VM's CPU weight while others wait (default false)
-
     [sandboxes]
     pool = 2            # sandboxes of each shape kept started and waiting (default 1)
     timeout = "10m"     # the timeout a sandbox gets when its creator names none
@@ -43,8 +40,6 @@ class Config:
     sandbox_pool: int = DEFAULT_POOL
     sandbox_timeout: float = 600.0
     ratios: Ratios = field(default_factory=Ratios)
-    #: Lower a noisy VM's CPU weight automatically (metrics.py).
-    throttle_noisy: bool = False
 
 
 def load_config(path: Path) -> Config:
@@ -74,12 +69,4 @@ def load_config(path: Path) -> Config:
                 f"allocation.{key} in {path} must be a positive number such as 1.0, not {value!r}."
             )
         ratios[key] = float(value)
-    throttle = data.get("policy", {}).get("throttle_noisy", False)
-    if not isinstance(throttle, bool):
-        raise UserError(f"policy.throttle_noisy in {path} must be true or false, not {throttle!r}.")
-    return Config(
-        sandbox_pool=pool,
-        sandbox_timeout=timeout,
-        ratios=Ratios(**ratios),
-        throttle_noisy=throttle,
-    )
+    return Config(sandbox_pool=pool, sandbox_timeout=timeout, ratios=Ratios(**ratios))

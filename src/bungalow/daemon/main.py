@@ -83,7 +83,7 @@ def build_app(data: DataDir, config: Config | None = None) -> FastAPI:
     app.state.projects = projects
     app.include_router(projects_router)
     app.add_middleware(ProjectScope, projects=projects)
-    metrics = Metrics(manager, throttle=config.throttle_noisy)
+    metrics = Metrics(manager)
     app.state.metrics = metrics
     app.include_router(metrics_router)
 

@@ -13,13 +13,11 @@ CPUs by its CPU weight, as much as it wants up to that share, the rest going to
 those that want more (weighted max-min fairness, :func:`entitled_shares`). A
 VM is *starved* when it got clearly less than its entitlement while its vCPUs
 waited for a host CPU more than :data:`STEAL_NOTICE` of the time; one that got
-clearly more than its entitlement meanwhile is *noisy*. With a control group
-per VM the kernel's scheduler already divides CPU this way, so a noisy VM is
-one whose threads escape it or a host without cgroups.
-With ``[policy] throttle_noisy = true`` it then lowers the noisy VM's CPU weight
-to :data:`THROTTLED_WEIGHT`: the VM keeps every cycle nobody else wants, but
-the waiting VMs come first; the weight goes back once nobody has waited for
-:data:`CALM_SAMPLES` samples in a row.
+clearly more than its entitlement meanwhile, for :data:`NOISY_SAMPLES` samples
+in a row, is *noisy*. With a control group per VM the kernel's scheduler
+already divides CPU this way, so a noisy VM is one whose threads escape it or
+a host without cgroups.
+An automatic throttle of noisy VMs is not built yet.
 """
 
 from __future__ import annotations
@@ -47,10 +45,8 @@ HISTORY = 150  # five minutes at INTERVAL
 STEAL_NOTICE = 0.10
 #: Share of the host's CPUs one VM must take to be the one starving the others.
 MARGIN = 0.15  # of one CPU: below this, getting less or more than entitled is noise
-#: CPU weight a noisy VM is lowered to by the automatic policy (100 is normal).
-THROTTLED_WEIGHT = 25
-#: Samples in a row without a starved VM before the policy gives the weight back.
-CALM_SAMPLES = 10
+#: Samples in a row a VM must look noisy before it is marked: a boot or a burst is not.
+NOISY_SAMPLES = 3
 
 
 @dataclass(frozen=True)
@@ -102,10 +98,7 @@ class Metrics:
     manager: VmManager
     history: dict[str, deque[Sample]] = field(default_factory=dict)
     noisy: set[str] = field(default_factory=set)
-    throttle: bool = False
-    #: VMs the policy has throttled, with the CPU weight to give back.
-    throttled: dict[str, int] = field(default_factory=dict)
-    _calm: int = 0
+    _suspect: dict[str, int] = field(default_factory=dict)
     _threads: dict[int, list[int]] = field(default_factory=dict)
 
     def latest(self, name: str) -> tuple[Sample | None, dict[str, float]]:
@@ -141,9 +134,7 @@ class Metrics:
             except (OSError, BungalowError):
                 continue
             self.history.setdefault(name, deque(maxlen=HISTORY)).append(sample)
-        starved = self._notice_noisy()
-        if self.throttle:
-            await self._apply_policy(starved)
+        self._notice_noisy()
 
     async def _sample(self, runtime: VmRuntime, *, guest: bool) -> Sample:
         pid = runtime.pid
@@ -192,11 +183,13 @@ class Metrics:
             and r["steal"] / vms[n].cpus > STEAL_NOTICE
             and r["cpu"] < entitled[n] - MARGIN
         ]
-        noisy = {
+        over = {
             n
             for n, r in current.items()
             if n in entitled and starved and r["cpu"] > entitled[n] + MARGIN
         }
+        self._suspect = {n: self._suspect.get(n, 0) + 1 for n in over}
+        noisy = {n for n, seen in self._suspect.items() if seen >= NOISY_SAMPLES}
         for name in noisy - self.noisy:
             who = ", ".join(sorted(starved))
             message = (
@@ -206,33 +199,6 @@ class Metrics:
             self.manager.store.add_event(name, "noisy", message)
         self.noisy = noisy
         return starved
-
-    async def _apply_policy(self, starved: list[str]) -> None:
-        """Lower noisy VMs' CPU weight; give it back once nobody waits any more."""
-        for name in sorted(self.noisy - set(self.throttled)):
-            try:
-                vm = self.manager.get(name)
-                before = Limits.from_json(vm.limits).cpu_weight
-                if before <= THROTTLED_WEIGHT:
-                    continue
-                await self.manager.set_limits(name, {"cpu_weight": THROTTLED_WEIGHT})
-            except BungalowError as exc:
-                log.warning("could not throttle %s: %s", name, exc.message)
-                continue
-            self.throttled[name] = before
-            self.manager.store.add_event(
-                name, "throttled", f"CPU weight {before} -> {THROTTLED_WEIGHT} by the noisy policy"
-            )
-        self._calm = 0 if starved else self._calm + 1
-        if self._calm < CALM_SAMPLES:
-            return
-        for name, before in list(self.throttled.items()):
-            del self.throttled[name]
-            with contextlib.suppress(BungalowError):
-                await self.manager.set_limits(name, {"cpu_weight": before})
-                self.manager.store.add_event(
-                    name, "unthrottled", f"CPU weight back to {before}: nobody waits for CPU"
-                )
 
 
 def entitled_shares(capacity: float, demand: dict[str, tuple[float, int]]) -> dict[str, float]:
