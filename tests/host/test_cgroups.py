@@ -72,3 +72,22 @@ def test_a_cpu_cap_slows_a_busy_process() -> None:
 def test_bad_limits_are_one_sentence(limits: dict[str, float], words: str) -> None:
     with pytest.raises(UserError, match=words):
         CpuMemLimits(**limits)  # type: ignore[arg-type]
+
+
+def test_empty_groups_are_swept_and_busy_ones_kept() -> None:
+    from bungalow.host.cgroups import remove_empty_groups
+
+    empty, busy = VmCgroup(f"empty-{time.monotonic_ns()}"), VmCgroup(f"busy-{time.monotonic_ns()}")
+    sleeper = subprocess.Popen(["sleep", "30"])
+    try:
+        empty.create()
+        busy.create()
+        busy.add(sleeper.pid)
+        assert remove_empty_groups() >= 1
+        assert not any(d.exists() for d in empty.directories())
+        assert all(d.exists() for d in busy.directories())
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        busy.remove()
+        empty.remove()

@@ -33,6 +33,7 @@ from bungalow.daemon.sandboxes import Sandboxes
 from bungalow.daemon.snapshots import Snapshots
 from bungalow.daemon.store import Store
 from bungalow.errors import UserError
+from bungalow.host.cgroups import remove_empty_groups
 from bungalow.images.store import ImageStore
 from bungalow.paths import DataDir
 from bungalow.qemu.process import become_subreaper
@@ -92,6 +93,7 @@ def build_app(data: DataDir, config: Config | None = None) -> FastAPI:
         # Leftover converters first: one may hold the disk of a VM it was saving.
         await snapshots.sweep()
         await manager.reattach()
+        await asyncio.to_thread(remove_empty_groups)
         await sandboxes.drain_pools()
         await snapshots.collect()
         reaper = asyncio.create_task(sandboxes.run_reaper(), name="reaper")

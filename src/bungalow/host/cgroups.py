@@ -131,6 +131,35 @@ class VmCgroup:
                 directory.rmdir()
 
 
+def remove_empty_groups(root: Path = ROOT) -> int:
+    """Remove VM groups no process is in (left by QEMUs killed while no daemon watched).
+
+    A group with a process in it cannot be removed (the kernel refuses), so a
+    running VM's group, of this daemon or another, is never touched. Returns
+    how many went.
+    """
+    kind = version(root)
+    parents = (
+        [root / PARENT]
+        if kind == 2
+        else [root / c / PARENT for c in V1_CONTROLLERS]
+        if kind
+        else []
+    )
+    removed = 0
+    for parent in parents:
+        if not parent.is_dir():
+            continue
+        for group in parent.iterdir():
+            if not group.is_dir():
+                continue
+            with contextlib.suppress(OSError):
+                if not (group / "cgroup.procs").read_text().split():
+                    group.rmdir()
+                    removed += 1
+    return removed
+
+
 def _enable_v2_controllers(root: Path, parent: Path) -> None:
     wanted = {"cpu", "memory"}
     for directory in (root, parent):
