@@ -125,6 +125,8 @@ class Metrics:
         for name in list(self.history):
             if name not in running:
                 del self.history[name]
+        live = {r.pid for r in self.manager.runtimes.values()}
+        self._threads = {pid: t for pid, t in self._threads.items() if pid in live}
         for name, vm in running.items():
             runtime = self.manager.runtimes.get(name)
             if runtime is None:
@@ -161,12 +163,8 @@ class Metrics:
             net_tx_pkts=net[3],
         )
 
-    def _notice_noisy(self) -> list[str]:
-        """Mark VMs taking most of the host's CPU while others' vCPUs wait; log the change.
-
-        Returns the starved VMs: those whose vCPUs waited for a host CPU more than
-        :data:`STEAL_NOTICE` of the time (per vCPU).
-        """
+    def _notice_noisy(self) -> None:
+        """Mark VMs taking more than their share while others' vCPUs wait; log the change."""
         cpus = self.manager.capacity().cpus
         vms = {vm.name: vm for vm in self.manager.list()}
         current = {n: r for n, r in ((n, self.latest(n)[1]) for n in self.history) if r}
@@ -198,7 +196,6 @@ class Metrics:
             )
             self.manager.store.add_event(name, "noisy", message)
         self.noisy = noisy
-        return starved
 
 
 def entitled_shares(capacity: float, demand: dict[str, tuple[float, int]]) -> dict[str, float]:

@@ -13,7 +13,6 @@ so the hundredth clone of a snapshot starts as fast as the second.
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 
 from bungalow.daemon.capture import DISK_FILES, FULL_FILES
@@ -96,13 +95,3 @@ async def verify(
             raise SnapshotError(
                 f"{what} is damaged: its file {name} does not match its checksum; {remedy}."
             )
-
-
-def remove_files(directory: Path) -> None:
-    for path in sorted(directory.rglob("*"), reverse=True):
-        if path.is_dir():
-            os.rmdir(path)
-        else:
-            path.unlink()
-    if directory.exists():
-        os.rmdir(directory)

@@ -90,10 +90,6 @@ class Snapshots:
     def list(self, vm_name: str) -> builtins.list[SnapshotRecord]:
         return self.store.snapshots(self.store.get(vm_name).id)
 
-    def space_of_vm(self, vm: VmRecord) -> int:
-        """Bytes the VM's own snapshots take."""
-        return sum(snapshot.size for snapshot in self.store.snapshots(vm.id))
-
     # -- create --------------------------------------------------------------------------------
 
     async def create(self, vm_name: str, name: str) -> SnapshotRecord:
