@@ -45,6 +45,9 @@ def _assert_nothing_left(bw: Env) -> None:
         (["launch", "tiny", "--disk", "100M"], ["smaller than the image"]),
         (["launch", "port", "-p", "99999:80"], ["port"]),
         (["launch", "acc", "--accel", "warp"], ["warp"]),
+        (["launch", "lab", "--label", "purpose"], ["KEY=VALUE"]),
+        (["launch", "lab", "--label", "Bad Key=x"], ["label key"]),
+        (["launch", "own", "--owner", "a b"], ["owner"]),
     ],
 )
 def test_refused_launches_leave_nothing(bw_module: Env, args: list[str], words: list[str]) -> None:

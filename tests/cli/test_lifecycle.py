@@ -20,7 +20,10 @@ def _state(bw: Env, name: str) -> str:
 
 
 def test_stop_and_start_keep_the_disk(bw: Env) -> None:
-    bw.run("launch", "keeper")
+    bw.run("launch", "keeper", "--owner", "alice", "--label", "purpose=ci", "-l", "team=a")
+    record = json.loads(bw.run("inspect", "keeper").stdout)
+    assert (record["owner"], record["labels"]) == ("alice", {"purpose": "ci", "team": "a"})
+    assert (record["created_by"], record["origin"]) == ("admin", "image debian-12")
     bw.run("exec", "keeper", "--", "sh", "-c", "echo kept > /root/note && sync")
     bw.run("stop", "keeper")
     assert _state(bw, "keeper") == "stopped"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import pwd
 import secrets
 import sys
 import time
@@ -24,6 +26,7 @@ from bungalow.cli.limits import (
 )
 from bungalow.cli.output import age, error, print_json, progress, say, size, table, until
 from bungalow.errors import BungalowError, NotFoundError
+from bungalow.names import parse_labels
 
 Cpus = Annotated[int, typer.Option("--cpus", "-c", help="Virtual CPUs.")]
 Memory = Annotated[str, typer.Option("--memory", "-m", help="Memory, e.g. 512M or 2G.")]
@@ -34,6 +37,17 @@ Ports = Annotated[
 ]
 Accel = Annotated[str, typer.Option("--accel", help="auto, kvm or tcg.")]
 Profile = Annotated[str | None, typer.Option("--profile", help="micro or pc.")]
+
+
+def invoking_user() -> str | None:
+    """The login of whoever runs the CLI, through sudo too; None if it cannot be told."""
+    name = os.environ.get("SUDO_USER") or os.environ.get("USER") or os.environ.get("LOGNAME")
+    if not name:
+        try:
+            name = pwd.getpwuid(os.getuid()).pw_name
+        except KeyError:
+            return None
+    return name
 
 
 def ensure_image(name: str) -> None:
@@ -80,6 +94,14 @@ def launch(
     project: Annotated[
         str | None, typer.Option("--project", help="Project to charge (admin; a token implies it).")
     ] = None,
+    owner: Annotated[
+        str | None,
+        typer.Option("--owner", help="Person or team the VM is for (default: you)."),
+    ] = None,
+    labels: Annotated[
+        list[str] | None,
+        typer.Option("--label", "-l", help="KEY=VALUE label; repeat for more."),
+    ] = None,
 ) -> None:
     """Create a VM from an image and boot it."""
     limits = limit_body(
@@ -88,6 +110,8 @@ def launch(
     )  # fmt: skip
     if project is not None:
         limits["project"] = project
+    limits["owner"] = owner or invoking_user()
+    limits["labels"] = parse_labels(labels or [])
     vm = _launch(name, image, cpus, memory, disk, ports or [], accel, profile, limits)
     say(f"{vm['name']} is running ({vm['image']}, {vm['cpus']} CPU, {size(vm['memory'])})")
 
@@ -105,7 +129,8 @@ def run(
 ) -> None:
     """Boot a new VM, run one command in it, pass its exit code on."""
     vm_name = name or f"run-{secrets.token_hex(3)}"
-    _launch(vm_name, image, cpus, memory, disk, ports or [], accel, None)
+    _launch(vm_name, image, cpus, memory, disk, ports or [], accel, None,
+            {"owner": invoking_user()})  # fmt: skip
     try:
         code = stream_exec(vm_name, command)
     finally:

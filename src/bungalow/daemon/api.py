@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from bungalow.daemon.api_guest import router as guest_router
 from bungalow.daemon.api_images import router as images_router
 from bungalow.daemon.api_snapshots import router as snapshots_router
-from bungalow.daemon.deps import Caller, Manager
+from bungalow.daemon.deps import Caller, Manager, creator
 from bungalow.daemon.lifecycle import ACTIVE_STATES
 from bungalow.daemon.limits import Limits
 from bungalow.daemon.manager import VmManager
@@ -34,6 +34,7 @@ from bungalow.daemon.snapshots import Snapshots
 from bungalow.daemon.store import VmRecord
 from bungalow.daemon.views import vm_info
 from bungalow.errors import BungalowError, ForbiddenError
+from bungalow.names import validate_labels, validate_owner
 from bungalow.qemu.accel import probe_accelerator
 from bungalow.qemu.process import qemu_version
 from bungalow.units import parse_size
@@ -101,6 +102,9 @@ async def create_vm(body: VmCreate, manager: Manager, caller: Caller) -> VmInfo:
         accel=body.accel,
         profile=body.profile,
         limits=Limits().changed(limit_fields(body)).to_json(),
+        owner=None if body.owner is None else validate_owner(body.owner),
+        labels=validate_labels(body.labels),
+        created_by=creator(caller),
     )
     return vm_info(manager, await manager.create(request))
 

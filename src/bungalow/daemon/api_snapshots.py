@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from bungalow.daemon.deps import Caller, Manager, SandboxOps, SnapshotOps
+from bungalow.daemon.deps import Caller, Manager, SandboxOps, SnapshotOps, creator
 from bungalow.daemon.sandboxes import SandboxRequest
 from bungalow.daemon.schemas import (
     CloneCreate,
@@ -16,6 +16,7 @@ from bungalow.daemon.schemas import (
     VmInfo,
 )
 from bungalow.daemon.views import snapshot_info, vm_info
+from bungalow.names import validate_labels, validate_owner
 from bungalow.units import parse_duration, parse_size
 
 router = APIRouter(prefix="/v1")
@@ -64,9 +65,10 @@ async def restore_snapshot(
 
 @router.post("/vms/{name}/clone", status_code=201)
 async def clone_vm(
-    name: str, body: CloneCreate, manager: Manager, snapshots: SnapshotOps
+    name: str, body: CloneCreate, manager: Manager, snapshots: SnapshotOps, caller: Caller
 ) -> VmInfo:
-    return vm_info(manager, await snapshots.clone(name, body.name, body.snapshot))
+    made = await snapshots.clone(name, body.name, body.snapshot, created_by=creator(caller))
+    return vm_info(manager, made)
 
 
 @router.post("/vms/{name}/fork", status_code=201)
@@ -97,6 +99,9 @@ async def create_sandbox(
         timeout=_sandbox_timeout(body, sandboxes.config.sandbox_timeout),
         name=body.name,
         warm=body.warm,
+        owner=None if body.owner is None else validate_owner(body.owner),
+        labels=validate_labels(body.labels),
+        created_by=creator(caller),
     )
     return vm_info(manager, await sandboxes.create(request))
 

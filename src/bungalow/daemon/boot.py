@@ -92,6 +92,10 @@ def plan_vm(
         expires_at=request.expires_at,
         limits=request.limits,
         project=request.project,
+        owner=request.owner,
+        labels=request.labels,
+        created_by=request.created_by,
+        origin=request.origin or f"image {image.name or image.short_id}",
     )
 
 

@@ -29,6 +29,11 @@ def _sandboxes(connection: HTTPConnection) -> Sandboxes:
     return cast(Sandboxes, connection.app.state.sandboxes)
 
 
+def creator(caller: str | None) -> str:
+    """How a VM's creation record names who asked for it."""
+    return "admin" if caller is None else f"project {caller}"
+
+
 def _caller(connection: HTTPConnection) -> str | None:
     """The project whose token came with the request; None for the host's admin."""
     return caller_project(connection.state)

@@ -20,3 +20,7 @@ class CreateRequest:
     expires_at: float | None = None
     limits: dict[str, Any] = field(default_factory=dict)
     project: str | None = None
+    owner: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    created_by: str = ""
+    origin: str = ""

@@ -26,7 +26,7 @@ import logging
 import secrets
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bungalow.daemon import boot
 from bungalow.daemon.config import Config
@@ -65,6 +65,9 @@ class SandboxRequest:
     name: str | None = None
     warm: bool = True
     project: str | None = None
+    owner: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    created_by: str = ""
 
 
 class Sandboxes:
@@ -95,6 +98,10 @@ class Sandboxes:
                 sandbox=True,
                 expires_at=expires,
                 project=request.project,
+                owner=request.owner,
+                labels=request.labels,
+                created_by=request.created_by,
+                origin=f"image {request.image} (sandbox)",
             )
             return self._deadline_from_now(await self.m.create(create), request.timeout)
         template = await self.template(request)
@@ -104,10 +111,21 @@ class Sandboxes:
             pooled = self.store.claim_pooled(template.id, expires)
         self._refill(template)
         if pooled is not None:
+            pooled = pooled.with_changes(
+                owner=request.owner, labels=request.labels, created_by=request.created_by
+            )
+            self.store.update(pooled)
             self.store.add_event(pooled.name, "claimed", "handed out from the warm pool")
             return pooled
         clone = CloneRequest(
-            name=name, parent="", sandbox=True, expires_at=expires, project=request.project
+            name=name,
+            parent="",
+            sandbox=True,
+            expires_at=expires,
+            project=request.project,
+            owner=request.owner,
+            labels=request.labels,
+            created_by=request.created_by,
         )
         vm = await self.snapshots.clone_from(template, clone)
         return self._deadline_from_now(vm, request.timeout)

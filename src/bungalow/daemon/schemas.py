@@ -27,6 +27,8 @@ class VmCreate(LimitsUpdate):
     ports: list[str] = Field(default_factory=list)
     accel: str = "auto"
     profile: str | None = None
+    owner: str | None = Field(default=None, description="person or team the VM is for")
+    labels: dict[str, str] = Field(default_factory=dict)
 
 
 class VmInfo(BaseModel):
@@ -55,6 +57,10 @@ class VmInfo(BaseModel):
     pooled: bool = Field(default=False, description="waiting, started, in the sandbox pool")
     limits: dict[str, float | int] = Field(default_factory=dict)
     project: str | None = None
+    owner: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    created_by: str = ""
+    origin: str = ""
 
 
 class SnapshotCreate(BaseModel):
@@ -98,6 +104,8 @@ class SandboxCreate(BaseModel):
     )
     name: str | None = None
     warm: bool = True
+    owner: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
 
 
 class LeaseRequest(BaseModel):

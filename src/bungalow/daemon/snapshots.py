@@ -27,7 +27,7 @@ import secrets
 import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bungalow.daemon import boot, snapshot_files
@@ -62,6 +62,9 @@ class CloneRequest:
     expires_at: float | None = None
     pool: str | None = None
     project: str | None = None
+    owner: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    created_by: str = ""
 
 
 class Snapshots:
@@ -258,7 +261,9 @@ class Snapshots:
 
     # -- clone ---------------------------------------------------------------------------------
 
-    async def clone(self, source: str, name: str, snapshot_name: str | None = None) -> VmRecord:
+    async def clone(
+        self, source: str, name: str, snapshot_name: str | None = None, *, created_by: str = ""
+    ) -> VmRecord:
         """A new VM from ``source``'s snapshot, or from ``source`` as it is now."""
         validate_name(name)
         if self.store.find(name) is not None:
@@ -266,13 +271,20 @@ class Snapshots:
                 f"A VM named {name} already exists; choose another name or remove it "
                 f"with `bungalow rm {name}`."
             )
-        project = self.store.get(source).project
+        origin = self.store.get(source)
         if snapshot_name is not None:
             snapshot = self.get(source, snapshot_name)
         else:
             snapshot = await self.fork_snapshot(source)
         try:
-            request = CloneRequest(name=name, parent=source, project=project)
+            request = CloneRequest(
+                name=name,
+                parent=source,
+                project=origin.project,
+                owner=origin.owner,
+                labels=origin.labels,
+                created_by=created_by,
+            )
             return await self.clone_from(snapshot, request)
         finally:
             await self.collect()
@@ -300,6 +312,9 @@ class Snapshots:
                     sandbox=vm.sandbox,
                     expires_at=vm.expires_at,
                     project=vm.project,
+                    owner=vm.owner,
+                    labels=vm.labels,
+                    created_by=vm.created_by,
                 )
                 children.append(await self.clone_from(snapshot, request))
         except BaseException:
@@ -338,6 +353,10 @@ class Snapshots:
                 expires_at=request.expires_at,
                 pool=request.pool,
                 project=request.project,
+                owner=request.owner,
+                labels=request.labels,
+                created_by=request.created_by,
+                origin=_origin(snapshot),
             )
             self.m.check_fits(vm)
             self.store.insert(vm)
@@ -437,3 +456,12 @@ class Snapshots:
             for s in self.store.snapshots("", purpose="template")
             if s.image_id == image_id and self.store.snapshot_dependents(s.id)
         ]
+
+
+def _origin(snapshot: SnapshotRecord) -> str:
+    """A clone's creation record: which snapshot of which VM it was made from."""
+    if snapshot.purpose == "template":
+        return "sandbox template"
+    if snapshot.purpose == "fork":
+        return f"fork of {snapshot.vm_name}"
+    return f"snapshot {snapshot.name} of {snapshot.vm_name}"

@@ -44,7 +44,11 @@ CREATE TABLE IF NOT EXISTS vms (
     on_expiry TEXT NOT NULL DEFAULT 'delete',
     pool TEXT,
     limits TEXT NOT NULL DEFAULT '{}',
-    project TEXT
+    project TEXT,
+    owner TEXT,
+    labels TEXT NOT NULL DEFAULT '{}',
+    created_by TEXT NOT NULL DEFAULT '',
+    origin TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS projects (
     name TEXT PRIMARY KEY,
@@ -125,6 +129,13 @@ class VmRecord:
     limits: dict[str, Any] = field(default_factory=dict)
     #: The project the VM belongs to; None for the host admin's own VMs.
     project: str | None = None
+    #: The person or team the VM is for (``--owner``; by default the user who made it).
+    owner: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    #: Who asked for the VM: ``admin`` or ``project NAME`` (the token that made it).
+    created_by: str = ""
+    #: What it was made from: ``image debian-12``, ``snapshot s1 of web``, ...
+    origin: str = ""
 
     def with_changes(self, **changes: Any) -> VmRecord:
         return replace(self, **changes)
@@ -170,6 +181,7 @@ def _row_to_record(row: sqlite3.Row) -> VmRecord:
     data["ports"] = json.loads(data["ports"])
     data["sandbox"] = bool(data["sandbox"])
     data["limits"] = json.loads(data["limits"] or "{}")
+    data["labels"] = json.loads(data["labels"] or "{}")
     return VmRecord(**data)
 
 
@@ -179,6 +191,7 @@ def _vm_row(vm: VmRecord) -> dict[str, Any]:
     data["ports"] = json.dumps(vm.ports)
     data["sandbox"] = int(vm.sandbox)
     data["limits"] = json.dumps(vm.limits)
+    data["labels"] = json.dumps(vm.labels)
     return data
 
 
@@ -207,6 +220,10 @@ _ADDED_COLUMNS = {
         "pool": "TEXT",
         "limits": "TEXT NOT NULL DEFAULT '{}'",
         "project": "TEXT",
+        "owner": "TEXT",
+        "labels": "TEXT NOT NULL DEFAULT '{}'",
+        "created_by": "TEXT NOT NULL DEFAULT ''",
+        "origin": "TEXT NOT NULL DEFAULT ''",
     }
 }
 

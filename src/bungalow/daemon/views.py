@@ -37,6 +37,10 @@ def vm_info(manager: VmManager, vm: VmRecord) -> VmInfo:
         pooled=vm.pool is not None,
         limits=vm.limits,
         project=vm.project,
+        owner=vm.owner,
+        labels=vm.labels,
+        created_by=vm.created_by,
+        origin=vm.origin,
     )
 
 
