@@ -74,3 +74,6 @@ class DataDir:
         validate_option_path(str(self.root), what="data directory")
         for path in (self.root, self.vms, self.images, self.snapshots):
             path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Confined QEMUs (host/jail.py) must not reach other VMs' files or the socket.
+        for path in (self.root, self.vms, self.snapshots):
+            path.chmod(0o700)

@@ -1,11 +1,16 @@
-"""One guest's trouble stays its own: a killed QEMU or a fork bomb spares its neighbour."""
+"""One guest's trouble stays its own: a killed QEMU or a fork bomb spares its neighbour,
+and a QEMU taken over by its guest runs as a user of its own that can open nothing."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
+import socket
 import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,9 +25,68 @@ def _timed_exec(bw: Env, vm: str) -> float:
     return time.monotonic() - began
 
 
+def _attempts_as(uid: int, neighbour_disk: Path, home: Path) -> list[str]:
+    """What a process of user ``uid`` (and no group of root's) reaches, from a forked child."""
+    tries: dict[str, Callable[[], object]] = {
+        "the neighbour's disk": lambda: neighbour_disk.open("rb"),
+        "the data directory": lambda: os.listdir(home),
+        "the daemon's socket": lambda: socket.socket(socket.AF_UNIX).connect(
+            str(home / "bungalowd.sock")
+        ),
+    }
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child
+        os.close(read_end)
+        os.setgroups([])
+        os.setgid(uid)
+        os.setuid(uid)
+        outcomes = []
+        for what, attempt in tries.items():
+            try:
+                attempt()
+                outcomes.append(f"reached {what}")
+            except PermissionError:
+                outcomes.append(f"refused {what}")
+        os.write(write_end, "\n".join(outcomes).encode())
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end) as results:
+        outcomes = results.read().splitlines()
+    os.waitpid(child, 0)
+    return outcomes
+
+
+def _status(pid: int) -> dict[str, str]:
+    lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    return dict(line.split(":", 1) for line in lines if ":" in line)
+
+
+def _assert_confined(bw: Env, vm: dict[str, Any], neighbour_pid: int, neighbour_disk: Path) -> None:
+    """QEMU runs as its own user, in its run directory, under seccomp; as that user,
+    nothing of the neighbour, the data directory or the daemon can be reached."""
+    pid = vm["pid"]
+    status, other = _status(pid), _status(neighbour_pid)
+    uid = int(status["Uid"].split()[0])
+    assert uid >= 1_900_000_000 and status["Uid"].split() == [str(uid)] * 4
+    assert int(other["Uid"].split()[0]) not in (uid, 0)
+    assert status["Groups"].split() == [status["Gid"].split()[0]]
+    assert status["Seccomp"].strip() == "2"
+    root = Path(os.readlink(f"/proc/{pid}/root"))
+    assert root == bw.home / "vms" / vm["id"] / "run"
+    assert _attempts_as(uid, neighbour_disk, bw.home) == [
+        "refused the neighbour's disk",
+        "refused the data directory",
+        "refused the daemon's socket",
+    ]
+
+
 def test_a_killed_or_fork_bombed_vm_leaves_its_neighbour_running(bw: Env) -> None:
     bw.run("launch", "victim")
     bw.run("launch", "neighbour")
+    victim, neighbour = (json.loads(bw.run("inspect", n).stdout) for n in ("victim", "neighbour"))
+    disk = bw.home / "vms" / neighbour["id"] / "disk.qcow2"
+    _assert_confined(bw, victim, neighbour["pid"], disk)
     bw.run(
         "exec", "victim", "--", "sh", "-c",
         "setsid sh -c 'b() { b | b & }; b' </dev/null >/dev/null 2>&1 & sleep 1",

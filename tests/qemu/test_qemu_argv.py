@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -183,7 +184,8 @@ def test_micro_argv(tmp_path: Path, qcow2: Path) -> None:
         "console=ttyS0 quiet panic=-1 root=/dev/vda bungalow.hostname=web-1 "
         "bungalow.ip=10.0.2.15/24 bungalow.gw=10.0.2.2 tsc_early_khz=2100000",
         "-drive",
-        f"file={t}/disk.qcow2,if=none,id=disk0,format=qcow2,cache=none,aio=native,discard=unmap",
+        f"file={t}/disk.qcow2,if=none,id=disk0,format=qcow2,cache=none,aio=native,discard=unmap,"
+        "file.auto-read-only=off",
         "-device", "virtio-blk-device,drive=disk0",
         "-netdev", "user,id=net0,hostfwd=tcp:127.0.0.1:8080-:80,hostfwd=udp:127.0.0.1:5353-:53",
         "-device", f"virtio-net-device,netdev=net0,mac={MAC}",
@@ -220,7 +222,7 @@ def test_pc_argv_boots_a_cdrom_with_firmware(tmp_path: Path, qcow2: Path) -> Non
     drives = [argv[i + 1] for i, arg in enumerate(argv) if arg == "-drive"]
     assert drives == [
         f"file={t}/disk.qcow2,if=none,id=disk0,format=qcow2,cache=writeback,aio=io_uring,"
-        "discard=unmap",
+        "discard=unmap,file.auto-read-only=off",
         f"file={t}/debian.iso,if=none,id=cd0,media=cdrom,readonly=on,format=raw",
     ]
     assert argv[argv.index("-netdev") + 1] == "user,id=net0"
@@ -230,6 +232,13 @@ def test_pc_argv_can_boot_a_kernel(tmp_path: Path, qcow2: Path) -> None:
     argv = build_argv(spec(tmp_path, profile="pc"), "qemu-system-x86_64")
     assert argv[argv.index("-kernel") + 1] == f"{tmp_path}/vmlinuz"
     assert "virtio-serial-pci,id=vser0" in argv
+
+
+def test_a_confined_qemu_changes_root_and_user(tmp_path: Path, qcow2: Path) -> None:
+    argv = build_argv(replace(spec(tmp_path), runas=(1900000005, 1900000005)), "qemu")
+    assert argv[argv.index("-chroot") + 1] == f"{tmp_path}/run"
+    assert argv[argv.index("-runas") + 1] == "1900000005:1900000005"
+    assert "-runas" not in build_argv(spec(tmp_path), "qemu")
 
 
 def test_kvm_uses_the_host_cpu_and_no_tsc_hint(tmp_path: Path, qcow2: Path) -> None:

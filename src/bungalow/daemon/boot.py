@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from bungalow.daemon.confine import launch_confined
 from bungalow.daemon.lifecycle import VmState
 from bungalow.daemon.requests import CreateRequest
 from bungalow.daemon.runtime import VmRuntime
@@ -30,7 +31,7 @@ from bungalow.names import validate_option_path
 from bungalow.qemu import migration
 from bungalow.qemu.argv import MachineSpec, PortForward, RunFiles
 from bungalow.qemu.monitor import Monitor
-from bungalow.qemu.process import launch, pid_alive, terminate, wait_exit
+from bungalow.qemu.process import pid_alive, terminate, wait_exit
 from bungalow.units import format_size
 
 log = logging.getLogger(__name__)
@@ -176,7 +177,7 @@ async def boot_until_ready(
     last_error: Exception | None = None
     for attempt in range(BOOT_ATTEMPTS):
         launched = time.monotonic()
-        pid = await asyncio.to_thread(launch, spec)
+        pid = await asyncio.to_thread(launch_confined, spec)
         runtime = VmRuntime(pid=pid, run_dir=spec.run_dir)
         try:
             started = time.monotonic()
@@ -211,7 +212,7 @@ async def resume_snapshot(
         spec, memory_file=ram, memory_shared=False, incoming=True, cmdline=cmdline
     )
     began = time.monotonic()
-    pid = await asyncio.to_thread(launch, spec)
+    pid = await asyncio.to_thread(launch_confined, spec)
     runtime = VmRuntime(pid=pid, run_dir=spec.run_dir)
     try:
         files = RunFiles(spec.run_dir)

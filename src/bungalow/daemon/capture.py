@@ -2,8 +2,8 @@
 
 A running VM's memory goes into a flat file a clone can map (see
 docs/architecture.md, "Snapshots"), which QEMU 7.2 cannot write from a
-migration stream directly. So the VM is paused and migrated, over a Unix
-socket, into a *converter*: a second QEMU of the same shape that never runs,
+migration stream directly. So the VM is paused and migrated, over a
+socket pair, into a *converter*: a second QEMU of the same shape that never runs,
 whose RAM is that file mapped shared. The converter then saves only its device
 state (``x-ignore-shared``), and quits. Once both have saved, neither holds
 the disk active (QEMU flushes and lets go of it at the end of a migration),
@@ -18,12 +18,13 @@ import dataclasses
 import shutil
 from pathlib import Path
 
+from bungalow.daemon.confine import launch_confined
 from bungalow.errors import QemuError
 from bungalow.host.files import sparse_copy
 from bungalow.qemu import migration
 from bungalow.qemu.argv import MachineSpec, RunFiles
 from bungalow.qemu.monitor import Monitor
-from bungalow.qemu.process import launch, pid_alive, terminate
+from bungalow.qemu.process import pid_alive, terminate
 
 #: The files of a full snapshot, and of a disk-only one.
 FULL_FILES = ("ram", "state", "disk.qcow2")
@@ -52,12 +53,10 @@ async def capture_running(monitor: Monitor, spec: MachineSpec, target: Path) -> 
     )
     pid: int | None = None
     try:
-        pid = await asyncio.to_thread(launch, converter)
+        pid = await asyncio.to_thread(launch_confined, converter)
         files = RunFiles(converter.run_dir)
         async with await Monitor.connect(files.qmp, timeout=10) as receiver:
-            await migration.send(
-                monitor, receiver, converter.run_dir / "migrate.sock", SAVE_TIMEOUT
-            )
+            await migration.send(monitor, receiver, SAVE_TIMEOUT)
             await migration.set_ignore_shared(receiver)
             await migration.save(receiver, target / "state", SAVE_TIMEOUT)
             # Both QEMUs have now flushed and let go of the disk: copy it as it stands.

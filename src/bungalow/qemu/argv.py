@@ -174,6 +174,9 @@ class MachineSpec:
     incoming: bool = False
     #: The exact kernel command line, for a VM resumed from a snapshot of one that booted.
     cmdline: str | None = None
+    #: Once set up, QEMU changes root to its run directory and becomes this user and
+    #: group (see host/jail.py); None keeps the starting user (a daemon not run as root).
+    runas: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         validate_name(self.name)
@@ -269,6 +272,9 @@ def build_argv(spec: MachineSpec, qemu_binary: str) -> list[str]:
     if spec.agent:
         argv += _agent_args(spec, files)
     argv += ["-device", _device(spec, "virtio-rng")]
+    if spec.runas is not None:
+        uid, gid = spec.runas
+        argv += ["-chroot", str(files.run_dir), "-runas", f"{uid}:{gid}"]
     if spec.incoming:
         argv += ["-incoming", "defer"]
     return argv
@@ -340,9 +346,12 @@ def _boot_args(spec: MachineSpec) -> list[str]:
 def _disk_args(spec: MachineSpec) -> list[str]:
     disk = spec.disk.absolute()
     io = spec.disk_io or choose_disk_io(disk)
+    # auto-read-only (on by default for -drive) reopens the image by its path when a
+    # migration hands the disk over and again when the VM takes it back; a confined
+    # QEMU can no longer reach that path, so the disk keeps its one descriptor.
     drive = (
         f"file={disk},if=none,id=disk0,format={disk_format(disk)},"
-        f"cache={io.cache},aio={io.aio},discard=unmap"
+        f"cache={io.cache},aio={io.aio},discard=unmap,file.auto-read-only=off"
     )
     blk = _device(spec, "virtio-blk") + ",drive=disk0"
     if spec.profile == "pc":

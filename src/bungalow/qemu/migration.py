@@ -3,7 +3,7 @@
 Three moves make every snapshot and clone (see docs/architecture.md, "Snapshots"):
 
 - :func:`send` streams one QEMU's whole state (RAM and devices) into another
-  waiting with ``-incoming defer``, over a Unix socket;
+  waiting with ``-incoming defer``, over a socket pair;
 - :func:`save` writes a paused QEMU's state to a file; with ``ignore_shared``
   the RAM held in a shared memory file is left out, so only the devices are
   written (about 0.1-0.3 MB);
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -34,17 +35,22 @@ async def set_ignore_shared(monitor: Monitor, on: bool = True) -> None:
     await _capabilities(monitor, {"x-ignore-shared": on})
 
 
-async def send(source: Monitor, target: Monitor, socket_path: Path, timeout: float) -> None:
+async def send(source: Monitor, target: Monitor, timeout: float) -> None:
     """Move ``source``'s state into ``target`` (started with ``-incoming defer``).
 
     ``target`` takes the disks over when the stream ends; it must save or quit
     before the source continues (``cont`` takes them back). Every page goes:
     a source that was itself loaded with ``x-ignore-shared`` still has it set.
+    The two ends of a socket pair are handed to them, so neither opens a path.
     """
     await set_ignore_shared(source, False)
-    await target.execute("migrate-incoming", {"uri": f"unix:{socket_path}"})
+    outgoing, incoming = socket.socketpair()
+    with outgoing, incoming:
+        await target.pass_fd(incoming.fileno(), "bungalow-receive")
+        await source.pass_fd(outgoing.fileno(), "bungalow-send")
+    await target.execute("migrate-incoming", {"uri": "fd:bungalow-receive"})
     await source.execute("migrate-set-parameters", {"max-bandwidth": BANDWIDTH})
-    await source.execute("migrate", {"uri": f"unix:{socket_path}"})
+    await source.execute("migrate", {"uri": "fd:bungalow-send"})
     await wait_done(source, timeout, "sending the VM's memory")
     await wait_loaded(target, timeout)
 

@@ -75,6 +75,8 @@ def launch(
     files.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     had_console_log = files.console_log.exists()
     _remove(*files.sockets(), files.pidfile)  # left over from a run that ended uncleanly
+    if spec.runas is not None:
+        _prepare_root(files.run_dir)
     try:
         returncode = _run_foreground(argv, files, timeout)
     except QemuError:
@@ -91,6 +93,26 @@ def launch(
         raise QemuError(f"QEMU started and exited at once: {detail}")
     reap_daemonize_leftovers(keep=pid)
     return pid
+
+
+def _prepare_root(run_dir: Path) -> None:
+    """Make the run directory a root a confined QEMU can live in (``-chroot``).
+
+    The user network reads the host's name servers from /etc/resolv.conf
+    whenever the guest asks one, so a copy goes into the new root. The run
+    directory itself becomes traversable but not listable: every other file
+    in it is root's, and the directories above it stay closed.
+    """
+    etc = run_dir / "etc"
+    etc.mkdir(mode=0o755, exist_ok=True)
+    try:
+        resolv = Path("/etc/resolv.conf").read_bytes()
+    except OSError:
+        resolv = b""
+    target = etc / "resolv.conf"
+    target.write_bytes(resolv)
+    target.chmod(0o644)
+    run_dir.chmod(0o711)
 
 
 def reap_daemonize_leftovers(keep: int) -> None:
