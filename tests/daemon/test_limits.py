@@ -35,3 +35,14 @@ def test_disk_throttle_arguments_for_qmp() -> None:
 def test_nonsense_is_refused(changes: dict[str, object], words: str) -> None:
     with pytest.raises(UserError, match=words):
         Limits().changed(changes)
+
+
+def test_a_network_limit_is_a_size_each_way_and_lifts_with_zero() -> None:
+    limits = Limits().changed({"net_bw": "50M"})
+    assert limits.net_bw == 50 << 20 and limits.to_json()["net_bw"] == 50 << 20
+    assert limits.changed({"net_bw": "none"}).net_bw is None
+    assert limits.changed({"net_bw": 0}).net_bw is None
+    with pytest.raises(UserError, match="at least 16K per second"):
+        limits.changed({"net_bw": "1K"})
+    with pytest.raises(UserError, match="not a size"):
+        limits.changed({"net_bw": "quick"})

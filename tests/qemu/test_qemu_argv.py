@@ -291,3 +291,18 @@ def test_random_mac_is_local_unicast_and_fresh() -> None:
         assert re.fullmatch(r"0e:b6(:[0-9a-f]{2}){4}", mac)
         first = int(mac[:2], 16)
         assert first & 0b10 and not first & 0b01
+
+
+def test_a_relayed_nic_reaches_the_user_network_through_a_hub(tmp_path: Path, qcow2: Path) -> None:
+    t = str(tmp_path)
+    argv = build_argv(spec(tmp_path, net_relay=True), "qemu-system-x86_64")
+    first = argv.index("-netdev")
+    assert argv[first : first + 12] == [
+        "-netdev", f"stream,server=on,addr.type=unix,id=nic0,addr.path={t}/run/net-nic.sock",
+        "-device", f"virtio-net-device,netdev=nic0,mac={MAC}",
+        "-netdev", "user,id=net0,hostfwd=tcp:127.0.0.1:8080-:80,hostfwd=udp:127.0.0.1:5353-:53",
+        "-netdev", "hubport,id=hub0net,hubid=0,netdev=net0",
+        "-netdev", f"stream,server=on,addr.type=unix,id=wan0,addr.path={t}/run/net-wan.sock",
+        "-netdev", "hubport,id=hub0wan,hubid=0,netdev=wan0",
+    ]  # fmt: skip
+    assert RunFiles(tmp_path / "run").net_nic in RunFiles(tmp_path / "run").sockets()

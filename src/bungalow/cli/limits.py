@@ -27,6 +27,11 @@ DiskBwBurst = Annotated[
     str | None, typer.Option("--disk-bw-burst", help="Bandwidth a 10 s burst may reach.")
 ]
 
+NetBw = Annotated[
+    str | None,
+    typer.Option("--net-bw", help="Network bytes per second, each way, e.g. 50M."),
+]
+
 
 def limit_body(**options: Any) -> dict[str, Any]:
     """The options given, as the API's limit fields."""
@@ -42,15 +47,22 @@ def set_limits(
     disk_bw: DiskBw = None,
     disk_iops_burst: DiskIopsBurst = None,
     disk_bw_burst: DiskBwBurst = None,
+    net_bw: NetBw = None,
 ) -> None:
     """Change a VM's limits, live if it runs; 0 or none lifts one."""
     body = limit_body(
         cpu_weight=cpu_weight, cpu_cap=cpu_cap, memory_limit=memory_limit, disk_iops=disk_iops,
         disk_bw=disk_bw, disk_iops_burst=disk_iops_burst, disk_bw_burst=disk_bw_burst,
+        net_bw=net_bw,
     )  # fmt: skip
     vm = client().request("PATCH", f"/v1/vms/{name}/limits", json=body)
     shown = ", ".join(f"{key}={value}" for key, value in sorted(vm["limits"].items()))
     say(f"{name}: {shown or 'no limits'}")
+    if "net_bw" in vm.get("limits_pending", []):
+        say(
+            f"{name} was started without a network limit, so it applies from its next start "
+            f"(bungalow stop {name}; bungalow start {name})."
+        )
 
 
 def register(app: typer.Typer) -> None:

@@ -22,6 +22,7 @@ from bungalow.cli.limits import (
     DiskIops,
     DiskIopsBurst,
     MemoryLimit,
+    NetBw,
     limit_body,
 )
 from bungalow.cli.output import age, error, print_json, progress, say, size, table, until
@@ -91,6 +92,7 @@ def launch(
     disk_bw: DiskBw = None,
     disk_iops_burst: DiskIopsBurst = None,
     disk_bw_burst: DiskBwBurst = None,
+    net_bw: NetBw = None,
     project: Annotated[
         str | None, typer.Option("--project", help="Project to charge (admin; a token implies it).")
     ] = None,
@@ -107,6 +109,7 @@ def launch(
     limits = limit_body(
         cpu_weight=cpu_weight, cpu_cap=cpu_cap, memory_limit=memory_limit, disk_iops=disk_iops,
         disk_bw=disk_bw, disk_iops_burst=disk_iops_burst, disk_bw_burst=disk_bw_burst,
+        net_bw=net_bw,
     )  # fmt: skip
     if project is not None:
         limits["project"] = project

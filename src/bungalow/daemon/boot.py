@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from bungalow.daemon import netshaping
 from bungalow.daemon.confine import launch_confined
 from bungalow.daemon.lifecycle import VmState
 from bungalow.daemon.requests import CreateRequest
@@ -29,7 +30,7 @@ from bungalow.host.resources import HostCapacity, check_fits
 from bungalow.images.store import Image, ImageStore
 from bungalow.names import validate_option_path
 from bungalow.qemu import migration
-from bungalow.qemu.argv import MachineSpec, PortForward, RunFiles
+from bungalow.qemu.argv import RELAY_WARNING, MachineSpec, PortForward, RunFiles
 from bungalow.qemu.monitor import Monitor
 from bungalow.qemu.process import pid_alive, terminate, wait_exit
 from bungalow.units import format_size
@@ -165,7 +166,21 @@ def machine_spec(
         mac=vm.mac,
         run_dir=vm_dir / "run",
         agent=image.kind == "linux",
+        net_relay=netshaping.net_bw(vm) is not None,
     )
+
+
+async def start_qemu(spec: MachineSpec, net_bw: int | None) -> int:
+    """Start QEMU for ``spec`` and, when its NIC is relayed, the network shaper at ``net_bw``."""
+    pid = await asyncio.to_thread(launch_confined, spec)
+    if spec.net_relay:
+        try:
+            await netshaping.start(spec.run_dir, net_bw)
+        except BaseException:
+            await asyncio.to_thread(terminate, pid, spec.run_dir, 5.0)
+            clean_run_dir(spec.run_dir)
+            raise
+    return pid
 
 
 async def boot_until_ready(
@@ -177,7 +192,7 @@ async def boot_until_ready(
     last_error: Exception | None = None
     for attempt in range(BOOT_ATTEMPTS):
         launched = time.monotonic()
-        pid = await asyncio.to_thread(launch_confined, spec)
+        pid = await start_qemu(spec, netshaping.net_bw(vm))
         runtime = VmRuntime(pid=pid, run_dir=spec.run_dir)
         try:
             started = time.monotonic()
@@ -201,7 +216,13 @@ async def boot_until_ready(
 
 
 async def resume_snapshot(
-    spec: MachineSpec, state: Path, *, cmdline: str | None, ram: Path, name: str
+    spec: MachineSpec,
+    state: Path,
+    *,
+    cmdline: str | None,
+    ram: Path,
+    name: str,
+    net_bw: int | None = None,
 ) -> VmRuntime:
     """Start QEMU from a saved state instead of booting: load, continue, reach the agent.
 
@@ -212,7 +233,7 @@ async def resume_snapshot(
         spec, memory_file=ram, memory_shared=False, incoming=True, cmdline=cmdline
     )
     began = time.monotonic()
-    pid = await asyncio.to_thread(launch_confined, spec)
+    pid = await start_qemu(spec, net_bw)
     runtime = VmRuntime(pid=pid, run_dir=spec.run_dir)
     try:
         files = RunFiles(spec.run_dir)
@@ -333,15 +354,16 @@ def exit_reason(run_dir: Path) -> str:
     for path in (files.stderr, files.console_log):
         with contextlib.suppress(OSError):
             lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines()]
-            lines = [ln for ln in lines if ln]
+            lines = [ln for ln in lines if ln and RELAY_WARNING not in ln]
             if lines:
                 return f"QEMU exited; last output: {lines[-1][:200]}"
     return "QEMU exited without a message"
 
 
 def clean_run_dir(run_dir: Path) -> None:
-    """Remove sockets and pidfile; keep the console log for `bungalow logs`."""
+    """End the network shaper, remove sockets and pidfiles; keep the console log."""
+    netshaping.stop(run_dir)
     files = RunFiles(run_dir)
-    for path in (files.qmp, files.agent, files.console, files.pidfile):
+    for path in (*files.sockets(), files.pidfile):
         with contextlib.suppress(FileNotFoundError):
             path.unlink()

@@ -46,6 +46,7 @@ async def capture_running(monitor: Monitor, spec: MachineSpec, target: Path) -> 
     converter = dataclasses.replace(
         spec,
         ports=(),
+        net_relay=False,  # the stream carries the NIC, not its backend: no shaper needed
         run_dir=target / "convert",
         memory_file=target / "ram",
         memory_shared=True,

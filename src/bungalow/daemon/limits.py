@@ -2,8 +2,10 @@
 
 CPU weight and cap and the memory limit of the whole QEMU process go to the
 VM's control group (host/cgroups.py); disk IOPS and bandwidth with bursts go to
-QEMU's block throttling (qemu/throttle.py). The record keeps them as a small
-JSON object, so a restarted VM or daemon applies them again.
+QEMU's block throttling (qemu/throttle.py); network bandwidth goes to the VM's
+network shaper (host/netshaper.py), which only a VM started with a network
+limit has. The record keeps them as a small JSON object, so a restarted VM or
+daemon applies them again.
 """
 
 from __future__ import annotations
@@ -17,9 +19,12 @@ from bungalow.errors import UserError
 from bungalow.host.cgroups import CpuMemLimits, VmCgroup
 from bungalow.qemu.monitor import Monitor
 from bungalow.qemu.throttle import DiskLimits, apply_disk_limits
-from bungalow.units import parse_size
+from bungalow.units import format_size, parse_size
 
 log = logging.getLogger(__name__)
+
+#: Below this a network limit is a broken link rather than a slow one.
+MIN_NET_BW = 16 << 10
 
 
 @dataclass(frozen=True)
@@ -31,10 +36,17 @@ class Limits:
     disk_bw: int | None = None
     disk_iops_burst: int | None = None
     disk_bw_burst: int | None = None
+    #: Bytes per second in each direction, guest to host and host to guest.
+    net_bw: int | None = None
 
     def __post_init__(self) -> None:
         self.cpu_mem()  # each part checks its own values
         self.disk()
+        if self.net_bw is not None and self.net_bw < MIN_NET_BW:
+            raise UserError(
+                f"A network bandwidth limit must be at least {format_size(MIN_NET_BW)} per "
+                "second, e.g. --net-bw 50M; 0 or none lifts it."
+            )
 
     def cpu_mem(self) -> CpuMemLimits:
         return CpuMemLimits(self.cpu_weight, self.cpu_cap, self.memory_limit)
@@ -66,7 +78,7 @@ class Limits:
         return replace(self, **parsed)
 
 
-_EXAMPLES = {"cpu_cap": "0.5", "cpu_weight": "200", "disk_iops": "2000"}
+_EXAMPLES = {"cpu_cap": "0.5", "cpu_weight": "200", "disk_iops": "2000", "net_bw": "50M"}
 
 
 def _parse(key: str, value: Any) -> Any:
@@ -77,7 +89,7 @@ def _parse(key: str, value: Any) -> Any:
         return None
     if key == "cpu_cap":
         return float(value)
-    if key in ("memory_limit", "disk_bw", "disk_bw_burst"):
+    if key in ("memory_limit", "disk_bw", "disk_bw_burst", "net_bw"):
         return parse_size(value, what=key.replace("_", " "))
     if key in ("disk_iops", "disk_iops_burst"):
         return int(value)

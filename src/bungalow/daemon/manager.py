@@ -9,6 +9,7 @@ state it can explain.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import dataclasses
 import logging
@@ -16,10 +17,11 @@ import secrets
 import shutil
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bungalow.daemon import boot, limits
+from bungalow.daemon import boot, limits, netshaping
 from bungalow.daemon.lifecycle import ACTIVE_STATES, VmState, require_running, transition
 from bungalow.daemon.limits import Limits
 from bungalow.daemon.requests import CreateRequest
@@ -45,6 +47,7 @@ async def kill_leftover(run_dir: Path) -> None:
     pid = read_pid(run_dir)
     if pid is not None and pid_alive(pid, run_dir):
         await asyncio.to_thread(terminate, pid, run_dir, 5.0)
+    await asyncio.to_thread(netshaping.stop, run_dir)
 
 
 DEFAULT_STOP_TIMEOUT = 30.0
@@ -177,17 +180,26 @@ class VmManager:
         await self._discard(vm)
 
     async def apply_limits(self, vm: VmRecord, runtime: VmRuntime) -> None:
-        """Give the VM's QEMU its promised share: control group and disk throttling."""
-        await limits.apply(vm.id, runtime.pid, runtime.monitor, Limits.from_json(vm.limits))
+        """Give the VM's QEMU its promised share: control group, disk throttling, network."""
+        await self._apply(vm.id, runtime, Limits.from_json(vm.limits))
+
+    async def _apply(self, vm_id: str, runtime: VmRuntime, new: Limits) -> None:
+        await limits.apply(vm_id, runtime.pid, runtime.monitor, new)
+        await asyncio.to_thread(netshaping.apply, runtime.run_dir, new.net_bw)
+
+    def pending_limits(self, vm: VmRecord) -> builtins.list[str]:
+        """Limits recorded that apply only from the VM's next start."""
+        return netshaping.pending(vm, self.vm_dir(vm) / "run")
 
     async def set_limits(self, name: str, changes: dict[str, Any]) -> VmRecord:
-        """Change limits; a running VM's QEMU gets them at once."""
+        """Change limits; a running VM's QEMU gets them at once (a new network limit
+        only if it was started with one, see netshaping.py)."""
         async with self.lock(name):
             vm = self.store.get(name)
             new = Limits.from_json(vm.limits).changed(changes)
             runtime = self.runtimes.get(name)
             if runtime is not None and vm.state in (VmState.RUNNING, VmState.PAUSED):
-                await limits.apply(vm.id, runtime.pid, runtime.monitor, new)
+                await self._apply(vm.id, runtime, new)
             vm = vm.with_changes(limits=new.to_json())
             self.store.update(vm)
             shown = ", ".join(f"{k}={v}" for k, v in sorted(new.to_json().items()))
@@ -200,6 +212,7 @@ class VmManager:
         vm = vm.with_changes(state=VmState.RUNNING, pid=runtime.pid, started=boot.now(), error=None)
         self.store.update(vm)
         runtime.watcher = asyncio.create_task(self._watch(vm.name, runtime))
+        netshaping.supervise(vm.name, runtime, self.store)
         return vm
 
     def accel_for(self, vm: VmRecord) -> str:
@@ -356,6 +369,8 @@ class VmManager:
                 runtime = VmRuntime(pid=vm.pid, run_dir=run_dir)
             self.runtimes[vm.name] = runtime
             runtime.watcher = asyncio.create_task(self._watch(vm.name, runtime))
+            await netshaping.reattach(vm, run_dir, partial(self.store.add_event, vm.name))
+            netshaping.supervise(vm.name, runtime, self.store)
             with contextlib.suppress(BungalowError):
                 await self.apply_limits(vm, runtime)
             if vm.state in (VmState.STARTING, VmState.STOPPING) and runtime.agent is not None:

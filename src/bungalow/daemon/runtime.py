@@ -22,6 +22,8 @@ class VmRuntime:
     monitor: Monitor | None = None
     agent: AgentChannel | None = None
     watcher: asyncio.Task[None] | None = None
+    #: Collects (and replaces) the network shaper of a VM that has one (netshaping.py).
+    shaper_watcher: asyncio.Task[None] | None = None
     #: Set when the daemon itself is stopping or removing the VM, so that the
     #: watcher does not report the exit as a failure.
     expected_exit: bool = False
@@ -42,6 +44,9 @@ class VmRuntime:
                     self.guest_shutdown = True
 
     async def close_channels(self) -> None:
+        if self.shaper_watcher is not None:
+            self.shaper_watcher.cancel()
+            self.shaper_watcher = None
         if self._event_task is not None:
             self._event_task.cancel()
             self._event_task = None

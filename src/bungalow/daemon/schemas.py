@@ -15,6 +15,11 @@ class LimitsUpdate(BaseModel):
     disk_bw: str | int | None = Field(default=None, description="bytes per second, e.g. 100M")
     disk_iops_burst: int | str | None = None
     disk_bw_burst: str | int | None = None
+    net_bw: str | int | None = Field(
+        default=None,
+        description="bytes per second each way, e.g. 50M; from the next start on "
+        "a VM started without one",
+    )
 
 
 class VmCreate(LimitsUpdate):
@@ -56,6 +61,9 @@ class VmInfo(BaseModel):
     snapshots_used: int = 0
     pooled: bool = Field(default=False, description="waiting, started, in the sandbox pool")
     limits: dict[str, float | int] = Field(default_factory=dict)
+    limits_pending: list[str] = Field(
+        default_factory=list, description="limits recorded that apply from the VM's next start"
+    )
     project: str | None = None
     owner: str | None = None
     labels: dict[str, str] = Field(default_factory=dict)

@@ -29,8 +29,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from bungalow.daemon import boot, snapshot_files
+from bungalow.daemon import boot, netshaping, snapshot_files
 from bungalow.daemon.capture import DISK_FILES, FULL_FILES, capture_disk, capture_running
 from bungalow.daemon.lifecycle import ACTIVE_STATES, VmState
 from bungalow.daemon.manager import VmManager, kill_leftover
@@ -65,6 +66,7 @@ class CloneRequest:
     owner: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
     created_by: str = ""
+    limits: dict[str, Any] = field(default_factory=dict)
 
 
 class Snapshots:
@@ -250,6 +252,7 @@ class Snapshots:
             cmdline=snapshot.cmdline,
             ram=directory / "ram",
             name=vm.name,
+            net_bw=netshaping.net_bw(vm),
         )
         try:
             await boot.sync_guest(runtime, vm, identity=identity)
@@ -284,6 +287,7 @@ class Snapshots:
                 owner=origin.owner,
                 labels=origin.labels,
                 created_by=created_by,
+                limits=origin.limits,
             )
             return await self.clone_from(snapshot, request)
         finally:
@@ -315,6 +319,7 @@ class Snapshots:
                     owner=vm.owner,
                     labels=vm.labels,
                     created_by=vm.created_by,
+                    limits=vm.limits,
                 )
                 children.append(await self.clone_from(snapshot, request))
         except BaseException:
@@ -357,6 +362,7 @@ class Snapshots:
                 labels=request.labels,
                 created_by=request.created_by,
                 origin=_origin(snapshot),
+                limits=request.limits,
             )
             self.m.check_fits(vm)
             self.store.insert(vm)

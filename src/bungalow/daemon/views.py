@@ -36,6 +36,7 @@ def vm_info(manager: VmManager, vm: VmRecord) -> VmInfo:
         snapshots_used=snapshots,
         pooled=vm.pool is not None,
         limits=vm.limits,
+        limits_pending=manager.pending_limits(vm),
         project=vm.project,
         owner=vm.owner,
         labels=vm.labels,

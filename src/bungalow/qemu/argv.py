@@ -43,6 +43,8 @@ _FORWARD_RE = re.compile(
 # QEMU 7.2 only lets -daemonize fork and setsid when privilege changes are allowed,
 # so the sandbox denies obsolete and resource-control system calls but not those.
 SANDBOX = "on,obsolete=deny,resourcecontrol=deny"
+#: What QEMU 7.2 prints on every start of a relayed NIC (see ``_network_args``): no reason.
+RELAY_WARNING = "warning: hub 0 with no nics"
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,16 @@ class RunFiles:
         return self.run_dir / "qemu.pid"
 
     @property
+    def net_nic(self) -> Path:
+        """Where QEMU listens for the relay that carries the NIC's frames (``net_relay``)."""
+        return self.run_dir / "net-nic.sock"
+
+    @property
+    def net_wan(self) -> Path:
+        """Where QEMU listens for the relay's other end, on the hub with the user network."""
+        return self.run_dir / "net-wan.sock"
+
+    @property
     def stderr(self) -> Path:
         """QEMU's own messages: why it refused to start, and later why it stopped."""
         return self.run_dir / "qemu.err"
@@ -133,7 +145,7 @@ class RunFiles:
         return (self.qmp, self.agent, self.console, self.console_log, self.pidfile, self.stderr)
 
     def sockets(self) -> tuple[Path, ...]:
-        return (self.qmp, self.agent, self.console)
+        return (self.qmp, self.agent, self.console, self.net_nic, self.net_wan)
 
 
 def random_mac() -> str:
@@ -177,6 +189,9 @@ class MachineSpec:
     #: Once set up, QEMU changes root to its run directory and becomes this user and
     #: group (see host/jail.py); None keeps the starting user (a daemon not run as root).
     runas: tuple[int, int] | None = None
+    #: The NIC's frames pass through a relay outside QEMU (the network shaper) on two
+    #: sockets QEMU listens on; see ``_network_args``.
+    net_relay: bool = False
 
     def __post_init__(self) -> None:
         validate_name(self.name)
@@ -268,7 +283,7 @@ def build_argv(spec: MachineSpec, qemu_binary: str) -> list[str]:
     argv = [qemu_binary, *_machine_args(spec), *_process_args(files)]
     argv += _boot_args(spec)
     argv += _disk_args(spec)
-    argv += _network_args(spec)
+    argv += _network_args(spec, files)
     if spec.agent:
         argv += _agent_args(spec, files)
     argv += ["-device", _device(spec, "virtio-rng")]
@@ -363,12 +378,33 @@ def _disk_args(spec: MachineSpec) -> list[str]:
     return args
 
 
-def _network_args(spec: MachineSpec) -> list[str]:
-    netdev = "user,id=net0" + "".join(f",hostfwd={f.hostfwd()}" for f in spec.ports)
-    nic = _device(spec, "virtio-net") + f",netdev=net0,mac={spec.mac}"
+def _network_args(spec: MachineSpec, files: RunFiles) -> list[str]:
+    """The NIC on QEMU's user-mode network, directly or through a relay.
+
+    With ``net_relay`` the NIC's backend is a stream socket, and the user network
+    (still ``net0``, with its host forwards) shares hub 0 with a second one; QEMU
+    listens on both and the relay connects them. QEMU 7.2 warns that this hub has
+    no NIC (``RELAY_WARNING``), which is true and harmless. QEMU listens rather
+    than connects because its stream server takes a new connection after one
+    closes (its client does not reconnect before 8.0), so a relay can be replaced
+    while the VM runs.
+    """
+    user = "user,id=net0" + "".join(f",hostfwd={f.hostfwd()}" for f in spec.ports)
+    backend = "nic0" if spec.net_relay else "net0"
+    nic = _device(spec, "virtio-net") + f",netdev={backend},mac={spec.mac}"
     if spec.profile == "pc":
         nic += ",romfile="  # no iPXE option ROM: the pc profile boots from disk or CD-ROM
-    return ["-netdev", netdev, "-device", nic]
+    if not spec.net_relay:
+        return ["-netdev", user, "-device", nic]
+    stream = "stream,server=on,addr.type=unix"
+    return [
+        "-netdev", f"{stream},id=nic0,addr.path={files.net_nic}",
+        "-device", nic,
+        "-netdev", user,
+        "-netdev", "hubport,id=hub0net,hubid=0,netdev=net0",
+        "-netdev", f"{stream},id=wan0,addr.path={files.net_wan}",
+        "-netdev", "hubport,id=hub0wan,hubid=0,netdev=wan0",
+    ]  # fmt: skip
 
 
 def _agent_args(spec: MachineSpec, files: RunFiles) -> list[str]:
