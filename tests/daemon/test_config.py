@@ -29,6 +29,10 @@ def test_values_are_read(tmp_path: Path) -> None:
         ("[sandboxes]\npool = 99\n", "from 0 to 16"),
         ('[sandboxes]\ntimeout = "soon"\n', "not a duration"),
         ('[sandboxes]\ntimeout = "0s"\n', "must be positive"),
+        ("[prices]\nvcpu_hour = -1\n", r"prices\.vcpu_hour .* 0 or more"),
+        ('[prices]\ndisk_gib_month = "cheap"\n', r"prices\.disk_gib_month"),
+        ("[prices]\nvcpu_hours = 1\n", "not a setting"),
+        ('[prices]\ncurrency = "US dollars"\n', r"prices\.currency"),
     ],
 )
 def test_bad_values_are_one_sentence(tmp_path: Path, text: str, words: str) -> None:
@@ -47,3 +51,14 @@ def test_allocation_ratios_are_read_and_checked(tmp_path: Path) -> None:
     path.write_text("[allocation]\nmemory = 0\n")
     with pytest.raises(UserError, match=r"allocation\.memory"):
         load_config(path)
+
+
+def test_prices_are_read(tmp_path: Path) -> None:
+    from bungalow.daemon.costs import Rates
+
+    path = tmp_path / "config.toml"
+    path.write_text('[prices]\nvcpu_hour = 0.05\ndisk_gib_month = 0\ncurrency = "EUR"\n')
+    config = load_config(path)
+    assert config.rates == Rates(vcpu_hour=0.05, memory_gib_hour=Rates().memory_gib_hour,
+                                 disk_gib_month=0.0)  # fmt: skip
+    assert config.currency == "EUR"

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from bungalow.cli.common import client
+from bungalow.cli.cost import money
 from bungalow.cli.guest import stream_exec
 from bungalow.cli.limits import (
     CpuCap,
@@ -154,12 +155,13 @@ def ls(
             say(vm["name"])
         return
     table(
-        ["NAME", "STATE", "IMAGE", "CPUS", "MEMORY", "DISK", "PORTS", "AGE", "EXPIRES"],
+        ["NAME", "STATE", "IMAGE", "CPUS", "MEMORY", "DISK", "PORTS", "AGE", "EXPIRES", "COST"],
         (
             [
                 vm["name"], vm["state"], vm["image"], vm["cpus"], size(vm["memory"]),
                 _disk(vm), ",".join(vm["ports"]) or "-", age(vm["created"]),
                 "pool" if vm.get("pooled") else until(vm.get("expires_at")),
+                _cost(vm),
             ]
             for vm in vms
         ),
@@ -172,6 +174,12 @@ def _disk(vm: dict[str, Any]) -> str:
     if vm.get("snapshots_used"):
         text += f" +{size(vm['snapshots_used'])} snap"
     return text
+
+
+def _cost(vm: dict[str, Any]) -> str:
+    """What the VM has cost so far (snapshots included)."""
+    cost = vm.get("cost")
+    return "-" if not cost else money(cost["so_far"], cost["currency"])
 
 
 def inspect(name: Annotated[str, typer.Argument(help="VM name.")]) -> None:

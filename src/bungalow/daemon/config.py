@@ -11,6 +11,12 @@
     pool = 2            # sandboxes of each shape kept started and waiting (default 1)
     timeout = "10m"     # the timeout a sandbox gets when its creator names none
 
+    [prices]                # what `bungalow cost`, `ls` and `inspect` charge (costs.py)
+    vcpu_hour = 0.02        # per vCPU-hour while a VM runs (paused counts as running)
+    memory_gib_hour = 0.0025  # per GiB-hour of memory while it runs
+    disk_gib_month = 0.08   # per GiB-month (730 h) of disk and snapshots, running or not
+    currency = "USD"        # a name shown with the amounts; it converts nothing
+
 A bad file stops the daemon with a sentence naming the key, rather than
 running with settings nobody asked for.
 """
@@ -22,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bungalow.daemon.costs import Rates
 from bungalow.errors import UserError
 from bungalow.host.allocation import Ratios
 from bungalow.units import parse_duration
@@ -40,6 +47,8 @@ class Config:
     sandbox_pool: int = DEFAULT_POOL
     sandbox_timeout: float = 600.0
     ratios: Ratios = field(default_factory=Ratios)
+    rates: Rates = field(default_factory=Rates)
+    currency: str = "USD"
 
 
 def load_config(path: Path) -> Config:
@@ -69,4 +78,28 @@ def load_config(path: Path) -> Config:
                 f"allocation.{key} in {path} must be a positive number such as 1.0, not {value!r}."
             )
         ratios[key] = float(value)
-    return Config(sandbox_pool=pool, sandbox_timeout=timeout, ratios=Ratios(**ratios))
+    rates, currency = _prices(data.get("prices", {}), path)
+    return Config(sandbox_pool=pool, sandbox_timeout=timeout, ratios=Ratios(**ratios),
+                  rates=rates, currency=currency)  # fmt: skip
+
+
+def _prices(table: dict[str, Any], path: Path) -> tuple[Rates, str]:
+    keys = ("vcpu_hour", "memory_gib_hour", "disk_gib_month")
+    for key in table:
+        if key not in (*keys, "currency"):
+            raise UserError(
+                f"prices.{key} in {path} is not a setting; the prices are vcpu_hour, "
+                "memory_gib_hour, disk_gib_month and currency."
+            )
+    values = {}
+    for key in keys:
+        value = table.get(key, getattr(Rates(), key))
+        if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value < 1e9:
+            raise UserError(
+                f"prices.{key} in {path} must be a number of 0 or more such as 0.02, not {value!r}."
+            )
+        values[key] = float(value)
+    currency = table.get("currency", "USD")
+    if not isinstance(currency, str) or not 0 < len(currency) <= 8 or not currency.isalpha():
+        raise UserError(f"prices.currency in {path} must be a short name such as USD or EUR.")
+    return Rates(**values), currency

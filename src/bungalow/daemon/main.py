@@ -23,8 +23,10 @@ from fastapi import FastAPI
 
 from bungalow.daemon.access import ProjectScope
 from bungalow.daemon.api import create_app
+from bungalow.daemon.api_costs import router as costs_router
 from bungalow.daemon.api_metrics import router as metrics_router
 from bungalow.daemon.api_projects import router as projects_router
+from bungalow.daemon.clock import Clock
 from bungalow.daemon.config import Config, load_config
 from bungalow.daemon.manager import VmManager
 from bungalow.daemon.metrics import Metrics
@@ -32,6 +34,7 @@ from bungalow.daemon.projects import Projects
 from bungalow.daemon.sandboxes import Sandboxes
 from bungalow.daemon.snapshots import Snapshots
 from bungalow.daemon.store import Store
+from bungalow.daemon.usage import UsageLedger
 from bungalow.errors import UserError
 from bungalow.host.cgroups import remove_empty_groups
 from bungalow.images.store import ImageStore
@@ -76,6 +79,8 @@ def build_app(data: DataDir, config: Config | None = None) -> FastAPI:
     manager = VmManager(
         data=data, store=store, images=ImageStore(data.images), ratios=config.ratios
     )
+    usage = UsageLedger(store, Clock.from_environment(), config.rates, config.currency)
+    store.observer = manager.usage = usage
     snapshots = Snapshots(manager)
     sandboxes = Sandboxes(manager, snapshots, config)
     projects = Projects(store)
@@ -87,24 +92,30 @@ def build_app(data: DataDir, config: Config | None = None) -> FastAPI:
     metrics = Metrics(manager)
     app.state.metrics = metrics
     app.include_router(metrics_router)
+    app.state.usage = usage
+    app.include_router(costs_router)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         # Leftover converters first: one may hold the disk of a VM it was saving.
         await snapshots.sweep()
-        await manager.reattach()
+        with usage.backdated():  # what changed while no daemon ran is dated at its last beat
+            usage.reconcile()
+            await manager.reattach()
         await asyncio.to_thread(remove_empty_groups)
         await sandboxes.drain_pools()
         await snapshots.collect()
         reaper = asyncio.create_task(sandboxes.run_reaper(), name="reaper")
         sampler = asyncio.create_task(metrics.run(), name="metrics")
+        heartbeat = asyncio.create_task(usage.run_heartbeat(), name="usage")
         log.info("bungalowd ready on %s", data.socket)
         yield
-        for task in (reaper, sampler):
+        for task in (reaper, sampler, heartbeat):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await manager.close()
+        usage.beat()
         store.close()
 
     app.router.lifespan_context = lifespan

@@ -27,6 +27,7 @@ from bungalow.daemon.limits import Limits
 from bungalow.daemon.requests import CreateRequest
 from bungalow.daemon.runtime import VmRuntime
 from bungalow.daemon.store import Store, VmRecord
+from bungalow.daemon.usage import UsageLedger
 from bungalow.errors import AgentError, BungalowError, InvalidStateError
 from bungalow.guest.channel import AgentChannel
 from bungalow.host.allocation import Allocation, Ratios, Shape
@@ -64,6 +65,8 @@ class VmManager:
     quota_check: Callable[[VmRecord, bool], None] | None = None
     #: Called after a VM is gone, so its snapshots can go too (see snapshots.py).
     on_removed: Callable[[VmRecord], Awaitable[None]] | None = None
+    #: What VMs have held and cost (usage.py); set by the daemon.
+    usage: UsageLedger | None = None
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
 
     def lock(self, name: str) -> asyncio.Lock:

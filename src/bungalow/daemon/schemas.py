@@ -36,6 +36,12 @@ class VmCreate(LimitsUpdate):
     labels: dict[str, str] = Field(default_factory=dict)
 
 
+class VmCostInfo(BaseModel):
+    so_far: float = Field(description="all the VM has cost until now, its snapshots included")
+    per_hour: float = Field(description="what it costs per hour as it is now")
+    currency: str
+
+
 class VmInfo(BaseModel):
     id: str
     name: str
@@ -69,6 +75,7 @@ class VmInfo(BaseModel):
     labels: dict[str, str] = Field(default_factory=dict)
     created_by: str = ""
     origin: str = ""
+    cost: VmCostInfo | None = None
 
 
 class SnapshotCreate(BaseModel):

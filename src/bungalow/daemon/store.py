@@ -12,7 +12,7 @@ import sqlite3
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from bungalow.daemon.lifecycle import VmState
 from bungalow.errors import ConflictError, VmNotFoundError
@@ -228,8 +228,19 @@ _ADDED_COLUMNS = {
 }
 
 
+class StoreObserver(Protocol):
+    """Told of every VM and snapshot row written or deleted (the usage ledger, usage.py)."""
+
+    def vm_written(self, vm: VmRecord) -> None: ...
+    def vm_deleted(self, vm_id: str) -> None: ...
+    def snapshot_written(self, snapshot: SnapshotRecord) -> None: ...
+    def snapshot_deleted(self, snapshot_id: str) -> None: ...
+
+
 class Store:
     """A thin, typed face on the SQLite file; every write commits at once."""
+
+    observer: StoreObserver | None = None
 
     def __init__(self, path: Path) -> None:
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -267,14 +278,20 @@ class Store:
                 f"A VM named {vm.name} already exists; choose another name or remove it "
                 f"with `bungalow rm {vm.name}`."
             ) from None
+        if self.observer is not None:
+            self.observer.vm_written(vm)
 
     def update(self, vm: VmRecord) -> None:
         data = _vm_row(vm)
         sets = ", ".join(f"{key} = :{key}" for key in data if key != "id")
         self._db.execute(f"UPDATE vms SET {sets} WHERE id = :id", data)
+        if self.observer is not None:
+            self.observer.vm_written(vm)
 
     def delete(self, vm_id: str) -> None:
         self._db.execute("DELETE FROM vms WHERE id = ?", (vm_id,))
+        if self.observer is not None:
+            self.observer.vm_deleted(vm_id)
 
     def find(self, name: str) -> VmRecord | None:
         row = self._db.execute("SELECT * FROM vms WHERE name = ?", (name,)).fetchone()
@@ -327,6 +344,8 @@ class Store:
                 f"The VM {snapshot.vm_name} already has a snapshot named {snapshot.name}; "
                 "choose another name or remove that one first."
             ) from None
+        if self.observer is not None:
+            self.observer.snapshot_written(snapshot)
 
     def update_snapshot(self, snapshot: SnapshotRecord) -> None:
         data = _snapshot_row(snapshot)
@@ -335,6 +354,8 @@ class Store:
 
     def delete_snapshot(self, snapshot_id: str) -> None:
         self._db.execute("DELETE FROM snapshots WHERE id = ?", (snapshot_id,))
+        if self.observer is not None:
+            self.observer.snapshot_deleted(snapshot_id)
 
     def snapshot_by_id(self, snapshot_id: str) -> SnapshotRecord | None:
         row = self._db.execute("SELECT * FROM snapshots WHERE id = ?", (snapshot_id,)).fetchone()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from bungalow.daemon.manager import VmManager
-from bungalow.daemon.schemas import SnapshotInfo, VmInfo
+from bungalow.daemon.schemas import SnapshotInfo, VmCostInfo, VmInfo
 from bungalow.daemon.store import SnapshotRecord, VmRecord
 from bungalow.host.files import allocated
 
@@ -42,6 +44,7 @@ def vm_info(manager: VmManager, vm: VmRecord) -> VmInfo:
         labels=vm.labels,
         created_by=vm.created_by,
         origin=vm.origin,
+        cost=None if manager.usage is None else VmCostInfo(**asdict(manager.usage.cost_of(vm.id))),
     )
 
 

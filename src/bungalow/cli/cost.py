@@ -1,0 +1,76 @@
+"""``bungalow cost``: what VMs have cost over a time range, per VM, owner, project or label."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Annotated, Any
+
+import typer
+
+from bungalow.cli.common import client
+from bungalow.cli.output import print_json, say, table
+
+By = Annotated[
+    str, typer.Option("--by", help="Group by vm, owner, project or label:KEY (e.g. label:team).")
+]
+Since = Annotated[
+    str | None,
+    typer.Option("--since", help="From a date (2026-11-01, 2026-11-01T09:00) or 2h, 7d ago."),
+]
+Until = Annotated[str | None, typer.Option("--until", help="Up to a date or a time ago; now.")]
+
+
+def money(amount: float | None, currency: str = "") -> str:
+    """``0.0412 USD``; four decimals below 100 so that an hour of a small VM shows."""
+    if amount is None:
+        return "-"
+    text = f"{amount:,.2f}" if abs(amount) >= 100 else f"{amount:.4f}"
+    return f"{text} {currency}".strip()
+
+
+def _hours(value: float) -> str:
+    return f"{value:.2f}"
+
+
+def _when(seconds: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(seconds))
+
+
+def _cells(row: dict[str, Any]) -> list[str]:
+    group = row["group"] + (" (removed)" if row.get("removed") else "")
+    return [
+        group, _hours(row["running_hours"]), _hours(row["stopped_hours"]), money(row["cpu"]),
+        money(row["memory"]), money(row["disk"]), money(row["total"]),
+    ]  # fmt: skip
+
+
+def cost(
+    by: By = "vm",
+    since: Since = None,
+    until: Until = None,
+    as_json: Annotated[bool, typer.Option("--json", help="The report as JSON.")] = False,
+) -> None:
+    """Accrued cost: running and stopped hours, CPU, memory and disk (snapshots included)."""
+    params = {
+        "by": by,
+        **({"since": since} if since else {}),
+        **({"until": until} if until else {}),
+    }
+    report: dict[str, Any] = client().request("GET", "/v1/costs", params=params)
+    if as_json:
+        print_json(json.dumps(report))
+        return
+    heading = report["by"].replace("label:", "label ").upper()
+    table(
+        [heading, "RUNNING H", "STOPPED H", "CPU", "MEMORY", "DISK", "TOTAL"],
+        [*(_cells(row) for row in report["rows"]), _cells(report["total"])],
+    )
+    say(
+        f"{money(report['total']['total'], report['currency'])} from "
+        f"{_when(report['since'])} to {_when(report['until'])}"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(cost)
