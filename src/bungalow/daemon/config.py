@@ -11,6 +11,8 @@
     pool = 2            # sandboxes of each shape kept started and waiting (default 1)
     timeout = "10m"     # the timeout a sandbox gets when its creator names none
 
+    [reaper], [leases], [idle], [sprawl]: the sprawl policies (daemon/policy.py)
+
 A bad file stops the daemon with a sentence naming the key, rather than
 running with settings nobody asked for.
 """
@@ -22,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bungalow.daemon.policy import PolicyConfig, load_policy
 from bungalow.errors import UserError
 from bungalow.host.allocation import Ratios
 from bungalow.units import parse_duration
@@ -40,6 +43,7 @@ class Config:
     sandbox_pool: int = DEFAULT_POOL
     sandbox_timeout: float = 600.0
     ratios: Ratios = field(default_factory=Ratios)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
 
 
 def load_config(path: Path) -> Config:
@@ -69,4 +73,7 @@ def load_config(path: Path) -> Config:
                 f"allocation.{key} in {path} must be a positive number such as 1.0, not {value!r}."
             )
         ratios[key] = float(value)
-    return Config(sandbox_pool=pool, sandbox_timeout=timeout, ratios=Ratios(**ratios))
+    return Config(
+        sandbox_pool=pool, sandbox_timeout=timeout, ratios=Ratios(**ratios),
+        policy=load_policy(data),
+    )  # fmt: skip

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import dataclasses
 import logging
 import secrets
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bungalow.daemon import boot, limits
+from bungalow.daemon.clock import Clock
 from bungalow.daemon.lifecycle import ACTIVE_STATES, VmState, require_running, transition
 from bungalow.daemon.limits import Limits
 from bungalow.daemon.requests import CreateRequest
@@ -61,6 +63,9 @@ class VmManager:
     quota_check: Callable[[VmRecord, bool], None] | None = None
     #: Called after a VM is gone, so its snapshots can go too (see snapshots.py).
     on_removed: Callable[[VmRecord], Awaitable[None]] | None = None
+    #: Starts a suspended VM from its saved state (suspend.py); set by the daemon.
+    wake: Callable[[str], Awaitable[VmRecord]] | None = None
+    clock: Clock = field(default_factory=Clock)
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
 
     def lock(self, name: str) -> asyncio.Lock:
@@ -123,6 +128,8 @@ class VmManager:
             return vm
 
     async def start(self, name: str) -> VmRecord:
+        if self.wake is not None and self.store.get(name).state is VmState.SUSPENDED:
+            return await self.wake(name)
         async with self.lock(name):
             vm = self.store.get(name)
             transition(name, vm.state, VmState.STARTING)
@@ -197,9 +204,13 @@ class VmManager:
     def adopt_runtime(self, vm: VmRecord, runtime: VmRuntime) -> VmRecord:
         """Make a freshly started QEMU the VM's: record it running and watch it."""
         self.runtimes[vm.name] = runtime
-        vm = vm.with_changes(state=VmState.RUNNING, pid=runtime.pid, started=boot.now(), error=None)
+        vm = vm.with_changes(
+            state=VmState.RUNNING, pid=runtime.pid, started=self.clock.now(), error=None
+        )
         self.store.update(vm)
-        runtime.watcher = asyncio.create_task(self._watch(vm.name, runtime))
+        # A fresh context: a guest powering off later is not the act of whoever started it.
+        watch = self._watch(vm.name, runtime)
+        runtime.watcher = asyncio.create_task(watch, context=contextvars.Context())
         return vm
 
     def accel_for(self, vm: VmRecord) -> str:
@@ -225,6 +236,8 @@ class VmManager:
 
     async def resume(self, name: str) -> VmRecord:
         """Let the vCPUs run again and bring the guest's clock up to date."""
+        if self.wake is not None and self.store.get(name).state is VmState.SUSPENDED:
+            return await self.wake(name)
         async with self.lock(name):
             vm = self.store.get(name)
             transition(name, vm.state, VmState.RUNNING)
