@@ -10,7 +10,20 @@ import sys
 
 import typer
 
-from bungalow.cli import cost, guest, host, images, limits, projects, snapshots, top, vms
+from bungalow.cli import (
+    cost,
+    events,
+    guest,
+    host,
+    images,
+    leases,
+    limits,
+    projects,
+    snapshots,
+    sprawl,
+    top,
+    vms,
+)  # fmt: skip
 from bungalow.cli.output import error
 from bungalow.errors import BungalowError
 
@@ -29,6 +42,9 @@ limits.register(app)
 top.register(app)
 projects.register(app)
 cost.register(app)
+leases.register(app)
+sprawl.register(app)
+events.register(app)
 app.add_typer(images.app, name="image", help="Build, import, list and remove images.")
 app.add_typer(host.app, name="host", help="What this host has and how it runs VMs.")
 

@@ -60,17 +60,34 @@ def set_quota(
     max_memory: MaxMemory = None,
     max_disk: MaxDisk = None,
     max_vms: MaxVms = None,
+    idle_after: Annotated[
+        str | None, typer.Option("--idle-after", help="Default: idle this long (30m).")
+    ] = None,
+    on_idle: Annotated[
+        str | None, typer.Option("--on-idle", help="Default idle action: stop, suspend...")
+    ] = None,
+    idle_cpu: Annotated[str | None, typer.Option("--idle-cpu", help="Busy above: 5%.")] = None,
+    idle_disk: Annotated[str | None, typer.Option("--idle-disk", help="Busy above: 64K/s.")] = None,
+    idle_net: Annotated[str | None, typer.Option("--idle-net", help="Busy above: 16K/s.")] = None,
 ) -> None:
-    """Change a project's quotas."""
-    body = _quota(max_vcpus=max_vcpus, max_memory=max_memory, max_disk=max_disk, max_vms=max_vms)
+    """Change a project's quotas and its VMs' default idle policy."""
+    body = _quota(max_vcpus=max_vcpus, max_memory=max_memory, max_disk=max_disk, max_vms=max_vms,
+                  idle_after=idle_after, on_idle=on_idle, idle_cpu=idle_cpu, idle_disk=idle_disk,
+                  idle_net=idle_net)  # fmt: skip
     client().request("PATCH", f"/v1/projects/{name}", json=body)
     say(f"project {name} updated")
 
 
 @app.command("rm")
-def rm(name: Annotated[str, typer.Argument(help="Project name.")]) -> None:
-    """Remove a project that has no VMs left."""
-    client().request("DELETE", f"/v1/projects/{name}")
+def rm(
+    name: Annotated[str, typer.Argument(help="Project name.")],
+    orphan_vms: Annotated[
+        bool, typer.Option("--orphan-vms", help="Keep its VMs (`sprawl` lists them as orphans).")
+    ] = False,
+) -> None:
+    """Remove a project that has no VMs left (or keep them as orphans)."""
+    params = {"orphan_vms": "true"} if orphan_vms else {}
+    client().request("DELETE", f"/v1/projects/{name}", params=params)
     say(f"project {name} is removed")
 
 

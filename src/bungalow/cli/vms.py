@@ -15,6 +15,7 @@ import typer
 from bungalow.cli.common import client
 from bungalow.cli.cost import money
 from bungalow.cli.guest import stream_exec
+from bungalow.cli.leases import OnExpiry, lease_text
 from bungalow.cli.limits import (
     CpuCap,
     CpuWeight,
@@ -26,7 +27,7 @@ from bungalow.cli.limits import (
     NetBw,
     limit_body,
 )
-from bungalow.cli.output import age, error, print_json, progress, say, size, table, until
+from bungalow.cli.output import age, error, print_json, progress, say, size, table
 from bungalow.errors import BungalowError, NotFoundError
 from bungalow.names import parse_labels
 
@@ -105,6 +106,15 @@ def launch(
         list[str] | None,
         typer.Option("--label", "-l", help="KEY=VALUE label; repeat for more."),
     ] = None,
+    ttl: Annotated[str | None, typer.Option("--ttl", help="Lease: 2h, 1d... from now.")] = None,
+    on_expiry: OnExpiry = None,
+    idle_after: Annotated[
+        str | None, typer.Option("--idle-after", help="Idle (no CPU, disk, net, exec) this long.")
+    ] = None,
+    on_idle: Annotated[
+        str | None,
+        typer.Option("--on-idle", help="stop, suspend, snapshot-and-delete, delete or none."),
+    ] = None,
 ) -> None:
     """Create a VM from an image and boot it."""
     limits = limit_body(
@@ -116,6 +126,8 @@ def launch(
         limits["project"] = project
     limits["owner"] = owner or invoking_user()
     limits["labels"] = parse_labels(labels or [])
+    policy = {"ttl": ttl, "on_expiry": on_expiry, "idle_after": idle_after, "on_idle": on_idle}
+    limits.update({key: value for key, value in policy.items() if value is not None})
     vm = _launch(name, image, cpus, memory, disk, ports or [], accel, profile, limits)
     say(f"{vm['name']} is running ({vm['image']}, {vm['cpus']} CPU, {size(vm['memory'])})")
 
@@ -160,7 +172,7 @@ def ls(
             [
                 vm["name"], vm["state"], vm["image"], vm["cpus"], size(vm["memory"]),
                 _disk(vm), ",".join(vm["ports"]) or "-", age(vm["created"]),
-                "pool" if vm.get("pooled") else until(vm.get("expires_at")),
+                "pool" if vm.get("pooled") else lease_text(vm),
                 _cost(vm),
             ]
             for vm in vms

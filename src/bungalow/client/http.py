@@ -119,18 +119,59 @@ class Client:
         )
         return result
 
-    def lease_vm(self, name: str, timeout: str | float | None) -> dict[str, Any]:
-        """Delete the VM ``timeout`` from now (a duration or seconds); None keeps it."""
-        result: dict[str, Any] = self.request(
-            "POST", f"/v1/vms/{name}/lease", json={"timeout": timeout}
-        )
+    def lease_vm(
+        self, name: str, timeout: str | float | None, on_expiry: str | None = None
+    ) -> dict[str, Any]:
+        """End the VM's lease ``timeout`` from now (a duration or seconds); None drops it."""
+        body = {"timeout": timeout, "on_expiry": on_expiry}
+        result: dict[str, Any] = self.request("POST", f"/v1/vms/{name}/lease", json=body)
+        return result
+
+    def renew_lease(self, name: str, duration: str | float) -> dict[str, Any]:
+        """The VM's lease ends ``duration`` from now; refused if it has no lease."""
+        body = {"duration": duration}
+        result: dict[str, Any] = self.request("POST", f"/v1/vms/{name}/lease/renew", json=body)
+        return result
+
+    def set_idle(self, name: str, **policy: Any) -> dict[str, Any]:
+        """Change the VM's own idle policy: after, action, cpu, disk, net."""
+        result: dict[str, Any] = self.request("PATCH", f"/v1/vms/{name}/idle", json=policy)
+        return result
+
+    def suspend_vm(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.request("POST", f"/v1/vms/{name}/suspend")
+        return result
+
+    # -- sprawl ----------------------------------------------------------------------------------
+
+    def sprawl(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.request("GET", "/v1/sprawl")
+        return result
+
+    def apply_sprawl(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.request("POST", "/v1/sprawl/apply")
+        return result
+
+    def deleted_vms(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.request("GET", "/v1/deleted")
+        return result
+
+    def restore_deleted(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.request("POST", f"/v1/deleted/{name}/restore")
         return result
 
     def logs(self, name: str, tail: int = 0) -> str:
         return str(self.request("GET", f"/v1/vms/{name}/logs", params={"tail": tail}) or "")
 
-    def events_log(self, vm: str | None = None) -> list[dict[str, Any]]:
-        params = {"vm": vm} if vm else {}
+    def events_log(
+        self, vm: str | None = None, since: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """The audit log, oldest first; ``since`` is a duration (``1h``) or a date."""
+        params: dict[str, Any] = {"limit": limit}
+        if vm:
+            params["vm"] = vm
+        if since:
+            params["since"] = since
         result: list[dict[str, Any]] = self.request("GET", "/v1/events", params=params)
         return result
 

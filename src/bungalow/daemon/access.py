@@ -16,6 +16,7 @@ import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from bungalow.daemon.audit import acting_as
 from bungalow.daemon.projects import Projects
 from bungalow.errors import (
     BungalowError,
@@ -55,7 +56,9 @@ class ProjectScope:
             except BungalowError as exc:
                 await _refuse(scope, send, exc)
                 return
-        await self.app(scope, receive, send)
+        project = scope["state"]["project"]
+        with acting_as("admin" if project is None else f"project {project}"):
+            await self.app(scope, receive, send)
 
     def _admit(self, scope: Scope, token: str) -> str:
         project = self.projects.resolve(token)

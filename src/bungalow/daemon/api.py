@@ -12,6 +12,7 @@ from dataclasses import asdict
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.requests import HTTPConnection
 
 from bungalow.daemon.api_guest import router as guest_router
 from bungalow.daemon.api_images import router as images_router
@@ -20,6 +21,8 @@ from bungalow.daemon.deps import Caller, Manager, creator
 from bungalow.daemon.lifecycle import ACTIVE_STATES
 from bungalow.daemon.limits import Limits
 from bungalow.daemon.manager import VmManager
+from bungalow.daemon.policies import policies_of
+from bungalow.daemon.policy import idle_changes
 from bungalow.daemon.requests import CreateRequest
 from bungalow.daemon.sandboxes import Sandboxes
 from bungalow.daemon.schemas import (
@@ -89,9 +92,15 @@ def project_for(caller: str | None, asked: str | None) -> str | None:
 
 
 @router.post("/vms", status_code=201)
-async def create_vm(body: VmCreate, manager: Manager, caller: Caller) -> VmInfo:
+async def create_vm(
+    body: VmCreate, manager: Manager, caller: Caller, connection: HTTPConnection
+) -> VmInfo:
     project = project_for(caller, body.project)
+    expires_at, on_expiry = policies_of(connection).leases.launch_terms(body.ttl, body.on_expiry)
     request = CreateRequest(
+        expires_at=expires_at,
+        on_expiry=on_expiry,
+        idle=idle_changes({"after": body.idle_after, "action": body.on_idle}),
         project=project,
         name=body.name,
         image=body.image,
@@ -138,18 +147,6 @@ async def start_vm(name: str, manager: Manager) -> VmInfo:
 async def stop_vm(name: str, manager: Manager, body: StopRequest | None = None) -> VmInfo:
     timeout = body.timeout if body is not None else 30.0
     return vm_info(manager, await manager.stop(name, timeout))
-
-
-@router.get("/events")
-async def events(
-    manager: Manager, caller: Caller, vm: str | None = None, limit: int = 100
-) -> list[dict[str, object]]:
-    if caller is None:
-        return manager.store.events(vm, limit)
-    own = {v.name for v in manager.list() if v.project == caller}
-    if vm is not None and vm not in own:
-        return []
-    return [e for e in manager.store.events(vm, limit * 10) if e["vm"] in own][-limit:]
 
 
 @router.get("/host")

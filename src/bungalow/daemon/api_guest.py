@@ -20,6 +20,7 @@ from fastapi.responses import PlainTextResponse, StreamingResponse
 
 from bungalow.daemon import transfer
 from bungalow.daemon.deps import Manager
+from bungalow.daemon.idle import mark_active
 from bungalow.daemon.schemas import ExecRequest
 from bungalow.errors import BungalowError, UserError
 from bungalow.guest.session import ExecEvent, ExecSession
@@ -50,6 +51,7 @@ async def _start_exec(manager: Manager, name: str, body: ExecRequest) -> ExecSes
     if not argv:
         raise UserError("No command given; pass the command after `--`.")
     agent = await manager.agent(name, "run a command")
+    mark_active(manager.store, manager.clock, name)
     return await agent.exec(
         argv,
         env=body.env or None,
@@ -138,6 +140,7 @@ async def _pump_stdin(websocket: WebSocket, session: ExecSession) -> None:
 @router.get("/files/stat")
 async def stat_file(name: str, path: str, manager: Manager) -> dict[str, Any]:
     agent = await manager.agent(name, "look at a file")
+    mark_active(manager.store, manager.clock, name)
     result = await agent.stat(path)
     if result is None:
         return {"exists": False}
@@ -147,6 +150,7 @@ async def stat_file(name: str, path: str, manager: Manager) -> dict[str, Any]:
 @router.get("/files")
 async def download(name: str, path: str, manager: Manager) -> StreamingResponse:
     agent = await manager.agent(name, "copy files")
+    mark_active(manager.store, manager.clock, name)
     return await transfer.download(agent, name, path)
 
 
@@ -155,12 +159,14 @@ async def upload_file(
     name: str, path: str, request: Request, manager: Manager, mode: int = 0o644
 ) -> None:
     agent = await manager.agent(name, "copy files")
+    mark_active(manager.store, manager.clock, name)
     await agent.write_file(path, transfer.body_chunks(request), mode=mode, mkdirs=True)
 
 
 @router.put("/files/tar", status_code=204)
 async def upload_tree(name: str, path: str, request: Request, manager: Manager) -> None:
     agent = await manager.agent(name, "copy files")
+    mark_active(manager.store, manager.clock, name)
     await transfer.extract_tar(agent, path, transfer.body_chunks(request))
 
 
@@ -188,6 +194,7 @@ _CONSOLE_LOGIN = (
 async def _ensure_console_login(manager: Manager, name: str) -> None:
     """Put a login on the guest's serial console if none is there yet."""
     agent = await manager.agent(name, "attach to the console")
+    mark_active(manager.store, manager.clock, name)
     session = await agent.exec(["/bin/sh", "-c", _CONSOLE_LOGIN], timeout=10)
     async for _event in session.events():
         pass
@@ -222,6 +229,7 @@ async def console(websocket: WebSocket, name: str, manager: Manager) -> None:
             if message["type"] == "websocket.disconnect":
                 break
             if message.get("bytes"):
+                mark_active(manager.store, manager.clock, name)
                 writer.write(message["bytes"])
                 await writer.drain()
     except (WebSocketDisconnect, OSError):

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, cast
 
 from fastapi import APIRouter
 from pydantic import BaseModel
 from starlette.requests import HTTPConnection
 
+from bungalow.daemon.policy import idle_changes
 from bungalow.daemon.projects import Project, Projects
 from bungalow.units import parse_size
 
@@ -19,6 +21,16 @@ class ProjectQuota(BaseModel):
     max_memory: str | int | None = None
     max_disk: str | int | None = None
     max_vms: int | None = None
+    idle_after: str | float | None = None
+    on_idle: str | None = None
+    idle_cpu: str | float | None = None
+    idle_disk: str | int | None = None
+    idle_net: str | int | None = None
+
+    def idle(self) -> dict[str, object]:
+        """The project's default idle policy changes, parsed (daemon/policy.py)."""
+        values = {"after": self.idle_after, "action": self.on_idle, "cpu": self.idle_cpu}
+        return idle_changes({**values, "disk": self.idle_disk, "net": self.idle_net})
 
     def values(self) -> dict[str, int | None]:
         return {
@@ -46,6 +58,7 @@ def _view(projects: Projects, project: Project) -> dict[str, Any]:
             "vcpus": project.max_vcpus, "memory": project.max_memory,
             "disk": project.max_disk, "vms": project.max_vms,
         },
+        "idle": json.loads(project.idle or "{}"),
         "used": {"vcpus": held.cpus, "memory": held.memory, "disk": held.disk, "vms": count},
     }  # fmt: skip
 
@@ -67,10 +80,14 @@ async def list_projects(connection: HTTPConnection) -> list[dict[str, Any]]:
 @router.patch("/{name}")
 async def set_quota(name: str, body: ProjectQuota, connection: HTTPConnection) -> dict[str, Any]:
     projects = _projects(connection)
+    idle = body.idle()
     changes = {key: value for key, value in body.values().items() if value is not None}
-    return _view(projects, projects.set_quota(name, **changes))
+    project = projects.set_quota(name, **changes)
+    if idle:
+        project = projects.set_idle(name, idle)
+    return _view(projects, project)
 
 
 @router.delete("/{name}", status_code=204)
-async def remove_project(name: str, connection: HTTPConnection) -> None:
-    _projects(connection).remove(name)
+async def remove_project(name: str, connection: HTTPConnection, orphan_vms: bool = False) -> None:
+    _projects(connection).remove(name, orphan_vms=orphan_vms)

@@ -9,7 +9,6 @@ from bungalow.daemon.sandboxes import SandboxRequest
 from bungalow.daemon.schemas import (
     CloneCreate,
     ForkRequest,
-    LeaseRequest,
     SandboxCreate,
     SnapshotCreate,
     SnapshotInfo,
@@ -76,14 +75,6 @@ async def fork_vm(
     name: str, body: ForkRequest, manager: Manager, sandboxes: SandboxOps
 ) -> list[VmInfo]:
     return [vm_info(manager, vm) for vm in await sandboxes.fork(name, body.count)]
-
-
-@router.post("/vms/{name}/lease")
-async def set_lease(
-    name: str, body: LeaseRequest, manager: Manager, sandboxes: SandboxOps
-) -> VmInfo:
-    timeout = None if body.timeout is None else parse_duration(body.timeout, what="timeout")
-    return vm_info(manager, await sandboxes.set_lease(name, timeout))
 
 
 @router.post("/sandboxes", status_code=201)

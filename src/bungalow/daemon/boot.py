@@ -92,6 +92,8 @@ def plan_vm(
         accel=request.accel,
         sandbox=request.sandbox,
         expires_at=request.expires_at,
+        on_expiry=request.on_expiry,
+        idle=request.idle,
         limits=request.limits,
         project=request.project,
         owner=request.owner,

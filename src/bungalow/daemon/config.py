@@ -17,6 +17,8 @@
     disk_gib_month = 0.08   # per GiB-month (730 h) of disk and snapshots, running or not
     currency = "USD"        # a name shown with the amounts; it converts nothing
 
+    [reaper], [leases], [idle], [sprawl]: the sprawl policies (daemon/policy.py)
+
 A bad file stops the daemon with a sentence naming the key, rather than
 running with settings nobody asked for.
 """
@@ -29,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from bungalow.daemon.costs import Rates
+from bungalow.daemon.policy import PolicyConfig, load_policy
 from bungalow.errors import UserError
 from bungalow.host.allocation import Ratios
 from bungalow.units import parse_duration
@@ -49,6 +52,7 @@ class Config:
     ratios: Ratios = field(default_factory=Ratios)
     rates: Rates = field(default_factory=Rates)
     currency: str = "USD"
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
 
 
 def load_config(path: Path) -> Config:
@@ -79,8 +83,10 @@ def load_config(path: Path) -> Config:
             )
         ratios[key] = float(value)
     rates, currency = _prices(data.get("prices", {}), path)
-    return Config(sandbox_pool=pool, sandbox_timeout=timeout, ratios=Ratios(**ratios),
-                  rates=rates, currency=currency)  # fmt: skip
+    return Config(
+        sandbox_pool=pool, sandbox_timeout=timeout, ratios=Ratios(**ratios),
+        rates=rates, currency=currency, policy=load_policy(data),
+    )  # fmt: skip
 
 
 def _prices(table: dict[str, Any], path: Path) -> tuple[Rates, str]:

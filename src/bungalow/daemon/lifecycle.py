@@ -20,16 +20,23 @@ class VmState(StrEnum):
     STOPPING = "stopping"
     STOPPED = "stopped"
     FAILED = "failed"
+    #: Memory and devices saved to a snapshot and QEMU ended; ``start`` carries on from it.
+    SUSPENDED = "suspended"
 
 
 _ALLOWED: dict[VmState, frozenset[VmState]] = {
     VmState.CREATED: frozenset({VmState.STARTING, VmState.FAILED}),
     VmState.STARTING: frozenset({VmState.RUNNING, VmState.FAILED, VmState.STOPPING}),
-    VmState.RUNNING: frozenset({VmState.PAUSED, VmState.STOPPING, VmState.STOPPED, VmState.FAILED}),
-    VmState.PAUSED: frozenset({VmState.RUNNING, VmState.STOPPING, VmState.STOPPED, VmState.FAILED}),
+    VmState.RUNNING: frozenset(
+        {VmState.PAUSED, VmState.STOPPING, VmState.STOPPED, VmState.FAILED, VmState.SUSPENDED}
+    ),
+    VmState.PAUSED: frozenset(
+        {VmState.RUNNING, VmState.STOPPING, VmState.STOPPED, VmState.FAILED, VmState.SUSPENDED}
+    ),
     VmState.STOPPING: frozenset({VmState.STOPPED, VmState.FAILED}),
     VmState.STOPPED: frozenset({VmState.STARTING}),
     VmState.FAILED: frozenset({VmState.STARTING, VmState.STOPPED}),
+    VmState.SUSPENDED: frozenset({VmState.STARTING}),
 }
 
 #: States in which a QEMU process may exist for the VM.
@@ -58,8 +65,12 @@ def _refusal(name: str, current: VmState, target: VmState) -> str:
         return f"The VM {name} is running, not paused; there is nothing to resume."
     if target is VmState.RUNNING and current in (VmState.STOPPED, VmState.CREATED, VmState.FAILED):
         return f"The VM {name} is {current}, not paused; start it with `bungalow start {name}`."
+    if current is VmState.SUSPENDED:
+        return f"The VM {name} is suspended; bring it back with `bungalow start {name}`."
     if target is VmState.PAUSED:
         return f"The VM {name} is {current}; only a running VM can be paused."
+    if target is VmState.SUSPENDED:
+        return f"The VM {name} is {current}; only a running or paused VM can be suspended."
     if target is VmState.STOPPING and current is VmState.STOPPING:
         return f"The VM {name} is already stopping; wait for it, or remove it with `bungalow rm`."
     return f"The VM {name} is {current} and cannot become {target}."
@@ -76,5 +87,6 @@ def require_running(name: str, current: VmState, action: str) -> None:
         VmState.STARTING: "wait until it is running",
         VmState.STOPPING: "it is shutting down",
         VmState.PAUSED: f"resume it with `bungalow resume {name}` first",
+        VmState.SUSPENDED: f"bring it back with `bungalow start {name}` first",
     }[current]
     raise InvalidStateError(f"Cannot {action}: the VM {name} is {current}; {hint}.")

@@ -24,12 +24,15 @@ from fastapi import FastAPI
 from bungalow.daemon.access import ProjectScope
 from bungalow.daemon.api import create_app
 from bungalow.daemon.api_costs import router as costs_router
+from bungalow.daemon.api_leases import router as leases_router
 from bungalow.daemon.api_metrics import router as metrics_router
 from bungalow.daemon.api_projects import router as projects_router
+from bungalow.daemon.api_sprawl import router as sprawl_router
 from bungalow.daemon.clock import Clock
 from bungalow.daemon.config import Config, load_config
 from bungalow.daemon.manager import VmManager
 from bungalow.daemon.metrics import Metrics
+from bungalow.daemon.policies import build_policies
 from bungalow.daemon.projects import Projects
 from bungalow.daemon.sandboxes import Sandboxes
 from bungalow.daemon.snapshots import Snapshots
@@ -74,12 +77,13 @@ def _owner_only_socket(path: Path) -> socket.socket:
 
 
 def build_app(data: DataDir, config: Config | None = None) -> FastAPI:
-    store = Store(data.database)
+    clock = Clock.from_environment()
+    store = Store(data.database, clock)
     config = config or load_config(data.config)
     manager = VmManager(
-        data=data, store=store, images=ImageStore(data.images), ratios=config.ratios
+        data=data, store=store, images=ImageStore(data.images), ratios=config.ratios, clock=clock
     )
-    usage = UsageLedger(store, Clock.from_environment(), config.rates, config.currency)
+    usage = UsageLedger(store, clock, config.rates, config.currency)
     store.observer = manager.usage = usage
     snapshots = Snapshots(manager)
     sandboxes = Sandboxes(manager, snapshots, config)
@@ -94,6 +98,10 @@ def build_app(data: DataDir, config: Config | None = None) -> FastAPI:
     app.include_router(metrics_router)
     app.state.usage = usage
     app.include_router(costs_router)
+    policies = build_policies(snapshots, metrics, config.policy, price=usage.price_of)
+    app.state.policies = policies
+    app.include_router(leases_router)
+    app.include_router(sprawl_router)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -105,7 +113,7 @@ def build_app(data: DataDir, config: Config | None = None) -> FastAPI:
         await asyncio.to_thread(remove_empty_groups)
         await sandboxes.drain_pools()
         await snapshots.collect()
-        reaper = asyncio.create_task(sandboxes.run_reaper(), name="reaper")
+        reaper = asyncio.create_task(policies.reaper.run(), name="reaper")
         sampler = asyncio.create_task(metrics.run(), name="metrics")
         heartbeat = asyncio.create_task(usage.run_heartbeat(), name="usage")
         log.info("bungalowd ready on %s", data.socket)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import contextvars
 import dataclasses
 import logging
 import secrets
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bungalow.daemon import boot, limits, netshaping
+from bungalow.daemon.clock import Clock
 from bungalow.daemon.lifecycle import ACTIVE_STATES, VmState, require_running, transition
 from bungalow.daemon.limits import Limits
 from bungalow.daemon.requests import CreateRequest
@@ -67,6 +69,9 @@ class VmManager:
     on_removed: Callable[[VmRecord], Awaitable[None]] | None = None
     #: What VMs have held and cost (usage.py); set by the daemon.
     usage: UsageLedger | None = None
+    #: Starts a suspended VM from its saved state (suspend.py); set by the daemon.
+    wake: Callable[[str], Awaitable[VmRecord]] | None = None
+    clock: Clock = field(default_factory=Clock)
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
 
     def lock(self, name: str) -> asyncio.Lock:
@@ -129,6 +134,8 @@ class VmManager:
             return vm
 
     async def start(self, name: str) -> VmRecord:
+        if self.wake is not None and self.store.get(name).state is VmState.SUSPENDED:
+            return await self.wake(name)
         async with self.lock(name):
             vm = self.store.get(name)
             transition(name, vm.state, VmState.STARTING)
@@ -212,9 +219,13 @@ class VmManager:
     def adopt_runtime(self, vm: VmRecord, runtime: VmRuntime) -> VmRecord:
         """Make a freshly started QEMU the VM's: record it running and watch it."""
         self.runtimes[vm.name] = runtime
-        vm = vm.with_changes(state=VmState.RUNNING, pid=runtime.pid, started=boot.now(), error=None)
+        vm = vm.with_changes(
+            state=VmState.RUNNING, pid=runtime.pid, started=self.clock.now(), error=None
+        )
         self.store.update(vm)
-        runtime.watcher = asyncio.create_task(self._watch(vm.name, runtime))
+        # A fresh context: a guest powering off later is not the act of whoever started it.
+        watch = self._watch(vm.name, runtime)
+        runtime.watcher = asyncio.create_task(watch, context=contextvars.Context())
         netshaping.supervise(vm.name, runtime, self.store)
         return vm
 
@@ -241,6 +252,8 @@ class VmManager:
 
     async def resume(self, name: str) -> VmRecord:
         """Let the vCPUs run again and bring the guest's clock up to date."""
+        if self.wake is not None and self.store.get(name).state is VmState.SUSPENDED:
+            return await self.wake(name)
         async with self.lock(name):
             vm = self.store.get(name)
             transition(name, vm.state, VmState.RUNNING)

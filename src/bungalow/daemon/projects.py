@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import secrets
 import sqlite3
 import time
@@ -33,6 +34,8 @@ class Project:
     max_disk: int | None = None
     max_vms: int | None = None
     created: float = 0.0
+    #: The project's default idle policy as JSON (daemon/idle.py), below each VM's own.
+    idle: str = "{}"
 
 
 def _hash(token: str) -> str:
@@ -45,9 +48,14 @@ class Projects:
         self._db = store.connection
 
     def create(self, name: str, **quota: int | None) -> tuple[Project, str]:
+        """Make a project with these quotas (``max_vcpus``...); its idle policy is set apart."""
         validate_name(name, what="project")
         token = TOKEN_PREFIX + secrets.token_urlsafe(24)
-        project = Project(name=name, token_hash=_hash(token), created=time.time(), **quota)
+        project = Project(
+            name=name, token_hash=_hash(token), created=time.time(),
+            max_vcpus=quota.get("max_vcpus"), max_memory=quota.get("max_memory"),
+            max_disk=quota.get("max_disk"), max_vms=quota.get("max_vms"),
+        )  # fmt: skip
         data = asdict(project)
         try:
             self._db.execute(
@@ -81,12 +89,21 @@ class Projects:
         del project
         return self.get(name)
 
-    def remove(self, name: str) -> None:
+    def set_idle(self, name: str, changes: dict[str, object]) -> Project:
+        """Merge ``changes`` (parsed by policy.idle_changes) into the project's idle policy."""
+        idle = {**json.loads(self.get(name).idle or "{}"), **changes}
+        self._db.execute("UPDATE projects SET idle = ? WHERE name = ?", (json.dumps(idle), name))
+        self.store.add_event(None, "project", f"project {name} idle policy: {idle}")
+        return self.get(name)
+
+    def remove(self, name: str, *, orphan_vms: bool = False) -> None:
+        """Remove a project; with ``orphan_vms`` its VMs stay, listed by ``sprawl`` as orphans."""
         self.get(name)
         left = [vm.name for vm in self.store.list() if vm.project == name]
-        if left:
+        if left and not orphan_vms:
             raise ConflictError(
-                f"The project {name} still has VMs ({', '.join(left)}); remove them first."
+                f"The project {name} still has VMs ({', '.join(left)}); remove them first, "
+                f"or keep them as orphans with `bungalow project rm {name} --orphan-vms`."
             )
         self._db.execute("DELETE FROM projects WHERE name = ?", (name,))
         self.store.add_event(None, "project", f"project {name} removed")
@@ -114,6 +131,8 @@ class Projects:
         """Refuse a VM its project's quota has no room for, naming the quota and what is left."""
         if vm.project is None:
             return
+        if starting and vm.project not in {p.name for p in self.list()}:
+            return  # an orphan (its project was removed with --orphan-vms) has no quota left
         project = self.get(vm.project)
         held, count = self.usage(project.name, exclude=vm.name)
         if not starting and project.max_vms is not None and count + 1 > project.max_vms:

@@ -18,6 +18,8 @@ class CreateRequest:
     profile: str | None = None
     sandbox: bool = False
     expires_at: float | None = None
+    on_expiry: str = "delete"
+    idle: dict[str, Any] = field(default_factory=dict)
     limits: dict[str, Any] = field(default_factory=dict)
     project: str | None = None
     owner: str | None = None

@@ -13,8 +13,9 @@ so a sandbox without a requested name is handed out at once and the pool is
 refilled behind it.
 
 A sandbox's timeout is the daemon's to enforce: ``expires_at`` is in the
-database, and :meth:`Sandboxes.reap` removes every VM whose deadline passed,
-whether or not its client is still alive, and also after a daemon restart.
+database, and the reaper (reaper.py, leases.py) removes every sandbox whose
+deadline passed, whether or not its client is still alive, and also after a
+daemon restart.
 """
 
 from __future__ import annotations
@@ -48,8 +49,6 @@ log = logging.getLogger(__name__)
 #: Commands run in a template before it is saved, so that clones find what a first
 #: command needs (the shell, python3 and their libraries) already in the guest's cache.
 WARM_UP = ("/bin/sh", "-c", "true; python3 -c pass; true")
-#: How often the reaper looks at deadlines when none is near.
-REAP_INTERVAL = 1.0
 #: Seconds between handing out a pooled sandbox and starting its replacement, so that
 #: the new sandbox's first commands do not compete with the replacement's start.
 REFILL_DELAY = 2.0
@@ -87,7 +86,7 @@ class Sandboxes:
         if request.timeout is not None and request.timeout <= 0:
             raise UserError("A sandbox timeout must be positive, such as 90s, 10m or 1h.")
         name = request.name or f"sb-{secrets.token_hex(4)}"
-        expires = None if request.timeout is None else time.time() + request.timeout
+        expires = None if request.timeout is None else self.m.clock.now() + request.timeout
         if not request.warm:
             create = CreateRequest(
                 name=name,
@@ -105,7 +104,7 @@ class Sandboxes:
             )
             return self._deadline_from_now(await self.m.create(create), request.timeout)
         template = await self.template(request)
-        expires = None if request.timeout is None else time.time() + request.timeout
+        expires = None if request.timeout is None else self.m.clock.now() + request.timeout
         pooled = None
         if request.name is None and request.project is None:  # pooled VMs belong to no project
             pooled = self.store.claim_pooled(template.id, expires)
@@ -138,7 +137,7 @@ class Sandboxes:
         """
         if timeout is None:
             return vm
-        vm = self.store.get(vm.name).with_changes(expires_at=time.time() + timeout)
+        vm = self.store.get(vm.name).with_changes(expires_at=self.m.clock.now() + timeout)
         self.store.update(vm)
         return vm
 
@@ -187,18 +186,6 @@ class Sandboxes:
         prefix = "sb" if vm.sandbox else name
         names = [f"{prefix}-{secrets.token_hex(4)}" for _ in range(count)]
         return await self.snapshots.fork(name, count, names)
-
-    async def set_lease(self, name: str, timeout: float | None) -> VmRecord:
-        if timeout is not None and timeout <= 0:
-            raise UserError("A timeout must be positive, such as 90s, 10m or 1h.")
-        async with self.m.lock(name):
-            vm = self.store.get(name)
-            expires = None if timeout is None else time.time() + timeout
-            vm = vm.with_changes(expires_at=expires)
-            self.store.update(vm)
-            when = "never" if expires is None else f"in {timeout:g} s"
-            self.store.add_event(name, "lease", f"expires {when}")
-            return vm
 
     # -- templates -----------------------------------------------------------------------------
 
@@ -292,37 +279,3 @@ class Sandboxes:
         log.info("template for %s (%s) made in %.1fs", image.name, shape, time.monotonic() - began)
         self.store.add_event(None, "template", f"sandbox template for {image.name} ({shape}) made")
         return snapshot
-
-    # -- deadlines -----------------------------------------------------------------------------
-
-    async def reap(self, now: float | None = None) -> builtins.list[str]:
-        """Carry out every deadline that has passed; returns the names of the VMs acted on."""
-        now = time.time() if now is None else now
-        acted = []
-        for vm in self.store.expiring():
-            if vm.expires_at is None or vm.expires_at > now:
-                break
-            try:
-                if vm.on_expiry == "stop":
-                    if vm.state in (VmState.RUNNING, VmState.PAUSED):
-                        await self.m.stop(vm.name)
-                    self.store.update(self.store.get(vm.name).with_changes(expires_at=None))
-                else:
-                    await self.m.remove(vm.name)
-                what = "stopped" if vm.on_expiry == "stop" else "removed"
-                self.store.add_event(vm.name, "expired", f"{what}: its timeout passed")
-                acted.append(vm.name)
-            except BungalowError as exc:
-                log.warning("could not carry out the deadline of %s: %s", vm.name, exc.message)
-        return acted
-
-    async def run_reaper(self) -> None:
-        """Check deadlines for as long as the daemon runs."""
-        while True:
-            with contextlib.suppress(Exception):
-                await self.reap()
-            upcoming = self.store.expiring()
-            wait = REAP_INTERVAL
-            if upcoming and upcoming[0].expires_at is not None:
-                wait = min(REAP_INTERVAL, max(0.05, upcoming[0].expires_at - time.time()))
-            await asyncio.sleep(wait)

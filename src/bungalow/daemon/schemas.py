@@ -34,6 +34,10 @@ class VmCreate(LimitsUpdate):
     profile: str | None = None
     owner: str | None = Field(default=None, description="person or team the VM is for")
     labels: dict[str, str] = Field(default_factory=dict)
+    ttl: str | float | None = Field(default=None, description="lease: 2h, 30m... from now")
+    on_expiry: str | None = Field(default=None, description="stop, suspend, ..., delete")
+    idle_after: str | float | None = Field(default=None, description="idle this long: 30m")
+    on_idle: str | None = Field(default=None, description="stop, suspend, ..., delete, none")
 
 
 class VmCostInfo(BaseModel):
@@ -76,6 +80,11 @@ class VmInfo(BaseModel):
     created_by: str = ""
     origin: str = ""
     cost: VmCostInfo | None = None
+    on_expiry: str | None = Field(default=None, description="what the lease's end does")
+    expires_in: float | None = Field(default=None, description="seconds left on the lease")
+    lease_warned: bool = Field(default=False, description="the lease-warning was recorded")
+    idle: dict[str, float | str] = Field(default_factory=dict, description="its own idle policy")
+    quiet_for: float | None = Field(default=None, description="seconds since last activity")
 
 
 class SnapshotCreate(BaseModel):
@@ -121,10 +130,6 @@ class SandboxCreate(BaseModel):
     warm: bool = True
     owner: str | None = None
     labels: dict[str, str] = Field(default_factory=dict)
-
-
-class LeaseRequest(BaseModel):
-    timeout: str | float | None
 
 
 class StopRequest(BaseModel):

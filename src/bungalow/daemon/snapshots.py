@@ -197,10 +197,10 @@ class Snapshots:
         async with self.m.lock(vm_name):
             vm = self.store.get(vm_name)
             snapshot = self.get(vm_name, name)
-            if vm.state in (VmState.STARTING, VmState.STOPPING):
+            if vm.state in (VmState.STARTING, VmState.STOPPING, VmState.SUSPENDED):
                 raise InvalidStateError(
                     f"Cannot restore {vm_name} while it is {vm.state}; wait until it is "
-                    "running or stopped."
+                    "running or stopped (a suspended VM: `bungalow start` it first)."
                 )
             if snapshot.kind == "disk" and vm.state in ACTIVE_STATES:
                 raise InvalidStateError(
@@ -222,7 +222,7 @@ class Snapshots:
             vm = vm.with_changes(base_snapshot=snapshot.base_snapshot)
             try:
                 if snapshot.kind == "full":
-                    vm = await self._start_from(vm, snapshot, image, identity=False)
+                    vm = await self.start_from(vm, snapshot, image, identity=False)
                 else:
                     vm = vm.with_changes(cmdline=None)
             except BaseException as exc:
@@ -239,7 +239,7 @@ class Snapshots:
         await self.collect()
         return vm
 
-    async def _start_from(
+    async def start_from(
         self, vm: VmRecord, snapshot: SnapshotRecord, image: Image, *, identity: bool
     ) -> VmRecord:
         """Run ``vm`` from ``snapshot``'s memory and devices (its disk is already in place)."""
@@ -373,7 +373,7 @@ class Snapshots:
                 )
                 t2 = time.monotonic()
                 if snapshot.kind == "full":
-                    vm = await self._start_from(vm, snapshot, image, identity=True)
+                    vm = await self.start_from(vm, snapshot, image, identity=True)
                 else:
                     vm = await self.m.boot_record(vm, image)
             except BaseException:
@@ -403,6 +403,10 @@ class Snapshots:
                 f"{snapshot_files.label(snapshot)} is the base of {', '.join(users)}; "
                 "remove those first."
             )
+
+    async def discard(self, snapshot: SnapshotRecord) -> None:
+        """Delete a snapshot nothing stands on (the caller has checked)."""
+        await self._delete(snapshot)
 
     async def _delete(self, snapshot: SnapshotRecord) -> None:
         self.store.delete_snapshot(snapshot.id)
@@ -437,7 +441,12 @@ class Snapshots:
             removed = False
             for snapshot in self.store.snapshots(""):
                 current = snapshot.purpose == "template" and snapshot.template_key is not None
-                if current or self.store.snapshot_dependents(snapshot.id):
+                # A deleted VM's way back is kept until its retention ends (restorable.py).
+                if (
+                    current
+                    or snapshot.purpose == "deleted"
+                    or self.store.snapshot_dependents(snapshot.id)
+                ):
                     continue
                 await self._delete(snapshot)
                 removed = True

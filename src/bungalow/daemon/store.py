@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+from bungalow.daemon import audit
+from bungalow.daemon.clock import Clock
 from bungalow.daemon.lifecycle import VmState
 from bungalow.errors import ConflictError, VmNotFoundError
 
@@ -136,6 +138,12 @@ class VmRecord:
     created_by: str = ""
     #: What it was made from: ``image debian-12``, ``snapshot s1 of web``, ...
     origin: str = ""
+    #: This VM's own idle policy (``after``, ``action``, thresholds); see daemon/idle.py.
+    idle: dict[str, Any] = field(default_factory=dict)
+    #: When a guest signal or a use of exec, files or console last showed activity.
+    last_active: float | None = None
+    #: The deadline a ``lease-warning`` event was recorded for (a renewal warns anew).
+    lease_warned: float | None = None
 
     def with_changes(self, **changes: Any) -> VmRecord:
         return replace(self, **changes)
@@ -182,6 +190,7 @@ def _row_to_record(row: sqlite3.Row) -> VmRecord:
     data["sandbox"] = bool(data["sandbox"])
     data["limits"] = json.loads(data["limits"] or "{}")
     data["labels"] = json.loads(data["labels"] or "{}")
+    data["idle"] = json.loads(data["idle"] or "{}")
     return VmRecord(**data)
 
 
@@ -192,6 +201,7 @@ def _vm_row(vm: VmRecord) -> dict[str, Any]:
     data["sandbox"] = int(vm.sandbox)
     data["limits"] = json.dumps(vm.limits)
     data["labels"] = json.dumps(vm.labels)
+    data["idle"] = json.dumps(vm.idle)
     return data
 
 
@@ -224,7 +234,16 @@ _ADDED_COLUMNS = {
         "labels": "TEXT NOT NULL DEFAULT '{}'",
         "created_by": "TEXT NOT NULL DEFAULT ''",
         "origin": "TEXT NOT NULL DEFAULT ''",
-    }
+        "idle": "TEXT NOT NULL DEFAULT '{}'",
+        "last_active": "REAL",
+        "lease_warned": "REAL",
+    },
+    "events": {
+        "actor": "TEXT NOT NULL DEFAULT ''",
+        "reason": "TEXT NOT NULL DEFAULT ''",
+        "project": "TEXT",
+    },
+    "projects": {"idle": "TEXT NOT NULL DEFAULT '{}'"},
 }
 
 
@@ -242,7 +261,9 @@ class Store:
 
     observer: StoreObserver | None = None
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, clock: Clock | None = None) -> None:
+        #: Event times are read through the daemon's clock, like every policy date.
+        self.clock = clock or Clock()
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -391,19 +412,9 @@ class Store:
             f"snapshot {row['name']} of {row['vm_name']}" for row in snaps
         ]
 
-    def add_event(self, vm: str | None, kind: str, message: str) -> None:
-        self._db.execute(
-            "INSERT INTO events (time, vm, kind, message) VALUES (?, ?, ?, ?)",
-            (time.time(), vm, kind, message),
-        )
+    def add_event(self, vm: str | None, kind: str, message: str, reason: str = "") -> None:
+        """Append to the audit log (daemon/audit.py); the actor comes from the context."""
+        audit.record(self._db, self.clock.now(), vm, kind, message, reason)
 
     def events(self, vm: str | None = None, limit: int = 100) -> builtins.list[dict[str, Any]]:
-        if vm is None:
-            rows = self._db.execute(
-                "SELECT * FROM events ORDER BY id DESC LIMIT ?", (limit,)
-            ).fetchall()
-        else:
-            rows = self._db.execute(
-                "SELECT * FROM events WHERE vm = ? ORDER BY id DESC LIMIT ?", (vm, limit)
-            ).fetchall()
-        return [dict(row) for row in reversed(rows)]
+        return audit.query(self._db, vm=vm, limit=limit)

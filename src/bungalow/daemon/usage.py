@@ -274,3 +274,8 @@ class UsageLedger:
             if interval.ended is None:
                 per_hour += hourly(interval)
         return VmCost(so_far=so_far, per_hour=per_hour, currency=self.currency)
+
+    def price_of(self, vm: VmRecord) -> tuple[float, float]:
+        """``(per hour now, so far)`` of ``vm``: the cost columns of ``bungalow sprawl``."""
+        cost = self.cost_of(vm.id)
+        return cost.per_hour, cost.so_far

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
+from bungalow.daemon.lifecycle import VmState
 from bungalow.daemon.manager import VmManager
 from bungalow.daemon.schemas import SnapshotInfo, VmCostInfo, VmInfo
 from bungalow.daemon.store import SnapshotRecord, VmRecord
@@ -11,6 +12,10 @@ from bungalow.host.files import allocated
 
 
 def vm_info(manager: VmManager, vm: VmRecord) -> VmInfo:
+    now = manager.clock.now()
+    quiet = None
+    if vm.state is VmState.RUNNING:
+        quiet = now - max(vm.last_active or 0.0, vm.started or 0.0, vm.created)
     used = allocated(manager.vm_dir(vm) / "disk.qcow2")
     snapshots = sum(snapshot.size for snapshot in manager.store.snapshots(vm.id))
     return VmInfo(
@@ -45,6 +50,11 @@ def vm_info(manager: VmManager, vm: VmRecord) -> VmInfo:
         created_by=vm.created_by,
         origin=vm.origin,
         cost=None if manager.usage is None else VmCostInfo(**asdict(manager.usage.cost_of(vm.id))),
+        on_expiry=None if vm.expires_at is None else vm.on_expiry,
+        expires_in=None if vm.expires_at is None else vm.expires_at - now,
+        lease_warned=vm.lease_warned is not None,
+        idle=vm.idle,
+        quiet_for=quiet,
     )
 
 

@@ -1,0 +1,95 @@
+"""Sprawl: ``sprawl [--apply]``, ``suspend`` and ``restore-deleted``."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Annotated, Any
+
+import typer
+
+from bungalow.cli.common import client
+from bungalow.cli.leases import span
+from bungalow.cli.output import print_json, say, table
+from bungalow.errors import UserError
+
+
+def _money(value: float | None, suffix: str = "") -> str:
+    return "-" if value is None else f"{value:.2f}{suffix}"
+
+
+def sprawl(
+    apply: Annotated[
+        bool, typer.Option("--apply", help="Carry out the action listed for each VM.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """VMs that look forgotten: why each is listed, how long, what it costs, what would be done."""
+    api = client()
+    findings = api.sprawl()
+    if as_json and not apply:
+        print_json(json.dumps(findings))
+        return
+    if not as_json:
+        _show(findings)
+    if not apply:
+        return
+    results = api.apply_sprawl()
+    if as_json:
+        print_json(json.dumps(results))
+        return
+    failed = False
+    for result in results:
+        if "error" in result:
+            failed = True
+            say(f"{result['vm']}: {result['action']} failed: {result['error']}")
+        else:
+            say(f"{result['vm']}: {result['result']}")
+    if failed:
+        raise typer.Exit(1)
+
+
+def _show(findings: list[dict[str, Any]]) -> None:
+    if not findings:
+        say("No sprawl: every VM has a use or a lease in order.")
+        return
+    rows = (
+        [f["vm"], f["state"], f["kind"], f["why"], span(f["seconds"]),
+         _money(f["cost_per_hour"], "/h"), _money(f["cost_so_far"]),
+         f["action"] + (" (auto)" if f["automatic"] and f["action"] != "none" else "")]
+        for f in findings
+    )  # fmt: skip
+    table(["VM", "STATE", "KIND", "WHY", "FOR", "COST/H", "COST", "ACTION"], rows)
+
+
+def suspend(names: Annotated[list[str], typer.Argument(help="VM names.")]) -> None:
+    """Save running VMs whole and end their QEMU, freeing memory and CPU; `start` resumes them."""
+    for name in names:
+        client().suspend_vm(name)
+        say(f"{name} is suspended")
+
+
+def restore_deleted(
+    name: Annotated[str | None, typer.Argument(help="The deleted VM's name.")] = None,
+    list_: Annotated[bool, typer.Option("--list", help="List the VMs that can come back.")] = False,
+) -> None:
+    """Bring back a VM removed by snapshot-and-delete, within its retention time."""
+    api = client()
+    if list_ or name is None:
+        if name is not None:
+            raise UserError("Give either a VM name or --list, not both.")
+        rows = (
+            [d["name"], d["state"], d.get("owner") or "-", d.get("project") or "-",
+             span(time.time() - d["deleted"]) + " ago", span(d["keep_until"] - time.time())]
+            for d in api.deleted_vms()
+        )  # fmt: skip
+        table(["NAME", "WAS", "OWNER", "PROJECT", "DELETED", "KEPT FOR"], rows)
+        return
+    vm = api.restore_deleted(name)
+    say(f"{vm['name']} is back and {vm['state']}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(sprawl)
+    app.command()(suspend)
+    app.command("restore-deleted")(restore_deleted)
