@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bungalow.daemon.metrics import Sample, entitled_shares, rates
+from bungalow.daemon.metrics import Sample, rates
+from bungalow.daemon.noisy import entitled_shares
 
 
 @pytest.mark.parametrize(

@@ -29,8 +29,18 @@ def _row(entry: dict[str, Any]) -> list[str]:
         f"{iops:.0f}",
         size(int(rates["net_rx_bytes"])) or "0",
         size(int(rates["net_tx_bytes"])) or "0",
-        "NOISY" if entry["noisy"] else "",
+        _noisy(entry),
     ]
+
+
+def _noisy(entry: dict[str, Any]) -> str:
+    """``NOISY cpu,disk``, and ``held`` once the daemon's policy throttles it."""
+    words = []
+    if entry["noisy"]:
+        words.append("NOISY " + ",".join(entry.get("noisy_for", [])))
+    if entry.get("throttled"):
+        words.append("held " + ",".join(entry["throttled"]))
+    return " ".join(words)
 
 
 def top(
@@ -38,7 +48,7 @@ def top(
     interval: Annotated[float, typer.Option("--interval", "-n", help="Seconds between.")] = 2.0,
 ) -> None:
     """Live per-VM CPU (of one host CPU), steal, memory, disk and network; NOISY marks a VM
-    taking most of the host while others wait for CPU."""
+    taking most of the CPU or disk while others wait, "held" one the daemon throttles."""
     from rich.live import Live
     from rich.table import Table
 
@@ -49,7 +59,9 @@ def top(
         for column in COLUMNS:
             grid.add_column(column, justify="left" if column == "VM" else "right")
         for entry in api.request("GET", "/v1/metrics"):
-            grid.add_row(*_row(entry), style="red" if entry["noisy"] else None)
+            grid.add_row(
+                *_row(entry), style="red" if entry["noisy"] or entry.get("throttled") else None
+            )
         return grid
 
     if once:

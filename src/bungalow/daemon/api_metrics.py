@@ -49,6 +49,8 @@ async def all_metrics(connection: HTTPConnection) -> list[dict[str, Any]]:
             {
                 "vm": name,
                 "noisy": name in metrics.noisy,
+                "noisy_for": sorted(metrics.noisy.get(name, ())),
+                "throttled": sorted(metrics.watch.throttled.get(name, {})),
                 "time": sample.time if sample else None,
                 "stats": sample.domstats() if sample else {},
                 "rates": rates,
@@ -92,7 +94,7 @@ class _Collector:
             yield family
         rss = GaugeMetricFamily("bungalow_vm_memory_rss_bytes", "Resident memory of the VM's QEMU.",
                                 labels=["vm"])  # fmt: skip
-        noisy = GaugeMetricFamily("bungalow_vm_noisy", "1 while the VM starves others of CPU.",
+        noisy = GaugeMetricFamily("bungalow_vm_noisy", "1 while the VM starves others.",
                                   labels=["vm"])  # fmt: skip
         for name, sample in latest.items():
             if sample is not None:

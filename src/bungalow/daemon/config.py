@@ -17,6 +17,10 @@
     disk_gib_month = 0.08   # per GiB-month (730 h) of disk and snapshots, running or not
     currency = "USD"        # a name shown with the amounts; it converts nothing
 
+    [noisy]                 # noisy neighbours (noisy.py)
+    policy = "throttle"     # hold a VM starving others to its share (default "off": mark only)
+    disk_wait = "20ms"      # average disk request time above which a VM waits for its disk
+
     [reaper], [leases], [idle], [sprawl]: the sprawl policies (daemon/policy.py)
 
 A bad file stops the daemon with a sentence naming the key, rather than
@@ -31,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from bungalow.daemon.costs import Rates
+from bungalow.daemon.noisy import NoisyConfig, load_noisy
 from bungalow.daemon.policy import PolicyConfig, load_policy
 from bungalow.errors import UserError
 from bungalow.host.allocation import Ratios
@@ -53,6 +58,7 @@ class Config:
     rates: Rates = field(default_factory=Rates)
     currency: str = "USD"
     policy: PolicyConfig = field(default_factory=PolicyConfig)
+    noisy: NoisyConfig = field(default_factory=NoisyConfig)
 
 
 def load_config(path: Path) -> Config:
@@ -86,6 +92,7 @@ def load_config(path: Path) -> Config:
     return Config(
         sandbox_pool=pool, sandbox_timeout=timeout, ratios=Ratios(**ratios),
         rates=rates, currency=currency, policy=load_policy(data),
+        noisy=load_noisy(data.get("noisy", {}), path),
     )  # fmt: skip
 
 

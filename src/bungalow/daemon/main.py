@@ -32,6 +32,7 @@ from bungalow.daemon.clock import Clock
 from bungalow.daemon.config import Config, load_config
 from bungalow.daemon.manager import VmManager
 from bungalow.daemon.metrics import Metrics
+from bungalow.daemon.noisy import NoisyWatch
 from bungalow.daemon.policies import build_policies
 from bungalow.daemon.projects import Projects
 from bungalow.daemon.sandboxes import Sandboxes
@@ -93,7 +94,7 @@ def build_app(data: DataDir, config: Config | None = None) -> FastAPI:
     app.state.projects = projects
     app.include_router(projects_router)
     app.add_middleware(ProjectScope, projects=projects)
-    metrics = Metrics(manager)
+    metrics = Metrics(manager, NoisyWatch(manager, config.noisy))
     app.state.metrics = metrics
     app.include_router(metrics_router)
     app.state.usage = usage

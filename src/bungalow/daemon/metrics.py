@@ -8,16 +8,8 @@ the host). Names follow libvirt's domstats (``cpu.time``, ``vcpu.delay``,
 ``balloon.rss``, ``block.wr.bytes``, ``net.rx.bytes``...). Counters are
 cumulative; :func:`rates` turns two samples into per-second rates.
 
-The daemon also marks *noisy* VMs. Each VM is entitled to a share of the host's
-CPUs by its CPU weight, as much as it wants up to that share, the rest going to
-those that want more (weighted max-min fairness, :func:`entitled_shares`). A
-VM is *starved* when it got clearly less than its entitlement while its vCPUs
-waited for a host CPU more than :data:`STEAL_NOTICE` of the time; one that got
-clearly more than its entitlement meanwhile, for :data:`NOISY_SAMPLES` samples
-in a row, is *noisy*. With a control group per VM the kernel's scheduler
-already divides CPU this way, so a noisy VM is one whose threads escape it or
-a host without cgroups.
-An automatic throttle of noisy VMs is not built yet.
+From each interval's rates noisy.py marks the VMs starving others (and,
+with its policy on, holds them to their share).
 """
 
 from __future__ import annotations
@@ -30,8 +22,8 @@ from collections import deque
 from dataclasses import asdict, dataclass, field
 
 from bungalow.daemon.lifecycle import VmState
-from bungalow.daemon.limits import Limits
 from bungalow.daemon.manager import VmManager
+from bungalow.daemon.noisy import NoisyWatch
 from bungalow.daemon.runtime import VmRuntime
 from bungalow.errors import BungalowError
 from bungalow.host import procstat
@@ -41,12 +33,6 @@ log = logging.getLogger(__name__)
 
 INTERVAL = 2.0
 HISTORY = 150  # five minutes at INTERVAL
-#: Share of wall time a VM's vCPUs wait for a host CPU before the daemon calls it starved.
-STEAL_NOTICE = 0.10
-#: Share of the host's CPUs one VM must take to be the one starving the others.
-MARGIN = 0.15  # of one CPU: below this, getting less or more than entitled is noise
-#: Samples in a row a VM must look noisy before it is marked: a boot or a burst is not.
-NOISY_SAMPLES = 3
 
 
 @dataclass(frozen=True)
@@ -61,6 +47,8 @@ class Sample:
     block_wr_reqs: int = 0
     block_rd_times: int = 0  # ns
     block_wr_times: int = 0  # ns
+    block_fl_reqs: int = 0  # flushes (fsync in the guest)
+    block_fl_times: int = 0  # ns
     net_rx_bytes: int = 0
     net_tx_bytes: int = 0
     net_rx_pkts: int = 0
@@ -73,6 +61,7 @@ class Sample:
             "block_rd_bytes": "block.rd.bytes", "block_wr_bytes": "block.wr.bytes",
             "block_rd_reqs": "block.rd.reqs", "block_wr_reqs": "block.wr.reqs",
             "block_rd_times": "block.rd.times", "block_wr_times": "block.wr.times",
+            "block_fl_reqs": "block.fl.reqs", "block_fl_times": "block.fl.times",
             "net_rx_bytes": "net.rx.bytes", "net_tx_bytes": "net.tx.bytes",
             "net_rx_pkts": "net.rx.pkts", "net_tx_pkts": "net.tx.pkts",
         }  # fmt: skip
@@ -96,10 +85,14 @@ def rates(old: Sample, new: Sample) -> dict[str, float]:
 @dataclass
 class Metrics:
     manager: VmManager
+    watch: NoisyWatch
     history: dict[str, deque[Sample]] = field(default_factory=dict)
-    noisy: set[str] = field(default_factory=set)
-    _suspect: dict[str, int] = field(default_factory=dict)
     _threads: dict[int, list[int]] = field(default_factory=dict)
+
+    @property
+    def noisy(self) -> dict[str, set[str]]:
+        """VM name -> the resources (cpu, disk) it is marked noisy for."""
+        return self.watch.marked
 
     def latest(self, name: str) -> tuple[Sample | None, dict[str, float]]:
         samples = self.history.get(name)
@@ -125,6 +118,7 @@ class Metrics:
         for name in list(self.history):
             if name not in running:
                 del self.history[name]
+                self.watch.forget(name)
         live = {r.pid for r in self.manager.runtimes.values()}
         self._threads = {pid: t for pid, t in self._threads.items() if pid in live}
         for name, vm in running.items():
@@ -136,7 +130,8 @@ class Metrics:
             except (OSError, BungalowError):
                 continue
             self.history.setdefault(name, deque(maxlen=HISTORY)).append(sample)
-        self._notice_noisy()
+        current = {n: r for n, r in ((n, self.latest(n)[1]) for n in self.history) if r}
+        await self.watch.notice(current)
 
     async def _sample(self, runtime: VmRuntime, *, guest: bool) -> Sample:
         pid = runtime.pid
@@ -157,70 +152,13 @@ class Metrics:
             block_wr_reqs=block.wr_reqs if block else 0,
             block_rd_times=block.rd_time_ns if block else 0,
             block_wr_times=block.wr_time_ns if block else 0,
+            block_fl_reqs=block.flush_reqs if block else 0,
+            block_fl_times=block.flush_time_ns if block else 0,
             net_rx_bytes=net[0],
             net_rx_pkts=net[1],
             net_tx_bytes=net[2],
             net_tx_pkts=net[3],
         )
-
-    def _notice_noisy(self) -> None:
-        """Mark VMs taking more than their share while others' vCPUs wait; log the change."""
-        cpus = self.manager.capacity().cpus
-        vms = {vm.name: vm for vm in self.manager.list()}
-        current = {n: r for n, r in ((n, self.latest(n)[1]) for n in self.history) if r}
-        demand = {
-            n: (min(r["cpu"] + r["steal"], vms[n].cpus), Limits.from_json(vms[n].limits).cpu_weight)
-            for n, r in current.items()
-            if n in vms
-        }
-        entitled = entitled_shares(float(cpus), demand)
-        starved = [
-            n
-            for n, r in current.items()
-            if n in entitled
-            and r["steal"] / vms[n].cpus > STEAL_NOTICE
-            and r["cpu"] < entitled[n] - MARGIN
-        ]
-        over = {
-            n
-            for n, r in current.items()
-            if n in entitled and starved and r["cpu"] > entitled[n] + MARGIN
-        }
-        self._suspect = {n: self._suspect.get(n, 0) + 1 for n in over}
-        noisy = {n for n, seen in self._suspect.items() if seen >= NOISY_SAMPLES}
-        for name in noisy - self.noisy:
-            who = ", ".join(sorted(starved))
-            message = (
-                f"takes {current[name]['cpu']:.2f} CPUs, entitled to {entitled[name]:.2f}, "
-                f"while {who} wait for CPU"
-            )
-            self.manager.store.add_event(name, "noisy", message)
-        self.noisy = noisy
-
-
-def entitled_shares(capacity: float, demand: dict[str, tuple[float, int]]) -> dict[str, float]:
-    """Each VM's fair share of ``capacity`` CPUs: weighted max-min fairness.
-
-    ``demand`` maps a VM to (CPUs it wants, its weight). A VM wanting less than
-    its weighted share gets what it wants; what it leaves is shared among the
-    others by weight, until every CPU is given or every demand met.
-    """
-    share = {name: 0.0 for name in demand}
-    open_ = {name for name, (want, _) in demand.items() if want > 0}
-    left = capacity
-    while open_ and left > 1e-9:
-        total = sum(demand[name][1] for name in open_)
-        offer = {name: left * demand[name][1] / total for name in open_}
-        satisfied = {n for n in open_ if demand[n][0] - share[n] <= offer[n]}
-        if not satisfied:
-            for name in open_:
-                share[name] += offer[name]
-            break
-        for name in satisfied:
-            left -= demand[name][0] - share[name]
-            share[name] = demand[name][0]
-        open_ -= satisfied
-    return share
 
 
 async def _guest_net(runtime: VmRuntime) -> tuple[int, int, int, int]:

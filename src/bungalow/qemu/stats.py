@@ -16,6 +16,8 @@ class BlockStats:
     wr_reqs: int = 0
     rd_time_ns: int = 0
     wr_time_ns: int = 0
+    flush_reqs: int = 0
+    flush_time_ns: int = 0
 
 
 async def block_stats(monitor: Monitor, device: str = DISK) -> BlockStats:
@@ -31,6 +33,8 @@ async def block_stats(monitor: Monitor, device: str = DISK) -> BlockStats:
                 wr_reqs=stats.get("wr_operations", 0),
                 rd_time_ns=stats.get("rd_total_time_ns", 0),
                 wr_time_ns=stats.get("wr_total_time_ns", 0),
+                flush_reqs=stats.get("flush_operations", 0),
+                flush_time_ns=stats.get("flush_total_time_ns", 0),
             )
     return BlockStats()
 
