@@ -119,7 +119,7 @@ def test_second_launch_of_a_running_vm_is_refused(make_spec: SpecFactory) -> Non
     with pytest.raises(QemuError, match=f"already running for VM testvm as process {pid}"):
         launch(machine)
     files = RunFiles(machine.run_dir)
-    assert all(path.exists() for path in files.sockets())
+    assert all(path.exists() for path in (files.qmp, files.agent, files.console))
     assert read_pid(machine.run_dir) == pid and pid_alive(pid, machine.run_dir)
 
 
