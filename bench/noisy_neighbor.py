@@ -132,6 +132,7 @@ def main() -> None:
             line = "  ".join(
                 f"{case} p50 {statistics.median(v) * 1000:.1f} ms p99 {p99(v) * 1000:.1f} ms"
                 for case, v in samples.items()
+                if v
             )
             print(f"after round {index + 1}: {line}", flush=True)
         held = policy_round(env, home, args)

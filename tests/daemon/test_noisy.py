@@ -68,8 +68,25 @@ def test_cpu_offender_is_capped_at_its_entitlement() -> None:
         "web": {"cpu": 0.5, "steal": 0.5},
     }
     offences, waiting = cpu_offences(current, vms, 2.0, NoisyConfig())
-    assert waiting == ["web"]
-    assert offences["hog"].cap == {"cpu_cap": 1.0}
+    assert waiting == ["hog", "web"]  # both wait; only the hog takes more than promised
+    assert list(offences) == ["hog"] and offences["hog"].cap == {"cpu_cap": 1.0}
+    assert "promised 1.00, while web wait" in offences["hog"].message
+
+
+def test_a_small_vm_whose_few_cpu_seconds_wait_counts_as_waiting() -> None:
+    vms = {"hog": _vm("hog", cpus=2), "db": _vm("db", cpus=1)}
+    current = {"hog": {"cpu": 1.5, "steal": 0.5}, "db": {"cpu": 0.4, "steal": 0.12}}
+    offences, waiting = cpu_offences(current, vms, 2.0, NoisyConfig())
+    assert "db" in waiting and offences["hog"].cap == {"cpu_cap": 1.0}
+    quiet = {"hog": {"cpu": 1.5, "steal": 0.05}, "db": {"cpu": 0.4, "steal": 0.01}}
+    assert cpu_offences(quiet, vms, 2.0, NoisyConfig()) == ({}, [])
+
+
+def test_a_heavier_cpu_weight_is_promised_more() -> None:
+    vms = {"big": _vm("big", cpus=2, weight=300), "small": _vm("small", cpus=2, weight=100)}
+    current = {"big": {"cpu": 1.4, "steal": 0.6}, "small": {"cpu": 0.6, "steal": 1.4}}
+    offences, _ = cpu_offences(current, vms, 2.0, NoisyConfig())
+    assert offences == {}  # 1.4 CPUs is within big's promised 1.5
 
 
 def test_automatic_caps_only_ever_tighten_a_vms_own_limits() -> None:

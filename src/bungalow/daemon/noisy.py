@@ -2,12 +2,14 @@
 
 Every sample of metrics.py is weighed for two resources:
 
-- **CPU.** Each VM is entitled to a share of the host's CPUs by its CPU weight,
-  as much as it wants up to that share, the rest going to those that want
-  more (weighted max-min fairness, :func:`entitled_shares`). A VM *waits* when
-  its vCPUs were ready but had no host CPU more than ``steal`` of the time and
-  it got clearly less than its entitlement; one that got clearly more than
-  its own meanwhile is the offender.
+- **CPU.** A VM *waits* when its vCPUs were ready but had no host CPU for
+  more than ``steal`` of the time they wanted one (run delay against run time
+  plus run delay: a small latency-sensitive VM waits as surely as a big one).
+  Each VM that wants CPU is promised a share of the host's CPUs by its CPU
+  weight, up to its vCPUs, what one cannot use going to the others by weight
+  (weighted max-min over the vCPUs, :func:`entitled_shares`). One taking
+  clearly more than its promised share while another waits is the offender;
+  when nobody waits, any VM may use what is idle.
 - **Disk.** A VM *waits* for its disk when its requests took on average more
   than ``disk_wait`` over the last interval. One that issued most of all the
   VMs' disk requests meanwhile (more than :data:`DISK_MAJORITY` of them, at
@@ -107,27 +109,21 @@ def cpu_offences(
     current: Rates, vms: dict[str, VmRecord], cpus: float, config: NoisyConfig
 ) -> tuple[dict[str, Offence], list[str]]:
     """Offenders and waiters for CPU in one interval (see the module's docstring)."""
-    demand = {
-        n: (min(r["cpu"] + r["steal"], vms[n].cpus), Limits.from_json(vms[n].limits).cpu_weight)
-        for n, r in current.items()
-        if n in vms
-    }
-    entitled = entitled_shares(cpus, demand)
-    waiting = [
-        n
-        for n, r in current.items()
-        if n in entitled
-        and r["steal"] / vms[n].cpus > config.steal
-        and r["cpu"] < entitled[n] - MARGIN
-    ]
+    wanting = {n: r for n, r in current.items() if n in vms and r["cpu"] + r["steal"] > MARGIN}
+    promised = entitled_shares(
+        cpus,
+        {n: (float(vms[n].cpus), Limits.from_json(vms[n].limits).cpu_weight) for n in wanting},
+    )
+    waiting = [n for n, r in wanting.items() if r["steal"] / (r["cpu"] + r["steal"]) > config.steal]
     offences = {}
-    for name, r in current.items():
-        if waiting and name in entitled and r["cpu"] > entitled[name] + MARGIN:
+    for name, r in wanting.items():
+        others = [n for n in waiting if n != name]
+        if others and r["cpu"] > promised[name] + MARGIN:
             message = (
-                f"takes {r['cpu']:.2f} CPUs, entitled to {entitled[name]:.2f}, "
-                f"while {', '.join(sorted(waiting))} wait for CPU"
+                f"takes {r['cpu']:.2f} CPUs, promised {promised[name]:.2f}, "
+                f"while {', '.join(sorted(others))} wait for CPU"
             )
-            cap = {"cpu_cap": round(max(entitled[name], MIN_CPU_CAP), 2)}
+            cap = {"cpu_cap": round(max(promised[name], MIN_CPU_CAP), 2)}
             offences[name] = Offence("cpu", message, cap)
     return offences, waiting
 
