@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import time
 from collections.abc import Iterator
 
@@ -25,9 +26,28 @@ def env(image_cache: object) -> Iterator[Env]:
     _finish(installation)
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _port_taken(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+PORT = _free_port()
+
+
 def test_a_lease_warns_then_acts_once_and_renewal_postpones_it(env: Env) -> None:
+    port = PORT
     env.run("launch", "ci-42", "--owner", "alice", "--label", "purpose=ci", "--ttl", "2h",
-            "--on-expiry", "snapshot-and-delete")  # fmt: skip
+            "--on-expiry", "snapshot-and-delete", "-p", f"{port}:22")  # fmt: skip
     env.run("exec", "ci-42", "--", "sh", "-c", "echo precious > /root/note && sync")
     move_clock(env, 100 * MINUTE)  # 20m left: no warning yet
     time.sleep(2)
@@ -55,7 +75,7 @@ def test_a_lease_warns_then_acts_once_and_renewal_postpones_it(env: Env) -> None
     warnings = events(env, "ci-42", "lease-warning")
     assert len(expired) == 1 and expired[0]["id"] > warnings[-1]["id"]
     assert expired[0]["actor"] == "policy lease" and "lease ended" in expired[0]["reason"]
-    assert env.qemu_pids() == []
+    assert env.qemu_pids() == [] and not _port_taken(port)
 
     listing = env.run("restore-deleted", "--list").stdout
     assert "ci-42" in listing and "alice" in listing
@@ -65,6 +85,7 @@ def test_a_lease_warns_then_acts_once_and_renewal_postpones_it(env: Env) -> None
     assert back["expires_in"] is None  # it does not expire again at once
     assert env.run("exec", "ci-42", "--", "cat", "/root/note").stdout == "precious\n"
     assert "ci-42" not in env.run("restore-deleted", "--list").stdout
+    assert back["ports"] == [f"127.0.0.1:{port}:22/tcp"] and _port_taken(port)
 
 
 def test_a_restart_loses_no_lease_or_event_and_a_missed_deadline_warns_first(env: Env) -> None:
@@ -94,6 +115,11 @@ def test_a_deleted_vm_can_come_back_only_within_its_retention(env: Env) -> None:
     wait_for("the snapshot-and-delete", lambda: "ci-42" not in names(env))
     assert "ci-42" in env.run("restore-deleted", "--list").stdout
     assert any((env.home / "snapshots").iterdir())
+    with socket.socket() as squatter:  # another program took its host port meanwhile
+        squatter.bind(("127.0.0.1", PORT))
+        squatter.listen()
+        taken = env.run("restore-deleted", "ci-42", check=False)
+    assert taken.returncode == 1 and "taken now" in taken.stderr and "ci-42" not in names(env)
     move_clock(env, 8 * 86400)  # past the 7-day retention
     wait_for("the retention's end", lambda: events(env, "ci-42", "retention-ended"))
     assert "ci-42" not in env.run("restore-deleted", "--list").stdout

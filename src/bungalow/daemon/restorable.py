@@ -5,9 +5,9 @@ state is reused) into a detached snapshot of purpose ``deleted``, which
 ``Snapshots.collect`` leaves alone, and then removed. The ``deleted_vms``
 table keeps what the VM was (owner, labels, project, limits, idle policy,
 creation record) and until when it can come back. Restoring clones the
-snapshot into a VM of the same name (running, whatever its state was; host
-ports are not forwarded again), and the snapshot then lives as long as that
-VM stands on it. The reaper deletes the snapshots whose retention ended.
+snapshot into a VM of the same name (running, whatever its state was, with its
+host port forwards unless another VM took a port meanwhile), and the snapshot
+then lives as long as that VM stands on it. The reaper deletes the snapshots whose retention ended.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from bungalow.daemon import boot
 from bungalow.daemon.clock import Clock
 from bungalow.daemon.lifecycle import VmState
 from bungalow.daemon.limits import Limits
@@ -38,7 +39,10 @@ CREATE TABLE IF NOT EXISTS deleted_vms (
 );
 """
 #: What of the VM's record comes back with it.
-_KEPT = ("owner", "labels", "project", "limits", "idle", "created_by", "origin", "sandbox", "state")
+_KEPT = (
+    "owner", "labels", "project", "limits", "idle", "created_by", "origin", "sandbox", "state",
+    "ports",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -121,9 +125,18 @@ class Restorable:
         kept = deleted.record
         exists = self._db.execute("SELECT 1 FROM projects WHERE name = ?", (kept["project"],))
         project = kept["project"] if exists.fetchone() else None  # an orphan comes back as admin's
+        ports = tuple(kept.get("ports", ()))
+        try:
+            boot.check_ports_free(ports, boot.claimed_ports(self.store.list()))
+        except ConflictError as exc:
+            raise ConflictError(
+                f"The deleted VM {name} forwarded host ports that are taken now "
+                f"({exc.message.split(';')[0]}); free the port and restore it again."
+            ) from None
         request = CloneRequest(
             name=name, parent="", sandbox=bool(kept["sandbox"]), project=project,
             owner=kept["owner"], labels=kept["labels"], created_by=kept["created_by"],
+            ports=ports,
         )  # fmt: skip
         vm = await self.snapshots.clone_from(snapshot, request)
         async with self.m.lock(name):

@@ -67,6 +67,8 @@ class CloneRequest:
     labels: dict[str, str] = field(default_factory=dict)
     created_by: str = ""
     limits: dict[str, Any] = field(default_factory=dict)
+    #: Host port forwards; only a VM that comes back (restore-deleted) has its own again.
+    ports: tuple[str, ...] = ()
 
 
 class Snapshots:
@@ -363,8 +365,10 @@ class Snapshots:
                 created_by=request.created_by,
                 origin=_origin(snapshot),
                 limits=request.limits,
+                ports=list(request.ports),
             )
             self.m.check_fits(vm)
+            boot.check_ports_free(vm.ports, boot.claimed_ports(self.store.list()))
             self.store.insert(vm)
             try:
                 disk = self.directory(snapshot) / "disk.qcow2"
