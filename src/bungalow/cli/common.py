@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import cache
+from typing import Any
 
 from bungalow.client.http import Client
 
@@ -10,3 +11,8 @@ from bungalow.client.http import Client
 @cache
 def client() -> Client:
     return Client()
+
+
+def given(**options: Any) -> dict[str, Any]:
+    """The options the user gave (not None), as an API request body."""
+    return {key: value for key, value in options.items() if value is not None}

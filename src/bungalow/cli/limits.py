@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from bungalow.cli.common import client
+from bungalow.cli.common import client, given
 from bungalow.cli.output import say
 
 CpuWeight = Annotated[
@@ -33,11 +33,6 @@ NetBw = Annotated[
 ]
 
 
-def limit_body(**options: Any) -> dict[str, Any]:
-    """The options given, as the API's limit fields."""
-    return {key: value for key, value in options.items() if value is not None}
-
-
 def set_limits(
     name: Annotated[str, typer.Argument(help="VM name.")],
     cpu_weight: CpuWeight = None,
@@ -50,7 +45,7 @@ def set_limits(
     net_bw: NetBw = None,
 ) -> None:
     """Change a VM's limits, live if it runs; 0 or none lifts one."""
-    body = limit_body(
+    body = given(
         cpu_weight=cpu_weight, cpu_cap=cpu_cap, memory_limit=memory_limit, disk_iops=disk_iops,
         disk_bw=disk_bw, disk_iops_burst=disk_iops_burst, disk_bw_burst=disk_bw_burst,
         net_bw=net_bw,

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from bungalow.cli.common import client
+from bungalow.cli.common import client, given
 from bungalow.cli.output import say, size, table
 
 app = typer.Typer(no_args_is_help=True, help="Projects: an API token and quotas each.")
@@ -15,10 +15,6 @@ MaxVcpus = Annotated[int | None, typer.Option("--max-vcpus", help="vCPUs of runn
 MaxMemory = Annotated[str | None, typer.Option("--max-memory", help="Memory of running VMs.")]
 MaxDisk = Annotated[str | None, typer.Option("--max-disk", help="Disk of all its VMs.")]
 MaxVms = Annotated[int | None, typer.Option("--max-vms", help="How many VMs.")]
-
-
-def _quota(**values: Any) -> dict[str, Any]:
-    return {key: value for key, value in values.items() if value is not None}
 
 
 @app.command("create")
@@ -30,7 +26,7 @@ def create(
     max_vms: MaxVms = None,
 ) -> None:
     """Make a project and print its token (shown this once: keep it)."""
-    body = _quota(name=name, max_vcpus=max_vcpus, max_memory=max_memory, max_disk=max_disk,
+    body = given(name=name, max_vcpus=max_vcpus, max_memory=max_memory, max_disk=max_disk,
                   max_vms=max_vms)  # fmt: skip
     project = client().request("POST", "/v1/projects", json=body)
     say(project["token"])
@@ -54,7 +50,7 @@ def ls() -> None:
 
 
 @app.command("set")
-def set_quota(
+def setgiven(
     name: Annotated[str, typer.Argument(help="Project name.")],
     max_vcpus: MaxVcpus = None,
     max_memory: MaxMemory = None,
@@ -71,7 +67,7 @@ def set_quota(
     idle_net: Annotated[str | None, typer.Option("--idle-net", help="Busy above: 16K/s.")] = None,
 ) -> None:
     """Change a project's quotas and its VMs' default idle policy."""
-    body = _quota(max_vcpus=max_vcpus, max_memory=max_memory, max_disk=max_disk, max_vms=max_vms,
+    body = given(max_vcpus=max_vcpus, max_memory=max_memory, max_disk=max_disk, max_vms=max_vms,
                   idle_after=idle_after, on_idle=on_idle, idle_cpu=idle_cpu, idle_disk=idle_disk,
                   idle_net=idle_net)  # fmt: skip
     client().request("PATCH", f"/v1/projects/{name}", json=body)

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from bungalow.cli.common import client
+from bungalow.cli.common import client, given
 from bungalow.cli.cost import money
 from bungalow.cli.guest import stream_exec
 from bungalow.cli.leases import OnExpiry, lease_text
@@ -25,7 +25,6 @@ from bungalow.cli.limits import (
     DiskIopsBurst,
     MemoryLimit,
     NetBw,
-    limit_body,
 )
 from bungalow.cli.output import age, error, print_json, progress, say, size, table
 from bungalow.errors import BungalowError, NotFoundError
@@ -67,11 +66,11 @@ def ensure_image(name: str) -> None:
 
 def _launch(name: str, image: str, cpus: int, memory: str, disk: str | None,
             ports: list[str], accel: str, profile: str | None,
-            limits: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+            extra: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
     ensure_image(image)
     spec: dict[str, Any] = {
         "name": name, "image": image, "cpus": cpus, "memory": memory,
-        "ports": ports, "accel": accel, "profile": profile, **(limits or {}),
+        "ports": ports, "accel": accel, "profile": profile, **(extra or {}),
     }  # fmt: skip
     if disk is not None:
         spec["disk"] = disk
@@ -117,18 +116,15 @@ def launch(
     ] = None,
 ) -> None:
     """Create a VM from an image and boot it."""
-    limits = limit_body(
+    body = given(
         cpu_weight=cpu_weight, cpu_cap=cpu_cap, memory_limit=memory_limit, disk_iops=disk_iops,
         disk_bw=disk_bw, disk_iops_burst=disk_iops_burst, disk_bw_burst=disk_bw_burst,
-        net_bw=net_bw,
+        net_bw=net_bw, project=project, ttl=ttl, on_expiry=on_expiry, idle_after=idle_after,
+        on_idle=on_idle,
     )  # fmt: skip
-    if project is not None:
-        limits["project"] = project
-    limits["owner"] = owner or invoking_user()
-    limits["labels"] = parse_labels(labels or [])
-    policy = {"ttl": ttl, "on_expiry": on_expiry, "idle_after": idle_after, "on_idle": on_idle}
-    limits.update({key: value for key, value in policy.items() if value is not None})
-    vm = _launch(name, image, cpus, memory, disk, ports or [], accel, profile, limits)
+    body["owner"] = owner or invoking_user()
+    body["labels"] = parse_labels(labels or [])
+    vm = _launch(name, image, cpus, memory, disk, ports or [], accel, profile, body)
     say(f"{vm['name']} is running ({vm['image']}, {vm['cpus']} CPU, {size(vm['memory'])})")
 
 

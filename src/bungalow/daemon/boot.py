@@ -44,10 +44,6 @@ BOOT_ATTEMPTS = 3
 MAX_SOCKET_PATH = 100
 
 
-def now() -> float:
-    return time.time()
-
-
 def plan_vm(
     request: CreateRequest,
     image: Image,

@@ -95,32 +95,29 @@ class Idleness:
     def since(self, vm: VmRecord) -> float:
         return max(vm.last_active or 0.0, vm.started or 0.0, vm.created)
 
-    def observe(self) -> None:
-        """Record activity of every running VM whose latest sample shows some."""
-        for vm in self.store.list():
-            if vm.state is not VmState.RUNNING:
-                continue
-            rates = self.metrics.latest(vm.name)[1]
-            if rates and busy(rates, self.policy_for(vm)[0]):
-                mark_active(self.store, self.clock, vm.name)
-
     def idle(self) -> list[IdleVm]:
-        """Running VMs quiet now and for at least their policy's ``after``."""
+        """Running VMs quiet now and for at least their policy's ``after``.
+
+        On the way, every running VM whose latest sample shows activity has it
+        recorded (``last_active``).
+        """
         now = self.clock.now()
         found = []
         for vm in self.store.list():
-            if vm.state is not VmState.RUNNING or vm.pool is not None:
+            rates = self.metrics.latest(vm.name)[1]
+            if vm.state is not VmState.RUNNING or not rates:
                 continue
             policy, source = self.policy_for(vm)
-            rates = self.metrics.latest(vm.name)[1]
+            if busy(rates, policy):
+                mark_active(self.store, self.clock, vm.name)
+                continue
             since = self.since(vm)
-            if rates and not busy(rates, policy) and now - since >= policy.after:
+            if vm.pool is None and now - since >= policy.after:
                 found.append(IdleVm(vm, policy, since, source))
         return found
 
     async def tick(self) -> list[str]:
-        """Observe, then carry out the automatic idle actions; the names acted on."""
-        self.observe()
+        """Record activity, then carry out the automatic idle actions; the names acted on."""
         acted = []
         for item in self.idle():
             if not item.automatic:

@@ -131,7 +131,7 @@ class Metrics:
                 continue
             self.history.setdefault(name, deque(maxlen=HISTORY)).append(sample)
         current = {n: r for n, r in ((n, self.latest(n)[1]) for n in self.history) if r}
-        await self.watch.notice(current)
+        await self.watch.notice(current, running)
 
     async def _sample(self, runtime: VmRuntime, *, guest: bool) -> Sample:
         pid = runtime.pid

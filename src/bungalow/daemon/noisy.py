@@ -195,8 +195,8 @@ class NoisyWatch:
     _suspect: dict[tuple[str, str], int] = field(default_factory=dict)
     _calm: dict[str, int] = field(default_factory=dict)
 
-    async def notice(self, current: Rates) -> None:
-        vms = {vm.name: vm for vm in self.manager.list()}
+    async def notice(self, current: Rates, vms: dict[str, VmRecord]) -> None:
+        """Weigh one interval's ``current`` rates of the running ``vms``."""
         cpu, cpu_waiting = cpu_offences(
             current, vms, float(self.manager.capacity().cpus), self.config
         )

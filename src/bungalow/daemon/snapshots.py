@@ -69,6 +69,16 @@ class CloneRequest:
     #: Host port forwards; only a VM that comes back (restore-deleted) has its own again.
     ports: tuple[str, ...] = ()
 
+    @classmethod
+    def inheriting(cls, source: VmRecord, name: str, **changes: Any) -> CloneRequest:
+        """A copy of ``source`` called ``name``: its project, owner, labels and limits."""
+        fields: dict[str, Any] = {
+            "name": name, "parent": source.name, "project": source.project,
+            "owner": source.owner, "labels": source.labels, "created_by": source.created_by,
+            "limits": source.limits,
+        }  # fmt: skip
+        return cls(**{**fields, **changes})
+
 
 class Snapshots(SnapshotKeeper):
     """The snapshot operations, on top of the VM manager's locks, store and runtimes."""
@@ -273,15 +283,7 @@ class Snapshots(SnapshotKeeper):
         else:
             snapshot = await self.fork_snapshot(source)
         try:
-            request = CloneRequest(
-                name=name,
-                parent=source,
-                project=origin.project,
-                owner=origin.owner,
-                labels=origin.labels,
-                created_by=created_by,
-                limits=origin.limits,
-            )
+            request = CloneRequest.inheriting(origin, name, created_by=created_by)
             return await self.clone_from(snapshot, request)
         finally:
             await self.collect()
@@ -303,16 +305,8 @@ class Snapshots(SnapshotKeeper):
         children: builtins.list[VmRecord] = []
         try:
             for child in names:
-                request = CloneRequest(
-                    name=child,
-                    parent=source,
-                    sandbox=vm.sandbox,
-                    expires_at=vm.expires_at,
-                    project=vm.project,
-                    owner=vm.owner,
-                    labels=vm.labels,
-                    created_by=vm.created_by,
-                    limits=vm.limits,
+                request = CloneRequest.inheriting(
+                    vm, child, sandbox=vm.sandbox, expires_at=vm.expires_at
                 )
                 children.append(await self.clone_from(snapshot, request))
         except BaseException:

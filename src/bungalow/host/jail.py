@@ -31,7 +31,7 @@ _handed_out: dict[int, float] = {}
 
 @dataclass(frozen=True)
 class Identity:
-    """Who a confined process becomes: its own user and group, and the root it sees."""
+    """Who a confined process becomes: its own user and group."""
 
     uid: int
     gid: int
@@ -67,7 +67,7 @@ def ids_in_use() -> set[int]:
             uid = entry.stat().st_uid
         except OSError:
             continue
-        if UID_BASE < uid < UID_BASE + UID_COUNT:
+        if is_confined_id(uid):
             used.add(uid)
     return used
 
