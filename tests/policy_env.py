@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from bungalow.client.http import Client
-from bungalow.daemon.clock import CLOCK_ENV, advance
+from bungalow.daemon.state.clock import CLOCK_ENV, advance
 from bungalow.paths import DataDir
 from tests.conftest import Env
 

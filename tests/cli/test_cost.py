@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 
-from bungalow.daemon.clock import CLOCK_ENV, advance
-from bungalow.daemon.usage import HEARTBEAT
+from bungalow.daemon.accounting.ledger import HEARTBEAT
+from bungalow.daemon.state.clock import CLOCK_ENV, advance
 from tests.conftest import Env, _finish, _new_env
 
 pytestmark = pytest.mark.vm

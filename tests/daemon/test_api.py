@@ -31,7 +31,7 @@ def test_a_second_daemon_for_the_same_directory_steps_aside(bw: Env) -> None:
     import sys
 
     result = subprocess.run(
-        [sys.executable, "-m", "bungalow.daemon.main", "--home", str(bw.home)],
+        [sys.executable, "-m", "bungalow.daemon.server.main", "--home", str(bw.home)],
         capture_output=True,
         text=True,
         timeout=30,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bungalow.daemon.config import DEFAULT_POOL, Config, load_config
+from bungalow.daemon.server.config import DEFAULT_POOL, Config, load_config
 from bungalow.errors import UserError
 
 
@@ -54,7 +54,7 @@ def test_allocation_ratios_are_read_and_checked(tmp_path: Path) -> None:
 
 
 def test_prices_are_read(tmp_path: Path) -> None:
-    from bungalow.daemon.costs import Rates
+    from bungalow.daemon.accounting.costs import Rates
 
     path = tmp_path / "config.toml"
     path.write_text('[prices]\nvcpu_hour = 0.05\ndisk_gib_month = 0\ncurrency = "EUR"\n')

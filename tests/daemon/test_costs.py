@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 
-from bungalow.daemon.clock import Clock
-from bungalow.daemon.costs import (
+from bungalow.daemon.accounting.costs import (
     RUNNING,
     SNAPSHOT,
     STOPPED,
@@ -21,9 +20,10 @@ from bungalow.daemon.costs import (
     parse_moment,
     totals,
 )
-from bungalow.daemon.lifecycle import VmState
-from bungalow.daemon.store import SnapshotRecord, Store, VmRecord
-from bungalow.daemon.usage import UsageLedger
+from bungalow.daemon.accounting.ledger import UsageLedger
+from bungalow.daemon.state.clock import Clock
+from bungalow.daemon.state.lifecycle import VmState
+from bungalow.daemon.state.store import SnapshotRecord, Store, VmRecord
 from bungalow.errors import UserError
 
 GIB = 1 << 30

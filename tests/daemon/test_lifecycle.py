@@ -2,7 +2,7 @@ import itertools
 
 import pytest
 
-from bungalow.daemon.lifecycle import VmState, can_transition, require_running, transition
+from bungalow.daemon.state.lifecycle import VmState, can_transition, require_running, transition
 from bungalow.errors import InvalidStateError
 
 

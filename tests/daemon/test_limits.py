@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bungalow.daemon.limits import Limits
+from bungalow.daemon.vms.limits import Limits
 from bungalow.errors import UserError
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bungalow.daemon.metrics import Sample, rates
-from bungalow.daemon.noisy import entitled_shares
+from bungalow.daemon.policies.noisy import entitled_shares
+from bungalow.daemon.telemetry.metrics import Sample, rates
 
 
 @pytest.mark.parametrize(

@@ -6,9 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bungalow.daemon.lifecycle import VmState
-from bungalow.daemon.limits import Limits
-from bungalow.daemon.noisy import (
+from bungalow.daemon.policies.noisy import (
     MIN_DISK_IOPS,
     NoisyConfig,
     cpu_offences,
@@ -16,7 +14,9 @@ from bungalow.daemon.noisy import (
     load_noisy,
     tighter,
 )
-from bungalow.daemon.store import VmRecord
+from bungalow.daemon.state.lifecycle import VmState
+from bungalow.daemon.state.store import VmRecord
+from bungalow.daemon.vms.limits import Limits
 from bungalow.errors import UserError
 
 

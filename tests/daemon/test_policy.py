@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from bungalow.daemon.config import load_config
-from bungalow.daemon.idle import IdleVm, busy
-from bungalow.daemon.lifecycle import VmState
-from bungalow.daemon.policies import parse_since
-from bungalow.daemon.policy import IdlePolicy, PolicyConfig, idle_changes
-from bungalow.daemon.store import VmRecord
+from bungalow.daemon.policies.idle import IdleVm, busy
+from bungalow.daemon.policies.settings import IdlePolicy, PolicyConfig, idle_changes
+from bungalow.daemon.server.config import load_config
+from bungalow.daemon.server.wiring_policies import parse_since
+from bungalow.daemon.state.lifecycle import VmState
+from bungalow.daemon.state.store import VmRecord
 from bungalow.errors import UserError
 
 

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from bungalow.daemon.lifecycle import VmState
-from bungalow.daemon.store import Store, VmRecord
+from bungalow.daemon.state.lifecycle import VmState
+from bungalow.daemon.state.store import Store, VmRecord
 from bungalow.errors import ConflictError, NotFoundError
 
 

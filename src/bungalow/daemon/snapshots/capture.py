@@ -1,0 +1,91 @@
+"""Saving a VM's state into a snapshot directory: a running VM whole, a stopped one's disk.
+
+A running VM's memory goes into a flat file a clone can map (see
+docs/architecture.md, "Snapshots"), which QEMU 7.2 cannot write from a
+migration stream directly. So the VM is paused and migrated, over a
+socket pair, into a *converter*: a second QEMU of the same shape that never runs,
+whose RAM is that file mapped shared. The converter then saves only its device
+state (``x-ignore-shared``), and quits. Once both have saved, neither holds
+the disk active (QEMU flushes and lets go of it at the end of a migration),
+which is when the disk is copied. The source then carries on as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import shutil
+from pathlib import Path
+
+from bungalow.daemon.vms.confine import launch_confined
+from bungalow.errors import QemuError
+from bungalow.host.files import sparse_copy
+from bungalow.qemu import migration
+from bungalow.qemu.argv import MachineSpec, RunFiles
+from bungalow.qemu.monitor import Monitor
+from bungalow.qemu.process import pid_alive, terminate
+
+#: The files of a full snapshot, and of a disk-only one.
+FULL_FILES = ("ram", "state", "disk.qcow2")
+DISK_FILES = ("disk.qcow2",)
+#: Seconds a save may take; memory moves at hundreds of MB/s even under load.
+SAVE_TIMEOUT = 300.0
+
+
+async def capture_running(monitor: Monitor, spec: MachineSpec, target: Path) -> None:
+    """Write the VM behind ``monitor`` (started from ``spec``) into ``target``.
+
+    The VM is paused for the duration and continues afterwards if it was
+    running; on failure ``target`` may hold partial files, which the caller
+    removes.
+    """
+    was_running = await monitor.status() == "running"
+    if was_running:
+        await monitor.stop()
+    converter = dataclasses.replace(
+        spec,
+        ports=(),
+        net_relay=False,  # the stream carries the NIC, not its backend: no shaper needed
+        run_dir=target / "convert",
+        memory_file=target / "ram",
+        memory_shared=True,
+        incoming=True,
+    )
+    pid: int | None = None
+    try:
+        pid = await asyncio.to_thread(launch_confined, converter)
+        files = RunFiles(converter.run_dir)
+        async with await Monitor.connect(files.qmp, timeout=10) as receiver:
+            await migration.send(monitor, receiver, SAVE_TIMEOUT)
+            await migration.set_ignore_shared(receiver)
+            await migration.save(receiver, target / "state", SAVE_TIMEOUT)
+            # Both QEMUs have now flushed and let go of the disk: copy it as it stands.
+            await asyncio.to_thread(sparse_copy, spec.disk, target / "disk.qcow2")
+            await receiver.quit()
+    except QemuError as exc:
+        why = _last_line(RunFiles(converter.run_dir).stderr)
+        if why:
+            message = f"{exc.message.rstrip('.')} (the receiving QEMU said: {why})."
+            raise QemuError(message) from None
+        raise
+    finally:
+        if pid is not None and pid_alive(pid, converter.run_dir):
+            await asyncio.to_thread(terminate, pid, converter.run_dir, 5.0)
+        shutil.rmtree(converter.run_dir, ignore_errors=True)
+        if was_running:
+            with contextlib.suppress(Exception):
+                await monitor.cont()
+
+
+def _last_line(path: Path) -> str:
+    try:
+        lines = [line.strip() for line in path.read_text(errors="replace").splitlines()]
+    except OSError:
+        return ""
+    return next((line for line in reversed(lines) if line), "")[:300]
+
+
+async def capture_disk(disk: Path, target: Path) -> None:
+    """A stopped VM's disk, copied with its holes."""
+    await asyncio.to_thread(sparse_copy, disk, target / "disk.qcow2")
