@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 
 from bungalow.errors import UserError
 
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtKMGT]?)(i?[bB])?\s*$")
 _SIZE_FACTORS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_DURATION_FACTORS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
+_DURATION_FACTORS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 
 
 def parse_size(text: str | int, *, what: str = "size") -> int:
@@ -35,7 +36,7 @@ def format_size(size: int) -> str:
 
 
 def parse_duration(text: str | float, *, what: str = "duration") -> float:
-    """Seconds in ``text``: a plain number is seconds; suffixes ms, s, m, h, d."""
+    """Seconds in ``text``: a plain number is seconds; suffixes ms, s, m, h, d, w."""
     if isinstance(text, int | float):
         return float(text)
     match = _DURATION_RE.match(text)
@@ -43,3 +44,32 @@ def parse_duration(text: str | float, *, what: str = "duration") -> float:
         raise UserError(f"The {what} {text!r} is not a duration; write it like 30s, 10m or 2h.")
     number, suffix = match.groups()
     return float(number) * _DURATION_FACTORS[suffix or "s"]
+
+
+def parse_moment(text: str, now: float, *, what: str = "--since") -> float:
+    """Seconds since the epoch meant by ``text``: ``now``, a date or time (ISO 8601, local
+    time unless it names a zone), or a duration before ``now`` (``2h``, ``7d``, ``1w``).
+
+    UserError with a sentence for anything else.
+    """
+    if text.strip() == "now":
+        return now
+    try:
+        return now - parse_duration(text, what=what)
+    except UserError:
+        pass
+    try:
+        return datetime.fromisoformat(text.strip()).timestamp()
+    except ValueError:
+        raise UserError(
+            f"The {what} value {text!r} is neither a date nor a duration; write a date such "
+            "as 2026-11-01 or 2026-11-01T09:30, or how long ago, such as 2h or 7d."
+        ) from None
+
+
+def format_span(seconds: float) -> str:
+    """A span of time in its largest whole unit: ``3d``, ``5h``, ``12m``, ``40s``."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if abs(seconds) >= size:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{seconds:.0f}s"

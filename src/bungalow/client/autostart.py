@@ -41,7 +41,7 @@ def ensure_daemon(data: DataDir) -> None:
         ) from None
     with open(data.daemon_log, "ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "bungalow.daemon.server.main", "--home", str(data.root)],
+            [sys.executable, "-m", "bungalow.daemon", "--home", str(data.root)],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,

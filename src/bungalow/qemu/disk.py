@@ -15,10 +15,11 @@ import errno
 import mmap
 import os
 import struct
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from bungalow.errors import NotFoundError, QemuError
+from bungalow.errors import CapacityError, NotFoundError, QemuError
 
 QCOW2_MAGIC = b"QFI\xfb"
 QCOW2_HEADER = struct.Struct(">4sIQI")  # magic, version, backing_file_offset, backing_file_size
@@ -125,3 +126,24 @@ def io_uring_available() -> bool:
             os.close(fd)
         _io_uring.append(fd >= 0)
     return _io_uring[0]
+
+
+def create_overlay(path: Path, backing: Path, size: int) -> None:
+    """A qcow2 at ``path`` layered on the qcow2 ``backing``, ``size`` bytes big (qemu-img).
+
+    Blocks while qemu-img runs (milliseconds): call it in a thread from async code.
+    Raises CapacityError when the file system is full, QemuError for anything else.
+    """
+    result = subprocess.run(
+        ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(backing),
+         str(path), str(size)],
+        capture_output=True,
+        text=True,
+    )  # fmt: skip
+    if result.returncode != 0:
+        detail = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "no output"
+        if "No space left" in detail:
+            raise CapacityError(
+                f"The disk holding {path.parent} is full; free some space and try again."
+            )
+        raise QemuError(f"qemu-img could not create the disk {path.name} ({detail}).")

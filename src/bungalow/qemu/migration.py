@@ -113,3 +113,33 @@ async def wait_loaded(monitor: Monitor, timeout: float) -> None:
 async def _capabilities(monitor: Monitor, capabilities: dict[str, bool]) -> None:
     states = [{"capability": name, "state": on} for name, on in capabilities.items()]
     await monitor.execute("migrate-set-capabilities", {"capabilities": states})
+
+
+#: query-migrate statuses of a migration still under way.
+_UNDER_WAY = frozenset(
+    {"setup", "active", "pre-switchover", "device", "wait-unplug", "cancelling",
+     "postcopy-active", "postcopy-paused", "postcopy-recover"}
+)  # fmt: skip
+
+
+async def settle(monitor: Monitor, timeout: float = 30.0) -> str:
+    """End an outgoing migration someone else started (a snapshot a killed daemon was
+    taking): cancel it if it is under way and wait until it has stopped. Returns the
+    VM's run state afterwards (``paused``, ``postmigrate``, ``running``...).
+
+    A source whose migration completed keeps its disks inactive until ``cont``;
+    one whose migration failed or was cancelled is paused or running as before.
+    """
+    deadline = time.monotonic() + timeout
+    cancelled = False
+    while True:
+        info = await monitor.execute("query-migrate")
+        status = info.get("status") if isinstance(info, dict) else None
+        if status not in _UNDER_WAY:
+            return await monitor.status()
+        if not cancelled:
+            await monitor.execute("migrate_cancel")
+            cancelled = True
+        if time.monotonic() > deadline:
+            raise QemuError(f"QEMU did not end its migration within {timeout:g} s.")
+        await asyncio.sleep(POLL * 4)

@@ -1,10 +1,11 @@
 """What VMs cost: pure arithmetic on usage intervals, no database and no clock.
 
-A usage interval (see usage.py) says that from ``began`` to ``ended`` a VM was
-``running`` (its vCPUs and memory held; paused counts as running), ``stopped``
-(only its disk held), or that a ``snapshot`` of it took ``disk`` bytes. It
-carries the rates that were in force when it was opened, so changing the prices
-in config.toml re-prices the hours to come, not the history.
+A usage interval (state/records.py, kept by ledger.py) says that from
+``began`` to ``ended`` a VM was ``running`` (its vCPUs and memory held;
+paused counts as running), ``stopped`` (only its disk held), or that a
+``snapshot`` of it took ``disk`` bytes. It carries the rates that were in
+force when it was opened, so changing the prices in config.toml re-prices the
+hours to come, not the history.
 
 - vCPUs and memory are charged per hour while running;
 - disk is charged per GiB-month (730 h, as cloud price sheets count a month)
@@ -17,52 +18,21 @@ VM, owner, project or the value of one label.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
-from datetime import datetime
+from dataclasses import dataclass, replace
 
+from bungalow.daemon.state.records import RUNNING, SNAPSHOT, STOPPED, Interval
 from bungalow.errors import UserError
 from bungalow.names import validate_labels
 
 HOURS_PER_MONTH = 730.0
 GIB = float(1 << 30)
 
-RUNNING = "running"
-STOPPED = "stopped"
-SNAPSHOT = "snapshot"
 KINDS = (RUNNING, STOPPED, SNAPSHOT)
 
 GROUPINGS = ("vm", "owner", "project")
 #: What a group is called when its intervals have no owner, project or such label.
 NONE = "-"
-
-
-@dataclass(frozen=True)
-class Rates:
-    """Prices per unit of time; the defaults are of the order of a public cloud's
-    on-demand general-purpose machines and block storage."""
-
-    vcpu_hour: float = 0.02
-    memory_gib_hour: float = 0.0025
-    disk_gib_month: float = 0.08
-
-
-@dataclass(frozen=True)
-class Interval:
-    vm_id: str
-    vm_name: str
-    kind: str
-    cpus: int
-    memory: int
-    disk: int
-    began: float
-    ended: float | None
-    rates: Rates = field(default_factory=Rates)
-    owner: str | None = None
-    project: str | None = None
-    labels: dict[str, str] = field(default_factory=dict)
-    snapshot_id: str | None = None
 
 
 @dataclass
@@ -148,24 +118,3 @@ def totals(intervals: Iterable[Interval], by: str, since: float, until: float) -
         if part.intervals:
             groups.setdefault(group_key(interval, by), Charge()).add(part)
     return groups
-
-
-_AGO = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
-_AGO_FACTORS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
-
-
-def parse_moment(text: str, now: float, *, what: str = "--since") -> float:
-    """Seconds since the epoch for ``now``, a date or time (ISO 8601, local time unless it
-    names a zone) or a duration ago (``2h``, ``7d``, ``1w``)."""
-    if text.strip() == "now":
-        return now
-    match = _AGO.match(text)
-    if match:
-        return now - float(match.group(1)) * _AGO_FACTORS[match.group(2)]
-    try:
-        return datetime.fromisoformat(text.strip()).timestamp()
-    except ValueError:
-        raise UserError(
-            f"The {what} value {text!r} is neither a date nor a duration; write a date such "
-            "as 2026-11-01 or 2026-11-01T09:30, or how long ago, such as 2h or 7d."
-        ) from None

@@ -54,7 +54,7 @@ class ProjectScope:
             try:
                 scope["state"]["project"] = self._admit(scope, token)
             except BungalowError as exc:
-                await _refuse(scope, send, exc)
+                await _refuse(scope, receive, send, exc)
                 return
         project = scope["state"]["project"]
         with acting_as("admin" if project is None else f"project {project}"):
@@ -74,7 +74,7 @@ class ProjectScope:
                 )
         match = _VM_PATH.match(path)
         if match:
-            vm = self.projects.store.find(match.group(1))
+            vm = self.projects.store.vms.find(match.group(1))
             if vm is None or vm.project != project.name:
                 raise VmNotFoundError(
                     f"There is no VM named {match.group(1)}; `bungalow ls` lists the VMs "
@@ -91,9 +91,14 @@ def _bearer(scope: Scope) -> str | None:
     return None
 
 
-async def _refuse(scope: Scope, send: Send, exc: BungalowError) -> None:
-    body = json.dumps({"error": {"code": exc.code, "message": exc.message}}).encode()
+async def _refuse(scope: Scope, receive: Receive, send: Send, exc: BungalowError) -> None:
+    """Answer with the error: a JSON body over HTTP; over a websocket the same object as
+    one text frame, then a close with code 4000 + the HTTP status (4401, 4403, 4404...)."""
+    error = {"code": exc.code, "message": exc.message}
     if scope["type"] == "websocket":
+        await receive()  # websocket.connect
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.send", "text": json.dumps({"type": "error", **error})})
         await send({"type": "websocket.close", "code": 4000 + exc.http_status % 1000})
         return
     await send(
@@ -103,7 +108,7 @@ async def _refuse(scope: Scope, send: Send, exc: BungalowError) -> None:
             "headers": [(b"content-type", b"application/json")],
         }
     )
-    await send({"type": "http.response.body", "body": body})
+    await send({"type": "http.response.body", "body": json.dumps({"error": error}).encode()})
 
 
 def caller_project(state: Any) -> str | None:

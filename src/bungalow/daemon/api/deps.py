@@ -1,37 +1,61 @@
-"""FastAPI dependencies shared by the route modules."""
+"""What the routes are given: the daemon's services, and who is asking.
+
+The composition root (server/wiring.py) builds one :class:`Services` and puts
+it on the app; every route reaches what it needs through the ``Annotated``
+dependencies below, for HTTP requests and websockets alike.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, cast
 
 from fastapi import Depends
 from starlette.requests import HTTPConnection
 
+from bungalow.daemon.accounting.ledger import UsageLedger
 from bungalow.daemon.api.access import caller_project
-from bungalow.daemon.sandboxes.templates import Sandboxes
+from bungalow.daemon.api.views import Views
+from bungalow.daemon.images.service import Images
+from bungalow.daemon.policies.idle import Idleness
+from bungalow.daemon.policies.leases import Leases
+from bungalow.daemon.policies.noisy import NoisyWatch
+from bungalow.daemon.policies.restorable import Restorable
+from bungalow.daemon.policies.sprawl import Sprawl
+from bungalow.daemon.sandboxes.service import Sandboxes
 from bungalow.daemon.snapshots.operations import Snapshots
+from bungalow.daemon.snapshots.suspend import Suspender
+from bungalow.daemon.state.audit import EventLog
+from bungalow.daemon.telemetry.metrics import Metrics
+from bungalow.daemon.tenancy.projects import Projects
 from bungalow.daemon.vms.manager import VmManager
 
 
-def _manager(connection: HTTPConnection) -> VmManager:
-    """The one manager of this daemon; works for HTTP requests and websockets alike."""
-    return cast(VmManager, connection.app.state.manager)
+@dataclass(frozen=True)
+class Services:
+    """Every service a route may call, built once by the composition root."""
+
+    vms: VmManager
+    snapshots: Snapshots
+    suspender: Suspender
+    sandboxes: Sandboxes
+    images: Images
+    projects: Projects
+    ledger: UsageLedger
+    metrics: Metrics
+    noisy: NoisyWatch
+    leases: Leases
+    idleness: Idleness
+    sprawl: Sprawl
+    restorable: Restorable
+    events: EventLog
+    views: Views
+    #: The timeout a sandbox gets when its creator names none, in seconds.
+    sandbox_timeout: float
 
 
-Manager = Annotated[VmManager, Depends(_manager)]
-
-
-def _snapshots(connection: HTTPConnection) -> Snapshots:
-    return cast(Snapshots, connection.app.state.snapshots)
-
-
-def _sandboxes(connection: HTTPConnection) -> Sandboxes:
-    return cast(Sandboxes, connection.app.state.sandboxes)
-
-
-def creator(caller: str | None) -> str:
-    """How a VM's creation record names who asked for it."""
-    return "admin" if caller is None else f"project {caller}"
+def _services(connection: HTTPConnection) -> Services:
+    return cast(Services, connection.app.state.services)
 
 
 def _caller(connection: HTTPConnection) -> str | None:
@@ -39,6 +63,10 @@ def _caller(connection: HTTPConnection) -> str | None:
     return caller_project(connection.state)
 
 
-SnapshotOps = Annotated[Snapshots, Depends(_snapshots)]
+def creator(caller: str | None) -> str:
+    """How a VM's creation record names who asked for it."""
+    return "admin" if caller is None else f"project {caller}"
+
+
+Svc = Annotated[Services, Depends(_services)]
 Caller = Annotated[str | None, Depends(_caller)]
-SandboxOps = Annotated[Sandboxes, Depends(_sandboxes)]

@@ -13,16 +13,16 @@ import contextlib
 import json
 import signal
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import PlainTextResponse, StreamingResponse
 
 from bungalow.daemon.api import transfer
-from bungalow.daemon.api.deps import Manager
+from bungalow.daemon.api.deps import Svc
 from bungalow.daemon.api.schemas import ExecRequest
-from bungalow.daemon.policies.idle import mark_active
-from bungalow.errors import BungalowError, UserError
+from bungalow.errors import BungalowError, InvalidStateError, UserError
 from bungalow.guest.session import ExecEvent, ExecSession
 from bungalow.qemu.argv import RunFiles
 
@@ -46,12 +46,11 @@ def error_json(exc: BaseException) -> dict[str, Any]:
     return {"type": "error", "code": "error", "message": f"The command failed: {exc}."}
 
 
-async def _start_exec(manager: Manager, name: str, body: ExecRequest) -> ExecSession:
+async def _start_exec(svc: Svc, name: str, body: ExecRequest) -> ExecSession:
     argv = body.resolved_argv()
     if not argv:
         raise UserError("No command given; pass the command after `--`.")
-    agent = await manager.agent(name, "run a command")
-    mark_active(manager.store, manager.clock, name)
+    agent = await svc.vms.agent(name, "run a command")
     return await agent.exec(
         argv,
         env=body.env or None,
@@ -66,8 +65,8 @@ async def _start_exec(manager: Manager, name: str, body: ExecRequest) -> ExecSes
 
 
 @router.post("/exec")
-async def exec_command(name: str, body: ExecRequest, manager: Manager) -> StreamingResponse:
-    session = await _start_exec(manager, name, body)
+async def exec_command(name: str, body: ExecRequest, svc: Svc) -> StreamingResponse:
+    session = await _start_exec(svc, name, body)
 
     async def stream() -> AsyncIterator[bytes]:
         finished = False
@@ -89,15 +88,18 @@ async def exec_command(name: str, body: ExecRequest, manager: Manager) -> Stream
 
 
 @router.websocket("/exec/ws")
-async def exec_interactive(websocket: WebSocket, name: str, manager: Manager) -> None:
+async def exec_interactive(websocket: WebSocket, name: str, svc: Svc) -> None:
     """First message: an ExecRequest; then binary frames are stdin, text frames control."""
     await websocket.accept()
     try:
-        body = ExecRequest.model_validate(await websocket.receive_json())
-        session = await _start_exec(manager, name, body)
+        try:
+            body = ExecRequest.model_validate(await websocket.receive_json())
+        except ValueError as exc:
+            raise UserError(f"The exec request is not valid ({exc}).") from None
+        session = await _start_exec(svc, name, body)
     except BungalowError as exc:
         await websocket.send_json(error_json(exc))
-        await websocket.close()
+        await websocket.close(code=4000 + exc.http_status % 1000)
         return
     pump = asyncio.create_task(_pump_stdin(websocket, session))
     finished = False
@@ -138,9 +140,8 @@ async def _pump_stdin(websocket: WebSocket, session: ExecSession) -> None:
 
 
 @router.get("/files/stat")
-async def stat_file(name: str, path: str, manager: Manager) -> dict[str, Any]:
-    agent = await manager.agent(name, "look at a file")
-    mark_active(manager.store, manager.clock, name)
+async def stat_file(name: str, path: str, svc: Svc) -> dict[str, Any]:
+    agent = await svc.vms.agent(name, "look at a file")
     result = await agent.stat(path)
     if result is None:
         return {"exists": False}
@@ -148,39 +149,36 @@ async def stat_file(name: str, path: str, manager: Manager) -> dict[str, Any]:
 
 
 @router.get("/files")
-async def download(name: str, path: str, manager: Manager) -> StreamingResponse:
-    agent = await manager.agent(name, "copy files")
-    mark_active(manager.store, manager.clock, name)
+async def download(name: str, path: str, svc: Svc) -> StreamingResponse:
+    agent = await svc.vms.agent(name, "copy files")
     return await transfer.download(agent, name, path)
 
 
 @router.put("/files", status_code=204)
-async def upload_file(
-    name: str, path: str, request: Request, manager: Manager, mode: int = 0o644
-) -> None:
-    agent = await manager.agent(name, "copy files")
-    mark_active(manager.store, manager.clock, name)
+async def upload_file(name: str, path: str, request: Request, svc: Svc, mode: int = 0o644) -> None:
+    agent = await svc.vms.agent(name, "copy files")
     await agent.write_file(path, transfer.body_chunks(request), mode=mode, mkdirs=True)
 
 
 @router.put("/files/tar", status_code=204)
-async def upload_tree(name: str, path: str, request: Request, manager: Manager) -> None:
-    agent = await manager.agent(name, "copy files")
-    mark_active(manager.store, manager.clock, name)
+async def upload_tree(name: str, path: str, request: Request, svc: Svc) -> None:
+    agent = await svc.vms.agent(name, "copy files")
     await transfer.extract_tar(agent, path, transfer.body_chunks(request))
 
 
 @router.get("/logs")
-async def logs(name: str, manager: Manager, tail: int = 0) -> PlainTextResponse:
-    vm = manager.get(name)
-    path = RunFiles(manager.vm_dir(vm) / "run").console_log
+async def logs(name: str, svc: Svc, tail: int = 0) -> PlainTextResponse:
+    path = RunFiles(svc.vms.run_dir(svc.vms.get(name))).console_log
+    return PlainTextResponse(await asyncio.to_thread(_tail, path, tail))
+
+
+def _tail(path: Path, lines: int) -> str:
+    """The last ``lines`` lines of ``path`` (all of it for 0); empty when there is none."""
     try:
         text = path.read_text(errors="replace")
     except FileNotFoundError:
-        text = ""
-    if tail > 0:
-        text = "".join(text.splitlines(keepends=True)[-tail:])
-    return PlainTextResponse(text)
+        return ""
+    return "".join(text.splitlines(keepends=True)[-lines:]) if lines > 0 else text
 
 
 #: Started on the serial port the first time someone attaches: a root login there costs
@@ -191,31 +189,31 @@ _CONSOLE_LOGIN = (
 )
 
 
-async def _ensure_console_login(manager: Manager, name: str) -> None:
+async def _ensure_console_login(svc: Svc, name: str) -> None:
     """Put a login on the guest's serial console if none is there yet."""
-    agent = await manager.agent(name, "attach to the console")
-    mark_active(manager.store, manager.clock, name)
+    agent = await svc.vms.agent(name, "attach to the console")
     session = await agent.exec(["/bin/sh", "-c", _CONSOLE_LOGIN], timeout=10)
     async for _event in session.events():
         pass
 
 
 @router.websocket("/console")
-async def console(websocket: WebSocket, name: str, manager: Manager) -> None:
+async def console(websocket: WebSocket, name: str, svc: Svc) -> None:
     """Bridge the serial console's socket to a websocket, bytes both ways."""
     await websocket.accept()
-    vm = manager.get(name)
-    path = RunFiles(manager.vm_dir(vm) / "run").console
-    with contextlib.suppress(BungalowError):
-        await _ensure_console_login(manager, name)
     try:
-        reader, writer = await asyncio.open_unix_connection(str(path))
-    except OSError:
-        await websocket.send_json(
-            {"type": "error", "code": "invalid_state",
-             "message": f"The VM {name} has no console now; is it running?"}
-        )  # fmt: skip
-        await websocket.close()
+        path = RunFiles(svc.vms.run_dir(svc.vms.get(name))).console
+        with contextlib.suppress(BungalowError):
+            await _ensure_console_login(svc, name)
+        try:
+            reader, writer = await asyncio.open_unix_connection(str(path))
+        except OSError:
+            raise InvalidStateError(
+                f"The VM {name} has no console now; start it with `bungalow start {name}`."
+            ) from None
+    except BungalowError as exc:
+        await websocket.send_json(error_json(exc))
+        await websocket.close(code=4000 + exc.http_status % 1000)
         return
 
     async def guest_to_client() -> None:
@@ -229,7 +227,7 @@ async def console(websocket: WebSocket, name: str, manager: Manager) -> None:
             if message["type"] == "websocket.disconnect":
                 break
             if message.get("bytes"):
-                mark_active(manager.store, manager.clock, name)
+                svc.vms.store.vms.touch_active(name, svc.vms.clock.now())
                 writer.write(message["bytes"])
                 await writer.drain()
     except (WebSocketDisconnect, OSError):

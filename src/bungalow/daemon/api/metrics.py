@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, cast
 
 from fastapi import APIRouter, Response
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from starlette.requests import HTTPConnection
 
-from bungalow.daemon.api.access import caller_project
+from bungalow.daemon.api.deps import Caller, Svc
+from bungalow.daemon.api.schemas import MetricsHistory, VmMetrics
+from bungalow.daemon.policies.noisy import NoisyWatch
 from bungalow.daemon.telemetry.metrics import Metrics
 from bungalow.errors import NotFoundError
 
@@ -34,54 +34,48 @@ _COUNTERS = (
 )  # fmt: skip
 
 
-def _metrics(connection: HTTPConnection) -> Metrics:
-    return cast(Metrics, connection.app.state.metrics)
-
-
 @router.get("/v1/metrics")
-async def all_metrics(connection: HTTPConnection) -> list[dict[str, Any]]:
-    """The latest sample and per-second rates of every running VM."""
-    metrics = _metrics(connection)
+async def all_metrics(svc: Svc, caller: Caller) -> list[VmMetrics]:
+    """The latest sample and per-second rates of every running VM the caller may see."""
     out = []
-    for name in sorted(_visible(metrics, connection)):
-        sample, rates = metrics.latest(name)
+    for name in sorted(_visible(svc, caller)):
+        sample, rates = svc.metrics.latest(name)
         out.append(
-            {
-                "vm": name,
-                "noisy": name in metrics.noisy,
-                "noisy_for": sorted(metrics.noisy.get(name, ())),
-                "throttled": sorted(metrics.watch.throttled.get(name, {})),
-                "time": sample.time if sample else None,
-                "stats": sample.domstats() if sample else {},
-                "rates": rates,
-            }
+            VmMetrics(
+                vm=name,
+                noisy=name in svc.noisy.marked,
+                noisy_for=sorted(svc.noisy.marked.get(name, ())),
+                throttled=sorted(svc.noisy.throttled.get(name, {})),
+                time=sample.time if sample else None,
+                stats=sample.domstats() if sample else {},
+                rates=rates,
+            )
         )
     return out
 
 
 @router.get("/v1/vms/{name}/metrics")
-async def vm_metrics(name: str, connection: HTTPConnection) -> dict[str, Any]:
+async def vm_metrics(name: str, svc: Svc) -> MetricsHistory:
     """The VM's history: one entry per sample, oldest first (five minutes at most)."""
-    metrics = _metrics(connection)
-    metrics.manager.get(name)  # a VM that does not exist is a 404 with a sentence
-    samples = metrics.history.get(name)
+    svc.vms.get(name)  # a VM that does not exist is a 404 with a sentence
+    samples = svc.metrics.history.get(name)
     if samples is None:
         raise NotFoundError(f"There are no metrics for {name} yet; it must be running.")
-    return {"vm": name, "history": [{"time": s.time, **s.domstats()} for s in samples]}
+    return MetricsHistory(vm=name, history=[{"time": s.time, **s.domstats()} for s in samples])
 
 
-def _visible(metrics: Metrics, connection: HTTPConnection) -> list[str]:
+def _visible(svc: Svc, caller: str | None) -> list[str]:
     """The sampled VMs the caller may see: all for the admin, a project's own for its token."""
-    caller = caller_project(connection.state)
     if caller is None:
-        return list(metrics.history)
-    own = {vm.name for vm in metrics.manager.list() if vm.project == caller}
-    return [name for name in metrics.history if name in own]
+        return list(svc.metrics.history)
+    own = {vm.name for vm in svc.vms.list() if vm.project == caller}
+    return [name for name in svc.metrics.history if name in own]
 
 
 class _Collector:
-    def __init__(self, metrics: Metrics, names: list[str]) -> None:
+    def __init__(self, metrics: Metrics, noisy: NoisyWatch, names: list[str]) -> None:
         self.metrics = metrics
+        self.noisy = noisy
         self.names = names
 
     def collect(self) -> Iterator[Metric]:
@@ -99,15 +93,14 @@ class _Collector:
         for name, sample in latest.items():
             if sample is not None:
                 rss.add_metric([name], sample.rss)
-                noisy.add_metric([name], 1 if name in self.metrics.noisy else 0)
+                noisy.add_metric([name], 1 if name in self.noisy.marked else 0)
         yield rss
         yield noisy
 
 
 @router.get("/metrics")
-async def prometheus(connection: HTTPConnection) -> Response:
+async def prometheus(svc: Svc, caller: Caller) -> Response:
     """The same numbers in Prometheus's text exposition format."""
     registry = CollectorRegistry(auto_describe=False)
-    metrics = _metrics(connection)
-    registry.register(_Collector(metrics, _visible(metrics, connection)))
+    registry.register(_Collector(svc.metrics, svc.noisy, _visible(svc, caller)))
     return Response(generate_latest(registry), media_type="text/plain; version=0.0.4")

@@ -1,8 +1,20 @@
-"""The shapes of the REST API, as pydantic models (they make the OpenAPI schema)."""
+"""The shapes of the REST API, as pydantic models (they make the OpenAPI schema).
+
+Every request body and every answer is one of these; sizes are bytes, times
+seconds since the epoch (the daemon's clock), durations seconds, money in the
+currency of ``[prices]``. Values users type (sizes such as ``512M``, durations
+such as ``2h``) are accepted as text and checked by the services, which
+refuse with one sentence.
+"""
 
 from __future__ import annotations
 
+from typing import Any, Literal
+
 from pydantic import BaseModel, Field
+
+from bungalow.daemon.state.lifecycle import VmState
+from bungalow.daemon.state.records import Operation, Purpose
 
 
 class LimitsUpdate(BaseModel):
@@ -49,7 +61,7 @@ class VmCostInfo(BaseModel):
 class VmInfo(BaseModel):
     id: str
     name: str
-    state: str
+    state: VmState
     image: str
     image_id: str
     profile: str
@@ -85,6 +97,9 @@ class VmInfo(BaseModel):
     lease_warned: bool = Field(default=False, description="the lease-warning was recorded")
     idle: dict[str, float | str] = Field(default_factory=dict, description="its own idle policy")
     quiet_for: float | None = Field(default=None, description="seconds since last activity")
+    operation: Operation | None = Field(
+        default=None, description="the lifecycle operation under way, if any"
+    )
 
 
 class SnapshotCreate(BaseModel):
@@ -95,8 +110,10 @@ class SnapshotInfo(BaseModel):
     id: str
     name: str
     vm: str
-    kind: str = Field(description="full (memory, devices, disk) or disk (disk only)")
-    purpose: str
+    kind: Literal["full", "disk"] = Field(
+        description="full (memory, devices, disk) or disk (disk only)"
+    )
+    purpose: Purpose
     created: float
     image_id: str
     cpus: int
@@ -179,7 +196,7 @@ class ImageInfo(BaseModel):
 
 
 class AccelInfo(BaseModel):
-    name: str
+    name: Literal["kvm", "tcg"]
     reason: str
     probe_ms: float | None
 
@@ -202,3 +219,157 @@ class HostInfo(BaseModel):
     ratios: dict[str, float] = Field(description="allocation ratios: cpu, memory, disk")
     limit: dict[str, int] = Field(description="capacity x ratio: cpus, memory, disk")
     free: dict[str, int] = Field(description="what may still be allocated: cpus, memory, disk")
+
+
+class Health(BaseModel):
+    ok: bool
+    pid: int
+    version: str = Field(description="bungalow's version, as the client's")
+
+
+class LeaseRequest(BaseModel):
+    timeout: str | float | None = Field(description="90s, 10m, 2h... from now; null drops it")
+    on_expiry: str | None = Field(
+        default=None, description="stop, suspend, snapshot-and-delete or delete"
+    )
+
+
+class LeaseRenewal(BaseModel):
+    duration: str | float = Field(description="the lease ends this long from now: 1h, 30m...")
+
+
+class IdleUpdate(BaseModel):
+    after: str | float | None = Field(default=None, description="idle this long: 30m, 2h...")
+    action: str | None = Field(default=None, description="stop, suspend, ..., or none")
+    cpu: str | float | None = Field(default=None, description="busy above this: 5% or 0.05")
+    disk: str | int | None = Field(default=None, description="bytes a second: 64K")
+    net: str | int | None = Field(default=None, description="bytes a second: 16K")
+
+
+class DeletedInfo(BaseModel):
+    """A VM removed by snapshot-and-delete that can still be restored."""
+
+    name: str
+    deleted: float
+    keep_until: float
+    project: str | None
+    owner: str | None
+    labels: dict[str, str]
+    state: str | None = Field(description="what it was when it was deleted")
+
+
+class Finding(BaseModel):
+    """One reason a VM looks forgotten, and what ``sprawl --apply`` would do about it."""
+
+    vm: str
+    kind: Literal[
+        "lease-ending", "lease-expired", "idle", "orphan-project", "orphan-owner", "long-stopped"
+    ]
+    why: str
+    since: float
+    seconds: float
+    action: str
+    automatic: bool = Field(description="the reaper takes the action by itself")
+    state: VmState
+    owner: str | None
+    project: str | None
+    cost_per_hour: float | None = None
+    cost_so_far: float | None = None
+
+
+class SprawlResult(BaseModel):
+    vm: str
+    action: str
+    result: str | None = None
+    error: str | None = None
+
+
+class Event(BaseModel):
+    id: int
+    time: float
+    vm: str | None
+    kind: str
+    message: str
+    actor: str = Field(description="admin, project NAME, policy lease, sprawl --apply, daemon...")
+    reason: str
+    project: str | None
+    subject: str | None = Field(default=None, description="what a non-VM event is about")
+
+
+class ProjectQuotaView(BaseModel):
+    vcpus: int | None
+    memory: int | None
+    disk: int | None
+    vms: int | None
+
+
+class ProjectUsage(BaseModel):
+    vcpus: int
+    memory: int
+    disk: int
+    vms: int
+
+
+class ProjectInfo(BaseModel):
+    name: str
+    created: float
+    quota: ProjectQuotaView
+    idle: dict[str, Any]
+    used: ProjectUsage
+    token: str | None = Field(default=None, description="only when the project is made")
+
+
+class ProjectQuota(BaseModel):
+    max_vcpus: int | None = None
+    max_memory: str | int | None = None
+    max_disk: str | int | None = None
+    max_vms: int | None = None
+    idle_after: str | float | None = None
+    on_idle: str | None = None
+    idle_cpu: str | float | None = None
+    idle_disk: str | int | None = None
+    idle_net: str | int | None = None
+
+
+class ProjectCreate(ProjectQuota):
+    name: str
+
+
+class CostRow(BaseModel):
+    group: str = Field(description="a VM's name, an owner, a project or a label's value; - none")
+    vm_id: str | None = Field(default=None, description="with by=vm")
+    removed: bool = Field(default=False, description="with by=vm: the VM no longer exists")
+    running_hours: float
+    stopped_hours: float
+    cpu: float
+    memory: float
+    disk: float = Field(description="disk and snapshots")
+    total: float
+    intervals: int = Field(description="usage records that make up this row")
+
+
+class CostReport(BaseModel):
+    by: str
+    since: float
+    until: float
+    currency: str
+    rates: dict[str, float] = Field(description="the rates in force now; history keeps its own")
+    rows: list[CostRow]
+    total: CostRow
+
+
+class VmMetrics(BaseModel):
+    """The latest sample of one running VM, with libvirt's domstats names."""
+
+    vm: str
+    noisy: bool
+    noisy_for: list[str] = Field(description="cpu, disk")
+    throttled: list[str] = Field(description="resources held to their share now")
+    time: float | None
+    stats: dict[str, float]
+    rates: dict[str, float] = Field(description="per second since the sample before")
+
+
+class MetricsHistory(BaseModel):
+    vm: str
+    history: list[dict[str, float]] = Field(description="one entry per sample, oldest first")

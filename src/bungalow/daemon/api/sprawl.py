@@ -2,45 +2,41 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import asdict
 
 from fastapi import APIRouter
-from starlette.requests import HTTPConnection
 
-from bungalow.daemon.api.deps import Caller, Manager
-from bungalow.daemon.server.wiring_policies import parse_since, policies_of
-from bungalow.daemon.state import audit
+from bungalow.daemon.api.deps import Caller, Svc
+from bungalow.daemon.api.schemas import Event, Finding, SprawlResult
+from bungalow.units import parse_moment
 
 router = APIRouter(prefix="/v1")
 
 
 @router.get("/sprawl")
-async def sprawl(connection: HTTPConnection, caller: Caller) -> list[dict[str, Any]]:
+async def sprawl(svc: Svc, caller: Caller) -> list[Finding]:
     """Expired leases, idle VMs, orphans and long-stopped VMs, each with why and what next."""
-    return [finding.to_json() for finding in policies_of(connection).sprawl.find(caller)]
+    return [Finding.model_validate(asdict(finding)) for finding in svc.sprawl.find(caller)]
 
 
 @router.post("/sprawl/apply")
-async def apply_sprawl(connection: HTTPConnection, caller: Caller) -> list[dict[str, Any]]:
+async def apply_sprawl(svc: Svc, caller: Caller) -> list[SprawlResult]:
     """Carry out the action listed for each VM; one result (or error) per VM."""
-    return await policies_of(connection).sprawl.apply(caller)
+    return [SprawlResult.model_validate(result) for result in await svc.sprawl.apply(caller)]
 
 
 @router.get("/events")
 async def events(
-    manager: Manager,
+    svc: Svc,
     caller: Caller,
-    connection: HTTPConnection,
     vm: str | None = None,
     since: str | None = None,
     limit: int = 100,
-) -> list[dict[str, Any]]:
-    """The audit log, oldest first: a project's token sees its own VMs' events only."""
-    start = None if since is None else parse_since(since, policies_of(connection).clock.now())
-    return audit.query(
-        manager.store.connection,
-        vm=vm,
-        since=start,
-        project=caller,
-        limit=max(1, min(limit, 10000)),
-    )
+) -> list[Event]:
+    """The audit log, oldest first: a project's token sees its own VMs' events only.
+
+    ``since`` is a date or a duration before the daemon's now (``1h``, ``7d``, ``1w``).
+    """
+    start = None if since is None else parse_moment(since, svc.vms.clock.now())
+    found = svc.events.query(vm=vm, since=start, project=caller, limit=max(1, min(limit, 10000)))
+    return [Event.model_validate(event) for event in found]

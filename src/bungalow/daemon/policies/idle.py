@@ -22,25 +22,30 @@ unless it is destructive and came from a default rather than the VM itself;
 
 from __future__ import annotations
 
-import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from bungalow.daemon.policies.actions import PolicyActions
-from bungalow.daemon.policies.settings import DESTRUCTIVE, IdlePolicy, PolicyConfig
+from bungalow.daemon.policies.settings import (
+    DESTRUCTIVE,
+    Action,
+    IdlePolicy,
+    PolicyConfig,
+    idle_changes,
+)
 from bungalow.daemon.state.audit import acting_as
 from bungalow.daemon.state.clock import Clock
 from bungalow.daemon.state.lifecycle import VmState
-from bungalow.daemon.state.store import Store, VmRecord
-from bungalow.daemon.telemetry.metrics import Metrics
+from bungalow.daemon.state.records import VmRecord
+from bungalow.daemon.vms.manager import VmManager
 from bungalow.errors import BungalowError
 
 log = logging.getLogger(__name__)
 
-
-def mark_active(store: Store, clock: Clock, name: str) -> None:
-    """Someone used the VM (exec, files, console): it is not idle."""
-    store.connection.execute("UPDATE vms SET last_active = ? WHERE name = ?", (clock.now(), name))
+#: The latest per-second rates of a VM (telemetry/metrics.py ``Metrics.rates``); {} if none.
+LatestRates = Callable[[str], dict[str, float]]
 
 
 def busy(rates: dict[str, float], policy: IdlePolicy) -> bool:
@@ -61,30 +66,26 @@ class IdleVm:
     @property
     def automatic(self) -> bool:
         """Whether the reaper acts on its own (a destructive default waits for --apply)."""
-        if self.policy.action == "none":
+        if self.policy.action == Action.NONE:
             return False
         return self.policy.action not in DESTRUCTIVE or self.source == "vm"
 
 
 class Idleness:
     def __init__(
-        self, store: Store, metrics: Metrics, actions: PolicyActions, config: PolicyConfig,
+        self, vms: VmManager, rates: LatestRates, actions: PolicyActions, config: PolicyConfig,
         clock: Clock,
     ) -> None:  # fmt: skip
-        self.store = store
-        self.metrics = metrics
+        self.vms = vms
+        self.store = vms.store
+        self.rates = rates
         self.actions = actions
         self.config = config
         self.clock = clock
 
     def _project_policy(self, project: str | None) -> dict[str, object]:
-        if project is None:
-            return {}
-        row = self.store.connection.execute(
-            "SELECT idle FROM projects WHERE name = ?", (project,)
-        ).fetchone()
-        result: dict[str, object] = json.loads(row[0] or "{}") if row else {}
-        return result
+        found = None if project is None else self.store.projects.find(project)
+        return {} if found is None else found.idle
 
     def policy_for(self, vm: VmRecord) -> tuple[IdlePolicy, str]:
         project = self._project_policy(vm.project)
@@ -92,24 +93,39 @@ class Idleness:
         source = "vm" if "action" in vm.idle else "project" if "action" in project else "config"
         return policy, source
 
+    async def set_policy(self, name: str, values: dict[str, Any]) -> VmRecord:
+        """Change the VM's own idle policy by ``values`` as users type them (``30m``,
+        ``5%``, ``64K``; None keeps one); UserError with a sentence for a bad value."""
+        changes = idle_changes(values)
+        async with self.vms.locked(name):
+            vm = self.vms.get(name)
+            vm = self.store.vms.set_idle(vm.id, {**vm.idle, **changes})
+            shown = ", ".join(f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}"
+                              for key, value in sorted(vm.idle.items()))  # fmt: skip
+            self.store.events.add(name, "idle-policy", f"idle policy: {shown}")
+            return vm
+
     def since(self, vm: VmRecord) -> float:
         return max(vm.last_active or 0.0, vm.started or 0.0, vm.created)
 
-    def idle(self) -> list[IdleVm]:
-        """Running VMs quiet now and for at least their policy's ``after``.
+    def observe(self) -> None:
+        """Record activity (``last_active``) of every running VM whose latest sample shows it."""
+        now = self.clock.now()
+        for vm in self.store.vms.list():
+            rates = self.rates(vm.name)
+            if vm.state is VmState.RUNNING and rates and busy(rates, self.policy_for(vm)[0]):
+                self.store.vms.touch_active(vm.name, now)
 
-        On the way, every running VM whose latest sample shows activity has it
-        recorded (``last_active``).
-        """
+    def idle(self) -> list[IdleVm]:
+        """Running VMs quiet now and for at least their policy's ``after`` (reads only)."""
         now = self.clock.now()
         found = []
-        for vm in self.store.list():
-            rates = self.metrics.latest(vm.name)[1]
+        for vm in self.store.vms.list():
+            rates = self.rates(vm.name)
             if vm.state is not VmState.RUNNING or not rates:
                 continue
             policy, source = self.policy_for(vm)
             if busy(rates, policy):
-                mark_active(self.store, self.clock, vm.name)
                 continue
             since = self.since(vm)
             if vm.pool is None and now - since >= policy.after:
@@ -118,6 +134,7 @@ class Idleness:
 
     async def tick(self) -> list[str]:
         """Record activity, then carry out the automatic idle actions; the names acted on."""
+        self.observe()
         acted = []
         for item in self.idle():
             if not item.automatic:
@@ -126,8 +143,8 @@ class Idleness:
             why = f"idle for {minutes:.0f}m (after {item.policy.after / 60:g}m, {item.source})"
             try:
                 with acting_as("policy idle", why):
-                    done = await self.actions.perform(item.vm.name, item.policy.action)
-                    self.store.add_event(item.vm.name, "idle", f"{done}: {why}")
+                    done = await self.actions.perform(item.vm.name, Action(item.policy.action))
+                    self.store.events.add(item.vm.name, "idle", f"{done}: {why}")
             except BungalowError as exc:
                 log.warning("could not act on idle %s: %s", item.vm.name, exc.message)
                 continue

@@ -20,10 +20,15 @@ import logging
 import time
 
 from bungalow.daemon.policies.actions import PolicyActions
-from bungalow.daemon.policies.settings import PolicyConfig, parse_action, parse_positive_duration
+from bungalow.daemon.policies.settings import (
+    Action,
+    PolicyConfig,
+    parse_action,
+    parse_positive_duration,
+)
 from bungalow.daemon.state.audit import acting_as
 from bungalow.daemon.state.clock import Clock
-from bungalow.daemon.state.store import VmRecord
+from bungalow.daemon.state.records import VmRecord
 from bungalow.daemon.vms.manager import VmManager
 from bungalow.errors import BungalowError, UserError
 
@@ -39,10 +44,10 @@ def _when(moment: float) -> str:
 
 class Leases:
     def __init__(
-        self, manager: VmManager, actions: PolicyActions, config: PolicyConfig, clock: Clock
+        self, vms: VmManager, actions: PolicyActions, config: PolicyConfig, clock: Clock
     ) -> None:
-        self.m = manager
-        self.store = manager.store
+        self.vms = vms
+        self.store = vms.store
         self.actions = actions
         self.config = config
         self.clock = clock
@@ -53,12 +58,12 @@ class Leases:
 
     def launch_terms(
         self, ttl: str | float | None, on_expiry: str | None
-    ) -> tuple[float | None, str]:
+    ) -> tuple[float | None, Action]:
         """The deadline and action of a new VM's lease, checked before anything is made."""
         if ttl is None:
             if on_expiry is not None:
                 raise UserError("--on-expiry needs a lease; give one with --ttl, such as 2h.")
-            return None, "delete"
+            return None, Action.DELETE
         seconds = parse_positive_duration(ttl, what="lease (--ttl)")
         action = parse_action(on_expiry or self.config.on_expiry, what="action on expiry")
         return self.clock.now() + seconds, action
@@ -68,23 +73,22 @@ class Leases:
     ) -> VmRecord:
         """End the VM's lease ``duration`` from now (None drops it); ``on_expiry`` if given."""
         seconds = None if duration is None else parse_positive_duration(duration, what="lease")
-        async with self.m.lock(name):
-            vm = self.store.get(name)
+        async with self.vms.locked(name):
+            vm = self.vms.get(name)
             if on_expiry is not None:
-                action = parse_action(on_expiry, what="action on expiry")
+                action: str = parse_action(on_expiry, what="action on expiry")
             elif vm.expires_at is not None or vm.sandbox:
                 action = vm.on_expiry
             else:
                 action = self.config.on_expiry
             expires = None if seconds is None else self.clock.now() + seconds
-            vm = vm.with_changes(expires_at=expires, on_expiry=action, lease_warned=None)
-            self.store.update(vm)
+            vm = self.store.vms.set_lease(vm.id, expires, action)
             text = "dropped" if expires is None else f"ends {_when(expires)}, then {action}"
-            self.store.add_event(name, "lease", f"lease {text}")
+            self.store.events.add(name, "lease", f"lease {text}")
             return vm
 
     async def renew(self, name: str, duration: str | float) -> VmRecord:
-        if self.store.get(name).expires_at is None:
+        if self.vms.get(name).expires_at is None:
             raise UserError(
                 f"The VM {name} has no lease to renew; give it one with "
                 f"`bungalow lease set {name} 2h`."
@@ -106,7 +110,7 @@ class Leases:
     def next_due(self) -> float | None:
         """The next moment a warning or an action falls due (for the reaper's sleep)."""
         moments = []
-        for vm in self.store.expiring():
+        for vm in self.store.vms.expiring():
             due = self.action_time(vm)
             if due is None and vm.expires_at is not None:
                 due = vm.expires_at - self.config.warn_before
@@ -118,7 +122,7 @@ class Leases:
         """Warn of leases ending soon, act on those due; the names of the VMs acted on."""
         now = self.clock.now()
         acted = []
-        for vm in self.store.expiring():
+        for vm in self.store.vms.expiring():
             assert vm.expires_at is not None
             if vm.pool is not None:
                 continue
@@ -135,14 +139,12 @@ class Leases:
 
     def _warn(self, vm: VmRecord, now: float) -> None:
         assert vm.expires_at is not None
-        self.store.connection.execute(
-            "UPDATE vms SET lease_warned = ? WHERE id = ? AND expires_at = ?",
-            (now, vm.id, vm.expires_at),
-        )
+        if not self.store.vms.mark_lease_warned(vm.id, now, vm.expires_at):
+            return  # renewed or dropped meanwhile
         left = vm.expires_at - now
         when = f"in {left / 60:.0f}m" if left > 0 else "now (it passed while nobody watched)"
         with acting_as("policy lease"):
-            self.store.add_event(
+            self.store.events.add(
                 vm.name, "lease-warning",
                 f"the lease ends {when}; then {vm.on_expiry} — renew with "
                 f"`bungalow lease renew {vm.name} DURATION`",
@@ -153,16 +155,16 @@ class Leases:
         why = "its timeout passed" if vm.sandbox else f"its lease ended {_when(vm.expires_at)}"
         try:
             with acting_as("policy lease", why):
-                done = await self.actions.perform(vm.name, vm.on_expiry)
-                self.store.add_event(vm.name, "expired", f"{done}: {why}")
-                current = self.store.find(vm.name)
-                if current is not None and current.id == vm.id:
-                    self.store.update(current.with_changes(expires_at=None, lease_warned=None))
+                done = await self.actions.perform(vm.name, Action(vm.on_expiry))
+                self.store.events.add(vm.name, "expired", f"{done}: {why}")
+                current = self.store.vms.by_id(vm.id)
+                if current is not None:
+                    self.store.vms.set_lease(vm.id, None, current.on_expiry)
         except BungalowError as exc:
             log.warning("could not carry out the lease of %s: %s", vm.name, exc.message)
             if vm.id not in self._retry_at:
                 with acting_as("policy lease", why):
-                    self.store.add_event(vm.name, "lease-failed", f"{exc.message} (retrying)")
+                    self.store.events.add(vm.name, "lease-failed", f"{exc.message} (retrying)")
             self._retry_at[vm.id] = self.clock.now() + RETRY_AFTER
             return False
         self._retry_at.pop(vm.id, None)

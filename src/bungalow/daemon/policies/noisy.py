@@ -28,14 +28,14 @@ daemon restart or a ``bungalow set`` gives the VM back its own limits.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bungalow.daemon.state.audit import acting_as
-from bungalow.daemon.state.store import VmRecord
-from bungalow.daemon.vms import limits
+from bungalow.daemon.state.records import VmRecord
+from bungalow.daemon.state.store import Store
 from bungalow.daemon.vms.limits import Limits
-from bungalow.daemon.vms.manager import VmManager
 from bungalow.errors import BungalowError, UserError
 from bungalow.units import format_size, parse_duration
 
@@ -182,11 +182,21 @@ def tighter(own: Limits, cap: dict[str, Any]) -> Limits:
     return replace(own, **changes)
 
 
+#: Gives the running VM ``name`` these limits now (its own, tightened); False if it is gone.
+Hold = Callable[[str, Limits], Awaitable[bool]]
+
+
 @dataclass
 class NoisyWatch:
-    """Marks noisy VMs from each interval's rates and, with the policy on, throttles them."""
+    """Marks noisy VMs from each interval's rates and, with the policy on, throttles them.
 
-    manager: VmManager
+    It listens to the metrics sampler (telemetry/metrics.py); ``cpus`` is the
+    host's CPU count and ``hold`` applies limits to a running VM's QEMU.
+    """
+
+    store: Store
+    cpus: Callable[[], int]
+    hold: Hold
     config: NoisyConfig = field(default_factory=NoisyConfig)
     #: VM name -> the resources it is marked noisy for.
     marked: dict[str, set[str]] = field(default_factory=dict)
@@ -197,9 +207,9 @@ class NoisyWatch:
 
     async def notice(self, current: Rates, vms: dict[str, VmRecord]) -> None:
         """Weigh one interval's ``current`` rates of the running ``vms``."""
-        cpu, cpu_waiting = cpu_offences(
-            current, vms, float(self.manager.capacity().cpus), self.config
-        )
+        for name in [n for n in self.marked.keys() | self.throttled.keys() if n not in vms]:
+            self.forget(name)
+        cpu, cpu_waiting = cpu_offences(current, vms, float(self.cpus()), self.config)
         disk, disk_waiting = disk_offences(current, vms, self.config)
         offences = {(n, "cpu"): o for n, o in cpu.items()}
         offences |= {(n, "disk"): o for n, o in disk.items()}
@@ -210,7 +220,7 @@ class NoisyWatch:
                 continue
             marked.setdefault(name, set()).add(resource)
             if resource not in self.marked.get(name, set()):
-                self.manager.store.add_event(name, "noisy", offences[name, resource].message)
+                self.store.events.add(name, "noisy", offences[name, resource].message)
             if self.config.policy == "throttle":
                 await self._throttle(name, offences[name, resource])
         self.marked = marked
@@ -226,7 +236,7 @@ class NoisyWatch:
             self.throttled[name] = caps
             shown = ", ".join(_show(k, v) for k, v in offence.cap.items())
             with acting_as("policy noisy", offence.message):
-                self.manager.store.add_event(
+                self.store.events.add(
                     name, "throttled", f"held to its share ({shown}): {offence.message}"
                 )
 
@@ -240,26 +250,27 @@ class NoisyWatch:
             del self.throttled[name]
             await self._apply(name, {})
             with acting_as("policy noisy", "nobody waits any more"):
-                self.manager.store.add_event(
+                self.store.events.add(
                     name, "unthrottled", "back to its own limits: nobody waits any more"
                 )
 
     async def _apply(self, name: str, caps: dict[str, dict[str, Any]]) -> bool:
         """Give ``name``'s QEMU its own limits tightened by ``caps``; False if it is gone."""
-        vm = self.manager.store.find(name)
-        runtime = self.manager.runtimes.get(name)
-        if vm is None or runtime is None:
+        vm = self.store.vms.find(name)
+        if vm is None:
             self.throttled.pop(name, None)
             return False
         effective = Limits.from_json(vm.limits)
         for cap in caps.values():
             effective = tighter(effective, cap)
         try:
-            await limits.apply(vm.id, runtime.pid, runtime.monitor, effective)
+            held = await self.hold(name, effective)
         except BungalowError as exc:
             log.warning("could not throttle %s: %s", name, exc.message)
             return False
-        return True
+        if not held:
+            self.throttled.pop(name, None)
+        return held
 
     def forget(self, name: str) -> None:
         """The VM is gone or restarted: its marks and automatic caps go with it."""

@@ -34,21 +34,36 @@ from a project's or this file's defaults they are listed, and done by
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
+from enum import StrEnum
 from typing import Any
 
 from bungalow.errors import UserError
 from bungalow.units import parse_duration, parse_size
 
-ACTIONS = ("stop", "suspend", "snapshot-and-delete", "delete")
-DESTRUCTIVE = frozenset({"delete", "snapshot-and-delete"})
+
+class Action(StrEnum):
+    """What a policy (a lease, idleness, sprawl) may do to a VM."""
+
+    STOP = "stop"
+    SUSPEND = "suspend"
+    SNAPSHOT_AND_DELETE = "snapshot-and-delete"
+    DELETE = "delete"
+    NONE = "none"
 
 
-def parse_action(value: object, *, what: str, allow_none: bool = False) -> str:
+#: The actions a lease or a sprawl setting may name (``none`` only where it is allowed).
+ACTIONS = tuple(action for action in Action if action is not Action.NONE)
+#: Actions that lose the running machine: the reaper takes them only when the VM asked.
+DESTRUCTIVE = frozenset({Action.DELETE, Action.SNAPSHOT_AND_DELETE})
+
+
+def parse_action(value: object, *, what: str, allow_none: bool = False) -> Action:
     """One of :data:`ACTIONS` (and ``none`` if allowed), else a sentence listing them."""
-    known = (*ACTIONS, "none") if allow_none else ACTIONS
+    known = (*ACTIONS, Action.NONE) if allow_none else ACTIONS
     if value not in known:
-        raise UserError(f"The {what} {value!r} is unknown; use one of {', '.join(known)}.")
-    return str(value)
+        names = ", ".join(str(action) for action in known)
+        raise UserError(f"The {what} {value!r} is unknown; use one of {names}.")
+    return Action(str(value))
 
 
 def parse_share(value: object, *, what: str) -> float:
@@ -77,7 +92,7 @@ class IdlePolicy:
     """When a running VM counts as idle, and what is done about it."""
 
     after: float = 3600.0
-    action: str = "none"
+    action: str = Action.NONE
     cpu: float = 0.05  # of one vCPU
     disk: float = 64 << 10  # bytes/s, reads and writes together
     net: float = 16 << 10  # bytes/s, in and out together
@@ -120,12 +135,12 @@ class PolicyConfig:
     retention: float = 7 * 86400.0
     warn_before: float = 600.0
     grace: float = 60.0
-    on_expiry: str = "stop"
+    on_expiry: Action = Action.STOP
     idle: IdlePolicy = field(default_factory=IdlePolicy)
     stopped_after: float = 7 * 86400.0
-    idle_action: str = "suspend"
-    orphan_action: str = "stop"
-    stopped_action: str = "snapshot-and-delete"
+    idle_action: Action = Action.SUSPEND
+    orphan_action: Action = Action.STOP
+    stopped_action: Action = Action.SNAPSHOT_AND_DELETE
     owners: str = "any"
 
 
@@ -141,7 +156,7 @@ def load_policy(data: dict[str, Any]) -> PolicyConfig:
             return fallback
         return parse_positive_duration(section[key], what=f"{name}.{key} in config.toml")
 
-    def action(key: str, fallback: str) -> str:
+    def action(key: str, fallback: Action) -> Action:
         return parse_action(sprawl.get(key, fallback), what=f"sprawl.{key} in config.toml")
 
     owners = sprawl.get("owners", "any")

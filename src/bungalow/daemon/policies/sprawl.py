@@ -27,12 +27,14 @@ from typing import Any
 from bungalow.daemon.policies.actions import PolicyActions
 from bungalow.daemon.policies.idle import Idleness
 from bungalow.daemon.policies.leases import Leases
-from bungalow.daemon.policies.settings import PolicyConfig
+from bungalow.daemon.policies.settings import Action, PolicyConfig
 from bungalow.daemon.state.audit import acting_as
 from bungalow.daemon.state.clock import Clock
 from bungalow.daemon.state.lifecycle import VmState
-from bungalow.daemon.state.store import Store, VmRecord
+from bungalow.daemon.state.records import VmRecord
+from bungalow.daemon.state.store import Store
 from bungalow.errors import BungalowError
+from bungalow.units import format_span
 
 Price = Callable[[VmRecord], tuple[float, float]]
 _PARKED = (VmState.STOPPED, VmState.FAILED, VmState.CREATED, VmState.SUSPENDED)
@@ -60,13 +62,6 @@ class Finding:
         return asdict(self)
 
 
-def _span(seconds: float) -> str:
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if abs(seconds) >= size:
-            return f"{seconds / size:.0f}{unit}"
-    return f"{seconds:.0f}s"
-
-
 class Sprawl:
     def __init__(
         self, store: Store, leases: Leases, idleness: Idleness, actions: PolicyActions,
@@ -84,17 +79,18 @@ class Sprawl:
         """Every finding, VM by VM; only ``project``'s VMs when a project asks."""
         now = self.clock.now()
         idle = {item.vm.name: item for item in self.idleness.idle()}
-        projects = {row[0] for row in self.store.connection.execute("SELECT name FROM projects")}
+        projects = self.store.projects.names()
         found: list[Finding] = []
-        for vm in self.store.list():
+        for vm in self.store.vms.list():
             if vm.pool is not None or (project is not None and vm.project != project):
                 continue
             found += self._lease(vm, now)
             if vm.name in idle:
                 item = idle[vm.name]
                 action = item.policy.action
+                quiet = format_span(now - item.since)
                 found.append(self._finding(
-                    vm, "idle", f"no CPU, disk, network or exec use for {_span(now - item.since)}",
+                    vm, "idle", f"no CPU, disk, network or exec use for {quiet}",
                     item.since, action if action != "none" else self.config.idle_action,
                     item.automatic, now,
                 ))  # fmt: skip
@@ -131,9 +127,9 @@ class Sprawl:
         left = vm.expires_at - now
         kind = "lease-expired" if left <= 0 else "lease-ending"
         why = (
-            f"its lease ended {_span(-left)} ago"
+            f"its lease ended {format_span(-left)} ago"
             if left <= 0
-            else f"its lease ends in {_span(left)}"
+            else f"its lease ends in {format_span(left)}"
         )
         warned_from = vm.lease_warned or vm.expires_at - self.config.warn_before
         since = vm.expires_at if left <= 0 else warned_from
@@ -148,24 +144,16 @@ class Sprawl:
     def _long_stopped(self, vm: VmRecord, now: float) -> list[Finding]:
         if vm.state not in _PARKED:
             return []
-        row = self.store.connection.execute(
-            "SELECT MAX(time) FROM events WHERE vm = ? AND kind IN "
-            "('stopped', 'failed', 'suspended', 'created')",
-            (vm.name,),
-        ).fetchone()
-        since = max(row[0] or 0.0, vm.created)
+        parked = self.store.events.last(("stopped", "failed", "suspended", "created"), vm=vm.name)
+        since = max(parked or 0.0, vm.created)
         if now - since < self.config.stopped_after:
             return []
-        why = f"{vm.state} for {_span(now - since)}, holding its disk"
+        why = f"{vm.state} for {format_span(now - since)}, holding its disk"
         return [self._finding(vm, "long-stopped", why, since, self.config.stopped_action, False,
                               now)]  # fmt: skip
 
     def _project_removed(self, project: str) -> float | None:
-        row = self.store.connection.execute(
-            "SELECT MAX(time) FROM events WHERE kind = 'project' AND message = ?",
-            (f"project {project} removed",),
-        ).fetchone()
-        return float(row[0]) if row and row[0] is not None else None
+        return self.store.events.last(("project-removed",), subject=project)
 
     async def apply(self, project: str | None = None) -> list[dict[str, Any]]:
         """Carry out, for each listed VM, the action of its first finding (by precedence)
@@ -179,8 +167,8 @@ class Sprawl:
         for finding in chosen.values():
             try:
                 with acting_as("sprawl --apply", f"{finding.kind}: {finding.why}"):
-                    done = await self.actions.perform(finding.vm, finding.action)
-                    self.store.add_event(finding.vm, "sprawl", f"{done}: {finding.why}")
+                    done = await self.actions.perform(finding.vm, Action(finding.action))
+                    self.store.events.add(finding.vm, "sprawl", f"{done}: {finding.why}")
                 results.append({"vm": finding.vm, "action": finding.action, "result": done})
             except BungalowError as exc:
                 results.append({"vm": finding.vm, "action": finding.action, "error": exc.message})

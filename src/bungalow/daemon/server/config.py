@@ -34,9 +34,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bungalow.daemon.accounting.costs import Rates
 from bungalow.daemon.policies.noisy import NoisyConfig, load_noisy
 from bungalow.daemon.policies.settings import PolicyConfig, load_policy
+from bungalow.daemon.state.records import Rates
 from bungalow.errors import UserError
 from bungalow.host.allocation import Ratios
 from bungalow.units import parse_duration

@@ -1,47 +1,29 @@
 """``bungalowd``: one daemon per data directory, serving the API on an owner-only socket.
 
 Start-up order matters: take the data directory's lock (a second daemon exits
-quietly), open the database, reattach to every QEMU that outlived the previous
-daemon, and only then bind the socket, so a client never sees a half-ready daemon.
+quietly), probe the host, open (and migrate) the database, and bind the
+socket; uvicorn answers only once the lifespan has recovered every VM and
+process an earlier daemon left (server/wiring.py), so a client never sees a
+half-ready daemon.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import fcntl
 import logging
 import os
 import socket
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import uvicorn
-from fastapi import FastAPI
 
-from bungalow.daemon.accounting.ledger import UsageLedger
-from bungalow.daemon.api.access import ProjectScope
-from bungalow.daemon.api.costs import router as costs_router
-from bungalow.daemon.api.leases import router as leases_router
-from bungalow.daemon.api.metrics import router as metrics_router
-from bungalow.daemon.api.projects import router as projects_router
-from bungalow.daemon.api.sprawl import router as sprawl_router
-from bungalow.daemon.api.vms import create_app
-from bungalow.daemon.policies.noisy import NoisyWatch
-from bungalow.daemon.sandboxes.templates import Sandboxes
-from bungalow.daemon.server.config import Config, load_config
-from bungalow.daemon.server.wiring_policies import build_policies
-from bungalow.daemon.snapshots.operations import Snapshots
-from bungalow.daemon.state.clock import Clock
-from bungalow.daemon.state.store import Store
-from bungalow.daemon.telemetry.metrics import Metrics
-from bungalow.daemon.tenancy.projects import Projects
-from bungalow.daemon.vms.manager import VmManager
-from bungalow.errors import UserError
-from bungalow.host.cgroups import remove_empty_groups
-from bungalow.images.store import ImageStore
+from bungalow.daemon.server.config import load_config
+from bungalow.daemon.server.wiring import app_for, build
+from bungalow.daemon.vms.host import HostFacts
+from bungalow.errors import BungalowError, UserError
 from bungalow.paths import DataDir
 from bungalow.qemu.process import become_subreaper
 
@@ -77,60 +59,6 @@ def _owner_only_socket(path: Path) -> socket.socket:
     return listener
 
 
-def build_app(data: DataDir, config: Config | None = None) -> FastAPI:
-    clock = Clock.from_environment()
-    store = Store(data.database, clock)
-    config = config or load_config(data.config)
-    manager = VmManager(
-        data=data, store=store, images=ImageStore(data.images), ratios=config.ratios, clock=clock
-    )
-    usage = UsageLedger(store, clock, config.rates, config.currency)
-    store.observer = manager.usage = usage
-    snapshots = Snapshots(manager)
-    sandboxes = Sandboxes(manager, snapshots, config)
-    projects = Projects(store)
-    manager.quota_check = lambda vm, starting: projects.check(vm, starting=starting)
-    app = create_app(manager, snapshots, sandboxes)
-    app.state.projects = projects
-    app.include_router(projects_router)
-    app.add_middleware(ProjectScope, projects=projects)
-    metrics = Metrics(manager, NoisyWatch(manager, config.noisy))
-    app.state.metrics = metrics
-    app.include_router(metrics_router)
-    app.state.usage = usage
-    app.include_router(costs_router)
-    policies = build_policies(snapshots, metrics, config.policy, price=usage.price_of)
-    app.state.policies = policies
-    app.include_router(leases_router)
-    app.include_router(sprawl_router)
-
-    @contextlib.asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        # Leftover converters first: one may hold the disk of a VM it was saving.
-        await snapshots.sweep()
-        with usage.backdated():  # what changed while no daemon ran is dated at its last beat
-            usage.reconcile()
-            await manager.reattach()
-        await asyncio.to_thread(remove_empty_groups)
-        await sandboxes.drain_pools()
-        await snapshots.collect()
-        reaper = asyncio.create_task(policies.reaper.run(), name="reaper")
-        sampler = asyncio.create_task(metrics.run(), name="metrics")
-        heartbeat = asyncio.create_task(usage.run_heartbeat(), name="usage")
-        log.info("bungalowd ready on %s", data.socket)
-        yield
-        for task in (reaper, sampler, heartbeat):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await manager.close()
-        usage.beat()
-        store.close()
-
-    app.router.lifespan_context = lifespan
-    return app
-
-
 def serve(data: DataDir) -> int:
     data.ensure()
     lock = _take_lock(data)
@@ -151,9 +79,16 @@ def serve(data: DataDir) -> int:
         return 1
     become_subreaper()
     data.daemon_pidfile.write_text(f"{os.getpid()}\n")
+    # Probing KVM and asking QEMU its version block for seconds: done before the loop runs.
+    host = HostFacts.gather()
+    try:
+        daemon = build(data, settings, host)
+    except BungalowError as exc:
+        print(exc.message, file=sys.stderr)
+        return 1
     listener = _owner_only_socket(data.socket)
     config = uvicorn.Config(
-        build_app(data, settings),
+        app_for(daemon),
         fd=listener.fileno(),
         log_level="warning",
         log_config=None,

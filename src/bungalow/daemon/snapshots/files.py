@@ -16,7 +16,7 @@ import asyncio
 from pathlib import Path
 
 from bungalow.daemon.snapshots.capture import DISK_FILES, FULL_FILES
-from bungalow.daemon.state.store import SnapshotRecord
+from bungalow.daemon.state.records import SnapshotRecord
 from bungalow.errors import NotFoundError, SnapshotError
 from bungalow.host.files import digest
 from bungalow.images.store import ImageStore

@@ -8,21 +8,22 @@ the host). Names follow libvirt's domstats (``cpu.time``, ``vcpu.delay``,
 ``balloon.rss``, ``block.wr.bytes``, ``net.rx.bytes``...). Counters are
 cumulative; :func:`rates` turns two samples into per-second rates.
 
-From each interval's rates noisy.py marks the VMs starving others (and,
-with its policy on, holds them to their share).
+Each interval's rates go to the listeners the daemon wires in (the noisy
+neighbour watch of policies/noisy.py marks the VMs starving others and, with
+its policy on, holds them to their share).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
-from bungalow.daemon.policies.noisy import NoisyWatch
 from bungalow.daemon.state.lifecycle import VmState
+from bungalow.daemon.state.records import VmRecord
 from bungalow.daemon.vms.manager import VmManager
 from bungalow.daemon.vms.runtime import VmRuntime
 from bungalow.errors import BungalowError
@@ -82,19 +83,19 @@ def rates(old: Sample, new: Sample) -> dict[str, float]:
     return values
 
 
+#: Told of every interval: the rates of each sampled VM, and the running VMs' records.
+Listener = Callable[[dict[str, dict[str, float]], dict[str, VmRecord]], Awaitable[None]]
+
+
 @dataclass
 class Metrics:
-    manager: VmManager
-    watch: NoisyWatch
+    vms: VmManager
+    listeners: Sequence[Listener] = ()
     history: dict[str, deque[Sample]] = field(default_factory=dict)
     _threads: dict[int, list[int]] = field(default_factory=dict)
 
-    @property
-    def noisy(self) -> dict[str, set[str]]:
-        """VM name -> the resources (cpu, disk) it is marked noisy for."""
-        return self.watch.marked
-
     def latest(self, name: str) -> tuple[Sample | None, dict[str, float]]:
+        """The VM's newest sample and its per-second rates since the one before ({} if none)."""
         samples = self.history.get(name)
         if not samples:
             return None, {}
@@ -102,27 +103,30 @@ class Metrics:
             return samples[-1], {}
         return samples[-1], rates(samples[-2], samples[-1])
 
+    def rates(self, name: str) -> dict[str, float]:
+        return self.latest(name)[1]
+
     async def run(self) -> None:
+        """Sample every :data:`INTERVAL` seconds for as long as the daemon runs."""
         while True:
             began = time.monotonic()
-            with contextlib.suppress(Exception):
+            try:
                 await self.sample_all()
+            except Exception:
+                log.exception("sampling the VMs' metrics failed")
             await asyncio.sleep(max(0.1, INTERVAL - (time.monotonic() - began)))
 
     async def sample_all(self) -> None:
         running = {
-            vm.name: vm
-            for vm in self.manager.list()
-            if vm.state in (VmState.RUNNING, VmState.PAUSED)
+            vm.name: vm for vm in self.vms.list() if vm.state in (VmState.RUNNING, VmState.PAUSED)
         }
         for name in list(self.history):
             if name not in running:
                 del self.history[name]
-                self.watch.forget(name)
-        live = {r.pid for r in self.manager.runtimes.values()}
+        live = {r.pid for r in self.vms.runtimes.values()}
         self._threads = {pid: t for pid, t in self._threads.items() if pid in live}
         for name, vm in running.items():
-            runtime = self.manager.runtimes.get(name)
+            runtime = self.vms.runtime(name)
             if runtime is None:
                 continue
             try:
@@ -130,8 +134,9 @@ class Metrics:
             except (OSError, BungalowError):
                 continue
             self.history.setdefault(name, deque(maxlen=HISTORY)).append(sample)
-        current = {n: r for n, r in ((n, self.latest(n)[1]) for n in self.history) if r}
-        await self.watch.notice(current, running)
+        current = {n: r for n, r in ((n, self.rates(n)) for n in self.history) if r}
+        for listener in self.listeners:
+            await listener(current, running)
 
     async def _sample(self, runtime: VmRuntime, *, guest: bool) -> Sample:
         pid = runtime.pid

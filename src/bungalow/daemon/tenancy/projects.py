@@ -9,33 +9,18 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import secrets
-import sqlite3
-import time
-from dataclasses import asdict, dataclass
+from typing import Any
 
 from bungalow.daemon.state.lifecycle import ACTIVE_STATES
-from bungalow.daemon.state.store import Store, VmRecord
-from bungalow.errors import CapacityError, ConflictError, NotFoundError
+from bungalow.daemon.state.records import Project, VmRecord
+from bungalow.daemon.state.store import Store
+from bungalow.errors import CapacityError, ConflictError
 from bungalow.host.allocation import Shape
 from bungalow.names import validate_name
 from bungalow.units import format_size
 
 TOKEN_PREFIX = "bgw_"
-
-
-@dataclass(frozen=True)
-class Project:
-    name: str
-    token_hash: str
-    max_vcpus: int | None = None
-    max_memory: int | None = None
-    max_disk: int | None = None
-    max_vms: int | None = None
-    created: float = 0.0
-    #: The project's default idle policy as JSON (daemon/idle.py), below each VM's own.
-    idle: str = "{}"
 
 
 def _hash(token: str) -> str:
@@ -45,68 +30,49 @@ def _hash(token: str) -> str:
 class Projects:
     def __init__(self, store: Store) -> None:
         self.store = store
-        self._db = store.connection
 
     def create(self, name: str, **quota: int | None) -> tuple[Project, str]:
-        """Make a project with these quotas (``max_vcpus``...); its idle policy is set apart."""
+        """Make a project with these quotas (``max_vcpus``...); its token, shown this once."""
         validate_name(name, what="project")
         token = TOKEN_PREFIX + secrets.token_urlsafe(24)
         project = Project(
-            name=name, token_hash=_hash(token), created=time.time(),
+            name=name, token_hash=_hash(token), created=self.store.clock.now(),
             max_vcpus=quota.get("max_vcpus"), max_memory=quota.get("max_memory"),
             max_disk=quota.get("max_disk"), max_vms=quota.get("max_vms"),
         )  # fmt: skip
-        data = asdict(project)
-        try:
-            self._db.execute(
-                f"INSERT INTO projects ({', '.join(data)}) VALUES "
-                f"({', '.join(':' + key for key in data)})",
-                data,
-            )
-        except sqlite3.IntegrityError:
-            raise ConflictError(
-                f"A project named {name} already exists; choose another name."
-            ) from None
-        self.store.add_event(None, "project", f"project {name} created")
+        self.store.projects.insert(project)
+        self.store.events.add(None, "project-created", f"project {name} created", subject=name)
         return project, token
 
     def list(self) -> list[Project]:
-        rows = self._db.execute("SELECT * FROM projects ORDER BY name").fetchall()
-        return [Project(**dict(row)) for row in rows]
+        return self.store.projects.list()
 
     def get(self, name: str) -> Project:
-        row = self._db.execute("SELECT * FROM projects WHERE name = ?", (name,)).fetchone()
-        if row is None:
-            raise NotFoundError(
-                f"There is no project named {name}; `bungalow project ls` lists them."
+        return self.store.projects.get(name)
+
+    def change(self, name: str, quota: dict[str, int | None], idle: dict[str, Any]) -> Project:
+        """Set the quotas given, and merge ``idle`` (parsed by policies' idle_changes) into
+        the project's default idle policy."""
+        project = self.store.projects.set_quota(name, quota)
+        if idle:
+            merged = {**project.idle, **idle}
+            project = self.store.projects.set_idle(name, merged)
+            self.store.events.add(
+                None, "project-idle", f"project {name} idle policy: {merged}", subject=name
             )
-        return Project(**dict(row))
-
-    def set_quota(self, name: str, **quota: int | None) -> Project:
-        project = self.get(name)
-        for key, value in quota.items():
-            self._db.execute(f"UPDATE projects SET {key} = ? WHERE name = ?", (value, name))
-        del project
-        return self.get(name)
-
-    def set_idle(self, name: str, changes: dict[str, object]) -> Project:
-        """Merge ``changes`` (parsed by policy.idle_changes) into the project's idle policy."""
-        idle = {**json.loads(self.get(name).idle or "{}"), **changes}
-        self._db.execute("UPDATE projects SET idle = ? WHERE name = ?", (json.dumps(idle), name))
-        self.store.add_event(None, "project", f"project {name} idle policy: {idle}")
-        return self.get(name)
+        return project
 
     def remove(self, name: str, *, orphan_vms: bool = False) -> None:
         """Remove a project; with ``orphan_vms`` its VMs stay, listed by ``sprawl`` as orphans."""
         self.get(name)
-        left = [vm.name for vm in self.store.list() if vm.project == name]
+        left = [vm.name for vm in self.store.vms.list() if vm.project == name]
         if left and not orphan_vms:
             raise ConflictError(
                 f"The project {name} still has VMs ({', '.join(left)}); remove them first, "
                 f"or keep them as orphans with `bungalow project rm {name} --orphan-vms`."
             )
-        self._db.execute("DELETE FROM projects WHERE name = ?", (name,))
-        self.store.add_event(None, "project", f"project {name} removed")
+        self.store.projects.delete(name)
+        self.store.events.add(None, "project-removed", f"project {name} removed", subject=name)
 
     def resolve(self, token: str) -> Project | None:
         """The project whose token this is, or None (compared in constant time)."""
@@ -119,7 +85,7 @@ class Projects:
     def usage(self, name: str, exclude: str | None = None) -> tuple[Shape, int]:
         """What the project's VMs hold (vCPUs and memory if active, disks) and how many."""
         held, count = Shape(), 0
-        for vm in self.store.list():
+        for vm in self.store.vms.list():
             if vm.project != name or vm.name == exclude:
                 continue
             count += 1
@@ -127,13 +93,15 @@ class Projects:
             held += Shape(vm.cpus if active else 0, vm.memory if active else 0, vm.disk_size)
         return held, count
 
-    def check(self, vm: VmRecord, *, starting: bool) -> None:
+    def check(self, vm: VmRecord, starting: bool) -> None:
         """Refuse a VM its project's quota has no room for, naming the quota and what is left."""
         if vm.project is None:
             return
-        if starting and vm.project not in {p.name for p in self.list()}:
-            return  # an orphan (its project was removed with --orphan-vms) has no quota left
-        project = self.get(vm.project)
+        project = self.store.projects.find(vm.project)
+        if project is None:
+            if starting:
+                return  # an orphan (its project removed with --orphan-vms) has no quota left
+            project = self.get(vm.project)  # a new VM's project must exist: NotFoundError
         held, count = self.usage(project.name, exclude=vm.name)
         if not starting and project.max_vms is not None and count + 1 > project.max_vms:
             raise CapacityError(

@@ -16,7 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bungalow.daemon.state.lifecycle import ACTIVE_STATES
-from bungalow.daemon.state.store import Store, VmRecord
+from bungalow.daemon.state.records import VmRecord
+from bungalow.daemon.state.store import Store
 from bungalow.daemon.vms.limits import Limits
 from bungalow.daemon.vms.runtime import VmRuntime
 from bungalow.errors import BungalowError
@@ -118,10 +119,10 @@ def supervise(name: str, runtime: VmRuntime, store: Store) -> None:
         return
 
     def rate() -> int | None:
-        vm = store.find(name)
+        vm = store.vms.find(name)
         return None if vm is None else net_bw(vm)
 
     def event(kind: str, message: str) -> None:
-        store.add_event(name, kind, message)
+        store.events.add(name, kind, message)
 
     runtime.shaper_watcher = asyncio.create_task(watch(runtime, rate, event))

@@ -1,13 +1,32 @@
-"""Plain request values the API layer hands to the manager."""
+"""Plain request values the API layer hands to the VM and snapshot services."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
+from bungalow.daemon.state.records import VmRecord
+
+
+@dataclass(frozen=True)
+class Ownership:
+    """Whose a VM is: its project (None: the admin's), owner, labels, and who asked for it
+    (``admin`` or ``project NAME``)."""
+
+    project: str | None = None
+    owner: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    created_by: str = ""
+
+    @classmethod
+    def of(cls, vm: VmRecord) -> Ownership:
+        return cls(vm.project, vm.owner, vm.labels, vm.created_by)
+
 
 @dataclass(frozen=True)
 class CreateRequest:
+    """A VM to boot from an image; sizes in bytes, ``expires_at`` in seconds since the epoch."""
+
     name: str
     image: str = "debian-12"
     cpus: int = 1
@@ -21,8 +40,33 @@ class CreateRequest:
     on_expiry: str = "delete"
     idle: dict[str, Any] = field(default_factory=dict)
     limits: dict[str, Any] = field(default_factory=dict)
-    project: str | None = None
-    owner: str | None = None
-    labels: dict[str, str] = field(default_factory=dict)
-    created_by: str = ""
+    ownership: Ownership = field(default_factory=Ownership)
     origin: str = ""
+
+
+@dataclass(frozen=True)
+class CloneRequest:
+    """A VM to make from a snapshot; ``expires_at`` and ``sandbox`` come from sandboxes."""
+
+    name: str
+    parent: str
+    sandbox: bool = False
+    expires_at: float | None = None
+    on_expiry: str = "delete"
+    pool: str | None = None
+    ownership: Ownership = field(default_factory=Ownership)
+    limits: dict[str, Any] = field(default_factory=dict)
+    idle: dict[str, Any] = field(default_factory=dict)
+    #: Host port forwards; only a VM that comes back (restore-deleted) has its own again.
+    ports: tuple[str, ...] = ()
+    #: The creation record; by default which snapshot of which VM it came from.
+    origin: str = ""
+
+    @classmethod
+    def inheriting(cls, source: VmRecord, name: str, **changes: Any) -> CloneRequest:
+        """A copy of ``source`` called ``name``: its project, owner, labels and limits."""
+        fields: dict[str, Any] = {
+            "name": name, "parent": source.name, "ownership": Ownership.of(source),
+            "limits": source.limits,
+        }  # fmt: skip
+        return cls(**{**fields, **changes})

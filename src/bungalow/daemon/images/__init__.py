@@ -1,0 +1,1 @@
+"""The daemon's image catalogue: build, import, list and remove images."""

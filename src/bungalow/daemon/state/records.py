@@ -1,0 +1,216 @@
+"""The rows the daemon keeps, as frozen dataclasses: VMs, snapshots, projects, deleted VMs,
+usage intervals.
+
+Records are plain values: the layers below the daemon (qemu, images, guest)
+never see SQL, and the daemon's own services change a row only through the
+intent-named writes of :mod:`bungalow.daemon.state` (``set_state``,
+``touch_active``...), never by writing a whole record back.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import Any, Literal
+
+from bungalow.daemon.state.lifecycle import VmState
+
+
+class Operation(StrEnum):
+    """The lifecycle operation under way on a VM, written before it starts and cleared after.
+
+    A daemon killed half-way leaves it in the row, so the next one knows what was
+    interrupted and finishes it or rolls it back (vms/recovery.py, snapshots/recovery.py).
+    """
+
+    #: A VM being made (launch, clone, sandbox, pool refill, restore-deleted): rolled back.
+    CREATE = "create"
+    START = "start"
+    STOP = "stop"
+    REMOVE = "remove"
+    #: A running VM paused while its memory is saved into a snapshot.
+    SNAPSHOT = "snapshot"
+    RESTORE = "restore"
+    SUSPEND = "suspend"
+    WAKE = "wake"
+
+
+class Purpose(StrEnum):
+    """Why a snapshot exists; decides who may see it and when it is collected."""
+
+    #: Made by ``snapshot create``.
+    USER = "user"
+    #: The pre-booted machine sandboxes of one shape start from.
+    TEMPLATE = "template"
+    #: Made for ``clone`` without a snapshot name, or ``fork``; kept while clones use it.
+    FORK = "fork"
+    #: A suspended VM's memory, devices and disk.
+    SUSPEND = "suspend"
+    #: A snapshot-and-delete'd VM's way back, kept for the retention.
+    DELETED = "deleted"
+    #: A deleted VM's save after ``restore-deleted``: an ordinary base from then on.
+    RESTORED = "restored"
+
+
+@dataclass(frozen=True)
+class VmRecord:
+    """What the daemon remembers about a VM between restarts.
+
+    Sizes are bytes, times seconds since the epoch (the daemon's Clock).
+    """
+
+    id: str
+    name: str
+    state: VmState
+    image_id: str
+    image_name: str
+    profile: str
+    cpus: int
+    memory: int
+    disk_size: int
+    ports: list[str] = field(default_factory=list)
+    accel: str = "auto"
+    mac: str = ""
+    pid: int | None = None
+    created: float = field(default_factory=time.time)
+    started: float | None = None
+    error: str | None = None
+    #: Written to /etc/machine-id in the guest; unique per VM, clones included.
+    machine_id: str = ""
+    #: The kernel command line the running guest booted with (kept by its snapshots).
+    cmdline: str | None = None
+    #: The snapshot whose disk this VM's disk is layered on (a clone's origin).
+    base_snapshot: str | None = None
+    #: The VM this one was cloned or forked from, by name.
+    parent: str | None = None
+    sandbox: bool = False
+    #: When the daemon removes (or stops) the VM on its own; a sandbox's timeout.
+    expires_at: float | None = None
+    on_expiry: str = "delete"
+    #: Set while the VM waits, started, in the warm pool of this template snapshot.
+    pool: str | None = None
+    #: CPU weight and cap, memory limit, disk IOPS and bandwidth (vms/limits.py).
+    limits: dict[str, Any] = field(default_factory=dict)
+    #: The project the VM belongs to; None for the host admin's own VMs.
+    project: str | None = None
+    #: The person or team the VM is for (``--owner``; by default the user who made it).
+    owner: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    #: Who asked for the VM: ``admin`` or ``project NAME`` (the token that made it).
+    created_by: str = ""
+    #: What it was made from: ``image debian-12``, ``snapshot s1 of web``, ...
+    origin: str = ""
+    #: This VM's own idle policy (``after``, ``action``, thresholds); see policies/idle.py.
+    idle: dict[str, Any] = field(default_factory=dict)
+    #: When a guest signal or a use of exec, files or console last showed activity.
+    last_active: float | None = None
+    #: The deadline a ``lease-warning`` event was recorded for (a renewal warns anew).
+    lease_warned: float | None = None
+    #: The operation under way, None when none is (see :class:`Operation`).
+    operation: Operation | None = None
+
+    def with_changes(self, **changes: Any) -> VmRecord:
+        """A copy with ``changes``: for records not yet inserted (a plan), never to write back."""
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class SnapshotRecord:
+    """A saved state: ``full`` (memory, devices, disk) or ``disk`` (a stopped VM's disk).
+
+    ``vm_id`` is empty for a snapshot of no VM: a template, a fork's, a deleted
+    VM's, or one whose VM is gone while clones still stand on it. ``size`` is
+    the bytes its files take on the host.
+    """
+
+    id: str
+    name: str
+    vm_id: str
+    vm_name: str
+    kind: Literal["full", "disk"]
+    purpose: Purpose
+    image_id: str
+    profile: str
+    cpus: int
+    memory: int
+    disk_size: int
+    accel: str
+    qemu: str
+    digests: dict[str, str]
+    size: int
+    cmdline: str | None = None
+    base_snapshot: str | None = None
+    template_key: str | None = None
+    created: float = field(default_factory=time.time)
+
+    def with_changes(self, **changes: Any) -> SnapshotRecord:
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class Project:
+    """A project: its token's sha256, quotas (None: no limit; bytes for memory and disk)."""
+
+    name: str
+    token_hash: str
+    max_vcpus: int | None = None
+    max_memory: int | None = None
+    max_disk: int | None = None
+    max_vms: int | None = None
+    created: float = 0.0
+    #: The project's default idle policy (policies/settings.py), below each VM's own.
+    idle: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DeletedVm:
+    """A VM removed by snapshot-and-delete that ``restore-deleted`` can still bring back."""
+
+    name: str
+    snapshot: str
+    project: str | None
+    deleted: float
+    keep_until: float
+    #: What of the VM's record comes back with it (owner, labels, limits, idle, ports...).
+    record: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Rates:
+    """Prices per unit of time; the defaults are of the order of a public cloud's
+    on-demand general-purpose machines and block storage."""
+
+    vcpu_hour: float = 0.02
+    memory_gib_hour: float = 0.0025
+    disk_gib_month: float = 0.08
+
+
+#: The kinds of usage interval.
+RUNNING = "running"
+STOPPED = "stopped"
+SNAPSHOT = "snapshot"
+
+
+@dataclass(frozen=True)
+class Interval:
+    """What one VM (or one of its snapshots) held from ``began`` to ``ended`` (None: open).
+
+    ``kind`` is running (vCPUs and memory held; paused counts), stopped (disk only)
+    or snapshot (``disk`` bytes of snapshot files); the rates are those in force
+    when it opened. Memory and disk in bytes.
+    """
+
+    vm_id: str
+    vm_name: str
+    kind: str
+    cpus: int
+    memory: int
+    disk: int
+    began: float
+    ended: float | None
+    rates: Rates = field(default_factory=Rates)
+    owner: str | None = None
+    project: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    snapshot_id: str | None = None

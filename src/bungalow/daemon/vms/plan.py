@@ -1,0 +1,141 @@
+"""Turning a request into a VM record, checked against what the host can give.
+
+Every way a VM comes to be -- from an image (launch, a cold sandbox, a sandbox
+template) or from a snapshot (clone, fork, a warm sandbox, restore-deleted) --
+goes through :func:`plan_vm` or :func:`plan_clone` here, and then through the
+one admission check of the manager (admission.py), so what a VM may ask for is
+defined once.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable
+
+from bungalow.daemon.state.lifecycle import VmState
+from bungalow.daemon.state.records import Purpose, SnapshotRecord, VmRecord
+from bungalow.daemon.vms.requests import CloneRequest, CreateRequest
+from bungalow.errors import ConflictError, UserError
+from bungalow.host.ports import port_in_use
+from bungalow.images.store import Image
+from bungalow.qemu.argv import PortForward, random_mac
+from bungalow.units import format_size
+
+#: Host ports as (address, port, protocol).
+Claimed = set[tuple[str, int, str]]
+PROFILES = ("micro", "pc")
+ACCELS = ("auto", "kvm", "tcg")
+
+
+def plan_vm(request: CreateRequest, image: Image) -> VmRecord:
+    """The record of a new VM booted from ``image``; UserError for what cannot be."""
+    disk = request.disk if request.disk is not None else max(image.virtual_size, 4 << 30)
+    if disk < image.virtual_size:
+        raise UserError(
+            f"The disk size {format_size(disk)} is smaller than the image {image.name} "
+            f"({format_size(image.virtual_size)}); use --disk {format_size(image.virtual_size)} "
+            "or more."
+        )
+    if request.cpus < 1:
+        raise UserError("A VM needs at least 1 CPU; use --cpus 1 or more.")
+    if request.memory < 128 << 20:
+        raise UserError("A VM needs at least 128M of memory; use --memory 128M or more.")
+    if request.accel not in ACCELS:
+        raise UserError(f"The accelerator {request.accel!r} is unknown; use auto, kvm or tcg.")
+    profile = request.profile or ("micro" if image.kind == "linux" else "pc")
+    if profile not in PROFILES:
+        raise UserError(f"The machine profile {profile!r} is unknown; use micro or pc.")
+    if profile == "micro" and image.kind != "linux":
+        raise UserError(
+            f"The image {image.name} is a plain disk and needs firmware; use --profile pc."
+        )
+    ownership = request.ownership
+    return VmRecord(
+        id=secrets.token_hex(6),
+        name=request.name,
+        state=VmState.CREATED,
+        image_id=image.id,
+        image_name=image.name or image.short_id,
+        profile=profile,
+        cpus=request.cpus,
+        memory=request.memory,
+        disk_size=disk,
+        ports=[str(PortForward.parse(text)) for text in request.ports],
+        accel=request.accel,
+        mac=random_mac(),
+        machine_id=secrets.token_hex(16),
+        sandbox=request.sandbox,
+        expires_at=request.expires_at,
+        on_expiry=request.on_expiry,
+        idle=request.idle,
+        limits=request.limits,
+        project=ownership.project,
+        owner=ownership.owner,
+        labels=ownership.labels,
+        created_by=ownership.created_by,
+        origin=request.origin or f"image {image.name or image.short_id}",
+    )
+
+
+def plan_clone(snapshot: SnapshotRecord, request: CloneRequest, image: Image) -> VmRecord:
+    """The record of a new VM made from ``snapshot`` (its disk layered on the snapshot's)."""
+    ownership = request.ownership
+    return VmRecord(
+        id=secrets.token_hex(6),
+        name=request.name,
+        state=VmState.CREATED,
+        image_id=snapshot.image_id,
+        image_name=image.name or image.short_id,
+        profile=snapshot.profile,
+        cpus=snapshot.cpus,
+        memory=snapshot.memory,
+        disk_size=snapshot.disk_size,
+        accel=snapshot.accel if snapshot.kind == "full" else "auto",
+        mac=random_mac(),
+        machine_id=secrets.token_hex(16),
+        base_snapshot=snapshot.id,
+        parent=request.parent,
+        sandbox=request.sandbox,
+        expires_at=request.expires_at,
+        on_expiry=request.on_expiry,
+        pool=request.pool,
+        project=ownership.project,
+        owner=ownership.owner,
+        labels=ownership.labels,
+        created_by=ownership.created_by,
+        origin=request.origin or clone_origin(snapshot),
+        limits=request.limits,
+        idle=request.idle,
+        ports=[str(PortForward.parse(text)) for text in request.ports],
+    )
+
+
+def clone_origin(snapshot: SnapshotRecord) -> str:
+    """A clone's creation record: which snapshot of which VM it was made from."""
+    if snapshot.purpose is Purpose.TEMPLATE:
+        return "sandbox template"
+    if snapshot.purpose is Purpose.FORK:
+        return f"fork of {snapshot.vm_name}"
+    return f"snapshot {snapshot.name} of {snapshot.vm_name}"
+
+
+def claimed_ports(vms: Iterable[VmRecord]) -> Claimed:
+    """The host ports the forwards of ``vms`` claim."""
+    claimed: Claimed = set()
+    for vm in vms:
+        for text in vm.ports:
+            port = PortForward.parse(text)
+            claimed.add((port.host_addr, port.host_port, port.protocol))
+    return claimed
+
+
+def check_ports_free(ports: Iterable[str], claimed: Claimed) -> None:
+    """ConflictError with a sentence for a forward whose host port is claimed or in use."""
+    for text in ports:
+        port = PortForward.parse(text)
+        key = (port.host_addr, port.host_port, port.protocol)
+        if key in claimed or port_in_use(port.host_addr, port.host_port, port.protocol):
+            raise ConflictError(
+                f"Host port {port.host_port}/{port.protocol} is already in use; "
+                f"choose another host port, e.g. -p {port.host_port + 1}:{port.guest_port}."
+            )
