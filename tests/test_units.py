@@ -1,7 +1,10 @@
 import pytest
 
 from bungalow.errors import UserError
-from bungalow.units import format_size, parse_duration, parse_size
+from bungalow.units import format_size, format_span, parse_duration, parse_moment, parse_size
+
+H = 3600.0
+T0 = 1_700_000_000.0
 
 
 @pytest.mark.parametrize(
@@ -30,3 +33,23 @@ def test_parse_duration() -> None:
     assert parse_duration("1.5") == 1.5
     with pytest.raises(UserError, match="not a duration"):
         parse_duration("soon")
+
+
+def test_moments_are_dates_or_durations_ago() -> None:
+    assert parse_moment("1w", T0) == T0 - 7 * 24 * H
+    assert parse_moment("2h", T0) == T0 - 2 * H
+    assert parse_moment("7d", T0) == T0 - 7 * 24 * H
+    assert parse_moment("now", T0) == T0
+    assert parse_moment("2026-11-01T00:00:00+00:00", T0) == 1793491200.0
+    with pytest.raises(UserError, match="neither a date nor a duration"):
+        parse_moment("last tuesday", T0)
+    with pytest.raises(UserError, match="--until"):
+        parse_moment("12", T0, what="--until")  # a bare number: seconds? a year? refused
+
+
+
+
+def test_spans_use_their_largest_whole_unit() -> None:
+    assert [format_span(s) for s in (40, 720, 5 * H, 3 * 24 * H, -7200)] == [
+        "40s", "12m", "5h", "3d", "-2h",
+    ]  # fmt: skip

@@ -54,10 +54,9 @@ def parse_moment(text: str, now: float, *, what: str = "--since") -> float:
     """
     if text.strip() == "now":
         return now
-    try:
+    match = _DURATION_RE.match(text)
+    if match and match.group(2):  # a bare number could be seconds or a year: refused
         return now - parse_duration(text, what=what)
-    except UserError:
-        pass
     try:
         return datetime.fromisoformat(text.strip()).timestamp()
     except ValueError:

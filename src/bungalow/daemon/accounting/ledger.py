@@ -115,7 +115,9 @@ class UsageLedger:
         current = self.usage.open_interval(vm_id, snapshot_id)
         if current is not None and _terms(current) == _terms(wanted):
             return
-        if current is not None:
+        if current is not None and current.began >= wanted.began:
+            self.usage.drop_open(vm_id, snapshot_id)  # changed again at the same instant
+        elif current is not None:
             self.usage.close(vm_id, snapshot_id, wanted.began)
         self.usage.open(wanted)
 

@@ -63,6 +63,13 @@ class UsageTable:
             (when, vm_id, snapshot_id),
         )
 
+    def drop_open(self, vm_id: str, snapshot_id: str | None) -> None:
+        """Delete the open interval: one that would last no time at all."""
+        self._db.execute(
+            "DELETE FROM usage WHERE vm_id = ? AND snapshot_id IS ? AND ended IS NULL",
+            (vm_id, snapshot_id),
+        )
+
     def close_snapshot(self, snapshot_id: str, when: float) -> None:
         self._db.execute(
             "UPDATE usage SET ended = MAX(began, ?) WHERE snapshot_id = ? AND ended IS NULL",

@@ -15,7 +15,7 @@ from bungalow.daemon.policies.noisy import (
     tighter,
 )
 from bungalow.daemon.state.lifecycle import VmState
-from bungalow.daemon.state.store import VmRecord
+from bungalow.daemon.state.records import VmRecord
 from bungalow.daemon.vms.limits import Limits
 from bungalow.errors import UserError
 

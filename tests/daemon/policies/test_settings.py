@@ -9,9 +9,8 @@ import pytest
 from bungalow.daemon.policies.idle import IdleVm, busy
 from bungalow.daemon.policies.settings import IdlePolicy, PolicyConfig, idle_changes
 from bungalow.daemon.server.config import load_config
-from bungalow.daemon.server.wiring_policies import parse_since
 from bungalow.daemon.state.lifecycle import VmState
-from bungalow.daemon.state.store import VmRecord
+from bungalow.daemon.state.records import VmRecord
 from bungalow.errors import UserError
 
 
@@ -80,13 +79,6 @@ def test_busy_means_any_signal_above_its_threshold() -> None:
     assert busy({**idle_guest, "cpu": 0.9}, policy)
     assert busy({**idle_guest, "block_wr_bytes": 1e6}, policy)
     assert busy({**idle_guest, "net_rx_bytes": 1e5}, policy)
-
-
-def test_since_is_a_duration_back_or_a_date() -> None:
-    assert parse_since("1h", 10_000.0) == 6_400.0
-    assert parse_since("2026-11-01", 0.0) > 1.7e9
-    with pytest.raises(UserError, match="neither a duration"):
-        parse_since("last tuesday", 0.0)
 
 
 def test_only_a_vm_of_its_own_accord_is_deleted_for_idleness() -> None:

@@ -54,7 +54,7 @@ def test_allocation_ratios_are_read_and_checked(tmp_path: Path) -> None:
 
 
 def test_prices_are_read(tmp_path: Path) -> None:
-    from bungalow.daemon.accounting.costs import Rates
+    from bungalow.daemon.state.records import Rates
 
     path = tmp_path / "config.toml"
     path.write_text('[prices]\nvcpu_hour = 0.05\ndisk_gib_month = 0\ncurrency = "EUR"\n')
