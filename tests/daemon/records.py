@@ -55,7 +55,9 @@ def vm(name: str = "web", vm_id: str | None = None, **changes: Any) -> VmRecord:
     return record.with_changes(**changes)
 
 
-def open_store(path: Path, clock: Clock | None = None, observer: StoreObserver | None = None) -> Store:
+def open_store(
+    path: Path, clock: Clock | None = None, observer: StoreObserver | None = None
+) -> Store:
     return Store(Database(path), clock or SetClock(), observer)
 
 

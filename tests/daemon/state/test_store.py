@@ -128,7 +128,9 @@ def test_the_pool_is_claimed_once(tmp_path: Path) -> None:
     assert (claimed.pool, claimed.owner, claimed.labels, claimed.expires_at) == (
         None, "bob", {"a": "b"}, 50.0,
     )  # fmt: skip
-    assert store.vms.claim_pooled("t1", expires_at=None, owner=None, labels={}, created_by="") is None
+    assert (
+        store.vms.claim_pooled("t1", expires_at=None, owner=None, labels={}, created_by="") is None
+    )
 
 
 def _snapshot(snapshot_id: str, vm_id: str, **changes: object) -> SnapshotRecord:

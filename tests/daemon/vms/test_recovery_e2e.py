@@ -1,0 +1,93 @@
+"""The daemon killed at seeded random moments while VMs are made, cloned, saved and removed.
+
+After each kill the next daemon must account for every process: every QEMU on
+the machine belongs to a VM that ``ls`` shows running, and every VM shown
+running answers exec. ``BUNGALOW_CHAOS_SEED`` replays one seed; the seed is
+in every failure message.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import time
+
+import pytest
+
+from tests.conftest import BUNGALOW, Env
+
+pytestmark = pytest.mark.vm
+
+SEED = int(os.environ.get("BUNGALOW_CHAOS_SEED", "20261130"))
+ROUNDS = 4
+#: The longest a kill waits after the operations start: most of a boot under TCG.
+LONGEST_WAIT = 4.0
+SETTLED = ("running", "paused", "stopped", "failed", "suspended", "created")
+
+
+def _start(bw: Env, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [*BUNGALOW, *args], env=bw.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def _records(bw: Env) -> list[dict[str, object]]:
+    names = bw.run("ls", "-q").stdout.split()
+    return [json.loads(bw.run("inspect", name).stdout) for name in names]
+
+
+def _settled(bw: Env, why: str) -> list[dict[str, object]]:
+    """The VMs once none is half-way through an operation (recovery may still be at work)."""
+    deadline = time.monotonic() + 120
+    while True:
+        records = _records(bw)
+        busy = [r["name"] for r in records if r["state"] not in SETTLED or r.get("operation")]
+        if not busy:
+            return records
+        assert time.monotonic() < deadline, f"{why}: {busy} never settled"
+        time.sleep(0.5)
+
+
+def _check(bw: Env, why: str) -> list[dict[str, object]]:
+    records = _settled(bw, why)
+    running = {int(str(r["pid"])): r["name"] for r in records if r["state"] == "running"}
+    strays = [pid for pid in bw.qemu_pids() if pid not in running]
+    assert not strays, f"{why}: QEMU {strays} belongs to no running VM ({records})"
+    for name in running.values():
+        result = bw.run("exec", str(name), "--", "true", check=False, timeout=120)
+        assert result.returncode == 0, f"{why}: {name} is shown running but: {result.stderr}"
+    assert not bw.zombies(), f"{why}: the daemon left zombies {bw.zombies()}"
+    return records
+
+
+def test_no_process_is_lost_whenever_the_daemon_dies(bw: Env) -> None:
+    rng = random.Random(SEED)
+    bw.run("launch", "src", "--memory", "256M")
+    bw.run("launch", "old0", "--memory", "256M", "--net-bw", "8M")
+    for round_ in range(1, ROUNDS + 1):
+        why = f"seed {SEED}, round {round_}"
+        names = {vm["name"] for vm in _records(bw)}
+        victims = sorted(names - {"src"})
+        work = [
+            _start(bw, "launch", f"new{round_}", "--memory", "256M", "--net-bw", "8M"),
+            _start(bw, "clone", "src", f"copy{round_}"),
+            _start(bw, "snapshot", "create", "src", f"s{round_}"),
+        ]
+        if victims:
+            work.append(_start(bw, "rm", rng.choice(victims)))
+        time.sleep(rng.uniform(0.0, LONGEST_WAIT))
+        pid = bw.daemon_pid()
+        assert pid is not None, why
+        os.kill(pid, signal.SIGKILL)
+        for process in work:
+            process.communicate(timeout=300)
+        records = _check(bw, why)
+        assert "src" in {r["name"] for r in records}, f"{why}: src is gone"
+    # What the interrupted work left is removable, and then nothing runs.
+    for record in _records(bw):
+        bw.run("rm", str(record["name"]))
+    assert bw.qemu_pids() == []
+    assert list((bw.home / "vms").iterdir()) == []
