@@ -86,7 +86,7 @@ def test_bad_input_is_one_sentence_and_leaves_nothing(env: Env) -> None:
         (("launch", "bad", "--ttl", "0s"), "must be positive"),
         (("launch", "bad", "--on-expiry", "delete"), "needs a lease"),
         (("launch", "bad", "--on-idle", "vanish"), "unknown"),
-        (("events", "--since", "last tuesday"), "neither a duration"),
+        (("events", "--since", "last tuesday"), "neither a date nor a duration"),
         (("restore-deleted", "ghost"), "no deleted VM named ghost"),
         (("project", "set", "nope", "--on-idle", "stop"), "no project named nope"),
         (("start", "stray"), "no VM named stray"),

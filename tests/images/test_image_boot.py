@@ -111,7 +111,8 @@ def _has_line(console: str, text: str) -> bool:
 
 
 def _boot_with_retry(image: Image, initrd: Path, work: Path, machine: str, until: str) -> str:
-    """One retry: a TCG boot may hang before the kernel prints anything (docs/DESIGN.md)."""
+    """One retry: a TCG boot may hang before the kernel prints anything (about 2 in 100 on
+    microvm, docs/architecture.md, "The life of a request")."""
     for attempt in range(2):
         elapsed, console = _boot(image, initrd, work, machine, until)
         if _has_line(console, until):

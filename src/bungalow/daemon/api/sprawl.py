@@ -19,7 +19,7 @@ async def sprawl(svc: Svc, caller: Caller) -> list[Finding]:
     return [Finding.model_validate(asdict(finding)) for finding in svc.sprawl.find(caller)]
 
 
-@router.post("/sprawl/apply")
+@router.post("/sprawl/apply", response_model_exclude_none=True)
 async def apply_sprawl(svc: Svc, caller: Caller) -> list[SprawlResult]:
     """Carry out the action listed for each VM; one result (or error) per VM."""
     return [SprawlResult.model_validate(result) for result in await svc.sprawl.apply(caller)]

@@ -13,6 +13,7 @@ so the hundredth clone of a snapshot starts as fast as the second.
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from pathlib import Path
 
 from bungalow.daemon.snapshots.capture import DISK_FILES, FULL_FILES
@@ -21,7 +22,9 @@ from bungalow.errors import NotFoundError, SnapshotError
 from bungalow.host.files import digest
 from bungalow.images.store import ImageStore
 
-_verified: dict[tuple[str, int, int, int], str] = {}
+#: How many files' digests are remembered (each entry is a path and four numbers).
+REMEMBERED = 4096
+_verified: OrderedDict[tuple[str, int, int, int], str] = OrderedDict()
 
 
 def files_of(snapshot: SnapshotRecord) -> tuple[str, ...]:
@@ -40,6 +43,10 @@ def checksum(path: Path) -> str:
     if known is None:
         known = digest(path)
         _verified[key] = known
+        if len(_verified) > REMEMBERED:
+            _verified.popitem(last=False)
+    else:
+        _verified.move_to_end(key)
     return known
 
 

@@ -3,11 +3,11 @@
 Three checks, in this order, each refusing with a sentence that names the
 resource, what was asked and what is left:
 
-1. the project's quota (tenancy/projects.py, passed in as ``quota``);
-2. the allocation ratios (host/allocation.py): vCPUs and memory of VMs with a
-   QEMU, disks of every VM, against ``capacity x ratio``;
-3. the host now (host/resources.py): memory available and, for a new VM, disk
-   free on the data directory's file system.
+1. the host now (host/resources.py): its CPUs, the memory available and, for a
+   new VM, the disk free on the data directory's file system;
+2. the project's quota (tenancy/projects.py, passed in as ``quota``);
+3. the allocation ratios (host/allocation.py): vCPUs and memory of VMs with a
+   QEMU, disks of every VM, against ``capacity x ratio``.
 
 Creating a VM counts its disk; starting one (it has its disk already) does not.
 """
@@ -68,8 +68,8 @@ class Admission:
 
     def check(self, vm: VmRecord, *, creating: bool) -> None:
         """Refuse (CapacityError) a VM to be created, or started, that there is no room for."""
+        disk = vm.disk_size if creating else 0
+        check_fits(vm.cpus, vm.memory, disk, self.capacity())
         if self._quota is not None:
             self._quota(vm, not creating)
-        disk = vm.disk_size if creating else 0
         self.allocation(exclude=vm.name).admit(Shape(vm.cpus, vm.memory, disk), f"the VM {vm.name}")
-        check_fits(vm.cpus, vm.memory, disk, self.capacity())
