@@ -12,9 +12,10 @@ from collections.abc import Iterator
 import pytest
 
 from bungalow import (
+    AgentError,
+    CommandError,
     CommandFailedError,
     CommandTimeoutError,
-    ExecTimeoutError,
     GuestFileNotFoundError,
     InvalidStateError,
     Sandbox,
@@ -87,7 +88,8 @@ def test_exec_timeout_kills_the_command_and_keeps_its_partial_output(sb: Sandbox
     with pytest.raises(CommandTimeoutError) as timeout:
         sb.exec("echo started; sleep 30; echo never", timeout=2)
     assert time.monotonic() - started < 20
-    assert isinstance(timeout.value, ExecTimeoutError)
+    assert isinstance(timeout.value, CommandError)
+    assert not isinstance(timeout.value, AgentError)
     assert "timeout of 2s" in timeout.value.message
     result = timeout.value.result
     assert result is not None and result.timed_out and result.stdout == "started\n"
