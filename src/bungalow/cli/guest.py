@@ -43,8 +43,8 @@ def stream_exec(name: str, argv: list[str], **options: Any) -> int:
                     f"The command ran past its timeout of {options.get('timeout')}s and was killed."
                 )
                 return TIMEOUT_EXIT
-            if event.get("signal"):
-                return 128 + int(event["signal"])
+            if signal := event.get("signal"):
+                return 128 + signal
             return int(event.get("exit_code") or 0)
     error("The command ended without an exit status; the VM may have stopped.")
     return 1

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from bungalow.cli.common import client
 from bungalow.cli.leases import span
 from bungalow.cli.output import print_json, say, table
+from bungalow.client.shapes import SprawlFinding
 from bungalow.errors import UserError
 
 
@@ -49,7 +50,7 @@ def sprawl(
         raise typer.Exit(1)
 
 
-def _show(findings: list[dict[str, Any]]) -> None:
+def _show(findings: list[SprawlFinding]) -> None:
     if not findings:
         say("No sprawl: every VM has a use or a lease in order.")
         return

@@ -27,6 +27,7 @@ from bungalow.cli.limits import (
     NetBw,
 )
 from bungalow.cli.output import age, error, print_json, progress, say, size, table
+from bungalow.client.shapes import VmInfo
 from bungalow.errors import BungalowError, NotFoundError
 from bungalow.names import parse_labels
 
@@ -66,7 +67,7 @@ def ensure_image(name: str) -> None:
 
 def _launch(name: str, image: str, cpus: int, memory: str, disk: str | None,
             ports: list[str], accel: str, profile: str | None,
-            extra: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+            extra: dict[str, Any] | None = None) -> VmInfo:  # fmt: skip
     ensure_image(image)
     spec: dict[str, Any] = {
         "name": name, "image": image, "cpus": cpus, "memory": memory,
@@ -176,7 +177,7 @@ def ls(
     )  # fmt: skip
 
 
-def _disk(vm: dict[str, Any]) -> str:
+def _disk(vm: VmInfo) -> str:
     """Space really used on the host out of the disk's size, plus snapshots if any."""
     text = f"{size(vm['disk_used'])}/{size(vm['disk_size'])}"
     if vm.get("snapshots_used"):
@@ -184,7 +185,7 @@ def _disk(vm: dict[str, Any]) -> str:
     return text
 
 
-def _cost(vm: dict[str, Any]) -> str:
+def _cost(vm: VmInfo) -> str:
     """What the VM has cost so far (snapshots included)."""
     cost = vm.get("cost")
     return "-" if not cost else money(cost["so_far"], cost["currency"])
@@ -193,9 +194,8 @@ def _cost(vm: dict[str, Any]) -> str:
 def inspect(name: Annotated[str, typer.Argument(help="VM name.")]) -> None:
     """Everything the daemon knows about a VM, as JSON."""
     api = client()
-    vm = api.get_vm(name)
-    vm["events"] = api.events_log(name)[-10:]
-    print_json(json.dumps(vm))
+    shown = {**api.get_vm(name), "events": api.events_log(name)[-10:]}
+    print_json(json.dumps(shown))
 
 
 def start(names: Annotated[list[str], typer.Argument(help="VM names.")]) -> None:

@@ -16,15 +16,16 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncGenerator, Awaitable, Callable
-from typing import Any, Self, Unpack
+from typing import Self, Unpack
 
 from bungalow.client import results, sandbox_base
 from bungalow.client.async_http import AsyncClient
 from bungalow.client.results import Command, Duration, ExecChunk, ExecOptions, ExecResult
 from bungalow.client.sandbox_base import DEFAULT_IMAGE, Home, SandboxBase, SandboxOptions
+from bungalow.client.shapes import VmInfo
 from bungalow.errors import VmNotFoundError
 
-_Load = Callable[[AsyncClient], Awaitable[dict[str, Any]]]
+_Load = Callable[[AsyncClient], Awaitable[VmInfo]]
 
 
 class AsyncExecStream(results.ExecStreamBase):
@@ -145,11 +146,11 @@ class AsyncSandbox(SandboxBase):
 
     # -- the VM --------------------------------------------------------------------------------
 
-    async def info(self) -> dict[str, Any]:
-        """The daemon's current view of the VM (state, resources, ``expires_at``...)."""
+    async def info(self) -> VmInfo:
+        """The daemon's current view of the VM; see :meth:`bungalow.Sandbox.info`."""
         with self._guard() as name:
             self._remember(await self._client.get_vm(name))
-        return dict(self._info)
+        return self._known()
 
     async def set_timeout(self, duration: Duration | None) -> float | None:
         """Delete the VM ``duration`` from now instead (None: never); the new ``expires_at``."""
@@ -165,7 +166,7 @@ class AsyncSandbox(SandboxBase):
         return [self._adopt(AsyncClient(data, autostart=False), info) for info in children]
 
     @classmethod
-    def _adopt(cls, client: AsyncClient, info: dict[str, Any]) -> AsyncSandbox:
+    def _adopt(cls, client: AsyncClient, info: VmInfo) -> AsyncSandbox:
         child = cls.__new__(cls)
         child._setup(client, owned=True)
         child._remember(info)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal, TypedDict
 
+from bungalow.client.shapes import ExecEvent
 from bungalow.errors import (
     AgentError,
     CommandFailedError,
@@ -163,14 +164,13 @@ class ExecRun:
         self._output: dict[str, list[bytes]] = {"stdout": [], "stderr": []}
         self._result: ExecResult | None = None
 
-    def feed(self, event: dict[str, Any]) -> ExecChunk | None:
+    def feed(self, event: ExecEvent) -> ExecChunk | None:
         """The chunk an output event carries; None for the exit event, which is kept."""
-        kind = event.get("type")
-        if kind == "stdout" or kind == "stderr":
+        if event["type"] == "stdout" or event["type"] == "stderr":
             if self._keep_output:
-                self._output[kind].append(event["data"])
-            return ExecChunk(kind, event["data"])
-        if kind == "exit":
+                self._output[event["type"]].append(event["data"])
+            return ExecChunk(event["type"], event["data"])
+        if event["type"] == "exit":
             self._result = ExecResult(
                 exit_code=event.get("exit_code"),
                 signal=event.get("signal"),

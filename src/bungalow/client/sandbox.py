@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Generator
-from typing import Any, Self, Unpack
+from typing import Self, Unpack
 
 from bungalow.client import results, sandbox_base
 from bungalow.client.http import Client
 from bungalow.client.results import Command, Duration, ExecChunk, ExecOptions, ExecResult
 from bungalow.client.sandbox_base import DEFAULT_IMAGE, Home, SandboxBase, SandboxOptions
+from bungalow.client.shapes import VmInfo
 from bungalow.errors import VmNotFoundError
 
 
@@ -117,9 +118,7 @@ class Sandbox(SandboxBase):
         )
         return sandbox
 
-    def _open(
-        self, client: Client, load: Callable[[Client], dict[str, Any]], *, owned: bool
-    ) -> None:
+    def _open(self, client: Client, load: Callable[[Client], VmInfo], *, owned: bool) -> None:
         SandboxBase.__init__(self, owned=owned)
         self._client = client
         self.files = SandboxFiles(self)
@@ -132,11 +131,14 @@ class Sandbox(SandboxBase):
 
     # -- the VM --------------------------------------------------------------------------------
 
-    def info(self) -> dict[str, Any]:
-        """The daemon's current view of the VM (state, resources, ``expires_at``...)."""
+    def info(self) -> VmInfo:
+        """The daemon's current view of the VM: state, resources, ``expires_at``...
+
+        See :class:`~bungalow.client.shapes.VmInfo` for the keys and their units.
+        """
         with self._guard() as name:
             self._remember(self._client.get_vm(name))
-        return dict(self._info)
+        return self._known()
 
     def set_timeout(self, duration: Duration | None) -> float | None:
         """Delete the VM ``duration`` from now instead (None: never); the new ``expires_at``."""
@@ -152,7 +154,7 @@ class Sandbox(SandboxBase):
         return [self._adopt(Client(data, autostart=False), info) for info in children]
 
     @classmethod
-    def _adopt(cls, client: Client, info: dict[str, Any]) -> Sandbox:
+    def _adopt(cls, client: Client, info: VmInfo) -> Sandbox:
         child = cls.__new__(cls)
         child._open(client, lambda _client: info, owned=True)
         return child

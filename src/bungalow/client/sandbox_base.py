@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from bungalow.client.results import Duration, check_keywords, to_seconds
+from bungalow.client.shapes import FileStatInfo, VmInfo
 from bungalow.errors import (
     GuestFileNotFoundError,
     InvalidStateError,
@@ -91,12 +92,12 @@ class FileStat:
         return self.type == "dir"
 
 
-def file_stat(sandbox: str, path: str, raw: dict[str, Any]) -> FileStat:
+def file_stat(sandbox: str, path: str, raw: FileStatInfo) -> FileStat:
     if not raw.get("exists"):
         raise GuestFileNotFoundError(
             f"There is no {path} in the sandbox {sandbox}; check the path."
         )
-    return FileStat(path=path, type=str(raw["type"]), size=int(raw["size"]), mode=int(raw["mode"]))
+    return FileStat(path=path, type=raw["type"], size=raw["size"], mode=raw["mode"])
 
 
 def require_file(sandbox: str, path: str, kind: str) -> None:
@@ -128,21 +129,22 @@ class SandboxBase:
     def __init__(self, *, owned: bool) -> None:
         self._owned = owned
         self._state = SandboxState.NEW
-        self._info: dict[str, Any] = {}
+        self._info: VmInfo | None = None
 
-    def _remember(self, info: dict[str, Any]) -> None:
+    def _remember(self, info: VmInfo) -> None:
         self._info = info
         if self._state is SandboxState.NEW:
             self._state = SandboxState.OPEN
 
     @property
     def name(self) -> str:
-        if self._state is SandboxState.NEW:
+        """The VM's name (``sb-...`` unless one was asked for)."""
+        if self._info is None:
             raise InvalidStateError(
                 "The sandbox is not created yet; use `async with AsyncSandbox(...)` "
                 "or `await AsyncSandbox.create(...)`."
             )
-        return str(self._info["name"])
+        return self._info["name"]
 
     @property
     def owned(self) -> bool:
@@ -151,13 +153,20 @@ class SandboxBase:
 
     @property
     def closed(self) -> bool:
+        """Whether the sandbox was closed or killed: no call reaches the daemon any more."""
         return self._state is SandboxState.CLOSED
 
     @property
     def expires_at(self) -> float | None:
         """When the daemon deletes the VM (unix time), as of the last answer about it."""
-        value = self._info.get("expires_at")
+        value = None if self._info is None else self._info["expires_at"]
         return None if value is None else float(value)
+
+    def _known(self) -> VmInfo:
+        """A copy of the daemon's last answer about the VM."""
+        if self._info is None:
+            raise InvalidStateError("The sandbox is not created yet; nothing is known of it.")
+        return self._info.copy()
 
     def _mark_closed(self) -> bool:
         """Close this handle; False when it was closed already (closing twice is fine)."""
@@ -192,5 +201,5 @@ class SandboxBase:
             ) from None
 
     def __repr__(self) -> str:
-        label = str(self._info.get("name", "not created"))
+        label = "not created" if self._info is None else self._info["name"]
         return f"{type(self).__name__}({label!r}, {self._state.value})"
