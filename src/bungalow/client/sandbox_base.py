@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import enum
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, TypedDict, TypeVar
 
 from bungalow.client.results import Duration, check_keywords, to_seconds
 from bungalow.client.shapes import FileStatInfo, VmInfo
@@ -47,12 +47,28 @@ class SandboxOptions(TypedDict, total=False):
     warm: bool
 
 
+C = TypeVar("C")
+
+
 def resolve_home(home: Home) -> DataDir:
     if home is None:
         return DataDir.from_env()
     if isinstance(home, DataDir):
         return home
     return DataDir(Path(home).absolute())
+
+
+def pick_client(home: Home, client: C | None, make: Callable[[DataDir], C]) -> tuple[C, bool]:
+    """The client a sandbox talks through, and whether the sandbox closes it.
+
+    A client given is shared and left open (the caller closes it); else the
+    sandbox makes one for ``home`` and closes it with itself.
+    """
+    if client is None:
+        return make(resolve_home(home)), True
+    if home is not None:
+        raise TypeError("Give a sandbox either home or client, not both; a client has its home.")
+    return client, False
 
 
 def lease_seconds(duration: Duration | None) -> float | None:
@@ -126,8 +142,9 @@ class SandboxBase:
     callers catch "my sandbox is gone" whatever removed it.
     """
 
-    def __init__(self, *, owned: bool) -> None:
+    def __init__(self, *, owned: bool, closes_client: bool) -> None:
         self._owned = owned
+        self._closes_client = closes_client
         self._state = SandboxState.NEW
         self._info: VmInfo | None = None
 
