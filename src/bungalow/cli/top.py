@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from bungalow.cli.common import client
 from bungalow.cli.output import show, size
+from bungalow.client.shapes import VmMetrics
 
 COLUMNS = ["VM", "CPU", "STEAL", "MEMORY", "DISK RD/s", "DISK WR/s", "IOPS", "NET RX/s",
            "NET TX/s", ""]  # fmt: skip
 
 
-def _row(entry: dict[str, Any]) -> list[str]:
+def _row(entry: VmMetrics) -> list[str]:
     rates = entry["rates"]
     if not rates:
         return [entry["vm"], "...", "", "", "", "", "", "", "", ""]
@@ -33,7 +34,7 @@ def _row(entry: dict[str, Any]) -> list[str]:
     ]
 
 
-def _noisy(entry: dict[str, Any]) -> str:
+def _noisy(entry: VmMetrics) -> str:
     """``NOISY cpu,disk``, and ``held`` once the daemon's policy throttles it."""
     words = []
     if entry["noisy"]:
@@ -58,7 +59,7 @@ def top(
         grid = Table(box=None, pad_edge=False, header_style="bold")
         for column in COLUMNS:
             grid.add_column(column, justify="left" if column == "VM" else "right")
-        for entry in api.request("GET", "/v1/metrics"):
+        for entry in api.metrics():
             grid.add_row(
                 *_row(entry), style="red" if entry["noisy"] or entry.get("throttled") else None
             )
