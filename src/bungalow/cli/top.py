@@ -25,13 +25,18 @@ def _row(entry: VmMetrics) -> list[str]:
         f"{rates['cpu'] * 100:.0f}%",
         f"{rates['steal'] * 100:.0f}%",
         size(int(rates["rss"])),
-        size(int(rates["block_rd_bytes"])) or "0",
-        size(int(rates["block_wr_bytes"])) or "0",
+        _per_second(rates["block_rd_bytes"]),
+        _per_second(rates["block_wr_bytes"]),
         f"{iops:.0f}",
-        size(int(rates["net_rx_bytes"])) or "0",
-        size(int(rates["net_tx_bytes"])) or "0",
+        _per_second(rates["net_rx_bytes"]),
+        _per_second(rates["net_tx_bytes"]),
         _noisy(entry),
     ]
+
+
+def _per_second(value: float) -> str:
+    """Bytes a second: ``2K``, ``512B``, and ``0`` below one (``size`` would show ``-``)."""
+    return size(int(value)) if value >= 1 else "0"
 
 
 def _noisy(entry: VmMetrics) -> str:
