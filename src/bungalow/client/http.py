@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Generator, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import httpx
 
@@ -39,10 +39,12 @@ from bungalow.client.shapes import (
     VmInfo,
     VmMetrics,
 )
-from bungalow.client.wire import raise_event_error
 from bungalow.paths import DataDir
 
-__all__ = ["Client", "raise_event_error"]
+if TYPE_CHECKING:
+    from bungalow.client.interactive import ConsoleSession, ExecSession
+
+__all__ = ["Client"]
 
 T = TypeVar("T")
 
@@ -240,6 +242,28 @@ class Client:
         body = wire.exec_body(argv, stdin, options)
         for event in self.events(routes.exec_command(name, body)):
             yield wire.decode_exec_event(event)
+
+    def exec_interactive(
+        self, name: str, argv: list[str], *, tty: bool = False, **options: Any
+    ) -> ExecSession:
+        """Start ``argv`` in the VM with its stdin open (and a terminal with ``tty``).
+
+        ``options`` are env, cwd, user, timeout (seconds), rows and cols (the
+        terminal's size). The session is a context manager; see
+        :mod:`bungalow.client.interactive`.
+        """
+        from bungalow.client.interactive import ExecSession
+
+        request = {"argv": argv, "tty": tty, "stdin": "", **options}
+        path = routes.exec_socket(name)
+        return ExecSession(self, path, request, what=f"an interactive command in {name}")
+
+    def console(self, name: str) -> ConsoleSession:
+        """Attach to the VM's serial console (raises first if there is no such VM)."""
+        from bungalow.client.interactive import ConsoleSession
+
+        self.get_vm(name)
+        return ConsoleSession(self, routes.console_socket(name), what=f"the console of {name}")
 
     def stat(self, name: str, path: str) -> FileStatInfo:
         return self.send(routes.stat(name, path))
