@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from bungalow.cli.common import client
 from bungalow.cli.output import print_json, say, table
-from bungalow.client.shapes import CostRow
+
+if TYPE_CHECKING:
+    from bungalow.client.shapes import CostRow
 
 By = Annotated[
     str, typer.Option("--by", help="Group by vm, owner, project or label:KEY (e.g. label:team).")

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from bungalow.cli.common import client
 from bungalow.cli.output import error
 from bungalow.client.results import exit_status, timeout_sentence
-from bungalow.client.shapes import ExitEvent
 from bungalow.errors import UserError
+
+if TYPE_CHECKING:
+    from bungalow.client.shapes import ExitEvent
 
 
 def _parse_env(pairs: list[str] | None) -> dict[str, str]:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from bungalow.cli.common import client
 from bungalow.cli.output import say, table
-from bungalow.client.shapes import VmInfo
+
+if TYPE_CHECKING:
+    from bungalow.client.shapes import VmInfo
 
 app = typer.Typer(no_args_is_help=True, help="A VM's lease: when it ends and what happens then.")
 

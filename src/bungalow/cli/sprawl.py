@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from bungalow.cli.common import client
 from bungalow.cli.leases import span
 from bungalow.cli.output import print_json, say, table
-from bungalow.client.shapes import SprawlFinding
 from bungalow.errors import UserError
+
+if TYPE_CHECKING:
+    from bungalow.client.shapes import SprawlFinding
 
 
 def _money(value: float | None, suffix: str = "") -> str:

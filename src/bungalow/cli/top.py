@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from bungalow.cli.common import client
 from bungalow.cli.output import show, size
-from bungalow.client.shapes import VmMetrics
+
+if TYPE_CHECKING:
+    from bungalow.client.shapes import VmMetrics
 
 COLUMNS = ["VM", "CPU", "STEAL", "MEMORY", "DISK RD/s", "DISK WR/s", "IOPS", "NET RX/s",
            "NET TX/s", ""]  # fmt: skip

@@ -8,7 +8,7 @@ import pwd
 import secrets
 import sys
 import time
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -27,9 +27,11 @@ from bungalow.cli.limits import (
     NetBw,
 )
 from bungalow.cli.output import age, error, print_json, progress, say, size, table
-from bungalow.client.shapes import VmInfo
 from bungalow.errors import BungalowError, NotFoundError
 from bungalow.names import parse_labels
+
+if TYPE_CHECKING:
+    from bungalow.client.shapes import VmInfo
 
 Cpus = Annotated[int, typer.Option("--cpus", "-c", help="Virtual CPUs.")]
 Memory = Annotated[str, typer.Option("--memory", "-m", help="Memory, e.g. 512M or 2G.")]

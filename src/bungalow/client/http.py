@@ -22,27 +22,27 @@ import httpx
 from bungalow.client import routes, wire
 from bungalow.client.autostart import ensure_daemon
 from bungalow.client.routes import Call
-from bungalow.client.shapes import (
-    AuditEvent,
-    BuildEvent,
-    CostReport,
-    DeletedVm,
-    ExecEvent,
-    FileStatInfo,
-    HostInfo,
-    ImageInfo,
-    NewProject,
-    ProjectInfo,
-    SnapshotInfo,
-    SprawlFinding,
-    SprawlOutcome,
-    VmInfo,
-    VmMetrics,
-)
 from bungalow.paths import DataDir
 
 if TYPE_CHECKING:
     from bungalow.client.interactive import ConsoleSession, ExecSession
+    from bungalow.client.shapes import (
+        AuditEvent,
+        BuildEvent,
+        CostReport,
+        DeletedVm,
+        ExecEvent,
+        FileStatInfo,
+        HostInfo,
+        ImageInfo,
+        NewProject,
+        ProjectInfo,
+        SnapshotInfo,
+        SprawlFinding,
+        SprawlOutcome,
+        VmInfo,
+        VmMetrics,
+    )
 
 __all__ = ["Client"]
 

@@ -11,9 +11,8 @@ import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Literal, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
-from bungalow.client.shapes import ExecEvent, ExitEvent
 from bungalow.errors import (
     AgentError,
     CommandFailedError,
@@ -22,6 +21,9 @@ from bungalow.errors import (
     UserError,
 )
 from bungalow.units import parse_duration
+
+if TYPE_CHECKING:
+    from bungalow.client.shapes import ExecEvent, ExitEvent
 
 #: A shell string (run by ``/bin/sh -c``) or an argument list (run as it is).
 Command = str | Sequence[str]

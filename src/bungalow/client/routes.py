@@ -12,24 +12,26 @@ from __future__ import annotations
 from collections.abc import AsyncIterable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from bungalow.client.shapes import (
-    AuditEvent,
-    BuildEvent,
-    CostReport,
-    DeletedVm,
-    FileStatInfo,
-    HostInfo,
-    ImageInfo,
-    NewProject,
-    ProjectInfo,
-    SnapshotInfo,
-    SprawlFinding,
-    SprawlOutcome,
-    VmInfo,
-    VmMetrics,
-)
+if TYPE_CHECKING:
+    from bungalow.client.shapes import (
+        AuditEvent,
+        BuildEvent,
+        CostReport,
+        DeletedVm,
+        FileStatInfo,
+        HostInfo,
+        ImageInfo,
+        NewProject,
+        ProjectInfo,
+        SnapshotInfo,
+        SprawlFinding,
+        SprawlOutcome,
+        VmInfo,
+        VmMetrics,
+    )
+
 
 T = TypeVar("T")
 
