@@ -1,8 +1,10 @@
 """bungalow: real virtual machines on your own Linux host.
 
-The Python SDK is ``from bungalow import Sandbox, AsyncSandbox``. Its classes load
-on first use (module ``__getattr__``): the command line imports this package on
-every command and must not pay for httpx. The errors are plain imports, as
+The Python SDK is ``from bungalow import Sandbox, AsyncSandbox``; ``Client`` and
+``AsyncClient`` speak the daemon's whole REST API, and a sandbox can be handed
+one (``Sandbox(client=Client(transport=...))``). These classes load on first
+use (module ``__getattr__``): the command line imports this package on every
+command and must not pay for httpx. The errors are plain imports, as
 :mod:`bungalow.errors` imports nothing.
 """
 
@@ -15,11 +17,11 @@ from bungalow.errors import (
     AgentError,
     BungalowError,
     CapacityError,
+    CommandError,
     CommandFailedError,
     CommandTimeoutError,
     ConflictError,
     DaemonError,
-    ExecTimeoutError,
     ForbiddenError,
     GuestFileNotFoundError,
     ImageError,
@@ -36,7 +38,9 @@ from bungalow.errors import (
 )
 
 if TYPE_CHECKING:
+    from bungalow.client.async_http import AsyncClient
     from bungalow.client.async_sandbox import AsyncExecStream, AsyncSandbox
+    from bungalow.client.http import Client
     from bungalow.client.results import ExecChunk, ExecResult
     from bungalow.client.sandbox import ExecStream, Sandbox
     from bungalow.client.sandbox_base import FileStat
@@ -49,6 +53,8 @@ _LAZY = {
     "ExecStream": "bungalow.client.sandbox",
     "AsyncSandbox": "bungalow.client.async_sandbox",
     "AsyncExecStream": "bungalow.client.async_sandbox",
+    "Client": "bungalow.client.http",
+    "AsyncClient": "bungalow.client.async_http",
     "ExecResult": "bungalow.client.results",
     "ExecChunk": "bungalow.client.results",
     "FileStat": "bungalow.client.sandbox_base",
@@ -56,10 +62,13 @@ _LAZY = {
 
 __all__ = [
     "AgentError",
+    "AsyncClient",
     "AsyncExecStream",
     "AsyncSandbox",
     "BungalowError",
     "CapacityError",
+    "Client",
+    "CommandError",
     "CommandFailedError",
     "CommandTimeoutError",
     "ConflictError",
@@ -67,7 +76,6 @@ __all__ = [
     "ExecChunk",
     "ExecResult",
     "ExecStream",
-    "ExecTimeoutError",
     "FileStat",
     "ForbiddenError",
     "GuestFileNotFoundError",

@@ -23,29 +23,52 @@ Python SDK (:mod:`bungalow.client`) on what the daemon answered::
     ├── ImageError                building or importing an image failed (HTTP 500)
     ├── QemuError                 QEMU is missing, refused to start or died (HTTP 500)
     ├── AgentError                the guest agent did not answer or failed (HTTP 502)
-    │   └── ExecTimeoutError      a command ran past its timeout and was killed (HTTP 504)
-    │       └── CommandTimeoutError   the same, seen by the SDK, with the partial result
-    ├── CommandFailedError        a command exited non-zero under ``check=True`` (SDK)
-    └── DaemonError               bungalowd could not be reached or started (client side)
+    ├── CommandError              a command ran and ended badly; ``result`` says how (SDK)
+    │   ├── CommandTimeoutError   it ran past its timeout and was killed
+    │   └── CommandFailedError    it exited non-zero under ``check=True``
+    └── DaemonError               bungalowd could not be reached or started (HTTP 503)
+
+A user's command running out of time is not the agent failing: ``except
+AgentError`` does not catch :class:`CommandTimeoutError`, as httpx keeps its
+timeouts on a branch of their own.
+
+Each class registers itself under its ``code`` when it is defined
+(``__init_subclass__``); a class that reuses a code is refused there and then,
+so :data:`ERROR_CLASSES` cannot go stale or silently map a code to the wrong class.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import ClassVar, Protocol
 
-if TYPE_CHECKING:  # errors import nothing of bungalow at run time: every layer imports them
-    from bungalow.client.results import ExecResult
+# errors import nothing of bungalow: every layer, the daemon included, imports them.
+
+#: Every error class by its ``code``, in the order the classes were defined.
+ERROR_CLASSES: dict[str, type[BungalowError]] = {}
 
 
 class BungalowError(Exception):
     """Base of every error bungalow raises on purpose."""
 
-    code = "error"
-    http_status = 500
+    code: ClassVar[str] = "error"
+    http_status: ClassVar[int] = 500
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+    def __init_subclass__(cls) -> None:
+        super().__init_subclass__()
+        taken = ERROR_CLASSES.get(cls.code)
+        if "code" not in cls.__dict__ or taken is not None:
+            owner = f" (it is {taken.__name__}'s)" if taken is not None else ""
+            raise TypeError(
+                f"{cls.__name__} needs a code of its own; {cls.code!r} is taken{owner}."
+            )
+        ERROR_CLASSES[cls.code] = cls
+
+
+ERROR_CLASSES[BungalowError.code] = BungalowError
 
 
 class UserError(BungalowError):
@@ -123,29 +146,51 @@ class AgentError(BungalowError):
     http_status = 502
 
 
-class ExecTimeoutError(AgentError):
-    code = "exec_timeout"
-    http_status = 504
+class ExecResultLike(Protocol):
+    """How a command ended, as a :class:`CommandError` carries it (the SDK's ``ExecResult``).
+
+    ``exit_code`` is None when signal number ``signal`` ended it; ``stdout`` and
+    ``stderr`` are the output decoded as UTF-8, ``*_bytes`` the output as it came.
+    """
+
+    @property
+    def exit_code(self) -> int | None: ...
+    @property
+    def signal(self) -> int | None: ...
+    @property
+    def timed_out(self) -> bool: ...
+    @property
+    def stdout_bytes(self) -> bytes: ...
+    @property
+    def stderr_bytes(self) -> bytes: ...
+    @property
+    def stdout(self) -> str: ...
+    @property
+    def stderr(self) -> str: ...
+    @property
+    def ok(self) -> bool: ...
 
 
-class CommandTimeoutError(ExecTimeoutError):
-    """``result`` holds what the command printed before it was killed."""
+class CommandError(BungalowError):
+    """A command ran in a VM and ended badly; ``result`` holds its status and output."""
+
+    code = "command_error"
+
+    def __init__(self, message: str, result: ExecResultLike | None = None) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+class CommandTimeoutError(CommandError):
+    """``result`` holds what the command printed before its timeout killed it."""
 
     code = "command_timeout"
 
-    def __init__(self, message: str, result: ExecResult | None = None) -> None:
-        super().__init__(message)
-        self.result = result
 
-
-class CommandFailedError(BungalowError):
-    """``result`` holds the command's output and exit status."""
+class CommandFailedError(CommandError):
+    """``result`` holds the output and exit status of a command that did not exit 0."""
 
     code = "command_failed"
-
-    def __init__(self, message: str, result: ExecResult | None = None) -> None:
-        super().__init__(message)
-        self.result = result
 
 
 class DaemonError(BungalowError):
@@ -153,34 +198,16 @@ class DaemonError(BungalowError):
     http_status = 503
 
 
-ERROR_CLASSES: dict[str, type[BungalowError]] = {
-    cls.code: cls
-    for cls in (
-        BungalowError,
-        UserError,
-        InvalidNameError,
-        NotFoundError,
-        VmNotFoundError,
-        SandboxGoneError,
-        SnapshotNotFoundError,
-        GuestFileNotFoundError,
-        ConflictError,
-        SnapshotError,
-        UnauthorizedError,
-        ForbiddenError,
-        InvalidStateError,
-        CapacityError,
-        ImageError,
-        QemuError,
-        AgentError,
-        ExecTimeoutError,
-        CommandTimeoutError,
-        CommandFailedError,
-        DaemonError,
-    )
-}
-
-
 def error_from_code(code: str, message: str) -> BungalowError:
     """Rebuild the exception a daemon reported, falling back to the base class."""
     return ERROR_CLASSES.get(code, BungalowError)(message)
+
+
+def error_from_status(status: int, message: str) -> BungalowError:
+    """The broadest error answered with HTTP ``status``, for an answer that named no code.
+
+    The broadest is the first class defined with that status: 404 is
+    :class:`NotFoundError`, 409 :class:`ConflictError`; an unknown status is the base class.
+    """
+    cls = next((c for c in ERROR_CLASSES.values() if c.http_status == status), BungalowError)
+    return cls(message)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from bungalow.cli.common import client
 from bungalow.cli.output import print_json, say, table
+
+if TYPE_CHECKING:
+    from bungalow.client.shapes import CostRow
 
 By = Annotated[
     str, typer.Option("--by", help="Group by vm, owner, project or label:KEY (e.g. label:team).")
@@ -37,7 +40,7 @@ def _when(seconds: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(seconds))
 
 
-def _cells(row: dict[str, Any]) -> list[str]:
+def _cells(row: CostRow) -> list[str]:
     group = row["group"] + (" (removed)" if row.get("removed") else "")
     return [
         group, _hours(row["running_hours"]), _hours(row["stopped_hours"]), money(row["cpu"]),
@@ -52,12 +55,7 @@ def cost(
     as_json: Annotated[bool, typer.Option("--json", help="The report as JSON.")] = False,
 ) -> None:
     """Accrued cost: running and stopped hours, CPU, memory and disk (snapshots included)."""
-    params = {
-        "by": by,
-        **({"since": since} if since else {}),
-        **({"until": until} if until else {}),
-    }
-    report: dict[str, Any] = client().request("GET", "/v1/costs", params=params)
+    report = client().costs(by, since or None, until or None)
     if as_json:
         print_json(json.dumps(report))
         return

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from bungalow.cli.common import client
 from bungalow.cli.output import error
+from bungalow.client.results import exit_status, timeout_sentence
 from bungalow.errors import UserError
 
-#: Exit code for a command killed by its timeout, as coreutils' timeout(1) uses.
-TIMEOUT_EXIT = 124
+if TYPE_CHECKING:
+    from bungalow.client.shapes import ExitEvent
 
 
 def _parse_env(pairs: list[str] | None) -> dict[str, str]:
@@ -25,29 +26,35 @@ def _parse_env(pairs: list[str] | None) -> dict[str, str]:
     return env
 
 
+def write_output(stream: str, data: bytes) -> None:
+    """Copy a command's output to ours as it comes: stdout to stdout, stderr to stderr."""
+    sink = sys.stdout.buffer if stream == "stdout" else sys.stderr.buffer
+    sink.write(data)
+    sink.flush()
+
+
+def command_status(ending: ExitEvent | None, timeout: float | None) -> int:
+    """Our exit status for how a command ended (``exit_status``), saying what needs saying.
+
+    Both exec paths end here: 124 and a sentence for a timeout, 128+N for signal N.
+    """
+    if ending is None:
+        error("The command ended without an exit status; the VM may have stopped.")
+        return 1
+    if ending.get("timed_out"):
+        error(timeout_sentence(timeout))
+    return exit_status(ending)
+
+
 def stream_exec(name: str, argv: list[str], **options: Any) -> int:
-    """Run a command, copy its output as it comes, return its exit code."""
+    """Run a command, copy its output as it comes, return its exit status."""
     if not argv:
         raise UserError("No command given; put the command after `--`.")
-    stdout, stderr = sys.stdout.buffer, sys.stderr.buffer
     for event in client().exec_events(name, argv, **options):
-        if event["type"] == "stdout":
-            stdout.write(event["data"])
-            stdout.flush()
-        elif event["type"] == "stderr":
-            stderr.write(event["data"])
-            stderr.flush()
-        elif event["type"] == "exit":
-            if event.get("timed_out"):
-                error(
-                    f"The command ran past its timeout of {options.get('timeout')}s and was killed."
-                )
-                return TIMEOUT_EXIT
-            if event.get("signal"):
-                return 128 + int(event["signal"])
-            return int(event.get("exit_code") or 0)
-    error("The command ended without an exit status; the VM may have stopped.")
-    return 1
+        if event["type"] == "exit":
+            return command_status(event, options.get("timeout"))
+        write_output(event["type"], event["data"])
+    return command_status(None, options.get("timeout"))
 
 
 def exec_(

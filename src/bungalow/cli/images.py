@@ -20,9 +20,8 @@ def build(
     force: Annotated[bool, typer.Option("--force", help="Rebuild even if present.")] = False,
 ) -> None:
     """Build an image from Debian packages (skipped when it is already there)."""
-    done = progress(client().build_image(name, force), f"building {name}")
-    image = done.get("image", {})
-    say(f"{image.get('name', name)} {str(image.get('id', ''))[:12]} ready")
+    image = progress(client().build_image(name, force), f"building {name}")
+    say(f"{image['name']} {image['id'][:12]} ready" if image else f"{name} ready")
 
 
 @app.command("ls")

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from bungalow.cli.common import client
 from bungalow.cli.output import say, table
+
+if TYPE_CHECKING:
+    from bungalow.client.shapes import VmInfo
 
 app = typer.Typer(no_args_is_help=True, help="A VM's lease: when it ends and what happens then.")
 
@@ -35,7 +38,7 @@ def _left(seconds: float) -> str:
     return "now" if seconds <= 0 else f"in {span(seconds)}"
 
 
-def lease_text(vm: dict[str, Any]) -> str:
+def lease_text(vm: VmInfo) -> str:
     """``in 8m !`` once the lease-warning is out, ``in 2h`` before, ``-`` without a lease."""
     left = vm.get("expires_in")
     if left is None:
@@ -68,7 +71,7 @@ def drop(name: VmName) -> None:
 def ls() -> None:
     """VMs with a lease, soonest end first."""
     leased = [vm for vm in client().list_vms() if vm.get("expires_in") is not None]
-    leased.sort(key=lambda vm: vm["expires_in"])
+    leased.sort(key=lambda vm: vm["expires_in"] or 0.0)
     rows = ([vm["name"], vm["state"], lease_text(vm), vm["on_expiry"], vm.get("owner") or "-"]
             for vm in leased)  # fmt: skip
     table(["NAME", "STATE", "ENDS", "THEN", "OWNER"], rows)

@@ -50,7 +50,7 @@ def set_limits(
         disk_bw=disk_bw, disk_iops_burst=disk_iops_burst, disk_bw_burst=disk_bw_burst,
         net_bw=net_bw,
     )  # fmt: skip
-    vm = client().request("PATCH", f"/v1/vms/{name}/limits", json=body)
+    vm = client().set_limits(name, **body)
     shown = ", ".join(f"{key}={value}" for key, value in sorted(vm["limits"].items()))
     say(f"{name}: {shown or 'no limits'}")
     if "net_bw" in vm.get("limits_pending", []):

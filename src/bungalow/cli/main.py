@@ -24,7 +24,9 @@ from bungalow.cli import (
     top,
     vms,
 )  # fmt: skip
+from bungalow.cli.common import Connect, Connection
 from bungalow.cli.output import error
+from bungalow.client.http import Client
 from bungalow.errors import BungalowError
 
 app = typer.Typer(
@@ -49,9 +51,21 @@ app.add_typer(images.app, name="image", help="Build, import, list and remove ima
 app.add_typer(host.app, name="host", help="What this host has and how it runs VMs.")
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, connect: Connect = Client) -> int:
+    """Run the ``bungalow`` command with ``argv`` (default: the process's); its exit status.
+
+    ``connect`` makes the client the commands talk through (cli/common.py).
+    """
+    connection = Connection(connect)
     try:
-        result = app(args=argv, standalone_mode=False)
+        return _run(argv, connection)
+    finally:
+        connection.close()
+
+
+def _run(argv: list[str] | None, connection: Connection) -> int:
+    try:
+        result = app(args=argv, standalone_mode=False, obj=connection)
     except BungalowError as exc:
         error(exc.message)
         return 1

@@ -13,6 +13,8 @@ from bungalow.units import format_size
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from bungalow.client.shapes import BuildEvent, ImageInfo
+
 # Rich is imported on first use: `bungalow exec` prints nothing of its own, and
 # every command's start-up time counts in boot-to-exec.
 
@@ -83,11 +85,11 @@ def size(value: int | None) -> str:
     return format_size(value) if value else "-"
 
 
-def progress(events: Iterator[dict[str, Any]], title: str) -> dict[str, Any]:
-    """Show build progress events as a bar; return the final ``done`` event."""
+def progress(events: Iterator[BuildEvent], title: str) -> ImageInfo | None:
+    """Show build progress events as a bar; the image the ``done`` event brings, if one came."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    done: dict[str, Any] = {}
+    done: ImageInfo | None = None
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -102,5 +104,5 @@ def progress(events: Iterator[dict[str, Any]], title: str) -> dict[str, Any]:
                 bar.update(task, completed=float(event["fraction"]), stage=event["stage"])
             elif event["type"] == "done":
                 bar.update(task, completed=1.0, stage="done")
-                done = event
+                done = event["image"]
     return done

@@ -26,9 +26,8 @@ def create(
     max_vms: MaxVms = None,
 ) -> None:
     """Make a project and print its token (shown this once: keep it)."""
-    body = given(name=name, max_vcpus=max_vcpus, max_memory=max_memory, max_disk=max_disk,
-                  max_vms=max_vms)  # fmt: skip
-    project = client().request("POST", "/v1/projects", json=body)
+    quota = given(max_vcpus=max_vcpus, max_memory=max_memory, max_disk=max_disk, max_vms=max_vms)
+    project = client().create_project(name, **quota)
     say(project["token"])
 
 
@@ -40,7 +39,7 @@ def _used(used: int, quota: int | None, show: Any = str) -> str:
 def ls() -> None:
     """Projects with what their VMs use against their quotas."""
     rows = []
-    for p in client().request("GET", "/v1/projects"):
+    for p in client().list_projects():
         q, u = p["quota"], p["used"]
         rows.append([
             p["name"], _used(u["vms"], q["vms"]), _used(u["vcpus"], q["vcpus"]),
@@ -50,7 +49,7 @@ def ls() -> None:
 
 
 @app.command("set")
-def setgiven(
+def set_quota(
     name: Annotated[str, typer.Argument(help="Project name.")],
     max_vcpus: MaxVcpus = None,
     max_memory: MaxMemory = None,
@@ -70,7 +69,7 @@ def setgiven(
     body = given(max_vcpus=max_vcpus, max_memory=max_memory, max_disk=max_disk, max_vms=max_vms,
                   idle_after=idle_after, on_idle=on_idle, idle_cpu=idle_cpu, idle_disk=idle_disk,
                   idle_net=idle_net)  # fmt: skip
-    client().request("PATCH", f"/v1/projects/{name}", json=body)
+    client().update_project(name, **body)
     say(f"project {name} updated")
 
 
@@ -82,8 +81,7 @@ def rm(
     ] = False,
 ) -> None:
     """Remove a project that has no VMs left (or keep them as orphans)."""
-    params = {"orphan_vms": "true"} if orphan_vms else {}
-    client().request("DELETE", f"/v1/projects/{name}", params=params)
+    client().remove_project(name, orphan_vms=orphan_vms)
     say(f"project {name} is removed")
 
 

@@ -18,14 +18,14 @@ SnapName = Annotated[str, typer.Argument(help="Snapshot name.")]
 def pause(names: Annotated[list[str], typer.Argument(help="VM names.")]) -> None:
     """Freeze running VMs: their CPUs stop, memory and connections stay."""
     for name in names:
-        client().request("POST", f"/v1/vms/{name}/pause")
+        client().pause_vm(name)
         say(f"{name} is paused")
 
 
 def resume(names: Annotated[list[str], typer.Argument(help="VM names.")]) -> None:
     """Let paused VMs run again (their clocks are set right)."""
     for name in names:
-        client().request("POST", f"/v1/vms/{name}/resume")
+        client().resume_vm(name)
         say(f"{name} is running")
 
 
@@ -38,15 +38,14 @@ def clone(
     ] = None,
 ) -> None:
     """A new VM running from SOURCE's snapshot, or from SOURCE as it runs now."""
-    body = {"name": name, "snapshot": snapshot}
-    vm = client().request("POST", f"/v1/vms/{source}/clone", json=body)
+    vm = client().clone_vm(source, name, snapshot)
     say(f"{vm['name']} is {vm['state']} (cloned from {source})")
 
 
 @app.command("create")
 def create(vm: VmName, name: SnapName) -> None:
     """Save a VM: memory, devices and disk if it runs, its disk if it is stopped."""
-    snap = client().request("POST", f"/v1/vms/{vm}/snapshots", json={"name": name})
+    snap = client().create_snapshot(vm, name)
     what = "memory, devices and disk" if snap["kind"] == "full" else "disk only"
     say(f"snapshot {name} of {vm} saved ({what}, {size(snap['size'])})")
 
@@ -54,7 +53,7 @@ def create(vm: VmName, name: SnapName) -> None:
 @app.command("ls")
 def ls(vm: VmName) -> None:
     """A VM's snapshots, with the space each takes."""
-    snaps = client().request("GET", f"/v1/vms/{vm}/snapshots")
+    snaps = client().list_snapshots(vm)
     table(
         ["NAME", "KIND", "SIZE", "AGE", "USED BY"],
         (
@@ -67,7 +66,7 @@ def ls(vm: VmName) -> None:
 @app.command("restore")
 def restore(vm: VmName, name: SnapName) -> None:
     """Put a VM back as it was at the snapshot (a running one keeps running from there)."""
-    result = client().request("POST", f"/v1/vms/{vm}/snapshots/{name}/restore")
+    result = client().restore_snapshot(vm, name)
     say(f"{vm} is {result['state']} from snapshot {name}")
 
 
@@ -75,7 +74,7 @@ def restore(vm: VmName, name: SnapName) -> None:
 def rm(vm: VmName, names: Annotated[list[str], typer.Argument(help="Snapshot names.")]) -> None:
     """Delete snapshots and free their space."""
     for name in names:
-        client().request("DELETE", f"/v1/vms/{vm}/snapshots/{name}")
+        client().remove_snapshot(vm, name)
         say(f"snapshot {name} of {vm} is removed")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -12,6 +12,9 @@ from bungalow.cli.common import client
 from bungalow.cli.leases import span
 from bungalow.cli.output import print_json, say, table
 from bungalow.errors import UserError
+
+if TYPE_CHECKING:
+    from bungalow.client.shapes import SprawlFinding
 
 
 def _money(value: float | None, suffix: str = "") -> str:
@@ -49,7 +52,7 @@ def sprawl(
         raise typer.Exit(1)
 
 
-def _show(findings: list[dict[str, Any]]) -> None:
+def _show(findings: list[SprawlFinding]) -> None:
     if not findings:
         say("No sprawl: every VM has a use or a lease in order.")
         return

@@ -1,14 +1,14 @@
-"""Interactive sessions over the daemon's websockets: ``exec -it``, ``shell``, ``console``.
+"""The local terminal of interactive sessions: ``exec -it``, ``shell``, ``console``.
 
-The local terminal is put in raw mode only when stdin is a terminal, and always
-restored, whatever ends the session.
+The sessions themselves (the websocket protocol, refusals) are the client's
+(:mod:`bungalow.client.interactive`); this module only puts the terminal in raw
+mode (when stdin is one, and always restores it), follows its size, copies
+stdin to the session and the session's output to stdout and stderr.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import json
 import os
 import select
 import shutil
@@ -17,13 +17,12 @@ import sys
 import termios
 import threading
 import tty
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from websockets.exceptions import ConnectionClosed
-from websockets.sync.client import ClientConnection, unix_connect
-
-from bungalow.client.http import Client, raise_event_error
+from bungalow.cli.guest import command_status, write_output
+from bungalow.client.http import Client
+from bungalow.client.interactive import ExecSession
 
 DETACH = b"\x1d"  # Ctrl-]
 
@@ -42,91 +41,85 @@ def raw_terminal(enabled: bool) -> Iterator[None]:
         termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
 
-def _connect(api: Client, path: str) -> ClientConnection:
-    return unix_connect(
-        str(api.socket_path),
-        f"ws://bungalowd{path}",
-        max_size=None,
-        additional_headers=api.headers,
-    )
+def _terminal_size() -> tuple[int, int]:
+    """Rows and columns of our terminal."""
+    size = shutil.get_terminal_size()
+    return size.lines, size.columns
 
 
-def _forward_stdin(ws: ClientConnection, stop: threading.Event, *, detach: bool) -> None:
-    """Copy our stdin to the websocket until EOF, detach key, or ``stop``."""
+def _forward_stdin(
+    send: Callable[[bytes], None], stop: threading.Event, *, on_eof: Callable[[], None]
+) -> None:
+    """Copy our stdin to ``send`` until ``stop``; at end of input call ``on_eof``."""
     fd = sys.stdin.fileno()
-    with contextlib.suppress(ConnectionClosed, OSError):
+    with contextlib.suppress(OSError):
         while not stop.is_set():
             ready, _, _ = select.select([fd], [], [], 0.2)
             if not ready:
                 continue
             data = os.read(fd, 65536)
-            if detach and DETACH in data:
-                ws.close()
-                return
             if not data:
-                if not detach:
-                    ws.send(json.dumps({"type": "stdin_close"}))
+                on_eof()
                 return
-            ws.send(data)
+            send(data)
 
 
-def interactive_exec(api: Client, name: str, argv: list[str], *, tty: bool, **options: Any) -> int:
-    request: dict[str, Any] = {"argv": argv, "tty": tty, "stdin": "", **options}
+@contextlib.contextmanager
+def _pumping_stdin(
+    send: Callable[[bytes], None], *, on_eof: Callable[[], None], raw: bool
+) -> Iterator[None]:
+    """Forward stdin in a thread, in raw mode if ``raw``, for as long as the block runs."""
+    stop = threading.Event()
+    pump = threading.Thread(target=_forward_stdin, args=(send, stop), kwargs={"on_eof": on_eof})
+    with raw_terminal(raw):
+        pump.start()
+        try:
+            yield
+        finally:
+            stop.set()
+
+
+def interactive_exec(
+    api: Client,
+    name: str,
+    argv: list[str],
+    *,
+    tty: bool,
+    timeout: float | None = None,
+    **options: Any,
+) -> int:
+    """Run ``argv`` with our stdin (and terminal, with ``tty``); its exit status."""
     if tty:
-        size = shutil.get_terminal_size()
-        request.update(rows=size.lines, cols=size.columns)
-    code = 1
-    with _connect(api, f"/v1/vms/{name}/exec/ws") as ws:
-        ws.send(json.dumps(request))
-        stop = threading.Event()
-        pump = threading.Thread(target=_forward_stdin, args=(ws, stop), kwargs={"detach": False})
+        options["rows"], options["cols"] = _terminal_size()
+    with api.exec_interactive(name, argv, tty=tty, timeout=timeout, **options) as session:
         if tty:
-            signal.signal(signal.SIGWINCH, lambda *_: _send_resize(ws))
-        with raw_terminal(tty):
-            pump.start()
-            try:
-                for message in ws:
-                    event = json.loads(message)
-                    raise_event_error(event)
-                    if event["type"] in ("stdout", "stderr"):
-                        stream = sys.stdout if event["type"] == "stdout" else sys.stderr
-                        stream.buffer.write(base64.b64decode(event["data"]))
-                        stream.buffer.flush()
-                    elif event["type"] == "exit":
-                        code = event.get("exit_code") or 0
-                        if event.get("signal"):
-                            code = 128 + int(event["signal"])
-                        break
-            except ConnectionClosed:
-                pass
-            finally:
-                stop.set()
-    return int(code)
+            signal.signal(signal.SIGWINCH, lambda *_: _follow_size(session))
+        with _pumping_stdin(session.send_input, on_eof=session.close_stdin, raw=tty):
+            for chunk in session.output():
+                write_output(chunk.stream, chunk.data)
+    return command_status(session.exit, timeout)
 
 
-def _send_resize(ws: ClientConnection) -> None:
-    size = shutil.get_terminal_size()
+def _follow_size(session: ExecSession) -> None:
+    # A signal handler: whatever it raised would surface in arbitrary code of the
+    # main thread, and a missed resize only leaves the terminal's size stale.
     with contextlib.suppress(Exception):
-        ws.send(json.dumps({"type": "resize", "rows": size.lines, "cols": size.columns}))
+        session.resize(*_terminal_size())
 
 
 def attach_console(api: Client, name: str) -> None:
-    api.get_vm(name)
-    if sys.stdin.isatty():
-        print(f"Connected to the console of {name}; detach with Ctrl-].\r", file=sys.stderr)
-    with _connect(api, f"/v1/vms/{name}/console") as ws:
-        stop = threading.Event()
-        pump = threading.Thread(target=_forward_stdin, args=(ws, stop), kwargs={"detach": True})
-        with raw_terminal(True):
-            pump.start()
-            try:
-                for message in ws:
-                    if isinstance(message, str):
-                        raise_event_error(json.loads(message))
-                        continue
-                    sys.stdout.buffer.write(message)
-                    sys.stdout.buffer.flush()
-            except ConnectionClosed:
-                pass
-            finally:
-                stop.set()
+    """Bridge our terminal to the VM's serial console until Ctrl-] or the VM ends it."""
+    with api.console(name) as session:
+        if sys.stdin.isatty():
+            print(f"Connected to the console of {name}; detach with Ctrl-].\r", file=sys.stderr)
+
+        def send(data: bytes) -> None:
+            if DETACH in data:
+                session.close()
+            else:
+                session.send_input(data)
+
+        with _pumping_stdin(send, on_eof=lambda: None, raw=True):
+            for data in session.output():
+                sys.stdout.buffer.write(data)
+                sys.stdout.buffer.flush()

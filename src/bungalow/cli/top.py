@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from bungalow.cli.common import client
 from bungalow.cli.output import show, size
 
+if TYPE_CHECKING:
+    from bungalow.client.shapes import VmMetrics
+
 COLUMNS = ["VM", "CPU", "STEAL", "MEMORY", "DISK RD/s", "DISK WR/s", "IOPS", "NET RX/s",
            "NET TX/s", ""]  # fmt: skip
 
 
-def _row(entry: dict[str, Any]) -> list[str]:
+def _row(entry: VmMetrics) -> list[str]:
     rates = entry["rates"]
     if not rates:
         return [entry["vm"], "...", "", "", "", "", "", "", "", ""]
@@ -24,16 +27,21 @@ def _row(entry: dict[str, Any]) -> list[str]:
         f"{rates['cpu'] * 100:.0f}%",
         f"{rates['steal'] * 100:.0f}%",
         size(int(rates["rss"])),
-        size(int(rates["block_rd_bytes"])) or "0",
-        size(int(rates["block_wr_bytes"])) or "0",
+        _per_second(rates["block_rd_bytes"]),
+        _per_second(rates["block_wr_bytes"]),
         f"{iops:.0f}",
-        size(int(rates["net_rx_bytes"])) or "0",
-        size(int(rates["net_tx_bytes"])) or "0",
+        _per_second(rates["net_rx_bytes"]),
+        _per_second(rates["net_tx_bytes"]),
         _noisy(entry),
     ]
 
 
-def _noisy(entry: dict[str, Any]) -> str:
+def _per_second(value: float) -> str:
+    """Bytes a second: ``2K``, ``512B``, and ``0`` below one (``size`` would show ``-``)."""
+    return size(int(value)) if value >= 1 else "0"
+
+
+def _noisy(entry: VmMetrics) -> str:
     """``NOISY cpu,disk``, and ``held`` once the daemon's policy throttles it."""
     words = []
     if entry["noisy"]:
@@ -58,7 +66,7 @@ def top(
         grid = Table(box=None, pad_edge=False, header_style="bold")
         for column in COLUMNS:
             grid.add_column(column, justify="left" if column == "VM" else "right")
-        for entry in api.request("GET", "/v1/metrics"):
+        for entry in api.metrics():
             grid.add_row(
                 *_row(entry), style="red" if entry["noisy"] or entry.get("throttled") else None
             )

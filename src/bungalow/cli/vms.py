@@ -8,7 +8,7 @@ import pwd
 import secrets
 import sys
 import time
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -29,6 +29,9 @@ from bungalow.cli.limits import (
 from bungalow.cli.output import age, error, print_json, progress, say, size, table
 from bungalow.errors import BungalowError, NotFoundError
 from bungalow.names import parse_labels
+
+if TYPE_CHECKING:
+    from bungalow.client.shapes import VmInfo
 
 Cpus = Annotated[int, typer.Option("--cpus", "-c", help="Virtual CPUs.")]
 Memory = Annotated[str, typer.Option("--memory", "-m", help="Memory, e.g. 512M or 2G.")]
@@ -66,7 +69,7 @@ def ensure_image(name: str) -> None:
 
 def _launch(name: str, image: str, cpus: int, memory: str, disk: str | None,
             ports: list[str], accel: str, profile: str | None,
-            extra: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+            extra: dict[str, Any] | None = None) -> VmInfo:  # fmt: skip
     ensure_image(image)
     spec: dict[str, Any] = {
         "name": name, "image": image, "cpus": cpus, "memory": memory,
@@ -176,7 +179,7 @@ def ls(
     )  # fmt: skip
 
 
-def _disk(vm: dict[str, Any]) -> str:
+def _disk(vm: VmInfo) -> str:
     """Space really used on the host out of the disk's size, plus snapshots if any."""
     text = f"{size(vm['disk_used'])}/{size(vm['disk_size'])}"
     if vm.get("snapshots_used"):
@@ -184,7 +187,7 @@ def _disk(vm: dict[str, Any]) -> str:
     return text
 
 
-def _cost(vm: dict[str, Any]) -> str:
+def _cost(vm: VmInfo) -> str:
     """What the VM has cost so far (snapshots included)."""
     cost = vm.get("cost")
     return "-" if not cost else money(cost["so_far"], cost["currency"])
@@ -193,9 +196,8 @@ def _cost(vm: dict[str, Any]) -> str:
 def inspect(name: Annotated[str, typer.Argument(help="VM name.")]) -> None:
     """Everything the daemon knows about a VM, as JSON."""
     api = client()
-    vm = api.get_vm(name)
-    vm["events"] = api.events_log(name)[-10:]
-    print_json(json.dumps(vm))
+    shown = {**api.get_vm(name), "events": api.events_log(name)[-10:]}
+    print_json(json.dumps(shown))
 
 
 def start(names: Annotated[list[str], typer.Argument(help="VM names.")]) -> None:

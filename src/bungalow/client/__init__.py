@@ -1,4 +1,12 @@
-"""client layer: the HTTP clients (sync and async) and the Python SDK built on them.
+"""client layer: the only code that speaks to bungalowd, and the Python SDK built on it.
+
+- ``routes``: every REST call (method, path, query, body) as a typed ``Call``;
+- ``shapes``: the answers as TypedDicts, mirroring the daemon's response models;
+- ``wire``: errors, NDJSON events and exec bodies, shared by both clients;
+- ``http`` / ``async_http``: ``Client`` and ``AsyncClient`` (a swappable
+  ``transport``; the daemon is started on first use when there is none);
+- ``interactive``: the websocket sessions (exec with stdin, the console);
+- ``results``, ``sandbox_base``, ``sandbox``, ``async_sandbox``: the SDK.
 
 Importing any module of this package first keeps httpx from loading its own
 command-line tool, so that both clients pay for httpx alone.

@@ -1,22 +1,28 @@
 """An asyncio client for bungalowd's REST API over its Unix socket.
 
-It speaks exactly what :mod:`bungalow.client.http` speaks (the shared parts are in
-:mod:`bungalow.client.wire`) and raises the same :mod:`bungalow.errors` classes; it
-carries only the calls the async SDK makes.
+It makes the calls of :mod:`bungalow.client.routes` exactly as
+:class:`~bungalow.client.http.Client` does (what both share about the wire is
+in :mod:`bungalow.client.wire`) and raises the same :mod:`bungalow.errors`
+classes; it carries only the calls the async SDK makes.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
-from bungalow.client import wire
+from bungalow.client import routes, wire
 from bungalow.client.autostart import ensure_daemon
+from bungalow.client.http import TIMEOUT
+from bungalow.client.routes import Call
+from bungalow.client.shapes import ExecEvent, FileStatInfo, VmInfo
 from bungalow.paths import DataDir
+
+T = TypeVar("T")
 
 
 async def _raise_for(response: httpx.Response) -> None:
@@ -26,18 +32,28 @@ async def _raise_for(response: httpx.Response) -> None:
 
 
 class AsyncClient:
-    """One connection pool to one daemon, started (in a thread) before the first request."""
+    """One connection pool to one daemon, started (in a thread) before the first request.
+
+    The arguments are :class:`~bungalow.client.http.Client`'s; ``transport`` is
+    an ``httpx.AsyncBaseTransport`` (``httpx.MockTransport`` is one).
+    """
 
     def __init__(
-        self, data: DataDir | None = None, *, autostart: bool = True, token: str | None = None
+        self,
+        data: DataDir | None = None,
+        *,
+        autostart: bool = True,
+        token: str | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.data = data or DataDir.from_env()
-        self._needs_daemon = autostart
-        transport = httpx.AsyncHTTPTransport(uds=str(self.data.socket), verify=False)
+        self._needs_daemon = autostart and transport is None
+        if transport is None:
+            transport = httpx.AsyncHTTPTransport(uds=str(self.data.socket), verify=False)
         self._http = httpx.AsyncClient(
             transport=transport,
             base_url=wire.BASE_URL,
-            timeout=httpx.Timeout(30.0, read=None),
+            timeout=TIMEOUT,
             headers=wire.auth_headers(token),
         )
 
@@ -56,7 +72,10 @@ class AsyncClient:
             await asyncio.to_thread(ensure_daemon, self.data)
             self._needs_daemon = False
 
+    # -- the calls -------------------------------------------------------------------------------
+
     async def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        """A raw call: the answer's JSON, text or None. The methods below are typed."""
         await self._ensure_daemon()
         try:
             response = await self._http.request(method, path, **kwargs)
@@ -65,73 +84,66 @@ class AsyncClient:
         await _raise_for(response)
         return wire.response_value(response)
 
+    async def send(self, call: Call[T]) -> T:
+        """Make one call of :mod:`bungalow.client.routes`; its answer has the call's shape."""
+        answer: T = await self.request(call.method, call.path, **call.options)
+        return answer
+
     @asynccontextmanager
-    async def stream(self, method: str, path: str, **kwargs: Any) -> AsyncIterator[httpx.Response]:
+    async def stream(self, call: Call[Any]) -> AsyncIterator[httpx.Response]:
+        """The response, its body not read yet; a failed call raises before it is yielded."""
         await self._ensure_daemon()
         try:
-            async with self._http.stream(method, path, **kwargs) as response:
+            async with self._http.stream(call.method, call.path, **call.options) as response:
                 await _raise_for(response)
                 yield response
         except httpx.TransportError as exc:
             raise wire.connection_lost(self.data, exc) from None
 
-    async def events(
-        self, method: str, path: str, **kwargs: Any
-    ) -> AsyncGenerator[dict[str, Any], None]:
-        """NDJSON events of a streaming endpoint; an ``error`` event raises."""
-        async with self.stream(method, path, **kwargs) as response:
-            async for line in response.aiter_lines():
-                if (event := wire.parse_event(line)) is not None:
-                    yield event
-
     # -- VMs and sandboxes -----------------------------------------------------------------------
 
-    async def get_vm(self, name: str) -> dict[str, Any]:
-        result: dict[str, Any] = await self.request("GET", f"/v1/vms/{name}")
-        return result
+    async def get_vm(self, name: str) -> VmInfo:
+        return await self.send(routes.get_vm(name))
 
     async def remove_vm(self, name: str) -> None:
-        await self.request("DELETE", f"/v1/vms/{name}")
+        await self.send(routes.remove_vm(name))
 
-    async def create_sandbox(self, spec: dict[str, Any]) -> dict[str, Any]:
-        result: dict[str, Any] = await self.request("POST", "/v1/sandboxes", json=spec)
-        return result
+    async def create_sandbox(self, spec: Mapping[str, object]) -> VmInfo:
+        return await self.send(routes.create_sandbox(spec))
 
-    async def fork_vm(self, name: str, count: int) -> list[dict[str, Any]]:
-        body = {"count": count}
-        result: list[dict[str, Any]] = await self.request("POST", f"/v1/vms/{name}/fork", json=body)
-        return result
+    async def fork_vm(self, name: str, count: int) -> list[VmInfo]:
+        """``count`` running copies of the VM ``name``, each a VM of its own."""
+        return await self.send(routes.fork_vm(name, count))
 
-    async def lease_vm(self, name: str, timeout: str | float | None) -> dict[str, Any]:
-        body = {"timeout": timeout}
-        result: dict[str, Any] = await self.request("POST", f"/v1/vms/{name}/lease", json=body)
-        return result
+    async def lease_vm(
+        self, name: str, timeout: str | float | None, on_expiry: str | None = None
+    ) -> VmInfo:
+        """End the VM's lease ``timeout`` from now (a duration or seconds); None drops it."""
+        return await self.send(routes.lease_vm(name, timeout, on_expiry))
 
     # -- inside the guest ------------------------------------------------------------------------
 
     async def exec_events(
         self, name: str, argv: list[str], *, stdin: bytes | None = None, **options: Any
-    ) -> AsyncGenerator[dict[str, Any], None]:
-        """Run ``argv`` in the VM; yields decoded events (stdout/stderr bytes, then exit)."""
+    ) -> AsyncGenerator[ExecEvent, None]:
+        """Run ``argv`` in the VM; yields output events (bytes), then the exit event."""
         body = wire.exec_body(argv, stdin, options)
-        async for event in self.events("POST", f"/v1/vms/{name}/exec", json=body):
-            yield wire.decode_exec_event(event)
+        async with self.stream(routes.exec_command(name, body)) as response:
+            async for line in response.aiter_lines():
+                if (event := wire.parse_event(line)) is not None:
+                    yield wire.decode_exec_event(event)
 
-    async def stat(self, name: str, path: str) -> dict[str, Any]:
-        params = {"path": path}
-        result: dict[str, Any] = await self.request(
-            "GET", f"/v1/vms/{name}/files/stat", params=params
-        )
-        return result
+    async def stat(self, name: str, path: str) -> FileStatInfo:
+        return await self.send(routes.stat(name, path))
 
     @asynccontextmanager
     async def download(
         self, name: str, path: str
     ) -> AsyncIterator[tuple[str, AsyncIterator[bytes]]]:
         """``(kind, chunks)``: kind is ``file`` (raw bytes) or ``dir`` (a tar stream)."""
-        async with self.stream("GET", f"/v1/vms/{name}/files", params={"path": path}) as response:
+        async with self.stream(routes.download(name, path)) as response:
             yield response.headers.get("x-bungalow-kind", "file"), response.aiter_bytes()
 
     async def upload_file(self, name: str, path: str, data: bytes, mode: int = 0o644) -> None:
-        params = {"path": path, "mode": mode}
-        await self.request("PUT", f"/v1/vms/{name}/files", params=params, content=data)
+        """Write the file ``path`` (``mode``: its permission bits), making missing folders."""
+        await self.send(routes.upload_file(name, path, data, mode))

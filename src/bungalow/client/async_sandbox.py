@@ -16,15 +16,16 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncGenerator, Awaitable, Callable
-from typing import Any, Self, Unpack
+from typing import Self, Unpack
 
 from bungalow.client import results, sandbox_base
 from bungalow.client.async_http import AsyncClient
 from bungalow.client.results import Command, Duration, ExecChunk, ExecOptions, ExecResult
 from bungalow.client.sandbox_base import DEFAULT_IMAGE, Home, SandboxBase, SandboxOptions
+from bungalow.client.shapes import VmInfo
 from bungalow.errors import VmNotFoundError
 
-_Load = Callable[[AsyncClient], Awaitable[dict[str, Any]]]
+_Load = Callable[[AsyncClient], Awaitable[VmInfo]]
 
 
 class AsyncExecStream(results.ExecStreamBase):
@@ -91,36 +92,49 @@ class AsyncSandboxFiles:
 class AsyncSandbox(SandboxBase):
     """A VM of its own, created on ``async with`` (or ``create``) and deleted when closed.
 
-    The arguments are :class:`~bungalow.Sandbox`'s.
+    The arguments and errors are :class:`~bungalow.Sandbox`'s; ``client`` is an
+    :class:`~bungalow.AsyncClient`, shared and left open.
     """
 
     files: AsyncSandboxFiles
 
     def __init__(
-        self, image: str = DEFAULT_IMAGE, *, home: Home = None, **options: Unpack[SandboxOptions]
+        self,
+        image: str = DEFAULT_IMAGE,
+        *,
+        home: Home = None,
+        client: AsyncClient | None = None,
+        **options: Unpack[SandboxOptions],
     ) -> None:
         body = sandbox_base.sandbox_body(image, options)
-        self._setup(AsyncClient(sandbox_base.resolve_home(home)), owned=True)
+        self._setup(sandbox_base.pick_client(home, client, AsyncClient), owned=True)
         self._create: _Load = lambda client: client.create_sandbox(body)
 
     @classmethod
     async def create(
-        cls, image: str = DEFAULT_IMAGE, *, home: Home = None, **options: Unpack[SandboxOptions]
+        cls,
+        image: str = DEFAULT_IMAGE,
+        *,
+        home: Home = None,
+        client: AsyncClient | None = None,
+        **options: Unpack[SandboxOptions],
     ) -> Self:
         """Create the sandbox now; the caller closes it (``await sb.close()``)."""
-        return await cls(image, home=home, **options)._start()
+        return await cls(image, home=home, client=client, **options)._start()
 
     @classmethod
-    async def attach(cls, name: str, *, home: Home = None, owned: bool = True) -> Self:
+    async def attach(
+        cls, name: str, *, home: Home = None, owned: bool = True, client: AsyncClient | None = None
+    ) -> Self:
         """Wrap the existing VM ``name``; closing deletes it unless ``owned=False``."""
         sandbox = cls.__new__(cls)
-        sandbox._setup(AsyncClient(sandbox_base.resolve_home(home)), owned=owned)
+        sandbox._setup(sandbox_base.pick_client(home, client, AsyncClient), owned=owned)
         await sandbox._load(lambda client: client.get_vm(name))
         return sandbox
 
-    def _setup(self, client: AsyncClient, *, owned: bool) -> None:
-        SandboxBase.__init__(self, owned=owned)
-        self._client = client
+    def _setup(self, client: tuple[AsyncClient, bool], *, owned: bool) -> None:
+        self._client, closes_client = client
+        SandboxBase.__init__(self, owned=owned, closes_client=closes_client)
         self.files = AsyncSandboxFiles(self)
 
     async def _load(self, load: _Load) -> None:
@@ -128,8 +142,12 @@ class AsyncSandbox(SandboxBase):
             self._remember(await load(self._client))
         except BaseException:
             self._mark_closed()
-            await self._client.aclose()
+            await self._release_client()
             raise
+
+    async def _release_client(self) -> None:
+        if self._closes_client:
+            await self._client.aclose()
 
     async def _start(self) -> Self:
         if self._state is sandbox_base.SandboxState.NEW:
@@ -145,11 +163,11 @@ class AsyncSandbox(SandboxBase):
 
     # -- the VM --------------------------------------------------------------------------------
 
-    async def info(self) -> dict[str, Any]:
-        """The daemon's current view of the VM (state, resources, ``expires_at``...)."""
+    async def info(self) -> VmInfo:
+        """The daemon's current view of the VM; see :meth:`bungalow.Sandbox.info`."""
         with self._guard() as name:
             self._remember(await self._client.get_vm(name))
-        return dict(self._info)
+        return self._known()
 
     async def set_timeout(self, duration: Duration | None) -> float | None:
         """Delete the VM ``duration`` from now instead (None: never); the new ``expires_at``."""
@@ -158,14 +176,19 @@ class AsyncSandbox(SandboxBase):
         return self.expires_at
 
     async def fork(self, n: int = 1) -> list[AsyncSandbox]:
-        """``n`` running copies of this machine as it is now, each a sandbox of its own."""
+        """``n`` (1 to 64) running copies of this machine as it is now, each a sandbox."""
         with self._guard() as name:
             children = await self._client.fork_vm(name, n)
-        data = self._client.data
-        return [self._adopt(AsyncClient(data, autostart=False), info) for info in children]
+        return [self._adopt(self._child_client(), info) for info in children]
+
+    def _child_client(self) -> tuple[AsyncClient, bool]:
+        """A fork's client: a new one when this sandbox made its own, else the shared one."""
+        if self._closes_client:
+            return AsyncClient(self._client.data, autostart=False), True
+        return self._client, False
 
     @classmethod
-    def _adopt(cls, client: AsyncClient, info: dict[str, Any]) -> AsyncSandbox:
+    def _adopt(cls, client: tuple[AsyncClient, bool], info: VmInfo) -> AsyncSandbox:
         child = cls.__new__(cls)
         child._setup(client, owned=True)
         child._remember(info)
@@ -186,7 +209,7 @@ class AsyncSandbox(SandboxBase):
                 with contextlib.suppress(VmNotFoundError):
                     await self._client.remove_vm(name)
         finally:
-            await self._client.aclose()
+            await self._release_client()
 
     # -- commands ------------------------------------------------------------------------------
 

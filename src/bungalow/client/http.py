@@ -1,24 +1,55 @@
 """A synchronous client for bungalowd's REST API over its Unix socket.
 
 Every error the daemon reports comes back as the same :mod:`bungalow.errors`
-class it was raised as, so callers catch meaning, not status codes.
+class it was raised as, so callers catch meaning, not status codes. Answers
+are plain dicts typed by :mod:`bungalow.client.shapes`; the requests behind
+each method are in :mod:`bungalow.client.routes`.
+
+``Client(transport=httpx.MockTransport(handler))`` answers from ``handler``
+instead of a daemon, with nothing started and no socket: that is how the SDK
+and the CLI are tested without VMs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import httpx
 
-from bungalow.client import wire
+from bungalow.client import routes, wire
 from bungalow.client.autostart import ensure_daemon
-from bungalow.client.wire import raise_event_error
+from bungalow.client.routes import Call
 from bungalow.paths import DataDir
 
-__all__ = ["Client", "raise_event_error"]
+if TYPE_CHECKING:
+    from bungalow.client.interactive import ConsoleSession, ExecSession
+    from bungalow.client.shapes import (
+        AuditEvent,
+        BuildEvent,
+        CostReport,
+        DeletedVm,
+        ExecEvent,
+        FileStatInfo,
+        HostInfo,
+        ImageInfo,
+        NewProject,
+        ProjectInfo,
+        SnapshotInfo,
+        SprawlFinding,
+        SprawlOutcome,
+        VmInfo,
+        VmMetrics,
+    )
+
+__all__ = ["Client"]
+
+T = TypeVar("T")
+
+#: Connecting and sending give up after 30 s; reading waits as long as a command runs.
+TIMEOUT = httpx.Timeout(30.0, read=None)
 
 
 def _raise_for(response: httpx.Response) -> None:
@@ -28,22 +59,33 @@ def _raise_for(response: httpx.Response) -> None:
 
 
 class Client:
-    """One connection pool to one daemon; starts the daemon when it is not running."""
+    """One connection pool to one daemon; starts the daemon when it is not running.
+
+    ``data`` is the daemon's data directory (default ``$BUNGALOW_HOME``), whose
+    socket the client connects to; ``token`` a project's API token (default
+    ``$BUNGALOW_TOKEN``, none: the host's admin). ``transport`` replaces the
+    socket (an ``httpx.MockTransport`` in tests); with one, no daemon is started.
+    Every method raises the :mod:`bungalow.errors` class the daemon answered
+    with, and :class:`~bungalow.errors.DaemonError` when it cannot be reached.
+    """
 
     def __init__(
-        self, data: DataDir | None = None, *, autostart: bool = True, token: str | None = None
+        self,
+        data: DataDir | None = None,
+        *,
+        autostart: bool = True,
+        token: str | None = None,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.data = data or DataDir.from_env()
-        if autostart:
-            ensure_daemon(self.data)
+        if transport is None:
+            if autostart:
+                ensure_daemon(self.data)
+            # A Unix socket carries no TLS: skipping the CA bundle saves ~50 ms a command.
+            transport = httpx.HTTPTransport(uds=str(self.data.socket), verify=False)
         self.headers = wire.auth_headers(token)
-        # A Unix socket carries no TLS: skipping the CA bundle saves ~50 ms a command.
-        transport = httpx.HTTPTransport(uds=str(self.data.socket), verify=False)
         self._http = httpx.Client(
-            transport=transport,
-            base_url=wire.BASE_URL,
-            timeout=httpx.Timeout(30.0, read=None),
-            headers=self.headers,
+            transport=transport, base_url=wire.BASE_URL, timeout=TIMEOUT, headers=self.headers
         )
 
     def close(self) -> None:
@@ -55,7 +97,10 @@ class Client:
     def __exit__(self, *_exc: object) -> None:
         self.close()
 
+    # -- the calls -------------------------------------------------------------------------------
+
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        """A raw call: the answer's JSON, text or None. The methods below are typed."""
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
@@ -63,178 +108,231 @@ class Client:
         _raise_for(response)
         return wire.response_value(response)
 
+    def send(self, call: Call[T]) -> T:
+        """Make one call of :mod:`bungalow.client.routes`; its answer has the call's shape."""
+        answer: T = self.request(call.method, call.path, **call.options)
+        return answer
+
     @contextmanager
-    def stream(self, method: str, path: str, **kwargs: Any) -> Iterator[httpx.Response]:
+    def stream(self, call: Call[Any]) -> Iterator[httpx.Response]:
+        """The response, its body not read yet; a failed call raises before it is yielded."""
         try:
-            with self._http.stream(method, path, **kwargs) as response:
+            with self._http.stream(call.method, call.path, **call.options) as response:
                 _raise_for(response)
                 yield response
         except httpx.TransportError as exc:
             raise wire.connection_lost(self.data, exc) from None
 
-    def events(self, method: str, path: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
-        """NDJSON events of a streaming endpoint; an ``error`` event raises."""
-        with self.stream(method, path, **kwargs) as response:
+    def events(self, call: Call[T]) -> Iterator[T]:
+        """The NDJSON events of a streaming call; an ``error`` event raises."""
+        with self.stream(call) as response:
             for line in response.iter_lines():
                 if (event := wire.parse_event(line)) is not None:
-                    yield event
+                    yield cast(T, event)
 
     # -- VMs -------------------------------------------------------------------------------------
 
-    def list_vms(self) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self.request("GET", "/v1/vms")
-        return result
+    def list_vms(self) -> list[VmInfo]:
+        return self.send(routes.list_vms())
 
-    def get_vm(self, name: str) -> dict[str, Any]:
-        result: dict[str, Any] = self.request("GET", f"/v1/vms/{name}")
-        return result
+    def get_vm(self, name: str) -> VmInfo:
+        return self.send(routes.get_vm(name))
 
-    def create_vm(self, **spec: Any) -> dict[str, Any]:
-        result: dict[str, Any] = self.request("POST", "/v1/vms", json=spec)
-        return result
+    def create_vm(self, **spec: Any) -> VmInfo:
+        """Create and boot a VM; ``spec`` is the daemon's ``VmCreate`` (name, image, cpus...)."""
+        return self.send(routes.create_vm(spec))
 
-    def start_vm(self, name: str) -> dict[str, Any]:
-        result: dict[str, Any] = self.request("POST", f"/v1/vms/{name}/start")
-        return result
+    def start_vm(self, name: str) -> VmInfo:
+        return self.send(routes.start_vm(name))
 
-    def stop_vm(self, name: str, timeout: float = 30.0) -> dict[str, Any]:
-        result: dict[str, Any] = self.request(
-            "POST", f"/v1/vms/{name}/stop", json={"timeout": timeout}
-        )
-        return result
+    def stop_vm(self, name: str, timeout: float = 30.0) -> VmInfo:
+        """Shut the VM down, forcing it off after ``timeout`` seconds."""
+        return self.send(routes.stop_vm(name, timeout))
 
     def remove_vm(self, name: str) -> None:
-        self.request("DELETE", f"/v1/vms/{name}")
+        self.send(routes.remove_vm(name))
 
-    # -- sandboxes -------------------------------------------------------------------------------
+    def pause_vm(self, name: str) -> VmInfo:
+        return self.send(routes.pause_vm(name))
 
-    def create_sandbox(self, spec: dict[str, Any]) -> dict[str, Any]:
-        result: dict[str, Any] = self.request("POST", "/v1/sandboxes", json=spec)
-        return result
+    def resume_vm(self, name: str) -> VmInfo:
+        return self.send(routes.resume_vm(name))
 
-    def fork_vm(self, name: str, count: int) -> list[dict[str, Any]]:
+    def suspend_vm(self, name: str) -> VmInfo:
+        return self.send(routes.suspend_vm(name))
+
+    def set_limits(self, name: str, **limits: object) -> VmInfo:
+        """Change the VM's limits (cpu_weight, cpu_cap, memory_limit, disk_*, net_bw)."""
+        return self.send(routes.set_limits(name, limits))
+
+    def logs(self, name: str, tail: int = 0) -> str:
+        """The VM's serial console output; its last ``tail`` lines when tail > 0."""
+        return self.send(routes.logs(name, tail)) or ""
+
+    # -- sandboxes, leases, idleness -------------------------------------------------------------
+
+    def create_sandbox(self, spec: Mapping[str, object]) -> VmInfo:
+        return self.send(routes.create_sandbox(spec))
+
+    def fork_vm(self, name: str, count: int) -> list[VmInfo]:
         """``count`` running copies of the VM ``name``, each a VM of its own."""
-        result: list[dict[str, Any]] = self.request(
-            "POST", f"/v1/vms/{name}/fork", json={"count": count}
-        )
-        return result
+        return self.send(routes.fork_vm(name, count))
 
     def lease_vm(
         self, name: str, timeout: str | float | None, on_expiry: str | None = None
-    ) -> dict[str, Any]:
+    ) -> VmInfo:
         """End the VM's lease ``timeout`` from now (a duration or seconds); None drops it."""
-        body = {"timeout": timeout, "on_expiry": on_expiry}
-        result: dict[str, Any] = self.request("POST", f"/v1/vms/{name}/lease", json=body)
-        return result
+        return self.send(routes.lease_vm(name, timeout, on_expiry))
 
-    def renew_lease(self, name: str, duration: str | float) -> dict[str, Any]:
+    def renew_lease(self, name: str, duration: str | float) -> VmInfo:
         """The VM's lease ends ``duration`` from now; refused if it has no lease."""
-        body = {"duration": duration}
-        result: dict[str, Any] = self.request("POST", f"/v1/vms/{name}/lease/renew", json=body)
-        return result
+        return self.send(routes.renew_lease(name, duration))
 
-    def set_idle(self, name: str, **policy: Any) -> dict[str, Any]:
+    def set_idle(self, name: str, **policy: object) -> VmInfo:
         """Change the VM's own idle policy: after, action, cpu, disk, net."""
-        result: dict[str, Any] = self.request("PATCH", f"/v1/vms/{name}/idle", json=policy)
-        return result
+        return self.send(routes.set_idle(name, policy))
 
-    def suspend_vm(self, name: str) -> dict[str, Any]:
-        result: dict[str, Any] = self.request("POST", f"/v1/vms/{name}/suspend")
-        return result
+    # -- snapshots and clones --------------------------------------------------------------------
 
-    # -- sprawl ----------------------------------------------------------------------------------
+    def list_snapshots(self, vm: str) -> list[SnapshotInfo]:
+        return self.send(routes.list_snapshots(vm))
 
-    def sprawl(self) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self.request("GET", "/v1/sprawl")
-        return result
+    def create_snapshot(self, vm: str, name: str) -> SnapshotInfo:
+        return self.send(routes.create_snapshot(vm, name))
 
-    def apply_sprawl(self) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self.request("POST", "/v1/sprawl/apply")
-        return result
+    def restore_snapshot(self, vm: str, name: str) -> VmInfo:
+        return self.send(routes.restore_snapshot(vm, name))
 
-    def deleted_vms(self) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self.request("GET", "/v1/deleted")
-        return result
+    def remove_snapshot(self, vm: str, name: str) -> None:
+        self.send(routes.remove_snapshot(vm, name))
 
-    def restore_deleted(self, name: str) -> dict[str, Any]:
-        result: dict[str, Any] = self.request("POST", f"/v1/deleted/{name}/restore")
-        return result
+    def clone_vm(self, source: str, name: str, snapshot: str | None = None) -> VmInfo:
+        """A new VM ``name`` running from ``source``'s snapshot, or from ``source`` as it is."""
+        return self.send(routes.clone_vm(source, name, snapshot))
 
-    def logs(self, name: str, tail: int = 0) -> str:
-        return str(self.request("GET", f"/v1/vms/{name}/logs", params={"tail": tail}) or "")
+    # -- sprawl, deleted VMs, the audit log ------------------------------------------------------
+
+    def sprawl(self) -> list[SprawlFinding]:
+        return self.send(routes.sprawl())
+
+    def apply_sprawl(self) -> list[SprawlOutcome]:
+        return self.send(routes.apply_sprawl())
+
+    def deleted_vms(self) -> list[DeletedVm]:
+        return self.send(routes.deleted_vms())
+
+    def restore_deleted(self, name: str) -> VmInfo:
+        return self.send(routes.restore_deleted(name))
 
     def events_log(
         self, vm: str | None = None, since: str | None = None, limit: int = 100
-    ) -> list[dict[str, Any]]:
+    ) -> list[AuditEvent]:
         """The audit log, oldest first; ``since`` is a duration (``1h``) or a date."""
-        params: dict[str, Any] = {"limit": limit}
-        if vm:
-            params["vm"] = vm
-        if since:
-            params["since"] = since
-        result: list[dict[str, Any]] = self.request("GET", "/v1/events", params=params)
-        return result
+        return self.send(routes.events_log(vm, since, limit))
 
     # -- inside the guest ------------------------------------------------------------------------
 
     def exec_events(
         self, name: str, argv: list[str], *, stdin: bytes | None = None, **options: Any
-    ) -> Generator[dict[str, Any], None, None]:
-        """Run ``argv`` in the VM; yields decoded events (stdout/stderr bytes, then exit)."""
+    ) -> Generator[ExecEvent, None, None]:
+        """Run ``argv`` in the VM; yields output events (bytes), then the exit event.
+
+        ``options`` are the daemon's: env, cwd, user, timeout (seconds).
+        """
         body = wire.exec_body(argv, stdin, options)
-        for event in self.events("POST", f"/v1/vms/{name}/exec", json=body):
+        for event in self.events(routes.exec_command(name, body)):
             yield wire.decode_exec_event(event)
 
-    def stat(self, name: str, path: str) -> dict[str, Any]:
-        result: dict[str, Any] = self.request(
-            "GET", f"/v1/vms/{name}/files/stat", params={"path": path}
-        )
-        return result
+    def exec_interactive(
+        self, name: str, argv: list[str], *, tty: bool = False, **options: Any
+    ) -> ExecSession:
+        """Start ``argv`` in the VM with its stdin open (and a terminal with ``tty``).
+
+        ``options`` are env, cwd, user, timeout (seconds), rows and cols (the
+        terminal's size). The session is a context manager; see
+        :mod:`bungalow.client.interactive`.
+        """
+        from bungalow.client.interactive import ExecSession
+
+        request = {"argv": argv, "tty": tty, "stdin": "", **options}
+        path = routes.exec_socket(name)
+        return ExecSession(self, path, request, what=f"an interactive command in {name}")
+
+    def console(self, name: str) -> ConsoleSession:
+        """Attach to the VM's serial console (raises first if there is no such VM)."""
+        from bungalow.client.interactive import ConsoleSession
+
+        self.get_vm(name)
+        return ConsoleSession(self, routes.console_socket(name), what=f"the console of {name}")
+
+    def stat(self, name: str, path: str) -> FileStatInfo:
+        return self.send(routes.stat(name, path))
 
     @contextmanager
     def download(self, name: str, path: str) -> Iterator[tuple[str, Iterator[bytes]]]:
         """``(kind, chunks)``: kind is ``file`` (raw bytes) or ``dir`` (a tar stream)."""
-        with self.stream("GET", f"/v1/vms/{name}/files", params={"path": path}) as response:
+        with self.stream(routes.download(name, path)) as response:
             yield response.headers.get("x-bungalow-kind", "file"), response.iter_bytes()
 
-    def upload_file(self, name: str, path: str, chunks: Iterator[bytes], mode: int = 0o644) -> None:
-        self.request(
-            "PUT", f"/v1/vms/{name}/files", params={"path": path, "mode": mode}, content=chunks
-        )
+    def upload_file(self, name: str, path: str, chunks: Iterable[bytes], mode: int = 0o644) -> None:
+        """Write the file ``path`` (``mode``: its permission bits), making missing folders."""
+        self.send(routes.upload_file(name, path, chunks, mode))
 
-    def upload_tar(self, name: str, dest: str, chunks: Iterator[bytes]) -> None:
-        self.request("PUT", f"/v1/vms/{name}/files/tar", params={"path": dest}, content=chunks)
+    def upload_tar(self, name: str, dest: str, chunks: Iterable[bytes]) -> None:
+        """Unpack a tar stream into the folder ``dest``."""
+        self.send(routes.upload_tar(name, dest, chunks))
 
-    # -- images and host -------------------------------------------------------------------------
+    # -- images and the host ---------------------------------------------------------------------
 
-    def list_images(self) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self.request("GET", "/v1/images")
-        return result
+    def list_images(self) -> list[ImageInfo]:
+        return self.send(routes.list_images())
 
-    def get_image(self, ref: str) -> dict[str, Any]:
-        result: dict[str, Any] = self.request("GET", f"/v1/images/{ref}")
-        return result
+    def get_image(self, ref: str) -> ImageInfo:
+        return self.send(routes.get_image(ref))
 
     def recipes(self) -> list[str]:
         """Names of the images the daemon knows how to build."""
-        result: list[str] = self.request("GET", "/v1/images/recipes")
-        return result
+        return self.send(routes.recipes())
 
-    def build_image(self, name: str, force: bool = False) -> Iterator[dict[str, Any]]:
-        return self.events("POST", "/v1/images/build", json={"name": name, "force": force})
+    def build_image(self, name: str, force: bool = False) -> Iterator[BuildEvent]:
+        """Progress events of the build, then ``done`` with the image."""
+        return self.events(routes.build_image(name, force))
 
-    def import_image(self, path: Path, name: str) -> dict[str, Any]:
-        result: dict[str, Any] = self.request(
-            "POST", "/v1/images/import", json={"path": str(path.absolute()), "name": name}
-        )
-        return result
+    def import_image(self, path: Path, name: str) -> ImageInfo:
+        return self.send(routes.import_image(path, name))
 
     def remove_image(self, ref: str) -> None:
-        self.request("DELETE", f"/v1/images/{ref}")
+        self.send(routes.remove_image(ref))
 
-    def host_info(self) -> dict[str, Any]:
-        result: dict[str, Any] = self.request("GET", "/v1/host")
-        return result
+    def host_info(self) -> HostInfo:
+        return self.send(routes.host_info())
+
+    # -- projects, costs, metrics ----------------------------------------------------------------
+
+    def create_project(self, name: str, **quota: object) -> NewProject:
+        """A new project and its token; ``quota``: max_vcpus, max_memory, max_disk, max_vms."""
+        return self.send(routes.create_project({"name": name, **quota}))
+
+    def list_projects(self) -> list[ProjectInfo]:
+        return self.send(routes.list_projects())
+
+    def update_project(self, name: str, **changes: object) -> ProjectInfo:
+        """Change its quotas (max_*) and its VMs' default idle policy (idle_*, on_idle)."""
+        return self.send(routes.update_project(name, changes))
+
+    def remove_project(self, name: str, *, orphan_vms: bool = False) -> None:
+        """Remove a project with no VMs, or keep its VMs as orphans."""
+        self.send(routes.remove_project(name, orphan_vms))
+
+    def costs(
+        self, by: str = "vm", since: str | None = None, until: str | None = None
+    ) -> CostReport:
+        """Accrued cost grouped ``by`` vm, owner, project or ``label:KEY``, over the range."""
+        return self.send(routes.costs(by, since, until))
+
+    def metrics(self) -> list[VmMetrics]:
+        """The latest sample and rates of every running VM the caller may see."""
+        return self.send(routes.metrics())
 
     @property
     def socket_path(self) -> Path:

@@ -11,7 +11,7 @@ import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Literal, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from bungalow.errors import (
     AgentError,
@@ -21,6 +21,9 @@ from bungalow.errors import (
     UserError,
 )
 from bungalow.units import parse_duration
+
+if TYPE_CHECKING:
+    from bungalow.client.shapes import ExecEvent, ExitEvent
 
 #: A shell string (run by ``/bin/sh -c``) or an argument list (run as it is).
 Command = str | Sequence[str]
@@ -41,6 +44,30 @@ def check_keywords(what: str, given: Mapping[str, object], allowed: frozenset[st
     for key in given:
         if key not in allowed:
             raise TypeError(f"{what} got an unexpected keyword argument {key!r}")
+
+
+#: The exit status of a command its timeout killed, as coreutils' timeout(1) gives.
+TIMEOUT_EXIT = 124
+
+
+def exit_status(event: ExitEvent) -> int:
+    """The number a shell would give for how a command ended.
+
+    124 when its timeout killed it (as ``timeout(1)``: the agent ends it with a
+    signal, but the timeout is what the user needs to hear about), 128+N when
+    signal N ended it (137 for SIGKILL), else its exit code.
+    """
+    if event.get("timed_out"):
+        return TIMEOUT_EXIT
+    if signal := event.get("signal"):
+        return 128 + signal
+    return event.get("exit_code") or 0
+
+
+def timeout_sentence(seconds: float | None, shown: str | None = None) -> str:
+    """What to tell a user whose command (``shown``, if given) its timeout killed."""
+    command = f"The command `{shown}`" if shown else "The command"
+    return f"{command} ran past its timeout of {seconds or 0:g}s and was killed."
 
 
 def _decode(data: bytes) -> str:
@@ -163,14 +190,13 @@ class ExecRun:
         self._output: dict[str, list[bytes]] = {"stdout": [], "stderr": []}
         self._result: ExecResult | None = None
 
-    def feed(self, event: dict[str, Any]) -> ExecChunk | None:
+    def feed(self, event: ExecEvent) -> ExecChunk | None:
         """The chunk an output event carries; None for the exit event, which is kept."""
-        kind = event.get("type")
-        if kind == "stdout" or kind == "stderr":
+        if event["type"] == "stdout" or event["type"] == "stderr":
             if self._keep_output:
-                self._output[kind].append(event["data"])
-            return ExecChunk(kind, event["data"])
-        if kind == "exit":
+                self._output[event["type"]].append(event["data"])
+            return ExecChunk(event["type"], event["data"])
+        if event["type"] == "exit":
             self._result = ExecResult(
                 exit_code=event.get("exit_code"),
                 signal=event.get("signal"),
@@ -189,11 +215,7 @@ class ExecRun:
                 f"The command `{shown}` ended without an exit status; the sandbox may have stopped."
             )
         if result.timed_out:
-            raise CommandTimeoutError(
-                f"The command `{shown}` ran past its timeout of {self.request.timeout or 0:g}s "
-                "and was killed.",
-                result,
-            )
+            raise CommandTimeoutError(timeout_sentence(self.request.timeout, shown), result)
         if self.request.check and not result.ok:
             raise CommandFailedError(_failure_message(shown, result), result)
         return result

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Generator
-from typing import Any, Self, Unpack
+from typing import Self, Unpack
 
 from bungalow.client import results, sandbox_base
 from bungalow.client.http import Client
 from bungalow.client.results import Command, Duration, ExecChunk, ExecOptions, ExecResult
 from bungalow.client.sandbox_base import DEFAULT_IMAGE, Home, SandboxBase, SandboxOptions
+from bungalow.client.shapes import VmInfo
 from bungalow.errors import VmNotFoundError
 
 
@@ -89,70 +90,113 @@ class SandboxFiles:
 class Sandbox(SandboxBase):
     """A VM of its own, created when constructed and deleted when closed.
 
-    ``Sandbox(image, cpus=1, memory="512M", disk=None, timeout="10m", name=None,
-    warm=True, home=None)``: ``timeout`` is how long the daemon keeps the VM
-    without being told otherwise (None: until deleted), ``warm=False`` boots from
-    cold instead of resuming the image's pre-booted snapshot, ``home`` is the
-    daemon's data directory (default ``$BUNGALOW_HOME``).
+    ``Sandbox(image="debian-12", *, cpus=1, memory="512M", disk=None,
+    timeout="10m", name=None, warm=True, home=None, client=None)``:
+
+    - ``memory`` and ``disk`` are sizes: ``"512M"``, ``"2G"``, or an int of
+      bytes; ``disk=None`` is 4G, or the image's size if that is larger;
+    - ``timeout`` is how long the daemon keeps the VM without being told
+      otherwise (``"90s"``, ``"10m"``, seconds, a timedelta; None: until deleted);
+    - ``warm=False`` boots from cold instead of resuming the image's pre-booted snapshot;
+    - ``home`` is the daemon's data directory (default ``$BUNGALOW_HOME``);
+    - ``client`` a :class:`~bungalow.Client` to talk through instead (its data
+      directory, token and transport; ``Client(transport=httpx.MockTransport(...))``
+      in tests). The sandbox and its forks share it and leave it open.
+
+    Raises :class:`~bungalow.errors.NotFoundError` for an image that does not
+    exist, :class:`~bungalow.errors.CapacityError` when the host cannot hold
+    the VM, :class:`~bungalow.errors.UserError` for a malformed size or
+    duration, :class:`~bungalow.errors.DaemonError` when bungalowd cannot be
+    reached or started, and ``TypeError`` for an unknown keyword.
     """
 
     files: SandboxFiles
 
     def __init__(
-        self, image: str = DEFAULT_IMAGE, *, home: Home = None, **options: Unpack[SandboxOptions]
+        self,
+        image: str = DEFAULT_IMAGE,
+        *,
+        home: Home = None,
+        client: Client | None = None,
+        **options: Unpack[SandboxOptions],
     ) -> None:
         body = sandbox_base.sandbox_body(image, options)
         self._open(
-            Client(sandbox_base.resolve_home(home)),
+            sandbox_base.pick_client(home, client, Client),
             lambda client: client.create_sandbox(body),
             owned=True,
         )
 
     @classmethod
-    def attach(cls, name: str, *, home: Home = None, owned: bool = True) -> Self:
-        """Wrap the existing VM ``name``; closing deletes it unless ``owned=False``."""
+    def attach(
+        cls, name: str, *, home: Home = None, owned: bool = True, client: Client | None = None
+    ) -> Self:
+        """Wrap the existing VM ``name``; closing deletes it unless ``owned=False``.
+
+        ``home`` and ``client`` are the constructor's;
+        :class:`~bungalow.errors.VmNotFoundError` if there is no such VM.
+        """
         sandbox = cls.__new__(cls)
         sandbox._open(
-            Client(sandbox_base.resolve_home(home)), lambda client: client.get_vm(name), owned=owned
+            sandbox_base.pick_client(home, client, Client),
+            lambda client: client.get_vm(name),
+            owned=owned,
         )
         return sandbox
 
     def _open(
-        self, client: Client, load: Callable[[Client], dict[str, Any]], *, owned: bool
+        self, client: tuple[Client, bool], load: Callable[[Client], VmInfo], *, owned: bool
     ) -> None:
-        SandboxBase.__init__(self, owned=owned)
-        self._client = client
+        self._client, closes_client = client
+        SandboxBase.__init__(self, owned=owned, closes_client=closes_client)
         self.files = SandboxFiles(self)
         try:
-            self._remember(load(client))
+            self._remember(load(self._client))
         except BaseException:
             self._mark_closed()
-            client.close()
+            self._release_client()
             raise
+
+    def _release_client(self) -> None:
+        if self._closes_client:
+            self._client.close()
 
     # -- the VM --------------------------------------------------------------------------------
 
-    def info(self) -> dict[str, Any]:
-        """The daemon's current view of the VM (state, resources, ``expires_at``...)."""
+    def info(self) -> VmInfo:
+        """The daemon's current view of the VM: state, resources, ``expires_at``...
+
+        See :class:`~bungalow.client.shapes.VmInfo` for the keys and their units.
+        """
         with self._guard() as name:
             self._remember(self._client.get_vm(name))
-        return dict(self._info)
+        return self._known()
 
     def set_timeout(self, duration: Duration | None) -> float | None:
-        """Delete the VM ``duration`` from now instead (None: never); the new ``expires_at``."""
+        """Delete the VM ``duration`` from now instead (``"5m"``, seconds, a timedelta;
+        None: never); returns the new ``expires_at`` (unix time)."""
         with self._guard() as name:
             self._remember(self._client.lease_vm(name, sandbox_base.lease_seconds(duration)))
         return self.expires_at
 
     def fork(self, n: int = 1) -> list[Sandbox]:
-        """``n`` running copies of this machine as it is now, each a sandbox of its own."""
+        """``n`` running copies of this machine as it is now, each a sandbox of its own.
+
+        ``n`` is 1 to 64 (:class:`~bungalow.errors.UserError` otherwise); the
+        copies are owned, so closing each deletes its VM.
+        """
         with self._guard() as name:
             children = self._client.fork_vm(name, n)
-        data = self._client.data
-        return [self._adopt(Client(data, autostart=False), info) for info in children]
+        return [self._adopt(self._child_client(), info) for info in children]
+
+    def _child_client(self) -> tuple[Client, bool]:
+        """A fork's client: a new one when this sandbox made its own, else the shared one."""
+        if self._closes_client:
+            return Client(self._client.data, autostart=False), True
+        return self._client, False
 
     @classmethod
-    def _adopt(cls, client: Client, info: dict[str, Any]) -> Sandbox:
+    def _adopt(cls, client: tuple[Client, bool], info: VmInfo) -> Sandbox:
         child = cls.__new__(cls)
         child._open(client, lambda _client: info, owned=True)
         return child
@@ -172,7 +216,7 @@ class Sandbox(SandboxBase):
                 with contextlib.suppress(VmNotFoundError):
                     self._client.remove_vm(name)
         finally:
-            self._client.close()
+            self._release_client()
 
     def __enter__(self) -> Self:
         return self

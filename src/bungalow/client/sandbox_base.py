@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import enum
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, TypedDict, TypeVar
 
 from bungalow.client.results import Duration, check_keywords, to_seconds
+from bungalow.client.shapes import FileStatInfo, VmInfo
 from bungalow.errors import (
     GuestFileNotFoundError,
     InvalidStateError,
@@ -46,12 +47,28 @@ class SandboxOptions(TypedDict, total=False):
     warm: bool
 
 
+C = TypeVar("C")
+
+
 def resolve_home(home: Home) -> DataDir:
     if home is None:
         return DataDir.from_env()
     if isinstance(home, DataDir):
         return home
     return DataDir(Path(home).absolute())
+
+
+def pick_client(home: Home, client: C | None, make: Callable[[DataDir], C]) -> tuple[C, bool]:
+    """The client a sandbox talks through, and whether the sandbox closes it.
+
+    A client given is shared and left open (the caller closes it); else the
+    sandbox makes one for ``home`` and closes it with itself.
+    """
+    if client is None:
+        return make(resolve_home(home)), True
+    if home is not None:
+        raise TypeError("Give a sandbox either home or client, not both; a client has its home.")
+    return client, False
 
 
 def lease_seconds(duration: Duration | None) -> float | None:
@@ -91,12 +108,12 @@ class FileStat:
         return self.type == "dir"
 
 
-def file_stat(sandbox: str, path: str, raw: dict[str, Any]) -> FileStat:
+def file_stat(sandbox: str, path: str, raw: FileStatInfo) -> FileStat:
     if not raw.get("exists"):
         raise GuestFileNotFoundError(
             f"There is no {path} in the sandbox {sandbox}; check the path."
         )
-    return FileStat(path=path, type=str(raw["type"]), size=int(raw["size"]), mode=int(raw["mode"]))
+    return FileStat(path=path, type=raw["type"], size=raw["size"], mode=raw["mode"])
 
 
 def require_file(sandbox: str, path: str, kind: str) -> None:
@@ -125,24 +142,26 @@ class SandboxBase:
     callers catch "my sandbox is gone" whatever removed it.
     """
 
-    def __init__(self, *, owned: bool) -> None:
+    def __init__(self, *, owned: bool, closes_client: bool) -> None:
         self._owned = owned
+        self._closes_client = closes_client
         self._state = SandboxState.NEW
-        self._info: dict[str, Any] = {}
+        self._info: VmInfo | None = None
 
-    def _remember(self, info: dict[str, Any]) -> None:
+    def _remember(self, info: VmInfo) -> None:
         self._info = info
         if self._state is SandboxState.NEW:
             self._state = SandboxState.OPEN
 
     @property
     def name(self) -> str:
-        if self._state is SandboxState.NEW:
+        """The VM's name (``sb-...`` unless one was asked for)."""
+        if self._info is None:
             raise InvalidStateError(
                 "The sandbox is not created yet; use `async with AsyncSandbox(...)` "
                 "or `await AsyncSandbox.create(...)`."
             )
-        return str(self._info["name"])
+        return self._info["name"]
 
     @property
     def owned(self) -> bool:
@@ -151,13 +170,20 @@ class SandboxBase:
 
     @property
     def closed(self) -> bool:
+        """Whether the sandbox was closed or killed: no call reaches the daemon any more."""
         return self._state is SandboxState.CLOSED
 
     @property
     def expires_at(self) -> float | None:
         """When the daemon deletes the VM (unix time), as of the last answer about it."""
-        value = self._info.get("expires_at")
+        value = None if self._info is None else self._info["expires_at"]
         return None if value is None else float(value)
+
+    def _known(self) -> VmInfo:
+        """A copy of the daemon's last answer about the VM."""
+        if self._info is None:
+            raise InvalidStateError("The sandbox is not created yet; nothing is known of it.")
+        return self._info.copy()
 
     def _mark_closed(self) -> bool:
         """Close this handle; False when it was closed already (closing twice is fine)."""
@@ -192,5 +218,5 @@ class SandboxBase:
             ) from None
 
     def __repr__(self) -> str:
-        label = str(self._info.get("name", "not created"))
+        label = "not created" if self._info is None else self._info["name"]
         return f"{type(self).__name__}({label!r}, {self._state.value})"

@@ -12,13 +12,14 @@ import base64
 import json
 import os
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from bungalow.errors import BungalowError, DaemonError, error_from_code
+from bungalow.errors import BungalowError, DaemonError, error_from_code, error_from_status
 
 if TYPE_CHECKING:
     import httpx
 
+    from bungalow.client.shapes import ExecEvent
     from bungalow.paths import DataDir
 
 #: Any host name works over a Unix socket; this one reads well in logs.
@@ -31,13 +32,28 @@ def auth_headers(token: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
-def error_for(response: httpx.Response) -> BungalowError:
-    """The exception a failed response stands for; its body must have been read."""
+def error_in_body(body: bytes) -> BungalowError | None:
+    """The error a daemon's JSON body names (``{"error": {"code", "message"}}``), if any."""
     try:
-        error = response.json()["error"]
+        error = json.loads(body)["error"]
         return error_from_code(str(error["code"]), str(error["message"]))
     except (ValueError, KeyError, TypeError):
-        return BungalowError(f"bungalowd answered {response.status_code}: {response.text[:200]}")
+        return None
+
+
+def error_for(response: httpx.Response) -> BungalowError:
+    """The exception a failed response stands for; its body must have been read.
+
+    A body without a code (a proxy's page, a crash) gives the class of the status.
+    """
+    found = error_in_body(response.content)
+    if found is not None:
+        return found
+    text = response.text.strip()[:200]
+    return error_from_status(
+        response.status_code,
+        f"bungalowd answered {response.status_code}" + (f": {text}" if text else "."),
+    )
 
 
 def connection_lost(data: DataDir, exc: Exception) -> DaemonError:
@@ -53,7 +69,8 @@ def response_value(response: httpx.Response) -> Any:
     return response.text
 
 
-def raise_event_error(event: dict[str, Any]) -> None:
+def raise_event_error(event: Mapping[str, Any]) -> None:
+    """Raise the error an ``{"type": "error", "code", "message"}`` event reports."""
     if event.get("type") == "error":
         raise error_from_code(str(event.get("code")), str(event.get("message")))
 
@@ -74,8 +91,8 @@ def exec_body(argv: list[str], stdin: bytes | None, options: Mapping[str, Any]) 
     return body
 
 
-def decode_exec_event(event: dict[str, Any]) -> dict[str, Any]:
-    """The event with its output turned back from base64 into bytes."""
+def decode_exec_event(event: dict[str, Any]) -> ExecEvent:
+    """An exec event (stdout, stderr, exit) with its output turned from base64 into bytes."""
     if "data" in event:
         event["data"] = base64.b64decode(event["data"])
-    return event
+    return cast("ExecEvent", event)

@@ -1,0 +1,380 @@
+"""The shapes of bungalowd's answers, as the client hands them out.
+
+Each TypedDict mirrors what the daemon sends: the pydantic response models of
+the API's schemas (``VmInfo``, ``SnapshotInfo``, ``ImageInfo``, ``HostInfo``,
+``CostReport``) key for key (tests/client/test_shapes.py holds them to it), and
+the answers the daemon builds as plain dicts (projects, sprawl, events,
+metrics, deleted VMs) as its code writes them. At run time they are plain
+dicts; the types are for readers and for mypy.
+
+Units, everywhere: sizes in bytes, moments in unix time (seconds since the
+epoch, the daemon's clock), lengths of time in seconds, money in the
+``currency`` of the daemon's price list.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, NotRequired, TypedDict
+
+# -- VMs -----------------------------------------------------------------------------------------
+
+
+class VmCostInfo(TypedDict):
+    so_far: float
+    """All the VM has cost until now, its snapshots included."""
+    per_hour: float
+    """What it costs per hour as it is now."""
+    currency: str
+
+
+class VmInfo(TypedDict):
+    """One VM as ``GET /v1/vms/NAME`` shows it.
+
+    ``state`` is created, starting, running, paused, stopping, stopped, failed or
+    suspended; ``memory``, ``disk_size``, ``disk_used`` (space the disk really
+    takes on the host) and ``snapshots_used`` are bytes; ``created``,
+    ``started`` and ``expires_at`` unix times; ``expires_in`` and ``quiet_for``
+    seconds. ``ports`` are ``[ADDR:]HOST:GUEST[/udp]`` forwards.
+    """
+
+    id: str
+    name: str
+    state: str
+    image: str
+    image_id: str
+    profile: str
+    cpus: int
+    memory: int
+    disk_size: int
+    disk_used: int
+    ports: list[str]
+    accel: str
+    mac: str
+    pid: int | None
+    created: float
+    started: float | None
+    error: str | None
+    sandbox: bool
+    expires_at: float | None
+    parent: str | None
+    base_snapshot: str | None
+    snapshots_used: int
+    pooled: bool
+    limits: dict[str, float | int]
+    limits_pending: list[str]
+    project: str | None
+    owner: str | None
+    labels: dict[str, str]
+    created_by: str
+    origin: str
+    cost: VmCostInfo | None
+    on_expiry: str | None
+    expires_in: float | None
+    lease_warned: bool
+    idle: dict[str, float | str]
+    quiet_for: float | None
+
+
+class DeletedVm(TypedDict):
+    """A VM removed by snapshot-and-delete that ``restore-deleted`` can bring back.
+
+    ``deleted`` and ``keep_until`` are unix times; ``state`` is the one it had.
+    """
+
+    name: str
+    deleted: float
+    keep_until: float
+    project: str | None
+    owner: str | None
+    labels: dict[str, str]
+    state: str | None
+
+
+# -- snapshots and images ------------------------------------------------------------------------
+
+
+class SnapshotInfo(TypedDict):
+    """A saved state of a VM: ``kind`` is full (memory, devices, disk) or disk (disk only).
+
+    ``size`` is the bytes its files take on the host, ``memory`` and
+    ``disk_size`` those of the VM it was taken of; ``used_by`` names the VMs
+    and snapshots built on it.
+    """
+
+    id: str
+    name: str
+    vm: str
+    kind: str
+    purpose: str
+    created: float
+    image_id: str
+    cpus: int
+    memory: int
+    disk_size: int
+    accel: str
+    qemu: str
+    size: int
+    base_snapshot: str | None
+    used_by: list[str]
+
+
+class ImageInfo(TypedDict):
+    """An image VMs boot from: ``size`` is bytes on the host, ``virtual_size`` the disk's."""
+
+    id: str
+    name: str
+    kind: str
+    size: int
+    virtual_size: int
+    created: float
+    os_release: str | None
+    kernel_version: str | None
+    used_by: list[str]
+
+
+class BuildProgress(TypedDict):
+    type: Literal["progress"]
+    stage: str
+    fraction: float
+    """From 0.0 to 1.0."""
+
+
+class BuildDone(TypedDict):
+    type: Literal["done"]
+    image: ImageInfo
+
+
+#: The events of ``POST /v1/images/build``: progress, then done (an error event raises).
+BuildEvent = BuildProgress | BuildDone
+
+
+# -- the host ------------------------------------------------------------------------------------
+
+
+class AccelInfo(TypedDict):
+    """The accelerator VMs get (kvm or tcg), why, and how long probing it took."""
+
+    name: str
+    reason: str
+    probe_ms: float | None
+
+
+class HostInfo(TypedDict):
+    """What the host has, what VMs hold of it, and the allocation ratios.
+
+    ``ratios`` has keys cpu, memory, disk; ``limit`` (capacity times ratio) and
+    ``free`` (what may still be allocated) have cpus, memory, disk. Memory and
+    disk are bytes.
+    """
+
+    hostname: str
+    cpus: int
+    memory: int
+    memory_available: int
+    disk_total: int
+    disk_free: int
+    data_dir: str
+    qemu: str
+    accel: AccelInfo
+    vms: int
+    vms_running: int
+    allocated_cpus: int
+    allocated_memory: int
+    allocated_disk: int
+    ratios: dict[str, float]
+    limit: dict[str, int]
+    free: dict[str, int]
+
+
+# -- inside the guest ----------------------------------------------------------------------------
+
+
+class OutputEvent(TypedDict):
+    """Output of a running command, its bytes decoded from the wire's base64."""
+
+    type: Literal["stdout", "stderr"]
+    data: bytes
+
+
+class ExitEvent(TypedDict):
+    """How a command ended: ``exit_code`` is None when signal number ``signal`` killed it;
+    ``timed_out`` says the agent killed it because its timeout passed."""
+
+    type: Literal["exit"]
+    exit_code: int | None
+    signal: int | None
+    timed_out: bool
+
+
+#: The events of an exec: output as it comes, then one exit (an error event raises).
+ExecEvent = OutputEvent | ExitEvent
+
+
+class FileStatInfo(TypedDict):
+    """A path in the guest: without ``exists`` the other keys are left out.
+
+    ``type`` is file, dir, link or other; ``size`` bytes; ``mode`` the
+    permission bits (``0o644``).
+    """
+
+    exists: bool
+    type: NotRequired[str]
+    size: NotRequired[int]
+    mode: NotRequired[int]
+
+
+# -- projects ------------------------------------------------------------------------------------
+
+
+class ProjectQuota(TypedDict):
+    """The most a project's VMs may hold (None: no limit): vCPUs and memory of its
+    running VMs, disk bytes and the number of all its VMs."""
+
+    vcpus: int | None
+    memory: int | None
+    disk: int | None
+    vms: int | None
+
+
+class ProjectUsage(TypedDict):
+    """What a project's VMs hold now, counted as its quota counts."""
+
+    vcpus: int
+    memory: int
+    disk: int
+    vms: int
+
+
+class ProjectInfo(TypedDict):
+    """A project: its quotas, its default idle policy, and what its VMs use now."""
+
+    name: str
+    created: float
+    quota: ProjectQuota
+    idle: dict[str, float | str]
+    used: ProjectUsage
+
+
+class NewProject(ProjectInfo):
+    """A project just made, with its API token (shown this once)."""
+
+    token: str
+
+
+# -- costs, sprawl, events, metrics --------------------------------------------------------------
+
+
+class CostRow(TypedDict):
+    """One group's cost: ``group`` is a VM's name, an owner, a project or a label's value.
+
+    ``vm_id`` and ``removed`` are set when grouped by VM; ``disk`` includes
+    snapshots; ``intervals`` counts the usage records behind the row.
+    """
+
+    group: str
+    vm_id: str | None
+    removed: bool
+    running_hours: float
+    stopped_hours: float
+    cpu: float
+    memory: float
+    disk: float
+    total: float
+    intervals: int
+
+
+class CostReport(TypedDict):
+    """Accrued cost from ``since`` to ``until`` (unix times), grouped ``by`` vm, owner,
+    project or ``label:KEY``; ``rates`` are the prices in force now."""
+
+    by: str
+    since: float
+    until: float
+    currency: str
+    rates: dict[str, float]
+    rows: list[CostRow]
+    total: CostRow
+
+
+class SprawlFinding(TypedDict):
+    """One reason a VM looks forgotten, and what ``sprawl --apply`` would do about it.
+
+    ``kind`` is lease-ending, lease-expired, idle, orphan-project, orphan-owner or
+    long-stopped; ``since`` is a unix time and ``seconds`` how long it has been
+    so; ``automatic`` says the reaper acts by itself. Costs are None without a price list.
+    """
+
+    vm: str
+    kind: str
+    why: str
+    since: float
+    seconds: float
+    action: str
+    automatic: bool
+    state: str
+    owner: str | None
+    project: str | None
+    cost_per_hour: float | None
+    cost_so_far: float | None
+
+
+class SprawlOutcome(TypedDict):
+    """What ``sprawl --apply`` did to one VM: ``result`` when it worked, else ``error``."""
+
+    vm: str
+    action: str
+    result: NotRequired[str]
+    error: NotRequired[str]
+
+
+class AuditEvent(TypedDict):
+    """One entry of the audit log: who (``actor``) did what (``kind``) to ``vm``, why, when."""
+
+    id: int
+    time: float
+    vm: str | None
+    kind: str
+    message: str
+    actor: str
+    reason: str
+    project: str | None
+
+
+class MetricRates(TypedDict, total=False):
+    """Per-second rates between a VM's last two samples (empty before the second one).
+
+    ``cpu`` and ``steal`` are shares of one host CPU; ``rss`` is bytes (not a
+    rate); the block and net keys are bytes, requests, packets or nanoseconds a second.
+    """
+
+    cpu: float
+    steal: float
+    rss: float
+    block_rd_bytes: float
+    block_wr_bytes: float
+    block_rd_reqs: float
+    block_wr_reqs: float
+    block_rd_times: float
+    block_wr_times: float
+    block_fl_reqs: float
+    block_fl_times: float
+    net_rx_bytes: float
+    net_tx_bytes: float
+    net_rx_pkts: float
+    net_tx_pkts: float
+
+
+class VmMetrics(TypedDict):
+    """A running VM's latest sample (``stats``, libvirt's domstats names) and rates.
+
+    ``noisy_for`` names the resources (cpu, disk) it starves others of;
+    ``throttled`` those the daemon's noisy policy holds it back on.
+    """
+
+    vm: str
+    noisy: bool
+    noisy_for: list[str]
+    throttled: list[str]
+    time: float | None
+    stats: dict[str, float]
+    rates: MetricRates
