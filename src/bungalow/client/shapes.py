@@ -34,7 +34,9 @@ class VmInfo(TypedDict):
     suspended; ``memory``, ``disk_size``, ``disk_used`` (space the disk really
     takes on the host) and ``snapshots_used`` are bytes; ``created``,
     ``started`` and ``expires_at`` unix times; ``expires_in`` and ``quiet_for``
-    seconds. ``ports`` are ``[ADDR:]HOST:GUEST[/udp]`` forwards.
+    seconds. ``ports`` are ``[ADDR:]HOST:GUEST[/udp]`` forwards. ``operation`` is the
+    lifecycle operation under way (create, start, stop, remove, snapshot, restore,
+    suspend, wake) or None.
     """
 
     id: str
@@ -73,6 +75,7 @@ class VmInfo(TypedDict):
     lease_warned: bool
     idle: dict[str, float | str]
     quiet_for: float | None
+    operation: str | None
 
 
 class DeletedVm(TypedDict):
