@@ -67,8 +67,9 @@ def parse_moment(text: str, now: float, *, what: str = "--since") -> float:
 
 
 def format_span(seconds: float) -> str:
-    """A span of time in its largest whole unit: ``3d``, ``5h``, ``12m``, ``40s``."""
+    """A span of time in its largest unit, whole units only: ``3d``, ``5h``, ``12m``, ``40s``
+    (``59m`` for 59 minutes 50 seconds: a span is never shown longer than it is)."""
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if abs(seconds) >= size:
-            return f"{seconds / size:.0f}{unit}"
-    return f"{seconds:.0f}s"
+            return f"{int(seconds / size)}{unit}"
+    return f"{int(seconds)}s"

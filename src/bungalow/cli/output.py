@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from bungalow.units import format_size
+from bungalow.units import format_size, format_span
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -66,11 +66,7 @@ def table(columns: Iterable[str], rows: Iterable[Iterable[Any]]) -> None:
 def age(since: float | None) -> str:
     if not since:
         return "-"
-    seconds = max(0, int(time.time() - since))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
+    return format_span(max(0.0, time.time() - since))
 
 
 def until(when: float | None) -> str:

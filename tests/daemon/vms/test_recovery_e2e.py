@@ -51,6 +51,14 @@ def _settled(bw: Env, why: str) -> list[dict[str, object]]:
         time.sleep(0.5)
 
 
+def _program(pid: int) -> str:
+    try:
+        stat = open(f"/proc/{pid}/stat").read()
+    except OSError:
+        return "gone"
+    return stat[stat.find("(") + 1 : stat.rfind(")")]
+
+
 def _check(bw: Env, why: str) -> list[dict[str, object]]:
     records = _settled(bw, why)
     running = {int(str(r["pid"])): r["name"] for r in records if r["state"] == "running"}
@@ -59,7 +67,8 @@ def _check(bw: Env, why: str) -> list[dict[str, object]]:
     for name in running.values():
         result = bw.run("exec", str(name), "--", "true", check=False, timeout=120)
         assert result.returncode == 0, f"{why}: {name} is shown running but: {result.stderr}"
-    assert not bw.zombies(), f"{why}: the daemon left zombies {bw.zombies()}"
+    zombies = {pid: _program(pid) for pid in bw.zombies()}
+    assert not zombies, f"{why}: the daemon left zombies {zombies}"
     return records
 
 

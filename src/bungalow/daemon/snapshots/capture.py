@@ -24,13 +24,15 @@ from bungalow.host.files import sparse_copy
 from bungalow.qemu import migration
 from bungalow.qemu.argv import MachineSpec, RunFiles
 from bungalow.qemu.monitor import Monitor
-from bungalow.qemu.process import pid_alive, terminate
+from bungalow.qemu.process import terminate, wait_exit
 
 #: The files of a full snapshot, and of a disk-only one.
 FULL_FILES = ("ram", "state", "disk.qcow2")
 DISK_FILES = ("disk.qcow2",)
 #: Seconds a save may take; memory moves at hundreds of MB/s even under load.
 SAVE_TIMEOUT = 300.0
+#: Seconds a converter gets to exit once told to quit.
+QUIT_TIMEOUT = 10.0
 
 
 async def capture_running(monitor: Monitor, spec: MachineSpec, target: Path) -> None:
@@ -63,6 +65,8 @@ async def capture_running(monitor: Monitor, spec: MachineSpec, target: Path) -> 
             # Both QEMUs have now flushed and let go of the disk: copy it as it stands.
             await asyncio.to_thread(sparse_copy, spec.disk, target / "disk.qcow2")
             await receiver.quit()
+        # Collect the converter (bungalowd is a subreaper: an exited one would stay a zombie).
+        await asyncio.wait_for(wait_exit(pid), timeout=QUIT_TIMEOUT)
     except QemuError as exc:
         why = _last_line(RunFiles(converter.run_dir).stderr)
         if why:
@@ -70,7 +74,8 @@ async def capture_running(monitor: Monitor, spec: MachineSpec, target: Path) -> 
             raise QemuError(message) from None
         raise
     finally:
-        if pid is not None and pid_alive(pid, converter.run_dir):
+        if pid is not None:
+            # terminate() also reaps one that has already exited.
             await asyncio.to_thread(terminate, pid, converter.run_dir, 5.0)
         shutil.rmtree(converter.run_dir, ignore_errors=True)
         if was_running:
