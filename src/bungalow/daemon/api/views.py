@@ -14,6 +14,7 @@ from bungalow.daemon.api.schemas import (
     VmCostInfo,
     VmInfo,
 )
+from bungalow.daemon.images.service import Images
 from bungalow.daemon.state.lifecycle import ACTIVE_STATES, VmState
 from bungalow.daemon.state.records import SnapshotRecord, VmRecord
 from bungalow.daemon.vms.manager import VmManager
@@ -22,9 +23,10 @@ from bungalow.images.store import Image
 
 
 class Views:
-    def __init__(self, vms: VmManager, ledger: UsageLedger) -> None:
+    def __init__(self, vms: VmManager, ledger: UsageLedger, images: Images) -> None:
         self.vms = vms
         self.ledger = ledger
+        self.images = images
 
     def vm(self, vm: VmRecord) -> VmInfo:
         now = self.vms.clock.now()
@@ -93,7 +95,6 @@ class Views:
         )
 
     def image(self, image: Image) -> ImageInfo:
-        users = [vm.name for vm in self.vms.list() if vm.image_id == image.id]
         return ImageInfo(
             id=image.id,
             name=image.name or image.short_id,
@@ -103,7 +104,7 @@ class Views:
             created=image.created.timestamp(),
             os_release=image.os_release,
             kernel_version=image.kernel_version,
-            used_by=users,
+            used_by=self.images.users(image),
         )
 
     def host(self) -> HostInfo:

@@ -101,12 +101,12 @@ def build(data: DataDir, config: Config, host: HostFacts, clock: Clock | None = 
     idleness = Idleness(vms, metrics.rates, actions, policy, clock)
     sprawl = Sprawl(store, leases, idleness, actions, policy, clock, ledger.price_of)
     reaper = Reaper(leases, idleness, restorable, clock, policy.reaper_interval)
+    images = Images(vms.images, store.vms, keeper)
     services = Services(
-        vms=vms, snapshots=snapshots, suspender=suspender, sandboxes=sandboxes,
-        images=Images(vms.images, store.vms, keeper), projects=projects, ledger=ledger,
-        metrics=metrics, noisy=noisy, leases=leases, idleness=idleness, sprawl=sprawl,
-        restorable=restorable, events=store.events, views=Views(vms, ledger),
-        sandbox_timeout=config.sandbox_timeout,
+        vms=vms, snapshots=snapshots, suspender=suspender, sandboxes=sandboxes, images=images,
+        projects=projects, ledger=ledger, metrics=metrics, noisy=noisy, leases=leases,
+        idleness=idleness, sprawl=sprawl, restorable=restorable, events=store.events,
+        views=Views(vms, ledger, images), sandbox_timeout=config.sandbox_timeout,
     )  # fmt: skip
     return Daemon(data, store, ledger, vms, keeper, suspender, pool, metrics, reaper, services)
 

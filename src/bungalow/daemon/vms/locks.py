@@ -36,10 +36,3 @@ class VmLocks:
             entry.users -= 1
             if entry.users == 0:
                 del self._entries[name]
-
-    def held(self, name: str) -> bool:
-        """Whether someone holds or waits for the lock of ``name`` now."""
-        return name in self._entries
-
-    def __len__(self) -> int:
-        return len(self._entries)

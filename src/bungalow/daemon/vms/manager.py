@@ -23,7 +23,7 @@ from types import MappingProxyType
 from typing import Any
 
 from bungalow.daemon.state.clock import Clock
-from bungalow.daemon.state.lifecycle import ACTIVE_STATES, VmState, require_running, transition
+from bungalow.daemon.state.lifecycle import VmState, require_running, transition
 from bungalow.daemon.state.records import Operation, VmRecord
 from bungalow.daemon.state.store import Store
 from bungalow.daemon.vms import boot, limits, netshaping
@@ -441,7 +441,3 @@ class VmManager:
                     f"see `bungalow logs {name}` or restart it."
                 ) from None
         return runtime.agent
-
-    def active(self, vm: VmRecord) -> bool:
-        """Whether a QEMU may exist for the VM in its recorded state."""
-        return vm.state in ACTIVE_STATES
