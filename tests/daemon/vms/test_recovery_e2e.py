@@ -14,6 +14,7 @@ import random
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -53,7 +54,7 @@ def _settled(bw: Env, why: str) -> list[dict[str, object]]:
 
 def _program(pid: int) -> str:
     try:
-        stat = open(f"/proc/{pid}/stat").read()
+        stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return "gone"
     return stat[stat.find("(") + 1 : stat.rfind(")")]
