@@ -243,7 +243,8 @@ async def adopt(pid: int, run_dir: Path, *, running: bool, agent: bool) -> VmRun
         await monitor.cont()
     if running and agent:
         try:
-            runtime.agent = await AgentChannel.connect(files.agent, timeout=15)
+            # Short: a busy agent is reached again on first use (VmManager.agent_unlocked).
+            runtime.agent = await AgentChannel.connect(files.agent, timeout=3)
         except AgentError:
             runtime.agent = None
     return runtime
