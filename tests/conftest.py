@@ -2,12 +2,14 @@
 
 Images are immutable and slow to build, so every test run on a machine shares one
 image store (``BUNGALOW_IMAGES``, default /var/cache/bungalow-test/images); each
-test that needs a daemon gets its own short-pathed data directory.
+test that needs a daemon gets its own short-pathed data directory. A test that
+boots no VM takes ``installation``, which needs no image and never builds one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import os
 import shutil
@@ -38,12 +40,12 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
 class Env:
     """One isolated bungalow installation: data directory, shared images, a CLI runner."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, images: Path = IMAGE_CACHE) -> None:
         self.home = home
         self.env = {
             **os.environ,
             "BUNGALOW_HOME": str(home),
-            "BUNGALOW_IMAGES": str(IMAGE_CACHE),
+            "BUNGALOW_IMAGES": str(images),
             "COLUMNS": "200",
         }
 
@@ -98,11 +100,11 @@ class Env:
     def shutdown(self) -> None:
         """Kill every QEMU and the daemon of this installation."""
         for pid in self.qemu_pids():
-            with _suppress():
+            with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
         pid = self.daemon_pid()
         if pid:
-            with _suppress():
+            with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGTERM)
 
 
@@ -115,14 +117,6 @@ def _processes() -> Iterator[tuple[int, str, bytes]]:
             yield int(entry.name), (entry / "stat").read_text(), (entry / "cmdline").read_bytes()
         except OSError:
             continue
-
-
-class _suppress:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> bool:
-        return True
 
 
 @pytest.fixture(scope="session")
@@ -139,13 +133,23 @@ def image_cache() -> Path:
     return IMAGE_CACHE
 
 
-def _new_env() -> Env:
+def _new_env(own_images: bool = False) -> Env:
+    """A fresh data directory, with the shared image store or an empty one of its own."""
     # Short paths: QEMU's Unix sockets must fit in 108 bytes.
     home = Path(tempfile.mkdtemp(prefix="bgw-", dir="/tmp"))
     # No warm sandbox pool unless a test asks for one: every pooled VM is a QEMU
     # that tests counting processes would see, and CPU the others would miss.
     (home / "config.toml").write_text("[sandboxes]\npool = 0\n")
-    return Env(home)
+    return Env(home, home / "images" if own_images else IMAGE_CACHE)
+
+
+@pytest.fixture
+def installation() -> Iterator[Env]:
+    """A fresh installation whose daemon boots no VM: an empty image store of its own, so
+    no image is built for it (``pytest -m "not vm"`` on a fresh machine stays quick)."""
+    env = _new_env(own_images=True)
+    yield env
+    _finish(env)
 
 
 @pytest.fixture

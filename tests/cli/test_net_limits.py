@@ -9,17 +9,15 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import socketserver
 import threading
-import time
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import Env, _processes
+from tests.support import free_port, gone, http_get, wait_until
 
 pytestmark = pytest.mark.vm
 
@@ -79,16 +77,10 @@ def host_ports() -> Iterator[tuple[int, int]]:
         server.server_close()
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def net(bw_module: Env, host_ports: tuple[int, int]) -> tuple[Env, int]:
     """A VM launched with a 1M limit and a port forward; the forward's host port."""
-    port = _free_port()
+    port = free_port()
     bw_module.run("launch", "shaped", "--net-bw", "1M", "-p", f"{port}:8000")
     return bw_module, port
 
@@ -144,16 +136,8 @@ def test_a_port_forward_works_through_the_shaper(net: tuple[Env, int]) -> None:
         "setsid -f python3 -m http.server 8000 >/dev/null 2>&1"
     )
     bw.run("exec", "shaped", "--", "sh", "-c", serve)
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/marker", timeout=5) as reply:
-                assert reply.read().decode().strip() == "through-the-shaper"
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
+    body = wait_until("the guest's server", lambda: http_get(f"http://127.0.0.1:{port}/marker"), 20)
+    assert body.decode().strip() == "through-the-shaper"
 
 
 def test_a_vm_started_without_a_limit_gets_it_from_its_next_start(
@@ -206,11 +190,11 @@ def test_a_dead_shaper_is_replaced_also_across_a_daemon_restart(
     bw, _ = net
     (first,) = _shapers(bw)
     os.kill(first, signal.SIGKILL)
-    _wait_for(lambda: len(_shapers(bw)) == 1 and _shapers(bw) != [first])
+    wait_until("a new shaper", lambda: len(_shapers(bw)) == 1 and _shapers(bw) != [first], 15)
     daemon = bw.daemon_pid()
     assert daemon is not None
     os.kill(daemon, signal.SIGTERM)
-    _wait_for(lambda: not Path(f"/proc/{daemon}").exists())
+    wait_until("the daemon's exit", lambda: gone(daemon), 15)
     (second,) = _shapers(bw)  # it outlives the daemon, like QEMU
     os.kill(second, signal.SIGKILL)
     events = json.dumps(_info(bw, "shaped"))  # starts a new daemon, which reattaches
@@ -219,13 +203,6 @@ def test_a_dead_shaper_is_replaced_also_across_a_daemon_restart(
     assert len(_shapers(bw)) == 1
     down, up = _rates(bw, "shaped", host_ports, 2 * MIB)
     assert 0.7 < down < 1.3 and 0.7 < up < 1.3, (down, up)
-
-
-def _wait_for(condition: Callable[[], bool], timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)
 
 
 def test_stop_and_rm_leave_no_shaper_behind(net: tuple[Env, int]) -> None:
