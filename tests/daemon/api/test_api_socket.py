@@ -42,3 +42,12 @@ def test_a_second_daemon_for_the_same_directory_steps_aside(installation: Env) -
     assert result.returncode == 0
     assert "already running" in result.stderr
     assert installation.daemon_pid() == first
+
+
+def test_a_bad_config_stops_the_daemon_with_one_sentence(installation: Env) -> None:
+    (installation.home / "config.toml").write_text("[sandboxes]\npool = 'lots'\n")
+    result = installation.run("ls", check=False)
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert "sandboxes.pool" in line and "must be a whole number from 0 to 16" in line
+    assert installation.daemon_pid() is None
