@@ -114,6 +114,19 @@ async def test_a_project_sees_its_own_events_and_costs_even_of_removed_vms(
     assert [row["group"] for row in costs["rows"]] == ["mine"]
 
 
+async def test_what_a_project_does_is_recorded_as_done_by_it(app: FastAPI, daemon: Daemon) -> None:
+    tokens = _tokens(daemon)
+    put(daemon.store, vm("parked", project="p1"))  # never started: removing it needs no QEMU
+    daemon.store.events.add("parked", "created", "created")  # as the VM service records it
+    async with client(app, tokens["p1"]) as member:
+        assert (await member.delete("/v1/vms/parked")).status_code == 204
+        seen = [e for e in (await member.get("/v1/events")).json() if e["vm"] == "parked"]
+    assert [(e["kind"], e["actor"]) for e in seen] == [
+        ("created", "daemon"), ("removed", "project p1"),
+    ]  # fmt: skip
+    assert daemon.store.vms.find("parked") is None
+
+
 class _Websocket:
     """One websocket connection played against the app by hand (httpx speaks no websocket)."""
 
