@@ -20,6 +20,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,6 +67,12 @@ class Env:
                 f"stdout: {result.stdout}\nstderr: {result.stderr}"
             )
         return result
+
+    def get(self, path: str) -> httpx.Response:
+        """GET ``path`` from this installation's running daemon, on its socket."""
+        transport = httpx.HTTPTransport(uds=str(self.home / "bungalowd.sock"))
+        with httpx.Client(transport=transport, base_url="http://bungalowd") as client:
+            return client.get(path)
 
     def daemon_pid(self) -> int | None:
         try:
