@@ -25,6 +25,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 IMAGE_CACHE = Path(os.environ.get("BUNGALOW_TEST_IMAGES", "/var/cache/bungalow-test/images"))
+#: An extracted linux-image-*-cloud-amd64, if someone left one; else the kernel cache.
+PREEXTRACTED_KERNEL = Path("/tmp/k/x")
+KERNEL_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "bungalow-tests"
 BUNGALOW = [sys.executable, "-m", "bungalow.cli.main"]
 
 
@@ -180,3 +183,43 @@ def bw_module(image_cache: Path) -> Iterator[Env]:
     env = _new_env()
     yield env
     _finish(env)
+
+
+@pytest.fixture(scope="session")
+def kernel() -> Path:
+    """A Debian cloud kernel (its modules are under ``kernel.parents[1] / "lib/modules"``):
+    from /tmp/k when it is there, else from a cache filled once with ``apt-get download`` +
+    ``dpkg-deb -x``."""
+    found = _find_kernel(PREEXTRACTED_KERNEL) or _find_kernel(KERNEL_CACHE / "x")
+    if found is not None:
+        return found
+    try:
+        return _download_kernel(KERNEL_CACHE)
+    except (OSError, subprocess.CalledProcessError, StopIteration) as error:
+        pytest.skip(f"no Debian cloud kernel in /tmp/k and apt-get download failed: {error}")
+
+
+def _find_kernel(root: Path) -> Path | None:
+    kernels = sorted((root / "boot").glob("vmlinuz-*"))
+    return kernels[-1] if kernels else None
+
+
+def _download_kernel(cache: Path) -> Path:
+    """Fetch and unpack the Debian cloud kernel package (no root needed)."""
+    depends = subprocess.run(
+        ["apt-cache", "depends", "linux-image-cloud-amd64"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    package = next(
+        line.split()[-1] for line in depends.splitlines() if "Depends: linux-image-" in line
+    )
+    download = cache / "download"
+    download.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["apt-get", "download", package], cwd=download, check=True, capture_output=True)
+    deb = next(download.glob(f"{package}_*.deb"))
+    subprocess.run(["dpkg-deb", "-x", str(deb), str(cache / "x")], check=True)
+    kernel = _find_kernel(cache / "x")
+    assert kernel is not None
+    return kernel
