@@ -91,7 +91,7 @@ async def test_output_is_back_pressured(agent: AgentProcess) -> None:
     size = 20 * WINDOW
     async with await AgentChannel.connect(agent.socket, timeout=10) as channel:
         session = await channel.exec(["head", "-c", str(size), "/dev/zero"])
-        await _until(lambda: _queued(session) >= WINDOW)  # nobody reads: one window comes
+        await _until(lambda: _queued(session) >= WINDOW, what="a window of output")
         for _ in range(3):  # the agent's loop has turned: more output would have come by now
             await channel.ping()
         assert _queued(session) <= WINDOW, "host buffer unbounded"
@@ -227,12 +227,13 @@ async def test_output_for_an_unknown_id_stops_that_command(
         await channel._send(protocol.request(protocol.OP_EXEC, 12345, argv=argv))
         await _until(lambda: pidfile.exists() and pidfile.read_text().strip())
         orphan = int(pidfile.read_text())
-        assert process_gone(orphan, timeout=10), "the orphaned exec kept running"
+        # Waiting on the event loop: the channel must read the output to cancel the command.
+        await _until(lambda: process_gone(orphan, timeout=0), what="the orphaned exec's end")
 
 
-async def _until(check: Callable[[], object], timeout: float = 10.0) -> None:
+async def _until(check: Callable[[], object], timeout: float = 10.0, what: str = "it") -> None:
     """Let the event loop run until ``check()`` is true (the channel reads meanwhile)."""
     deadline = time.monotonic() + timeout
     while not check():
-        assert time.monotonic() < deadline, "timed out"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
         await asyncio.sleep(0.01)
