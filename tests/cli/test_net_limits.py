@@ -92,10 +92,11 @@ def _rates(bw: Env, vm: str, ports: tuple[int, int], size: int) -> tuple[float, 
     return float(down), float(up)
 
 
-def _shapers(bw: Env) -> list[int]:
-    home = str(bw.home).encode()
+def _shapers(bw: Env, vm: str | None = None) -> list[int]:
+    """The network shapers of this installation, or of its VM ``vm``."""
+    where = str(bw.home if vm is None else bw.home / "vms" / str(_info(bw, vm)["id"])).encode()
     return [
-        pid for pid, _, cmd in _processes() if b"bungalow.host.netshaper" in cmd and home in cmd
+        pid for pid, _, cmd in _processes() if b"bungalow.host.netshaper" in cmd and where in cmd
     ]
 
 
@@ -207,16 +208,19 @@ def test_a_dead_shaper_is_replaced_also_across_a_daemon_restart(
 
 def test_stop_and_rm_leave_no_shaper_behind(net: tuple[Env, int]) -> None:
     bw, _ = net
-    run_dir = Path(bw.home) / "vms" / str(_info(bw, "shaped")["id"]) / "run"
-    bw.run("stop", "shaped")
-    assert _shapers(bw) == []
+    bw.run("launch", "passing", "--net-bw", "1M")  # its own: the module's VM stays as it is
+    run_dir = Path(bw.home) / "vms" / str(_info(bw, "passing")["id"]) / "run"
+    assert len(_shapers(bw, "passing")) == 1
+    bw.run("stop", "passing")
+    assert _shapers(bw, "passing") == []
     leftovers = {p.name for p in run_dir.iterdir()} & {
         "net-nic.sock", "net-wan.sock", "netshaper.pid", "net-bw", "netshaper.log"
     }  # fmt: skip
     assert not leftovers, leftovers
-    bw.run("start", "shaped")
-    assert len(_shapers(bw)) == 1
-    bw.run("rm", "shaped")
-    assert _shapers(bw) == []
+    bw.run("start", "passing")
+    assert len(_shapers(bw, "passing")) == 1
+    shaped = _shapers(bw, "shaped")
+    bw.run("rm", "passing")
+    assert _shapers(bw) == shaped  # only the module's VM's is left
     assert not run_dir.exists()
     assert bw.zombies() == []
