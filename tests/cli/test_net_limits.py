@@ -85,6 +85,16 @@ def net(bw_module: Env, host_ports: tuple[int, int]) -> tuple[Env, int]:
     return bw_module, port
 
 
+@pytest.fixture
+def own(net: tuple[Env, int]) -> Iterator[list[str]]:
+    """Names of the VMs a test makes beside the module's: removed after it, whatever became
+    of it, so that a failure leaves no extra VM (and shaper) for the next test to count."""
+    names: list[str] = []
+    yield names
+    for name in names:
+        net[0].run("rm", name, check=False)
+
+
 def _rates(bw: Env, vm: str, ports: tuple[int, int], size: int) -> tuple[float, float]:
     """(download, upload) in MiB/s, measured inside ``vm``."""
     out = bw.run("exec", vm, "--", "python3", "-c", GUEST_TRANSFER, *map(str, (*ports, size)))
@@ -142,9 +152,10 @@ def test_a_port_forward_works_through_the_shaper(net: tuple[Env, int]) -> None:
 
 
 def test_a_vm_started_without_a_limit_gets_it_from_its_next_start(
-    net: tuple[Env, int], host_ports: tuple[int, int]
+    net: tuple[Env, int], host_ports: tuple[int, int], own: list[str]
 ) -> None:
     bw, _ = net
+    own.append("plain")
     bw.run("launch", "plain")
     assert len(_shapers(bw)) == 1  # only the shaped VM's: an unlimited VM pays nothing
     result = bw.run("set", "plain", "--net-bw", "1M")
@@ -159,9 +170,10 @@ def test_a_vm_started_without_a_limit_gets_it_from_its_next_start(
 
 
 def test_a_clone_of_a_limited_vm_has_its_own_shaper(
-    net: tuple[Env, int], host_ports: tuple[int, int]
+    net: tuple[Env, int], host_ports: tuple[int, int], own: list[str]
 ) -> None:
     bw, _ = net
+    own.append("copy")
     bw.run("clone", "shaped", "copy")
     assert _info(bw, "copy")["limits"] == {"cpu_weight": 100, "net_bw": MIB}
     assert len(_shapers(bw)) == 2
@@ -206,8 +218,9 @@ def test_a_dead_shaper_is_replaced_also_across_a_daemon_restart(
     assert 0.7 < down < 1.3 and 0.7 < up < 1.3, (down, up)
 
 
-def test_stop_and_rm_leave_no_shaper_behind(net: tuple[Env, int]) -> None:
+def test_stop_and_rm_leave_no_shaper_behind(net: tuple[Env, int], own: list[str]) -> None:
     bw, _ = net
+    own.append("passing")
     bw.run("launch", "passing", "--net-bw", "1M")  # its own: the module's VM stays as it is
     run_dir = Path(bw.home) / "vms" / str(_info(bw, "passing")["id"]) / "run"
     assert len(_shapers(bw, "passing")) == 1
