@@ -109,13 +109,13 @@ class Env:
 
     def shutdown(self) -> None:
         """Kill every QEMU and the daemon of this installation."""
-        for pid in self.qemu_pids():
+        for qemu in self.qemu_pids():
             with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
-        pid = self.daemon_pid()
-        if pid:
+                os.kill(qemu, signal.SIGKILL)
+        daemon = self.daemon_pid()
+        if daemon:
             with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGTERM)
+                os.kill(daemon, signal.SIGTERM)
 
 
 def _processes() -> Iterator[tuple[int, str, bytes]]:

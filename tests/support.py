@@ -19,7 +19,7 @@ T = TypeVar("T")
 
 
 def wait_until(
-    what: str, check: Callable[[], T], timeout: float = 60.0, interval: float = 0.2
+    what: str, check: Callable[[], T | None], timeout: float = 60.0, interval: float = 0.2
 ) -> T:
     """Call ``check`` until it returns something true, and return that; fail naming ``what``
     after ``timeout`` seconds."""

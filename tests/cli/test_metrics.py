@@ -29,7 +29,7 @@ def _history(bw: Env) -> list[dict[str, Any]]:
 
 def _sampled_after(bw: Env, moment: float, count: int = 1) -> bool:
     """Whether ``count`` samples were taken after ``moment`` (the sampler's wall clock)."""
-    return sum(sample["time"] > moment for sample in _history(bw)) >= count
+    return sum(bool(sample["time"] > moment) for sample in _history(bw)) >= count
 
 
 def test_metrics_move_when_the_guest_works(bw: Env) -> None:

@@ -4,6 +4,7 @@ admin's; a bad token is refused over HTTP and over a websocket alike."""
 from __future__ import annotations
 
 import json
+from collections.abc import MutableMapping
 from typing import Any
 
 import pytest
@@ -140,7 +141,7 @@ class _Websocket:
             return {"type": "websocket.connect"}
         return {"type": "websocket.disconnect", "code": 1000}
 
-    async def send(self, message: dict[str, Any]) -> None:
+    async def send(self, message: MutableMapping[str, Any]) -> None:
         self.sent.append(dict(message))
 
 

@@ -37,7 +37,7 @@ OPERATIONS = sorted(
     (method.lower(), route.path)
     for route in _routes()
     if isinstance(route, APIRoute)
-    for method in route.methods
+    for method in route.methods or ()
 )
 #: Routes that stream or answer text: they say so, rather than claim JSON of any shape.
 STREAMED = {
