@@ -49,7 +49,7 @@ STREAMED = {
 }
 UNDOCUMENTED_STREAMS = pytest.mark.xfail(
     strict=True,
-    reason="api/guest.py:66,151,169, api/images.py:45 and api/metrics.py:100 return a "
+    reason="api/guest.py:67,151,169, api/images.py:44 and api/metrics.py:101 return a "
     "StreamingResponse/PlainTextResponse/Response without response_class= or responses= on "
     "the decorator, so /openapi.json says they answer application/json with an empty schema",
 )
@@ -121,7 +121,7 @@ def test_each_route_says_what_it_answers(schema: dict[str, Any], method: str, pa
 
 @pytest.mark.xfail(
     strict=True,
-    reason="api/app.py:72 answers a body the schema refuses with a 400 {error: {code, "
+    reason="api/app.py:73 answers a body the schema refuses with a 400 {error: {code, "
     "message}}, but every route's entry in /openapi.json still documents FastAPI's 422 "
     "HTTPValidationError (no responses= override), and none documents the error object",
 )
