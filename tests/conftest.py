@@ -2,12 +2,14 @@
 
 Images are immutable and slow to build, so every test run on a machine shares one
 image store (``BUNGALOW_IMAGES``, default /var/cache/bungalow-test/images); each
-test that needs a daemon gets its own short-pathed data directory.
+test that needs a daemon gets its own short-pathed data directory. A test that
+boots no VM takes ``installation``, which needs no image and never builds one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import os
 import shutil
@@ -18,10 +20,14 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 IMAGE_CACHE = Path(os.environ.get("BUNGALOW_TEST_IMAGES", "/var/cache/bungalow-test/images"))
+#: An extracted linux-image-*-cloud-amd64, if someone left one; else the kernel cache.
+PREEXTRACTED_KERNEL = Path("/tmp/k/x")
+KERNEL_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "bungalow-tests"
 BUNGALOW = [sys.executable, "-m", "bungalow.cli.main"]
 
 
@@ -38,12 +44,12 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
 class Env:
     """One isolated bungalow installation: data directory, shared images, a CLI runner."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, images: Path = IMAGE_CACHE) -> None:
         self.home = home
         self.env = {
             **os.environ,
             "BUNGALOW_HOME": str(home),
-            "BUNGALOW_IMAGES": str(IMAGE_CACHE),
+            "BUNGALOW_IMAGES": str(images),
             "COLUMNS": "200",
         }
 
@@ -64,6 +70,12 @@ class Env:
                 f"stdout: {result.stdout}\nstderr: {result.stderr}"
             )
         return result
+
+    def get(self, path: str) -> httpx.Response:
+        """GET ``path`` from this installation's running daemon, on its socket."""
+        transport = httpx.HTTPTransport(uds=str(self.home / "bungalowd.sock"))
+        with httpx.Client(transport=transport, base_url="http://bungalowd") as client:
+            return client.get(path)
 
     def daemon_pid(self) -> int | None:
         try:
@@ -97,13 +109,13 @@ class Env:
 
     def shutdown(self) -> None:
         """Kill every QEMU and the daemon of this installation."""
-        for pid in self.qemu_pids():
-            with _suppress():
-                os.kill(pid, signal.SIGKILL)
-        pid = self.daemon_pid()
-        if pid:
-            with _suppress():
-                os.kill(pid, signal.SIGTERM)
+        for qemu in self.qemu_pids():
+            with contextlib.suppress(OSError):
+                os.kill(qemu, signal.SIGKILL)
+        daemon = self.daemon_pid()
+        if daemon:
+            with contextlib.suppress(OSError):
+                os.kill(daemon, signal.SIGTERM)
 
 
 def _processes() -> Iterator[tuple[int, str, bytes]]:
@@ -115,14 +127,6 @@ def _processes() -> Iterator[tuple[int, str, bytes]]:
             yield int(entry.name), (entry / "stat").read_text(), (entry / "cmdline").read_bytes()
         except OSError:
             continue
-
-
-class _suppress:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> bool:
-        return True
 
 
 @pytest.fixture(scope="session")
@@ -139,13 +143,23 @@ def image_cache() -> Path:
     return IMAGE_CACHE
 
 
-def _new_env() -> Env:
+def _new_env(own_images: bool = False) -> Env:
+    """A fresh data directory, with the shared image store or an empty one of its own."""
     # Short paths: QEMU's Unix sockets must fit in 108 bytes.
     home = Path(tempfile.mkdtemp(prefix="bgw-", dir="/tmp"))
     # No warm sandbox pool unless a test asks for one: every pooled VM is a QEMU
     # that tests counting processes would see, and CPU the others would miss.
     (home / "config.toml").write_text("[sandboxes]\npool = 0\n")
-    return Env(home)
+    return Env(home, home / "images" if own_images else IMAGE_CACHE)
+
+
+@pytest.fixture
+def installation() -> Iterator[Env]:
+    """A fresh installation whose daemon boots no VM: an empty image store of its own, so
+    no image is built for it (``pytest -m "not vm"`` on a fresh machine stays quick)."""
+    env = _new_env(own_images=True)
+    yield env
+    _finish(env)
 
 
 @pytest.fixture
@@ -169,3 +183,43 @@ def bw_module(image_cache: Path) -> Iterator[Env]:
     env = _new_env()
     yield env
     _finish(env)
+
+
+@pytest.fixture(scope="session")
+def kernel() -> Path:
+    """A Debian cloud kernel (its modules are under ``kernel.parents[1] / "lib/modules"``):
+    from /tmp/k when it is there, else from a cache filled once with ``apt-get download`` +
+    ``dpkg-deb -x``."""
+    found = _find_kernel(PREEXTRACTED_KERNEL) or _find_kernel(KERNEL_CACHE / "x")
+    if found is not None:
+        return found
+    try:
+        return _download_kernel(KERNEL_CACHE)
+    except (OSError, subprocess.CalledProcessError, StopIteration) as error:
+        pytest.skip(f"no Debian cloud kernel in /tmp/k and apt-get download failed: {error}")
+
+
+def _find_kernel(root: Path) -> Path | None:
+    kernels = sorted((root / "boot").glob("vmlinuz-*"))
+    return kernels[-1] if kernels else None
+
+
+def _download_kernel(cache: Path) -> Path:
+    """Fetch and unpack the Debian cloud kernel package (no root needed)."""
+    depends = subprocess.run(
+        ["apt-cache", "depends", "linux-image-cloud-amd64"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    package = next(
+        line.split()[-1] for line in depends.splitlines() if "Depends: linux-image-" in line
+    )
+    download = cache / "download"
+    download.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["apt-get", "download", package], cwd=download, check=True, capture_output=True)
+    deb = next(download.glob(f"{package}_*.deb"))
+    subprocess.run(["dpkg-deb", "-x", str(deb), str(cache / "x")], check=True)
+    kernel = _find_kernel(cache / "x")
+    assert kernel is not None
+    return kernel

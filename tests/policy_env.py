@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from bungalow.client.http import Client
@@ -50,14 +49,6 @@ def events(env: Env, vm: str, kind: str | None = None) -> list[dict[str, Any]]:
 def inspect(env: Env, name: str) -> dict[str, Any]:
     result: dict[str, Any] = json.loads(env.run("inspect", name).stdout)
     return result
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := check()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.3)
-    return value
 
 
 def one_sentence(result: Any) -> str:

@@ -4,50 +4,38 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import BUNGALOW, Env
+from tests.support import free_port, http_get, wait_until
 
 pytestmark = pytest.mark.vm
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-WEB_PORT = _free_port()
+@pytest.fixture(scope="module")
+def web_port() -> int:
+    """The host port forwarded to the guest's port 8000 (chosen when the module starts)."""
+    return free_port()
 
 
 @pytest.fixture(scope="module")
-def vm(bw_module: Env) -> str:
-    bw_module.run("launch", "box", "--memory", "512M", "--disk", "6G", "-p", f"{WEB_PORT}:8000")
+def vm(bw_module: Env, web_port: int) -> str:
+    bw_module.run("launch", "box", "--memory", "512M", "--disk", "6G", "-p", f"{web_port}:8000")
     return "box"
 
 
-def test_port_forward_reaches_a_server_in_the_guest(bw_module: Env, vm: str) -> None:
+def test_port_forward_reaches_a_server_in_the_guest(bw_module: Env, vm: str, web_port: int) -> None:
     bw_module.run("exec", vm, "--", "sh", "-c", "echo served > /tmp/index.html")
     bw_module.run(
         "exec", vm, "-w", "/tmp", "--",
         "sh", "-c", "setsid -f python3 -m http.server 8000 >/dev/null 2>&1",
     )  # fmt: skip
-    deadline = time.monotonic() + 60
-    body = b""
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{WEB_PORT}/index.html", timeout=5) as r:
-                body = r.read()
-                break
-        except OSError:
-            time.sleep(0.5)
-    assert body == b"served\n"
+    url = f"http://127.0.0.1:{web_port}/index.html"
+    assert wait_until("the guest's web server", lambda: http_get(url)) == b"served\n"
 
 
 def test_exec_prints_output_and_passes_the_exit_code(bw_module: Env, vm: str) -> None:

@@ -68,7 +68,7 @@ def test_console_gives_a_login_on_the_serial_port(bw_module: Env, vm: str) -> No
     term = Terminal(bw_module, "console", vm)
     term.expect(b"Ctrl-]")
     term.type(b"\r")
-    time.sleep(1)
+    term.expect(b"root@tty:~# ")  # the login the daemon put on the serial port
     term.type(b"echo serial=$((40+2)); tty\r")
     term.expect(b"serial=42")
     term.expect(b"/dev/ttyS0")

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import time
 
 import pytest
 
 from tests.conftest import BUNGALOW, Env
+from tests.support import kill
 
 pytestmark = pytest.mark.vm
 
@@ -60,8 +58,7 @@ def test_vms_survive_the_daemon_being_killed(bw: Env) -> None:
     qemu_before = bw.qemu_pids()
     daemon = bw.daemon_pid()
     assert daemon is not None
-    os.kill(daemon, signal.SIGKILL)
-    time.sleep(0.5)
+    kill(daemon)
     assert bw.qemu_pids() == qemu_before
     # The next command starts a new daemon, which reattaches to the running VM.
     assert bw.run("exec", "sturdy", "--", "cat", "/root/mark").stdout == "before\n"
@@ -75,10 +72,9 @@ def test_a_vm_that_vanished_while_the_daemon_was_down_is_failed(bw: Env) -> None
     bw.run("launch", "doomed")
     daemon = bw.daemon_pid()
     assert daemon is not None
-    os.kill(daemon, signal.SIGKILL)
+    kill(daemon)
     for pid in bw.qemu_pids():
-        os.kill(pid, signal.SIGKILL)
-    time.sleep(0.5)
+        kill(pid)
     assert _state(bw, "doomed") == "failed"
     bw.run("start", "doomed")
     assert bw.run("exec", "doomed", "--", "echo", "back").stdout == "back\n"

@@ -3,30 +3,38 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
-import httpx
 import pytest
 
 from tests.conftest import Env
+from tests.support import wait_until
 
 pytestmark = pytest.mark.vm
 
 
 def _prometheus(bw: Env) -> dict[str, float]:
-    transport = httpx.HTTPTransport(uds=str(bw.home / "bungalowd.sock"))
-    with httpx.Client(transport=transport, base_url="http://bungalowd") as client:
-        text = client.get("/metrics").text
     values = {}
-    for line in text.splitlines():
+    for line in bw.get("/metrics").text.splitlines():
         if line.startswith("bungalow_vm_") and 'vm="busy"' in line:
             name, value = line.rsplit(" ", 1)
             values[name.split("{")[0]] = float(value)
     return values
 
 
+def _history(bw: Env) -> list[dict[str, Any]]:
+    answer = bw.get("/v1/vms/busy/metrics")
+    return list(answer.json()["history"]) if answer.status_code == 200 else []
+
+
+def _sampled_after(bw: Env, moment: float, count: int = 1) -> bool:
+    """Whether ``count`` samples were taken after ``moment`` (the sampler's wall clock)."""
+    return sum(bool(sample["time"] > moment) for sample in _history(bw)) >= count
+
+
 def test_metrics_move_when_the_guest_works(bw: Env) -> None:
     bw.run("launch", "busy")
-    time.sleep(5)  # two samples
+    wait_until("two samples", lambda: len(_history(bw)) >= 2)
     before = _prometheus(bw)
     assert before["bungalow_vm_memory_rss_bytes"] > 50 << 20
     bw.run(
@@ -34,7 +42,8 @@ def test_metrics_move_when_the_guest_works(bw: Env) -> None:
         "dd if=/dev/zero of=/root/w bs=1M count=20 oflag=direct 2>/dev/null; "
         "timeout 3 python3 -c 'while True: pass'; getent hosts deb.debian.org >/dev/null",
     )  # fmt: skip
-    time.sleep(5)
+    done = time.time()
+    wait_until("a sample taken after the work", lambda: _sampled_after(bw, done))
     after = _prometheus(bw)
     assert after["bungalow_vm_cpu_seconds_total"] > before["bungalow_vm_cpu_seconds_total"] + 2
     written = (
@@ -52,16 +61,7 @@ def test_metrics_move_when_the_guest_works(bw: Env) -> None:
     assert after["bungalow_vm_noisy"] == 0
     top = bw.run("top", "--once").stdout
     assert "busy" in top and "STEAL" in top
-    import json
-
-    history = json.loads(
-        httpx.Client(
-            transport=httpx.HTTPTransport(uds=str(bw.home / "bungalowd.sock")),
-            base_url="http://bungalowd",
-        )
-        .get("/v1/vms/busy/metrics")
-        .text
-    )["history"]
+    history = _history(bw)
     assert len(history) >= 4
     assert history[-1]["cpu.time"] > history[0]["cpu.time"]
     assert {"vcpu.delay", "balloon.rss", "block.wr.reqs", "net.rx.bytes"} <= set(history[-1])

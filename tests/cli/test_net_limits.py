@@ -9,17 +9,15 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import socketserver
 import threading
-import time
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import Env, _processes
+from tests.support import free_port, gone, http_get, wait_until
 
 pytestmark = pytest.mark.vm
 
@@ -79,18 +77,22 @@ def host_ports() -> Iterator[tuple[int, int]]:
         server.server_close()
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def net(bw_module: Env, host_ports: tuple[int, int]) -> tuple[Env, int]:
     """A VM launched with a 1M limit and a port forward; the forward's host port."""
-    port = _free_port()
+    port = free_port()
     bw_module.run("launch", "shaped", "--net-bw", "1M", "-p", f"{port}:8000")
     return bw_module, port
+
+
+@pytest.fixture
+def own(net: tuple[Env, int]) -> Iterator[list[str]]:
+    """Names of the VMs a test makes beside the module's: removed after it, whatever became
+    of it, so that a failure leaves no extra VM (and shaper) for the next test to count."""
+    names: list[str] = []
+    yield names
+    for name in names:
+        net[0].run("rm", name, check=False)
 
 
 def _rates(bw: Env, vm: str, ports: tuple[int, int], size: int) -> tuple[float, float]:
@@ -100,10 +102,11 @@ def _rates(bw: Env, vm: str, ports: tuple[int, int], size: int) -> tuple[float, 
     return float(down), float(up)
 
 
-def _shapers(bw: Env) -> list[int]:
-    home = str(bw.home).encode()
+def _shapers(bw: Env, vm: str | None = None) -> list[int]:
+    """The network shapers of this installation, or of its VM ``vm``."""
+    where = str(bw.home if vm is None else bw.home / "vms" / str(_info(bw, vm)["id"])).encode()
     return [
-        pid for pid, _, cmd in _processes() if b"bungalow.host.netshaper" in cmd and home in cmd
+        pid for pid, _, cmd in _processes() if b"bungalow.host.netshaper" in cmd and where in cmd
     ]
 
 
@@ -144,22 +147,15 @@ def test_a_port_forward_works_through_the_shaper(net: tuple[Env, int]) -> None:
         "setsid -f python3 -m http.server 8000 >/dev/null 2>&1"
     )
     bw.run("exec", "shaped", "--", "sh", "-c", serve)
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/marker", timeout=5) as reply:
-                assert reply.read().decode().strip() == "through-the-shaper"
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
+    body = wait_until("the guest's server", lambda: http_get(f"http://127.0.0.1:{port}/marker"), 20)
+    assert body.decode().strip() == "through-the-shaper"
 
 
 def test_a_vm_started_without_a_limit_gets_it_from_its_next_start(
-    net: tuple[Env, int], host_ports: tuple[int, int]
+    net: tuple[Env, int], host_ports: tuple[int, int], own: list[str]
 ) -> None:
     bw, _ = net
+    own.append("plain")
     bw.run("launch", "plain")
     assert len(_shapers(bw)) == 1  # only the shaped VM's: an unlimited VM pays nothing
     result = bw.run("set", "plain", "--net-bw", "1M")
@@ -174,9 +170,10 @@ def test_a_vm_started_without_a_limit_gets_it_from_its_next_start(
 
 
 def test_a_clone_of_a_limited_vm_has_its_own_shaper(
-    net: tuple[Env, int], host_ports: tuple[int, int]
+    net: tuple[Env, int], host_ports: tuple[int, int], own: list[str]
 ) -> None:
     bw, _ = net
+    own.append("copy")
     bw.run("clone", "shaped", "copy")
     assert _info(bw, "copy")["limits"] == {"cpu_weight": 100, "net_bw": MIB}
     assert len(_shapers(bw)) == 2
@@ -206,11 +203,11 @@ def test_a_dead_shaper_is_replaced_also_across_a_daemon_restart(
     bw, _ = net
     (first,) = _shapers(bw)
     os.kill(first, signal.SIGKILL)
-    _wait_for(lambda: len(_shapers(bw)) == 1 and _shapers(bw) != [first])
+    wait_until("a new shaper", lambda: len(_shapers(bw)) == 1 and _shapers(bw) != [first], 15)
     daemon = bw.daemon_pid()
     assert daemon is not None
     os.kill(daemon, signal.SIGTERM)
-    _wait_for(lambda: not Path(f"/proc/{daemon}").exists())
+    wait_until("the daemon's exit", lambda: gone(daemon), 15)
     (second,) = _shapers(bw)  # it outlives the daemon, like QEMU
     os.kill(second, signal.SIGKILL)
     events = json.dumps(_info(bw, "shaped"))  # starts a new daemon, which reattaches
@@ -221,25 +218,22 @@ def test_a_dead_shaper_is_replaced_also_across_a_daemon_restart(
     assert 0.7 < down < 1.3 and 0.7 < up < 1.3, (down, up)
 
 
-def _wait_for(condition: Callable[[], bool], timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)
-
-
-def test_stop_and_rm_leave_no_shaper_behind(net: tuple[Env, int]) -> None:
+def test_stop_and_rm_leave_no_shaper_behind(net: tuple[Env, int], own: list[str]) -> None:
     bw, _ = net
-    run_dir = Path(bw.home) / "vms" / str(_info(bw, "shaped")["id"]) / "run"
-    bw.run("stop", "shaped")
-    assert _shapers(bw) == []
+    own.append("passing")
+    bw.run("launch", "passing", "--net-bw", "1M")  # its own: the module's VM stays as it is
+    run_dir = Path(bw.home) / "vms" / str(_info(bw, "passing")["id"]) / "run"
+    assert len(_shapers(bw, "passing")) == 1
+    bw.run("stop", "passing")
+    assert _shapers(bw, "passing") == []
     leftovers = {p.name for p in run_dir.iterdir()} & {
         "net-nic.sock", "net-wan.sock", "netshaper.pid", "net-bw", "netshaper.log"
     }  # fmt: skip
     assert not leftovers, leftovers
-    bw.run("start", "shaped")
-    assert len(_shapers(bw)) == 1
-    bw.run("rm", "shaped")
-    assert _shapers(bw) == []
+    bw.run("start", "passing")
+    assert len(_shapers(bw, "passing")) == 1
+    shaped = _shapers(bw, "shaped")
+    bw.run("rm", "passing")
+    assert _shapers(bw) == shaped  # only the module's VM's is left
     assert not run_dir.exists()
     assert bw.zombies() == []

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.conftest import Env
+from tests.support import wait_until
 
 pytestmark = pytest.mark.vm
 
@@ -30,16 +28,11 @@ QUIET = (
 
 
 def _metrics(bw: Env) -> dict[str, dict[str, Any]]:
-    transport = httpx.HTTPTransport(uds=str(bw.home / "bungalowd.sock"))
-    with httpx.Client(transport=transport, base_url="http://bungalowd") as client:
-        return {entry["vm"]: entry for entry in client.get("/v1/metrics").json()}
+    return {entry["vm"]: entry for entry in bw.get("/v1/metrics").json()}
 
 
-def _wait_for(what: str, check: Callable[[], bool], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"never saw {what}"
-        time.sleep(1)
+def _samples_since(bw: Env, vm: str, moment: float) -> int:
+    return sum(s["time"] > moment for s in bw.get(f"/v1/vms/{vm}/metrics").json()["history"])
 
 
 def _kinds(bw: Env, vm: str) -> list[str]:
@@ -57,14 +50,16 @@ def test_a_disk_hog_is_held_to_its_share_while_another_waits(bw: Env) -> None:
     bw.run("launch", "quiet")
     bw.run("exec", "quiet", "--", "sh", "-c", f"setsid sh -c '{QUIET}' >/dev/null 2>&1 &")
     bw.run("exec", "hog", "--", "sh", "-c", f"setsid sh -c '{HOG}' >/dev/null 2>&1 &")
-    _wait_for("the hog throttled", lambda: "throttled" in _kinds(bw, "hog"))
+    wait_until("the hog throttled", lambda: "throttled" in _kinds(bw, "hog"), interval=1)
     assert "noisy" in _kinds(bw, "hog") and "throttled" not in _kinds(bw, "quiet")
     throttled = [e for e in json.loads(bw.run("inspect", "hog").stdout)["events"]
                  if e["kind"] == "throttled"][-1]  # fmt: skip
     assert "disk iops" in throttled["message"] and "quiet wait" in throttled["message"]
     assert throttled["actor"] == "policy noisy"
     cap = int(throttled["message"].split("disk iops ")[1].split(",")[0])
-    time.sleep(6)  # three samples under the cap
+    wait_until(
+        "three samples under the cap", lambda: _samples_since(bw, "hog", throttled["time"]) >= 3
+    )
     held = _metrics(bw)["hog"]
     assert held["throttled"] == ["disk"]
     assert _iops(held) <= cap * 1.25 + 5, (held["rates"], cap)
@@ -73,5 +68,5 @@ def test_a_disk_hog_is_held_to_its_share_while_another_waits(bw: Env) -> None:
     assert "disk_iops" not in json.loads(bw.run("inspect", "hog").stdout)["limits"]
     for vm in ("hog", "quiet"):
         bw.run("exec", vm, "--", "sh", "-c", "pkill -f 'while [:]'; true")
-    _wait_for("the hog let go", lambda: "unthrottled" in _kinds(bw, "hog"))
+    wait_until("the hog let go", lambda: "unthrottled" in _kinds(bw, "hog"), interval=1)
     assert _metrics(bw)["hog"]["throttled"] == []

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Env
+from tests.support import kill, wait_until
 
 pytestmark = pytest.mark.vm
 
@@ -80,12 +81,11 @@ def test_a_clone_diverges_from_its_source_and_has_its_own_identity(web: Env) -> 
         assert source[line] != twin[line]
     assert twin[2] == _info(web, "twin")["mac"]
     assert "deb.debian.org" in _sh(web, "twin", "getent hosts deb.debian.org")  # network works
-
-
-def test_a_snapshot_with_clones_cannot_be_removed(web: Env) -> None:
+    # The snapshot a clone stands on cannot be removed while it does.
     refused = web.run("snapshot", "rm", "web", "s1", check=False)
     assert refused.returncode == 1
     assert "twin" in refused.stderr and "remove those first" in refused.stderr
+    web.run("rm", "twin")
 
 
 def test_clone_without_a_snapshot_copies_the_vm_as_it_runs_now(web: Env) -> None:
@@ -100,11 +100,14 @@ def test_clone_without_a_snapshot_copies_the_vm_as_it_runs_now(web: Env) -> None
 
 
 def test_pause_freezes_the_guest_and_resume_sets_its_clock(web: Env) -> None:
+    # A guest clock a day behind stands for one that stood still through a long pause,
+    # without the test waiting: resume must bring it back to the host's.
+    _sh(web, "web", "date -s @$(( $(date +%s) - 86400 )) >/dev/null")
+    assert float(_sh(web, "web", "date +%s")) < time.time() - 86000
     web.run("pause", "web")
     assert _info(web, "web")["state"] == "paused"
     refused = web.run("exec", "web", "--", "true", check=False)
     assert refused.returncode == 1 and "bungalow resume web" in refused.stderr
-    time.sleep(3)
     web.run("resume", "web")
     guest_now = float(_sh(web, "web", "date +%s.%N"))
     assert abs(guest_now - time.time()) < 2
@@ -168,11 +171,13 @@ def test_a_stopped_vm_gets_a_disk_snapshot(web: Env) -> None:
 
 
 def test_removing_a_vm_keeps_the_snapshot_its_clones_stand_on(web: Env) -> None:
-    web.run("clone", "twin", "grandchild")
+    web.run("clone", "web", "child", "--snapshot", "s1")
+    _sh(web, "child", "echo child > /root/note")
+    web.run("clone", "child", "grandchild")
     count = len(_snapshot_dirs(web))
-    web.run("rm", "twin")
-    assert _sh(web, "grandchild", "cat /root/note") == "twin\n"
-    assert len(_snapshot_dirs(web)) == count  # the fork snapshot of twin stays
+    web.run("rm", "child")
+    assert _sh(web, "grandchild", "cat /root/note") == "child\n"
+    assert len(_snapshot_dirs(web)) == count  # the fork snapshot of child stays
     web.run("rm", "grandchild")
     assert len(_snapshot_dirs(web)) < count
 
@@ -195,17 +200,17 @@ def test_bad_snapshot_requests_get_one_sentence(web: Env) -> None:
 
 
 def test_a_daemon_killed_during_a_snapshot_leaves_no_leftovers(web: Env) -> None:
-    import os
-    import signal
     import subprocess
 
     from tests.conftest import BUNGALOW
 
+    machines = set(web.qemu_pids())
     taking = subprocess.Popen([*BUNGALOW, "snapshot", "create", "web", "interrupted"], env=web.env)
-    time.sleep(0.6)  # the converter QEMU is receiving the VM's memory about now
+    # Killed while the converter QEMU receives the VM's memory: once it is there.
+    wait_until("the converter QEMU", lambda: set(web.qemu_pids()) - machines, interval=0.02)
     daemon = web.daemon_pid()
     assert daemon is not None
-    os.kill(daemon, signal.SIGKILL)
+    kill(daemon)
     taking.wait(timeout=60)
     web.run("ls")  # a new daemon: reattaches, resumes web, sweeps the half-made snapshot
     assert _info(web, "web")["state"] == "running"

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from bungalow.guest import AGENT_ENTRY, GUEST_FILES
+from tests.support import gone
 
 GUEST_PYTHON = os.environ.get("BUNGALOW_GUEST_PYTHON", sys.executable)
 
@@ -72,14 +73,11 @@ def agent(tmp_path: Path) -> Iterator[AgentProcess]:
 
 
 def process_gone(pid: int, timeout: float = 5.0) -> bool:
-    """True once ``pid`` no longer runs (zombies count as gone)."""
+    """True once ``pid`` no longer runs (zombies count as gone) within ``timeout``; it looks
+    at least once, so ``timeout=0`` asks whether it is gone now."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with open(f"/proc/{pid}/stat") as stat:
-                if stat.read().rsplit(")", 1)[1].split()[0] == "Z":
-                    return True
-        except FileNotFoundError:
-            return True
+    while not gone(pid):
+        if time.monotonic() >= deadline:
+            return False
         time.sleep(0.02)
-    return False
+    return True

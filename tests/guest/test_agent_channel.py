@@ -42,6 +42,8 @@ async def test_connect_waits_for_a_late_agent(tmp_path: Path) -> None:
     loop.call_later(0.5, process.start)
     try:
         channel = await AgentChannel.connect(process.socket, timeout=10)
+        assert process.proc is not None  # connected only once the agent was started
+        assert (await channel.ping()).protocol == 1
         await channel.close()
     finally:
         process.stop()
@@ -88,7 +90,7 @@ async def test_agent_death_fails_pending_operations(agent: AgentProcess) -> None
     channel = await AgentChannel.connect(agent.socket, timeout=10)
     session = await channel.exec(["sleep", "30"])
     events = asyncio.create_task(session.collect())
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(0)  # the task starts and waits for the command's events
     assert agent.proc is not None
     agent.proc.kill()
     await asyncio.wait_for(channel.wait_closed(), 5)

@@ -6,12 +6,13 @@ import asyncio
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from bungalow.errors import NotFoundError, UserError
-from bungalow.guest import AgentChannel, ExecEvent, protocol
+from bungalow.guest import AgentChannel, ExecEvent, ExecSession, protocol
 from bungalow.guest.protocol import WINDOW, decode_data
 
 from .conftest import AgentProcess, process_gone
@@ -80,14 +81,21 @@ async def _write_all(session, data: bytes) -> None:  # type: ignore[no-untyped-d
     await session.close_stdin()
 
 
+def _queued(session: ExecSession) -> int:
+    """Bytes of output that arrived on the host and nobody has read yet."""
+    queued = [m for m in session._stream._queue._queue if m]  # type: ignore[attr-defined]
+    return sum(len(decode_data(m)) for m in queued)
+
+
 async def test_output_is_back_pressured(agent: AgentProcess) -> None:
     size = 20 * WINDOW
     async with await AgentChannel.connect(agent.socket, timeout=10) as channel:
         session = await channel.exec(["head", "-c", str(size), "/dev/zero"])
-        await asyncio.sleep(1.0)  # nobody reads: the agent must stop at one window
+        await _until(lambda: _queued(session) >= WINDOW, what="a window of output")
+        for _ in range(3):  # the agent's loop has turned: more output would have come by now
+            await channel.ping()
+        assert _queued(session) <= WINDOW, "host buffer unbounded"
         assert session.pid is not None and not process_gone(session.pid, timeout=0)
-        queued = [m for m in session._stream._queue._queue if m]  # type: ignore[attr-defined]
-        assert sum(len(decode_data(m)) for m in queued) <= WINDOW, "host buffer unbounded"
         result = await session.collect()
         assert len(result.stdout) == size and result.exit_code == 0
 
@@ -209,23 +217,23 @@ async def test_stdin_nobody_reads_does_not_block_the_writer(agent: AgentProcess)
         await session.write_stdin(b"after the exit: dropped")
 
 
-async def test_output_for_an_unknown_id_stops_that_command(agent: AgentProcess) -> None:
+async def test_output_for_an_unknown_id_stops_that_command(
+    agent: AgentProcess, tmp_path: Path
+) -> None:
     """Output nobody waits for (say, from a previous daemon's exec) is cancelled."""
-    marker = "31.4159"
+    pidfile = tmp_path / "orphan.pid"  # the agent runs on this host: it writes here
     async with await AgentChannel.connect(agent.socket, timeout=10) as channel:
-        argv = ["sh", "-c", f"echo x; exec sleep {marker}"]
+        argv = ["sh", "-c", f"echo $$ > {pidfile}; echo x; exec sleep 31.4159"]
         await channel._send(protocol.request(protocol.OP_EXEC, 12345, argv=argv))
-        await asyncio.sleep(0.5)
-        assert not _sleepers(marker), "the orphaned exec kept running"
+        await _until(lambda: pidfile.exists() and pidfile.read_text().strip())
+        orphan = int(pidfile.read_text())
+        # Waiting on the event loop: the channel must read the output to cancel the command.
+        await _until(lambda: process_gone(orphan, timeout=0), what="the orphaned exec's end")
 
 
-def _sleepers(marker: str) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
-                if cmdline.read() == f"sleep\0{marker}\0".encode():
-                    found.append(int(entry))
-        except (OSError, ValueError):
-            continue
-    return found
+async def _until(check: Callable[[], object], timeout: float = 10.0, what: str = "it") -> None:
+    """Let the event loop run until ``check()`` is true (the channel reads meanwhile)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.01)

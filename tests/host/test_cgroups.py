@@ -13,15 +13,25 @@ from bungalow.host.cgroups import CpuMemLimits, VmCgroup, version
 pytestmark = pytest.mark.skipif(version() is None, reason="this host has no cgroups")
 
 
+#: Waits for a line, then takes 32 MiB and says so: memory charged inside the group.
+ALLOCATE = (
+    "import sys\nsys.stdin.readline()\nheld = bytearray(32 << 20)\nprint('held', flush=True)\n"
+    "sys.stdin.readline()\n"
+)
+
+
 def test_a_group_takes_a_process_and_its_limits_then_goes() -> None:
     group = VmCgroup(f"test-{time.monotonic_ns()}")
-    sleeper = subprocess.Popen(["sleep", "30"])
+    holder = subprocess.Popen(
+        ["python3", "-c", ALLOCATE], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert holder.stdin is not None and holder.stdout is not None
     try:
         group.create()
-        group.add(sleeper.pid)
+        group.add(holder.pid)
         group.apply(CpuMemLimits(cpu_weight=200, cpu_cap=0.5, memory_max=256 << 20))
         for directory in group.directories():
-            assert str(sleeper.pid) in (directory / "cgroup.procs").read_text().split()
+            assert str(holder.pid) in (directory / "cgroup.procs").read_text().split()
         if group.version == 1:
             cpu, memory = group.directories()
             assert (cpu / "cpu.shares").read_text().strip() == "2048"
@@ -31,10 +41,13 @@ def test_a_group_takes_a_process_and_its_limits_then_goes() -> None:
             (directory,) = group.directories()
             assert (directory / "cpu.max").read_text().split() == ["50000", "100000"]
         group.apply(CpuMemLimits())  # lifted again
-        assert group.usage()["memory"] >= 0
+        holder.stdin.write("allocate\n")
+        holder.stdin.flush()
+        assert holder.stdout.readline() == "held\n"
+        assert group.usage()["memory"] >= 32 << 20  # what its process took since it joined
     finally:
-        sleeper.kill()
-        sleeper.wait()
+        holder.kill()
+        holder.wait()
         group.remove()
     assert not any(directory.exists() for directory in group.directories())
     group.remove()  # twice is fine

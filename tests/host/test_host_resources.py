@@ -31,8 +31,15 @@ def test_a_data_dir_not_yet_created_measures_its_parent(tmp_path: Path) -> None:
     assert read_capacity(tmp_path / "a" / "b").disk_total == read_capacity(tmp_path).disk_total
 
 
-def test_a_vm_that_fits() -> None:
-    check_fits(2, 6 * GIB, 20 * GIB, HOST)
+def test_a_vm_that_takes_exactly_what_is_left_fits_and_one_more_does_not() -> None:
+    check_fits(2, 6 * GIB, 20 * GIB, HOST)  # every CPU, all available memory, all free disk
+    for cpus, memory, disk, short in (
+        (3, 6 * GIB, 20 * GIB, "CPUs"),
+        (2, 6 * GIB + 1, 20 * GIB, "memory"),
+        (2, 6 * GIB, 20 * GIB + 1, "disk"),
+    ):
+        with pytest.raises(CapacityError, match=short):
+            check_fits(cpus, memory, disk, HOST)
 
 
 @pytest.mark.parametrize(

@@ -27,6 +27,7 @@ from bungalow.host.shaping import (
     start_shaper,
     stop_shaper,
 )
+from tests.support import wait_until
 
 
 class FakeClock:
@@ -169,7 +170,9 @@ def test_the_shaper_process_starts_detached_changes_rate_and_stops(
     frames = [os.urandom(1500) for _ in range(120)]  # 180 KB: 1.64 s at 100 KB/s
     assert _send_and_time(nic, wan, frames) > 1.2
     assert set_shaper_rate(run_dir, None)
-    time.sleep(0.2)
+    # The shaper re-reads the rate on SIGHUP: once a burst well past the bucket passes at
+    # more than the old rate (60 KB: 0.44 s at 100 KB/s), the new one is in force.
+    wait_until("the rate lifted", lambda: _send_and_time(wan, nic, frames[:40]) < 0.2)
     assert _send_and_time(wan, nic, frames * 5) < 1.0
     assert ShaperFiles(run_dir).rate.read_text().strip() == "0"
     stop_shaper(run_dir)
@@ -187,9 +190,7 @@ def test_a_shaper_ends_by_itself_when_qemu_closes(
     nic, _ = nic_listener.accept()
     wan, _ = wan_listener.accept()
     nic.close()
-    deadline = time.monotonic() + 5
-    while shaper_pid(run_dir) == pid and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until("the shaper's end", lambda: shaper_pid(run_dir) != pid, timeout=5, interval=0.05)
     assert shaper_pid(run_dir) is None
     wan.close()
 

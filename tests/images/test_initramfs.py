@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from bungalow.errors import ImageError
+from bungalow.guest import AGENT_ENTRY, GUEST_FILES
 from bungalow.images import Image, ImageStore
 from bungalow.images.initramfs import NewcWriter
 from bungalow.images.modules import install_boot_modules
@@ -148,11 +149,11 @@ def test_missing_agent_files_are_a_clear_error(
 def test_the_installed_guest_files_are_used_by_default(
     store: ImageStore, linux_image: Image
 ) -> None:
-    guest = pytest.importorskip("bungalow.guest")
     members = _members(store.initrd_for(linux_image))
-    for path in getattr(guest, "GUEST_FILES", ()):
-        assert members.get(f"bungalow/{Path(path).name}") == "-"
-    assert members.get("bungalow/agent.py") == "-"
+    shipped = {name for name, kind in members.items() if name.startswith("bungalow/")}
+    assert shipped == {f"bungalow/{path.name}" for path in GUEST_FILES}
+    assert all(members[name] == "-" for name in shipped)  # plain files
+    assert f"bungalow/{AGENT_ENTRY}" in shipped and len(shipped) >= 8
 
 
 def test_disk_images_boot_without_an_initramfs(store: ImageStore, tmp_path: Path) -> None:

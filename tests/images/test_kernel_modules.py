@@ -21,8 +21,6 @@ from bungalow.images.modules import (
 
 from .conftest import MakeModule
 
-EXTRACTED_KERNEL = Path("/tmp/k/x/lib/modules")
-
 
 def _tree(root: Path, modules: dict[str, bytes], builtin: tuple[str, ...] = ()) -> Path:
     for relative, data in modules.items():
@@ -101,9 +99,8 @@ def test_an_image_without_boot_modules_is_reported(tmp_path: Path) -> None:
         list(read_load_order(tmp_path))
 
 
-@pytest.mark.skipif(not EXTRACTED_KERNEL.is_dir(), reason="no extracted kernel in /tmp/k")
-def test_real_cloud_kernel_boot_modules(tmp_path: Path) -> None:
-    tree = next(EXTRACTED_KERNEL.iterdir())
+def test_real_cloud_kernel_boot_modules(kernel: Path, tmp_path: Path) -> None:
+    (tree,) = (kernel.parents[1] / "lib" / "modules").iterdir()
     names = install_boot_modules(tree, tmp_path)
     assert set(BOOT_MODULES) <= set(names)
     # Each module comes after everything it depends on.

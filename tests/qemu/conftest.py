@@ -1,7 +1,6 @@
 """Real guests for the qemu layer's tests: a Debian cloud kernel and a busybox initramfs.
 
-The kernel comes from /tmp/k (an extracted linux-image-*-cloud-amd64) when it is
-there, else from a cache filled with ``apt-get download`` + ``dpkg-deb -x``. The
+The kernel is the suite's ``kernel`` fixture (tests/conftest.py). The
 initramfs is written by hand in cpio "newc" format, so the tests need neither
 root nor the cpio tool. Its /init prints :data:`MARKER` on the serial console,
 then powers off at once, or (with ``test_action=wait`` on the kernel command
@@ -11,7 +10,6 @@ arrives on the console.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
@@ -24,51 +22,12 @@ from bungalow.qemu.process import pid_alive, read_pid, terminate
 
 MARKER = "BUNGALOW-TEST-MARKER"
 BUSYBOX = Path("/bin/busybox")
-PREEXTRACTED = Path("/tmp/k/x")
-KERNEL_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "bungalow-tests"
 
 INIT_SCRIPT = f"""#!/bin/busybox sh
 /bin/busybox echo {MARKER}
 if [ "$test_action" = wait ]; then read -r line; fi
 /bin/busybox poweroff -f
 """
-
-
-def _find_kernel(root: Path) -> Path | None:
-    kernels = sorted((root / "boot").glob("vmlinuz-*"))
-    return kernels[-1] if kernels else None
-
-
-def _download_kernel(cache: Path) -> Path:
-    """Fetch and unpack the Debian cloud kernel package (no root needed)."""
-    depends = subprocess.run(
-        ["apt-cache", "depends", "linux-image-cloud-amd64"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    package = next(
-        line.split()[-1] for line in depends.splitlines() if "Depends: linux-image-" in line
-    )
-    download = cache / "download"
-    download.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["apt-get", "download", package], cwd=download, check=True, capture_output=True)
-    deb = next(download.glob(f"{package}_*.deb"))
-    subprocess.run(["dpkg-deb", "-x", str(deb), str(cache / "x")], check=True)
-    kernel = _find_kernel(cache / "x")
-    assert kernel is not None
-    return kernel
-
-
-@pytest.fixture(scope="session")
-def kernel() -> Path:
-    found = _find_kernel(PREEXTRACTED) or _find_kernel(KERNEL_CACHE / "x")
-    if found is not None:
-        return found
-    try:
-        return _download_kernel(KERNEL_CACHE)
-    except (OSError, subprocess.CalledProcessError, StopIteration) as error:
-        pytest.skip(f"no Debian cloud kernel in /tmp/k and apt-get download failed: {error}")
 
 
 def _cpio_entry(name: str, mode: int, data: bytes = b"", rdev: tuple[int, int] = (0, 0)) -> bytes:

@@ -138,8 +138,11 @@ def test_run_dir_too_long_for_a_socket(tmp_path: Path) -> None:
         spec(tmp_path, run_dir=tmp_path / ("x" * 100))
 
 
-def test_same_port_on_tcp_and_udp_is_fine(tmp_path: Path) -> None:
-    spec(tmp_path, ports=(PortForward.parse("53:53"), PortForward.parse("53:53/udp")))
+def test_same_port_on_tcp_and_udp_is_fine(tmp_path: Path, qcow2: Path) -> None:
+    both = spec(tmp_path, ports=(PortForward.parse("53:53"), PortForward.parse("53:53/udp")))
+    argv = build_argv(both, "qemu-system-x86_64")
+    netdev = argv[argv.index("-netdev") + 1]
+    assert netdev == "user,id=net0,hostfwd=tcp:127.0.0.1:53-:53,hostfwd=udp:127.0.0.1:53-:53"
 
 
 # --- command lines ---------------------------------------------------------------------

@@ -1,17 +1,23 @@
-"""The daemon's API surface: an OpenAPI schema on an owner-only socket."""
+"""The daemon as a process: an OpenAPI schema on an owner-only socket, one daemon per directory.
+
+No VM boots here, so the installation has no images (``installation``) and a
+fresh machine runs these without building one.
+"""
 
 from __future__ import annotations
 
 import stat
+import subprocess
+import sys
 
 import httpx
 
 from tests.conftest import Env
 
 
-def test_socket_is_owner_only_and_serves_openapi(bw: Env) -> None:
-    bw.run("ls")  # starts the daemon
-    socket_path = bw.home / "bungalowd.sock"
+def test_socket_is_owner_only_and_serves_openapi(installation: Env) -> None:
+    installation.run("ls")  # starts the daemon
+    socket_path = installation.home / "bungalowd.sock"
     assert stat.S_IMODE(socket_path.stat().st_mode) & 0o077 == 0
     transport = httpx.HTTPTransport(uds=str(socket_path))
     with httpx.Client(transport=transport, base_url="http://bungalowd") as client:
@@ -24,18 +30,24 @@ def test_socket_is_owner_only_and_serves_openapi(bw: Env) -> None:
         assert missing.json()["error"]["code"] == "vm_not_found"
 
 
-def test_a_second_daemon_for_the_same_directory_steps_aside(bw: Env) -> None:
-    bw.run("ls")
-    first = bw.daemon_pid()
-    import subprocess
-    import sys
-
+def test_a_second_daemon_for_the_same_directory_steps_aside(installation: Env) -> None:
+    installation.run("ls")
+    first = installation.daemon_pid()
     result = subprocess.run(
-        [sys.executable, "-m", "bungalow.daemon.server.main", "--home", str(bw.home)],
+        [sys.executable, "-m", "bungalow.daemon.server.main", "--home", str(installation.home)],
         capture_output=True,
         text=True,
         timeout=30,
     )
     assert result.returncode == 0
     assert "already running" in result.stderr
-    assert bw.daemon_pid() == first
+    assert installation.daemon_pid() == first
+
+
+def test_a_bad_config_stops_the_daemon_with_one_sentence(installation: Env) -> None:
+    (installation.home / "config.toml").write_text("[sandboxes]\npool = 'lots'\n")
+    result = installation.run("ls", check=False)
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert "sandboxes.pool" in line and "must be a whole number from 0 to 16" in line
+    assert installation.daemon_pid() is None

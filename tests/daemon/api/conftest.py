@@ -1,0 +1,36 @@
+"""The API in process: the app bungalowd serves, over the daemon's real object graph.
+
+Requests go through ``httpx.ASGITransport``, which does not run the app's
+lifespan: no recovery, reaper, metrics or heartbeat task runs, so nothing
+happens between two requests but what the test does. Rows are written
+straight into the store; no VM boots.
+"""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from bungalow.daemon.server.wiring import Daemon, app_for
+
+
+@pytest.fixture
+def app(daemon: Daemon) -> FastAPI:
+    return app_for(daemon)
+
+
+def client(app: FastAPI, token: str | None = None) -> httpx.AsyncClient:
+    """An HTTP client of ``app``: the admin's, or a project's with ``token``."""
+    headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+    transport = httpx.ASGITransport(app=app)
+    return httpx.AsyncClient(transport=transport, base_url="http://bungalowd", headers=headers)
+
+
+def error_of(response: httpx.Response) -> tuple[int, str, str]:
+    """Status, code and message of an error answer, which has exactly that shape."""
+    body = response.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body
+    message = body["error"]["message"]
+    assert message.endswith(".") and "\n" not in message, message
+    return response.status_code, body["error"]["code"], message
