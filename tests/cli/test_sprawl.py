@@ -52,8 +52,6 @@ def test_an_orphan_is_listed_and_stopped_by_apply(env: Env) -> None:
     table = env.run("sprawl").stdout
     assert "orphan-project" in table and "ghost-user-4711" in table
 
-    # --json: the text form reports a failure after a success (see the strict xfail
-    # test_a_successful_apply_result_carries_no_error in tests/daemon/api/test_routes.py).
     applied = json.loads(env.run("sprawl", "--apply", "--json").stdout)
     assert [(r["vm"], r["action"], r["result"]) for r in applied] == [("stray", "stop", "stopped")]
     assert inspect(env, "stray")["state"] == "stopped"

@@ -47,20 +47,6 @@ STREAMED = {
     ("post", "/v1/images/build"): "application/x-ndjson",
     ("get", "/metrics"): "text/plain",
 }
-UNDOCUMENTED_STREAMS = pytest.mark.xfail(
-    strict=True,
-    reason="api/guest.py:67,151,169, api/images.py:44 and api/metrics.py:101 return a "
-    "StreamingResponse/PlainTextResponse/Response without response_class= or responses= on "
-    "the decorator, so /openapi.json says they answer application/json with an empty schema",
-)
-KNOWN = {
-    ("get", "/v1/vms/{name}/files/stat"): pytest.mark.xfail(
-        strict=True,
-        reason="api/guest.py:142 stat_file is annotated dict[str, Any]: /openapi.json shows a "
-        "bare object (additionalProperties) instead of a model with exists, type, size, mode",
-    ),
-    **dict.fromkeys(STREAMED, UNDOCUMENTED_STREAMS),
-}
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +89,7 @@ def _is_bare(schema: dict[str, Any]) -> bool:
 
 @pytest.mark.parametrize(
     ("method", "path"),
-    [pytest.param(*op, marks=KNOWN[op]) if op in KNOWN else op for op in OPERATIONS],
+    OPERATIONS,
 )
 def test_each_route_says_what_it_answers(schema: dict[str, Any], method: str, path: str) -> None:
     responses = schema["paths"][path][method]["responses"]
@@ -119,12 +105,6 @@ def test_each_route_says_what_it_answers(schema: dict[str, Any], method: str, pa
     assert not _is_bare(content["application/json"]["schema"]), content
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="api/app.py:73 answers a body the schema refuses with a 400 {error: {code, "
-    "message}}, but every route's entry in /openapi.json still documents FastAPI's 422 "
-    "HTTPValidationError (no responses= override), and none documents the error object",
-)
 def test_the_errors_are_documented_as_they_are_answered(schema: dict[str, Any]) -> None:
     for path, item in schema["paths"].items():
         for method, operation in item.items():

@@ -265,13 +265,6 @@ async def test_sprawl_apply_answers_one_result_per_vm(app: FastAPI, daemon: Daem
     assert event["actor"] == "sprawl --apply" and event["reason"].startswith("lease-expired: ")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="api/schemas.py:280 SprawlResult serializes error: null on success, and "
-    "cli/sprawl.py:43 takes any 'error' key for a failure: `bungalow sprawl --apply` prints "
-    "'VM: stop failed: None' and exits 1 after stopping the VM (a regression of fc730c6; the "
-    "route returned plain dicts before)",
-)
 async def test_a_successful_apply_result_carries_no_error(app: FastAPI, daemon: Daemon) -> None:
     _expired_and_parked(daemon)
     async with client(app) as api:

@@ -130,12 +130,6 @@ async def test_restore_refuses_a_host_port_another_program_took(daemon: Daemon) 
     assert [d.name for d in _restorable(daemon).list()] == ["web"]  # still there to restore
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="policies/restorable.py:133 keeps a save a VM stands on when its retention ends but "
-    "leaves its purpose `deleted`, and snapshots/keeper.py:72 never collects a `deleted` save: "
-    "once the clone is removed, the save stays on disk with no row in deleted_vms for good",
-)
 async def test_a_save_kept_for_a_clone_goes_with_the_clone(daemon: Daemon, clock: SetClock) -> None:
     _deleted(daemon, "web", "s1", keep_until=T0 + DAY)
     clone = put(daemon.store, vm("clone", base_snapshot="s1"))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -32,6 +33,7 @@ from bungalow.daemon.api import (
 )
 from bungalow.daemon.api.access import ProjectScope
 from bungalow.daemon.api.deps import Services
+from bungalow.daemon.api.schemas import ErrorBody
 from bungalow.errors import BungalowError
 
 log = logging.getLogger(__name__)
@@ -53,12 +55,32 @@ def _sentence(exc: RequestValidationError) -> str:
     return "The request is not valid; see GET /openapi.json."
 
 
+class _Api(FastAPI):
+    """FastAPI, with its schema saying what this daemon answers to a bad request: a 400 (or
+    other 4xx) with the error object, never the 422 FastAPI would document."""
+
+    def openapi(self) -> dict[str, Any]:
+        if self.openapi_schema is None:
+            schema = super().openapi()
+            for item in schema["paths"].values():
+                for operation in item.values():
+                    operation.get("responses", {}).pop("422", None)
+            for unused in ("HTTPValidationError", "ValidationError"):
+                schema.get("components", {}).get("schemas", {}).pop(unused, None)
+            self.openapi_schema = schema
+        return self.openapi_schema
+
+
 def create_app(services: Services, lifespan: Lifespan | None = None) -> FastAPI:
-    app = FastAPI(
+    app = _Api(
         title="bungalowd",
         version=__version__,
         description="Real virtual machines on this host, one QEMU each.",
         lifespan=lifespan,
+        responses={
+            "4XX": {"model": ErrorBody, "description": "the request was refused: one sentence"},
+            "5XX": {"model": ErrorBody, "description": "bungalowd failed: one sentence"},
+        },
     )
     app.state.services = services
     for module in _ROUTERS:

@@ -21,7 +21,8 @@ from fastapi.responses import PlainTextResponse, StreamingResponse
 
 from bungalow.daemon.api import transfer
 from bungalow.daemon.api.deps import Svc
-from bungalow.daemon.api.schemas import ExecRequest
+from bungalow.daemon.api.responses import BytesResponse, NdjsonResponse
+from bungalow.daemon.api.schemas import ExecRequest, FileStat
 from bungalow.errors import BungalowError, InvalidStateError, UserError
 from bungalow.guest.session import ExecEvent, ExecSession
 from bungalow.qemu.argv import RunFiles
@@ -64,8 +65,8 @@ async def _start_exec(svc: Svc, name: str, body: ExecRequest) -> ExecSession:
     )
 
 
-@router.post("/exec")
-async def exec_command(name: str, body: ExecRequest, svc: Svc) -> StreamingResponse:
+@router.post("/exec", response_class=NdjsonResponse)
+async def exec_command(name: str, body: ExecRequest, svc: Svc) -> NdjsonResponse:
     session = await _start_exec(svc, name, body)
 
     async def stream() -> AsyncIterator[bytes]:
@@ -84,7 +85,7 @@ async def exec_command(name: str, body: ExecRequest, svc: Svc) -> StreamingRespo
                 with contextlib.suppress(Exception):
                     await session.send_signal(signal.SIGKILL)
 
-    return StreamingResponse(stream(), media_type="application/x-ndjson")
+    return NdjsonResponse(stream())
 
 
 @router.websocket("/exec/ws")
@@ -139,16 +140,16 @@ async def _pump_stdin(websocket: WebSocket, session: ExecSession) -> None:
                 await session.send_signal(int(control["signal"]))
 
 
-@router.get("/files/stat")
-async def stat_file(name: str, path: str, svc: Svc) -> dict[str, Any]:
+@router.get("/files/stat", response_model_exclude_none=True)
+async def stat_file(name: str, path: str, svc: Svc) -> FileStat:
     agent = await svc.vms.agent(name, "look at a file")
     result = await agent.stat(path)
     if result is None:
-        return {"exists": False}
-    return {"exists": True, "type": result.kind, "size": result.size, "mode": result.mode}
+        return FileStat(exists=False)
+    return FileStat(exists=True, type=result.kind, size=result.size, mode=result.mode)
 
 
-@router.get("/files")
+@router.get("/files", response_class=BytesResponse)
 async def download(name: str, path: str, svc: Svc) -> StreamingResponse:
     agent = await svc.vms.agent(name, "copy files")
     return await transfer.download(agent, name, path)
@@ -166,7 +167,7 @@ async def upload_tree(name: str, path: str, request: Request, svc: Svc) -> None:
     await transfer.extract_tar(agent, path, transfer.body_chunks(request))
 
 
-@router.get("/logs")
+@router.get("/logs", response_class=PlainTextResponse)
 async def logs(name: str, svc: Svc, tail: int = 0) -> PlainTextResponse:
     path = RunFiles(svc.vms.run_dir(svc.vms.get(name))).console_log
     return PlainTextResponse(await asyncio.to_thread(_tail, path, tail))

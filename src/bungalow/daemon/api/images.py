@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from fastapi import APIRouter
-from fastapi.responses import StreamingResponse
 
 from bungalow.daemon.api.deps import Svc
+from bungalow.daemon.api.responses import NdjsonResponse
 from bungalow.daemon.api.schemas import ImageBuild, ImageImport, ImageInfo
 
 router = APIRouter(prefix="/v1/images")
@@ -41,8 +41,8 @@ async def import_image(body: ImageImport, svc: Svc) -> ImageInfo:
     return svc.views.image(await svc.images.import_disk(Path(body.path), body.name))
 
 
-@router.post("/build")
-async def build(body: ImageBuild, svc: Svc) -> StreamingResponse:
+@router.post("/build", response_class=NdjsonResponse)
+async def build(body: ImageBuild, svc: Svc) -> NdjsonResponse:
     """Build an image from its recipe, streaming NDJSON ``progress`` events, then ``done``
     (with the image) or ``error``."""
     events = svc.images.build(body.name, force=body.force)
@@ -53,4 +53,4 @@ async def build(body: ImageBuild, svc: Svc) -> StreamingResponse:
                 event = {**event, "image": svc.views.image(event["image"]).model_dump()}
             yield (json.dumps(event) + "\n").encode()
 
-    return StreamingResponse(stream(), media_type="application/x-ndjson")
+    return NdjsonResponse(stream())

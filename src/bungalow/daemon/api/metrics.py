@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter
+from fastapi.responses import PlainTextResponse
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
@@ -98,9 +99,9 @@ class _Collector:
         yield noisy
 
 
-@router.get("/metrics")
-async def prometheus(svc: Svc, caller: Caller) -> Response:
+@router.get("/metrics", response_class=PlainTextResponse)
+async def prometheus(svc: Svc, caller: Caller) -> PlainTextResponse:
     """The same numbers in Prometheus's text exposition format."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Collector(svc.metrics, svc.noisy, _visible(svc, caller)))
-    return Response(generate_latest(registry), media_type="text/plain; version=0.0.4")
+    return PlainTextResponse(generate_latest(registry), media_type="text/plain; version=0.0.4")

@@ -173,6 +173,26 @@ class ExecRequest(BaseModel):
         return []
 
 
+class FileStat(BaseModel):
+    """A path in a guest; the other fields only when it exists."""
+
+    exists: bool
+    type: str | None = Field(default=None, description="file, dir, link or other")
+    size: int | None = Field(default=None, description="bytes")
+    mode: int | None = Field(default=None, description="permission bits")
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="the error class's code (bungalow.errors)")
+    message: str = Field(description="one sentence: what is wrong and what to do")
+
+
+class ErrorBody(BaseModel):
+    """What every refused or failed request answers, with its class's HTTP status."""
+
+    error: ErrorDetail
+
+
 class ImageBuild(BaseModel):
     name: str = "debian-12"
     force: bool = False

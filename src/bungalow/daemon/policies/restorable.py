@@ -130,7 +130,10 @@ class Restorable:
             if deleted.keep_until > now:
                 continue
             snapshot = self.store.snapshots.by_id(deleted.snapshot)
-            if snapshot is not None and not self.store.snapshots.dependents(snapshot.id):
+            if snapshot is not None and self.store.snapshots.dependents(snapshot.id):
+                # Clones stand on it: an ordinary base now, collected with the last of them.
+                self.store.snapshots.set_purpose(snapshot.id, Purpose.RESTORED)
+            elif snapshot is not None:
                 await self.snapshots.keeper.discard(snapshot)
             self.store.deleted.delete(deleted.snapshot)
             self.store.events.add(
