@@ -24,6 +24,7 @@ Targets (issue 3): warm at most 1/10 of cold; clones' memory at most 40%.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shutil
 import signal
@@ -39,9 +40,27 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 from bungalow import Sandbox  # noqa: E402
+from bungalow.host.allocation import Ratios  # noqa: E402
 
 PY = "python3 -c 'print(6*7)'"
 IDLE_SECONDS = 15.0
+
+
+def cold_config(clones: int) -> str:
+    """The config of the daemon behind *cold*, *snapshot* and the memory and exec steps.
+
+    No pool: a sandbox waiting in it would be one more QEMU in the memory sums and
+    one more guest taking CPU from the sides being timed. The memory step keeps
+    ``clones`` idle one-vCPU VMs at once, more than the default 4 vCPUs per CPU
+    allows on a small host, so the vCPU ratio is raised to the smallest whole
+    ratio that admits them: idle VMs use none of the CPU promised to them, which
+    is what overcommitting vCPUs is for. It is not raised beyond that, so that a
+    step leaving VMs behind is refused rather than measuring more VMs than it
+    says. Memory keeps its ratio of 1.0: memory is what the step measures, and
+    VMs the host could not hold if each used its promise are refused, not swapped.
+    """
+    ratio = max(Ratios().cpu, math.ceil(clones / len(os.sched_getaffinity(0))))
+    return f"[sandboxes]\npool = 0\n\n[allocation]\ncpu = {ratio:g}\n"
 
 
 def pss_kib(pid: int) -> int:
@@ -169,7 +188,7 @@ def main() -> None:
     homes = {
         kind: Path(tempfile.mkdtemp(prefix=f"bgw-{kind}-", dir="/tmp")) for kind in ("cold", "pool")
     }
-    (homes["cold"] / "config.toml").write_text("[sandboxes]\npool = 0\n")
+    (homes["cold"] / "config.toml").write_text(cold_config(args.clones))
     subprocess.run(
         [str(ROOT / ".venv/bin/bungalow"), "image", "build", "debian-12"],
         env={**os.environ, "BUNGALOW_HOME": str(homes["cold"])},
