@@ -1,4 +1,4 @@
-"""What the benches share: scratch directories that take their processes along, and measures.
+"""What the benches share: scratch directories that take their processes along, options, measures.
 
 Every daemon, VM and plain QEMU a bench starts lives in a directory from
 :func:`scratch_dir`, and every process it starts names that directory on its
@@ -13,6 +13,7 @@ with one sentence and a non-zero status, once the scratch directories are gone.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import shutil
@@ -71,6 +72,34 @@ def run(body: Callable[[], None]) -> None:
 
 def _interrupt(signum: int, _frame: FrameType | None) -> None:
     raise Interrupted(signum)
+
+
+# -- options -----------------------------------------------------------------------------------
+
+
+def parse_args(parser: argparse.ArgumentParser, quick: Mapping[str, object]) -> argparse.Namespace:
+    """The bench's options; ``--quick`` makes ``quick`` the defaults (options given still win).
+
+    Quick mode runs every step and every side of every comparison, at the smallest
+    size: it shows that a bench still runs, and its figures are not to be quoted.
+    """
+    shown = " ".join(f"--{key.replace('_', '-')} {value}" for key, value in quick.items())
+    parser.add_argument(
+        "--quick", action="store_true", help=f"check that the bench runs (as {shown}); no figures"
+    )
+    args = parser.parse_args()
+    if args.quick:
+        parser.set_defaults(**quick)
+        args = parser.parse_args()
+    return args
+
+
+def positive(text: str) -> int:
+    """An argparse type: a whole number of 1 or more (a median needs one value)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not 1 or more")
+    return value
 
 
 # -- bungalow and its data directories ---------------------------------------------------------

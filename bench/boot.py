@@ -7,7 +7,7 @@ that the machine's noise hits both alike. bungalow's time runs from the
 plain QEMU's from its process start to the agent's readiness line on the serial
 port. Memory is the QEMU process's PSS once the guest has sat idle.
 
-    .venv/bin/python bench/boot.py [--rounds 5] [--memory 512M]
+    .venv/bin/python bench/boot.py [--rounds 5] [--memory 512M] [--quick]
 
 Targets (issue 2): time ratio at most 1.15, memory ratio at most 1.10.
 """
@@ -30,6 +30,8 @@ from _support import (
     bungalow_env,
     cli,
     images_dir,
+    parse_args,
+    positive,
     pss_kib,
     run,
     scratch_dir,
@@ -180,9 +182,9 @@ def print_medians(times: dict[str, list[float]], memory: dict[str, list[int]]) -
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=positive, default=5)
     parser.add_argument("--memory", default="512M")
-    args = parser.parse_args()
+    args = parse_args(parser, {"rounds": 1})
 
     with scratch_dir("boot") as home:
         env = bungalow_env(home)

@@ -10,6 +10,7 @@ policy on (`[noisy] policy = "throttle"`) and B is measured once the daemon has
 held A back by itself. Medians and p99s are printed with their ratio to B alone.
 
     .venv/bin/python bench/noisy_neighbor.py [--writes 300] [--rounds 3] [--disk-wait 10ms]
+                                             [--quick]
 
 Target (issue 4): with limits, B's p99 within 1.5x of alone.
 """
@@ -29,6 +30,8 @@ from _support import (
     bungalow_env,
     cli,
     p99,
+    parse_args,
+    positive,
     run,
     scratch_dir,
     stop_daemons,
@@ -131,13 +134,13 @@ def print_ratios(samples: dict[str, list[float]], args: argparse.Namespace) -> N
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--writes", type=int, default=300)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--writes", type=positive, default=300)
+    parser.add_argument("--rounds", type=positive, default=3)
     parser.add_argument("--limits", default=" ".join(LIMITS), help="`bungalow set` options for A")
     parser.add_argument(
         "--disk-wait", default="10ms", help="the policy's disk_wait: B waits above this"
     )
-    args = parser.parse_args()
+    args = parse_args(parser, {"writes": 50, "rounds": 1})
 
     samples: dict[str, list[float]] = {"alone": [], "unlimited": [], "limited": [], "policy": []}
     with scratch_dir("noisy", "[sandboxes]\npool = 0\n") as home:

@@ -16,7 +16,8 @@ snapshot against N cold-booted VMs of the same shape: the sum of the QEMU
 processes' PSS and the drop in the host's MemAvailable. Last, the exec round
 trip of ``true`` on a running sandbox.
 
-    .venv/bin/python bench/sandbox.py [--rounds 5] [--clones 20] [--memory 512M]
+    .venv/bin/python bench/sandbox.py [--rounds 5] [--clones 20] [--round-trips 200]
+                                      [--memory 512M] [--quick]
 
 Targets (issue 3): warm at most 1/10 of cold; clones' memory at most 40%.
 """
@@ -38,6 +39,8 @@ from _support import (
     bungalow_env,
     images_dir,
     p99,
+    parse_args,
+    positive,
     processes_naming,
     pss_kib,
     run,
@@ -177,7 +180,7 @@ def memory_step(home: Path, memory: str, clones: int) -> None:
         )
 
 
-def round_trip_step(home: Path, memory: str, count: int = 200) -> None:
+def round_trip_step(home: Path, memory: str, count: int) -> None:
     with Sandbox(home=home, memory=memory) as sandbox:
         sandbox.exec(["true"])
         samples = []
@@ -193,10 +196,11 @@ def round_trip_step(home: Path, memory: str, count: int = 200) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--clones", type=int, default=20)
+    parser.add_argument("--rounds", type=positive, default=5)
+    parser.add_argument("--clones", type=positive, default=20)
+    parser.add_argument("--round-trips", type=positive, default=200)
     parser.add_argument("--memory", default="512M")
-    args = parser.parse_args()
+    args = parse_args(parser, {"rounds": 1, "clones": 3, "round_trips": 20})
 
     os.environ["BUNGALOW_IMAGES"] = str(images_dir())  # for the daemons the SDK starts
     with scratch_dir("cold", cold_config(args.clones)) as cold, scratch_dir("pool") as pool:
@@ -204,7 +208,7 @@ def main() -> None:
         times = start_times({"cold": cold, "pool": pool}, args.memory, args.rounds)
         print_start_times(times, args.rounds)
         memory_step(cold, args.memory, args.clones)
-        round_trip_step(cold, args.memory)
+        round_trip_step(cold, args.memory, args.round_trips)
 
 
 if __name__ == "__main__":
