@@ -252,3 +252,8 @@ def pss_kib(pid: int) -> int:
 def p99(values: Sequence[float]) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+
+
+def ratio(part: float, whole: float, spec: str = ".2f", unit: str = "") -> str:
+    """``part / whole`` formatted; n/a when noise or a coarse clock left ``whole`` at 0."""
+    return f"{part / whole:{spec}}{unit}" if whole > 0 else "n/a"

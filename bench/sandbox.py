@@ -43,6 +43,7 @@ from _support import (
     positive,
     processes_naming,
     pss_kib,
+    ratio,
     run,
     scratch_dir,
 )
@@ -176,7 +177,7 @@ def memory_step(home: Path, memory: str, clones: int) -> None:
     ):
         print(
             f"  {what} clones {clone / 1024:6.0f} MiB  cold boots {cold / 1024:6.0f} MiB"
-            f"  ratio {clone / cold:.2f}{target}"
+            f"  ratio {ratio(clone, cold)}{target}"
         )
 
 
