@@ -159,12 +159,13 @@ def main() -> None:
         if policy_round(env, home, args):
             for _ in range(args.rounds):
                 samples["policy"] += measure(env, args.writes)
-        events = json.loads(cli(env, "inspect", "hog"))["events"]
-        marked = [e["message"] for e in events if e["kind"] in ("noisy", "throttled")]
-        print(
-            f"the daemon marked or held A {len(marked)} time(s)"
-            + (f"; last: {marked[-1]}" if marked else "")
-        )
+        for vm, role in (("hog", "A"), ("db", "B")):  # B held too would explain its policy row
+            events = json.loads(cli(env, "inspect", vm))["events"]
+            marked = [e["message"] for e in events if e["kind"] in ("noisy", "throttled")]
+            print(
+                f"the daemon marked or held {role} {len(marked)} time(s)"
+                + (f"; last: {marked[-1]}" if marked else "")
+            )
         print_ratios(samples, args, clock)
 
 
