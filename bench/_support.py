@@ -32,7 +32,8 @@ from bungalow.paths import DataDir
 
 ROOT = Path(__file__).resolve().parent.parent
 BUNGALOW = str(ROOT / ".venv" / "bin" / "bungalow")
-DAEMON_MODULE = b"bungalow.daemon.main"
+#: How bungalowd is started (client/autostart.py): ``python -m bungalow.daemon``.
+DAEMON_MODULE = b"bungalow.daemon"
 #: A daemon finishes its requests in this long after SIGTERM (uvicorn gives them 3 s).
 DAEMON_STOP_SECONDS = 15.0
 #: A killed process is gone in this long, even on a loaded host.
