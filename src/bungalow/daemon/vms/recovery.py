@@ -116,8 +116,9 @@ class Recovery:
         )  # fmt: skip
         if vm.pid != mine.pid:
             log.info("%s runs as pid %s, recorded %s", vm.name, mine.pid, vm.pid)
-        self.vms.watch_adopted(vm, runtime)
+        # A dead shaper is replaced first: the watch follows the shaper that runs.
         await netshaping.reattach(vm, mine.run_dir, self._event(vm.name))
+        self.vms.watch_adopted(vm, runtime)
         try:
             await self.vms.apply_limits(vm, runtime)
         except BungalowError as exc:
