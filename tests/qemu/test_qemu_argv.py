@@ -185,7 +185,7 @@ def test_micro_argv(tmp_path: Path, qcow2: Path) -> None:
         "-initrd", f"{t}/initrd.img",
         "-append",
         "console=ttyS0 quiet panic=-1 root=/dev/vda bungalow.hostname=web-1 "
-        "bungalow.ip=10.0.2.15/24 bungalow.gw=10.0.2.2 tsc_early_khz=2100000",
+        "bungalow.ip=10.0.2.15/24 bungalow.gw=10.0.2.2 tsc_early_khz=2100000 tsc=reliable",
         "-drive",
         f"file={t}/disk.qcow2,if=none,id=disk0,format=qcow2,cache=none,aio=native,discard=unmap,"
         "file.auto-read-only=off",

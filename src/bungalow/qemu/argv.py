@@ -265,7 +265,9 @@ def kernel_cmdline(spec: MachineSpec) -> str:
     ]
     tsc_khz = _tsc_hint(spec)
     if tsc_khz:
-        words.append(f"tsc_early_khz={tsc_khz}")
+        # TCG's TSC follows the host's clock, but on a busy host the guest's clocksource
+        # watchdog sees it late and falls back to jiffies (4 ms steps, slowed with the vCPU).
+        words += [f"tsc_early_khz={tsc_khz}", "tsc=reliable"]
     if spec.cmdline_extra.strip():
         words.append(spec.cmdline_extra.strip())
     return " ".join(words)
