@@ -47,7 +47,7 @@ class AsyncClient:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.data = data or DataDir.from_env()
-        self._needs_daemon = autostart and transport is None
+        self._needs_daemon = self._autostart = autostart and transport is None
         if transport is None:
             transport = httpx.AsyncHTTPTransport(uds=str(self.data.socket), verify=False)
         self._http = httpx.AsyncClient(
@@ -72,15 +72,29 @@ class AsyncClient:
             await asyncio.to_thread(ensure_daemon, self.data)
             self._needs_daemon = False
 
+    async def _send(self, method: str, path: str, *, stream: bool = False, **kwargs: Any) -> Any:
+        """Send one request; a daemon that is not there (killed, or not started yet) is
+        started and the request sent again, once. That is safe for any request: a refused
+        connection carried none of it. DaemonError when the connection is lost."""
+        await self._ensure_daemon()
+        try:
+            try:
+                request = self._http.build_request(method, path, **kwargs)
+                return await self._http.send(request, stream=stream)
+            except httpx.ConnectError:
+                if not self._autostart:
+                    raise
+                await asyncio.to_thread(ensure_daemon, self.data)
+                request = self._http.build_request(method, path, **kwargs)
+                return await self._http.send(request, stream=stream)
+        except httpx.TransportError as exc:
+            raise wire.connection_lost(self.data, exc) from None
+
     # -- the calls -------------------------------------------------------------------------------
 
     async def request(self, method: str, path: str, **kwargs: Any) -> Any:
         """A raw call: the answer's JSON, text or None. The methods below are typed."""
-        await self._ensure_daemon()
-        try:
-            response = await self._http.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
-            raise wire.connection_lost(self.data, exc) from None
+        response: httpx.Response = await self._send(method, path, **kwargs)
         await _raise_for(response)
         return wire.response_value(response)
 
@@ -92,13 +106,16 @@ class AsyncClient:
     @asynccontextmanager
     async def stream(self, call: Call[Any]) -> AsyncIterator[httpx.Response]:
         """The response, its body not read yet; a failed call raises before it is yielded."""
-        await self._ensure_daemon()
+        response: httpx.Response = await self._send(
+            call.method, call.path, stream=True, **call.options
+        )
         try:
-            async with self._http.stream(call.method, call.path, **call.options) as response:
-                await _raise_for(response)
-                yield response
+            await _raise_for(response)
+            yield response
         except httpx.TransportError as exc:
             raise wire.connection_lost(self.data, exc) from None
+        finally:
+            await response.aclose()
 
     # -- VMs and sandboxes -----------------------------------------------------------------------
 

@@ -78,6 +78,7 @@ class Client:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.data = data or DataDir.from_env()
+        self._autostart = autostart and transport is None
         if transport is None:
             if autostart:
                 ensure_daemon(self.data)
@@ -99,12 +100,26 @@ class Client:
 
     # -- the calls -------------------------------------------------------------------------------
 
-    def request(self, method: str, path: str, **kwargs: Any) -> Any:
-        """A raw call: the answer's JSON, text or None. The methods below are typed."""
+    def _send(self, method: str, path: str, *, stream: bool = False, **kwargs: Any) -> Any:
+        """Send one request; a daemon that is not there (killed, or not started yet) is
+        started and the request sent again, once. That is safe for any request: a refused
+        connection carried none of it. DaemonError when the connection is lost."""
         try:
-            response = self._http.request(method, path, **kwargs)
+            try:
+                request = self._http.build_request(method, path, **kwargs)
+                return self._http.send(request, stream=stream)
+            except httpx.ConnectError:
+                if not self._autostart:
+                    raise
+                ensure_daemon(self.data)
+                request = self._http.build_request(method, path, **kwargs)
+                return self._http.send(request, stream=stream)
         except httpx.TransportError as exc:
             raise wire.connection_lost(self.data, exc) from None
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        """A raw call: the answer's JSON, text or None. The methods below are typed."""
+        response: httpx.Response = self._send(method, path, **kwargs)
         _raise_for(response)
         return wire.response_value(response)
 
@@ -116,12 +131,14 @@ class Client:
     @contextmanager
     def stream(self, call: Call[Any]) -> Iterator[httpx.Response]:
         """The response, its body not read yet; a failed call raises before it is yielded."""
+        response: httpx.Response = self._send(call.method, call.path, stream=True, **call.options)
         try:
-            with self._http.stream(call.method, call.path, **call.options) as response:
-                _raise_for(response)
-                yield response
+            _raise_for(response)
+            yield response
         except httpx.TransportError as exc:
             raise wire.connection_lost(self.data, exc) from None
+        finally:
+            response.close()
 
     def events(self, call: Call[T]) -> Iterator[T]:
         """The NDJSON events of a streaming call; an ``error`` event raises."""

@@ -7,8 +7,11 @@ it has started; checking first lets the daemon refuse with a clear conflict.
 from __future__ import annotations
 
 import contextlib
+import errno
 import socket
 from typing import Literal
+
+from bungalow.errors import UserError
 
 
 def port_in_use(addr: str, port: int, proto: Literal["tcp", "udp"] = "tcp") -> bool:
@@ -24,6 +27,11 @@ def port_in_use(addr: str, port: int, proto: Literal["tcp", "udp"] = "tcp") -> b
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((addr, port))
-        except OSError:
+        except OSError as error:
+            if error.errno == errno.EADDRNOTAVAIL:
+                raise UserError(
+                    f"{addr} is not an address of this host, so nothing can listen on it; "
+                    f"forward from 127.0.0.1, 0.0.0.0 or one of this host's addresses."
+                ) from None
             return True
     return False

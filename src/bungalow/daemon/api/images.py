@@ -8,7 +8,7 @@ from pathlib import Path
 
 from fastapi import APIRouter
 
-from bungalow.daemon.api.deps import Svc
+from bungalow.daemon.api.deps import Caller, Svc
 from bungalow.daemon.api.responses import NdjsonResponse
 from bungalow.daemon.api.schemas import ImageBuild, ImageImport, ImageInfo
 
@@ -16,8 +16,8 @@ router = APIRouter(prefix="/v1/images")
 
 
 @router.get("")
-async def list_images(svc: Svc) -> list[ImageInfo]:
-    return [svc.views.image(image) for image in svc.images.list()]
+async def list_images(svc: Svc, caller: Caller) -> list[ImageInfo]:
+    return [svc.views.image(image, caller) for image in svc.images.list()]
 
 
 @router.get("/recipes")
@@ -27,8 +27,8 @@ async def list_recipes(svc: Svc) -> list[str]:
 
 
 @router.get("/{ref}")
-async def get_image(ref: str, svc: Svc) -> ImageInfo:
-    return svc.views.image(svc.images.get(ref))
+async def get_image(ref: str, svc: Svc, caller: Caller) -> ImageInfo:
+    return svc.views.image(svc.images.get(ref), caller)
 
 
 @router.delete("/{ref}", status_code=204)

@@ -94,7 +94,9 @@ class Views:
             used_by=self.vms.store.snapshots.dependents(snapshot.id),
         )
 
-    def image(self, image: Image) -> ImageInfo:
+    def image(self, image: Image, caller: str | None = None) -> ImageInfo:
+        """``image`` as ``caller`` (a project; None for the admin) may see it: a project
+        sees its own VMs among the image's users, never another tenant's names."""
         return ImageInfo(
             id=image.id,
             name=image.name or image.short_id,
@@ -104,7 +106,7 @@ class Views:
             created=image.created.timestamp(),
             os_release=image.os_release,
             kernel_version=image.kernel_version,
-            used_by=self.images.users(image),
+            used_by=self.images.users(image, project=caller),
         )
 
     def host(self) -> HostInfo:

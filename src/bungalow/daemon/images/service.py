@@ -39,9 +39,13 @@ class Images:
         """The image by name or id (prefix); NotFoundError with a sentence otherwise."""
         return self.store.get(ref)
 
-    def users(self, image: Image) -> builtins.list[str]:
-        """Names of the VMs booted from ``image``."""
-        return [vm.name for vm in self._vms.list() if vm.image_id == image.id]
+    def users(self, image: Image, project: str | None = None) -> builtins.list[str]:
+        """Names of the VMs booted from ``image`` (of one ``project`` only, when given)."""
+        return [
+            vm.name
+            for vm in self._vms.list()
+            if vm.image_id == image.id and (project is None or vm.project == project)
+        ]
 
     @staticmethod
     def recipes() -> builtins.list[str]:

@@ -12,9 +12,10 @@ Runs before the VM recovery (vms/recovery.py), in this order:
      cancels the migration the save had under way);
    - ``suspend``: if its saved state was recorded, the suspend is finished
      (QEMU ended, ``suspended``); otherwise it carries on running;
-   - ``wake``: a VM already running is adopted and its saved state deleted;
-     otherwise its QEMU is ended and it is ``failed`` with the saved state kept,
-     so ``start`` tries again;
+   - ``wake``: a VM already running, or whose QEMU runs the guest again with its
+     agent answering, is adopted and its saved state deleted; otherwise its QEMU
+     is ended and it is ``failed`` with the saved state kept, so ``start`` tries
+     again;
    - ``restore``: a VM already running from the snapshot is adopted; otherwise
      its QEMU is ended, its own disk put back, and an interrupted start is
      ``failed``.
@@ -31,6 +32,7 @@ from bungalow.daemon.snapshots.operations import KEPT, STAGED
 from bungalow.daemon.snapshots.suspend import Suspender
 from bungalow.daemon.state.lifecycle import VmState, can_transition
 from bungalow.daemon.state.records import Operation, VmRecord
+from bungalow.daemon.vms import boot
 from bungalow.host import processes
 
 log = logging.getLogger(__name__)
@@ -79,6 +81,12 @@ class SnapshotRecovery:
                 self._note(vm, "its suspend was cut short when bungalowd stopped; it runs on")
         elif operation is Operation.WAKE:
             saved = self.suspender.saved_state(vm)
+            pid = await self._woke(vm) if vm.state is VmState.STARTING and saved else None
+            if pid is not None and saved is not None:
+                vm = self.store.vms.set_state(
+                    vm.id, VmState.RUNNING, pid=pid, started=self.vms.clock.now(),
+                    error=None, cmdline=saved.cmdline,
+                )  # fmt: skip
             if vm.state is VmState.RUNNING:
                 if saved is not None:
                     await self.snapshots.keeper.discard(saved)
@@ -104,6 +112,15 @@ class SnapshotRecovery:
                 self._fail(vm, "its restore was cut short when bungalowd stopped; its own disk "
                            "is back in place")  # fmt: skip
         self.store.vms.end(vm.id)
+
+    async def _woke(self, vm: VmRecord) -> int | None:
+        """The PID of the QEMU a wake started, if it runs the guest again and the agent
+        answers; None otherwise."""
+        run_dir = self.vms.run_dir(vm)
+        qemus = [p for p in await asyncio.to_thread(processes.under, run_dir) if p.is_qemu]
+        if len(qemus) != 1 or not await boot.answers(run_dir, agent=True):
+            return None
+        return qemus[0].pid
 
     async def _end(self, vm: VmRecord) -> None:
         run_dir = self.vms.run_dir(vm)

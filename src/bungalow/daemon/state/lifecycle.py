@@ -71,6 +71,11 @@ def _refusal(name: str, current: VmState, target: VmState) -> str:
         return f"The VM {name} is {current}; only a running VM can be paused."
     if target is VmState.SUSPENDED:
         return f"The VM {name} is {current}; only a running or paused VM can be suspended."
+    if target is VmState.STOPPING and current in (VmState.FAILED, VmState.CREATED):
+        return (
+            f"The VM {name} is {current}: no QEMU runs, so there is nothing to stop; start it "
+            f"with `bungalow start {name}` or remove it with `bungalow rm {name}`."
+        )
     if target is VmState.STOPPING and current is VmState.STOPPING:
         return f"The VM {name} is already stopping; wait for it, or remove it with `bungalow rm`."
     return f"The VM {name} is {current} and cannot become {target}."

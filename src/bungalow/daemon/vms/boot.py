@@ -250,6 +250,27 @@ async def adopt(pid: int, run_dir: Path, *, running: bool, agent: bool) -> VmRun
     return runtime
 
 
+async def answers(run_dir: Path, *, agent: bool) -> bool:
+    """Whether the QEMU of ``run_dir`` runs its guest and (with ``agent``) the guest's agent
+    answers, each within 3 s; it lets go of both connections again (a start an earlier
+    daemon got this far is finished rather than undone)."""
+    files = RunFiles(run_dir)
+    try:
+        async with await Monitor.connect(files.qmp, timeout=3) as monitor:
+            if await monitor.status() != "running":
+                return False
+    except QemuError:
+        return False
+    if not agent:
+        return True
+    try:
+        channel = await AgentChannel.connect(files.agent, timeout=3)
+    except AgentError:
+        return False
+    await channel.close()
+    return True
+
+
 def guest_powered_off(runtime: VmRuntime, exit_code: int | None) -> bool:
     """Did the guest power itself off (rather than QEMU dying)?
 

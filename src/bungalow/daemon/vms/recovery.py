@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -35,6 +36,7 @@ from bungalow.daemon.vms.manager import VmManager
 from bungalow.errors import BungalowError
 from bungalow.host import processes
 from bungalow.host.processes import HostProcess
+from bungalow.qemu.argv import kernel_cmdline
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +92,10 @@ class Recovery:
             await self._adopt(vm, procs)  # a start that finished, or a snapshot's source
             return
         if operation is Operation.START or vm.state is VmState.STARTING:
+            finished = await self._finish_start(vm, procs)
+            if finished is not None:
+                await self._adopt(finished, procs, identity=True)
+                return
             await self._end(vm, procs, "ended: it was starting when bungalowd stopped")
             self._fail(vm, "its start was interrupted when bungalowd stopped; start it again")
             return
@@ -98,7 +104,31 @@ class Recovery:
         if vm.operation is not None:
             self.store.vms.end(vm.id)
 
-    async def _adopt(self, vm: VmRecord, procs: list[HostProcess]) -> None:
+    async def _finish_start(self, vm: VmRecord, procs: list[HostProcess]) -> VmRecord | None:
+        """A start that got as far as a running guest whose agent answers is finished: the
+        VM is recorded running, with the command line its kernel booted with. None if not."""
+        qemus = [p for p in procs if p.is_qemu]
+        if vm.state is not VmState.STARTING or len(qemus) != 1:
+            return None
+        image = self.vms.images.get(vm.image_id)
+        if not await boot.answers(qemus[0].run_dir, agent=image.kind == "linux"):
+            return None
+        accel = self.vms.accel_for(vm)
+        spec = await asyncio.to_thread(self.vms.spec_for, vm, image, accel)
+        cmdline = kernel_cmdline(spec) if spec.kernel is not None else None
+        finished = self.store.vms.set_state(
+            vm.id, VmState.RUNNING, pid=qemus[0].pid, started=self.vms.clock.now(), error=None,
+            cmdline=cmdline,
+        )  # fmt: skip
+        self.store.events.add(vm.name, "started", "started (its guest had come up before "
+                              "bungalowd stopped; finished after the restart)")  # fmt: skip
+        return finished
+
+    async def _adopt(
+        self, vm: VmRecord, procs: list[HostProcess], *, identity: bool = False
+    ) -> None:
+        """Take the VM's QEMU back; its guest's clock is set (it may have been held paused),
+        and with ``identity`` its machine-id (a start cut short may not have set it)."""
         qemus = [p for p in procs if p.is_qemu]
         mine = next((p for p in qemus if p.pid == vm.pid), qemus[0] if qemus else None)
         strays = [p for p in qemus if p is not mine]
@@ -116,6 +146,12 @@ class Recovery:
         )  # fmt: skip
         if vm.pid != mine.pid:
             log.info("%s runs as pid %s, recorded %s", vm.name, mine.pid, vm.pid)
+        if runtime.agent is not None:
+            try:
+                machine_id = vm.machine_id if identity and vm.machine_id else None
+                await runtime.agent.sync(time=time.time(), machine_id=machine_id)
+            except BungalowError as exc:
+                log.warning("could not set the clock of %s: %s", vm.name, exc.message)
         # A dead shaper is replaced first: the watch follows the shaper that runs.
         await netshaping.reattach(vm, mine.run_dir, self._event(vm.name))
         self.vms.watch_adopted(vm, runtime)
@@ -125,6 +161,8 @@ class Recovery:
             log.warning("could not apply the limits of %s: %s", vm.name, exc.message)
         if vm.operation is not None:
             self.store.vms.end(vm.id)
+        self.store.events.add(vm.name, "adopted", f"its QEMU (pid {mine.pid}) outlived "
+                              "bungalowd and was taken back")  # fmt: skip
         log.info("reattached to %s (pid %s)", vm.name, mine.pid)
 
     def _fail(self, vm: VmRecord, reason: str) -> None:
