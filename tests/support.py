@@ -64,8 +64,19 @@ def process_state(pid: int) -> str | None:
 
 
 def gone(pid: int) -> bool:
-    """Whether ``pid`` has ended (a zombie waiting for its parent counts as ended)."""
-    return process_state(pid) in (None, "Z")
+    """Whether ``pid`` has ended (a zombie waiting for its parent counts as ended).
+
+    A killed process's first thread turns zombie while its others are still exiting, and
+    its files (a listening socket) close only with the last: ``/proc/PID/task`` says when.
+    """
+    state = process_state(pid)
+    if state is None:
+        return True
+    try:
+        threads = [task for task in Path(f"/proc/{pid}/task").iterdir() if task.name != str(pid)]
+    except OSError:
+        threads = []
+    return state == "Z" and not threads
 
 
 def kill(pid: int, sig: int = signal.SIGKILL, timeout: float = 10.0) -> None:

@@ -121,3 +121,13 @@ def test_the_client_sends_the_token_and_the_request_the_route_describes() -> Non
     (request,) = daemon.requests
     assert request.headers["authorization"] == "Bearer bgw_secret"
     assert json.loads(request.content) == {"timeout": 5}
+
+
+def test_only_what_cannot_have_been_acted_on_is_sent_again() -> None:
+    refused = httpx.ConnectError("refused")
+    reset = httpx.ReadError("reset")
+    assert wire.worth_retrying("POST", refused)  # nothing reached a daemon
+    assert wire.worth_retrying("GET", reset)  # a read changes nothing
+    assert not wire.worth_retrying("POST", reset)  # it may have made the VM
+    assert not wire.worth_retrying("DELETE", httpx.RemoteProtocolError("gone"))
+    assert not wire.worth_retrying("GET", httpx.ReadTimeout("slow"))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bungalow.errors import CapacityError
+from bungalow.errors import CapacityError, UserError
 from bungalow.host.ports import port_in_use
 from bungalow.host.resources import HostCapacity, check_fits, read_capacity
 
@@ -93,3 +93,8 @@ def test_a_port_held_on_every_interface_is_in_use_on_loopback() -> None:
         holder.bind(("0.0.0.0", 0))
         holder.listen()
         assert port_in_use("127.0.0.1", holder.getsockname()[1])
+
+
+def test_an_address_this_host_lacks_is_named_not_called_busy() -> None:
+    with pytest.raises(UserError, match=r"192\.0\.2\.7 is not an address of this host"):
+        port_in_use("192.0.2.7", 18558)  # TEST-NET-1: never a local address

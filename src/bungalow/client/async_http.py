@@ -17,7 +17,7 @@ import httpx
 
 from bungalow.client import routes, wire
 from bungalow.client.autostart import ensure_daemon
-from bungalow.client.http import TIMEOUT
+from bungalow.client.http import LIMITS, TIMEOUT
 from bungalow.client.routes import Call
 from bungalow.client.shapes import ExecEvent, FileStatInfo, VmInfo
 from bungalow.paths import DataDir
@@ -49,7 +49,9 @@ class AsyncClient:
         self.data = data or DataDir.from_env()
         self._needs_daemon = self._autostart = autostart and transport is None
         if transport is None:
-            transport = httpx.AsyncHTTPTransport(uds=str(self.data.socket), verify=False)
+            transport = httpx.AsyncHTTPTransport(
+                uds=str(self.data.socket), verify=False, limits=LIMITS
+            )
         self._http = httpx.AsyncClient(
             transport=transport,
             base_url=wire.BASE_URL,
@@ -74,15 +76,15 @@ class AsyncClient:
 
     async def _send(self, method: str, path: str, *, stream: bool = False, **kwargs: Any) -> Any:
         """Send one request; a daemon that is not there (killed, or not started yet) is
-        started and the request sent again, once. That is safe for any request: a refused
-        connection carried none of it. DaemonError when the connection is lost."""
+        started and the request sent again, once (see :func:`wire.worth_retrying`).
+        DaemonError when the connection is lost."""
         await self._ensure_daemon()
         try:
             try:
                 request = self._http.build_request(method, path, **kwargs)
                 return await self._http.send(request, stream=stream)
-            except httpx.ConnectError:
-                if not self._autostart:
+            except httpx.TransportError as exc:
+                if not (self._autostart and wire.worth_retrying(method, exc)):
                     raise
                 await asyncio.to_thread(ensure_daemon, self.data)
                 request = self._http.build_request(method, path, **kwargs)

@@ -50,6 +50,10 @@ T = TypeVar("T")
 
 #: Connecting and sending give up after 30 s; reading waits as long as a command runs.
 TIMEOUT = httpx.Timeout(30.0, read=None)
+#: No connection is kept for the next call: a Unix socket connects in microseconds, and a
+#: connection kept to a daemon that was killed meanwhile fails on use (ECONNRESET), where
+#: a new one is refused cleanly and the daemon is started again (``_send``).
+LIMITS = httpx.Limits(max_keepalive_connections=0)
 
 
 def _raise_for(response: httpx.Response) -> None:
@@ -83,7 +87,7 @@ class Client:
             if autostart:
                 ensure_daemon(self.data)
             # A Unix socket carries no TLS: skipping the CA bundle saves ~50 ms a command.
-            transport = httpx.HTTPTransport(uds=str(self.data.socket), verify=False)
+            transport = httpx.HTTPTransport(uds=str(self.data.socket), verify=False, limits=LIMITS)
         self.headers = wire.auth_headers(token)
         self._http = httpx.Client(
             transport=transport, base_url=wire.BASE_URL, timeout=TIMEOUT, headers=self.headers
@@ -102,14 +106,14 @@ class Client:
 
     def _send(self, method: str, path: str, *, stream: bool = False, **kwargs: Any) -> Any:
         """Send one request; a daemon that is not there (killed, or not started yet) is
-        started and the request sent again, once. That is safe for any request: a refused
-        connection carried none of it. DaemonError when the connection is lost."""
+        started and the request sent again, once (see :func:`wire.worth_retrying`).
+        DaemonError when the connection is lost."""
         try:
             try:
                 request = self._http.build_request(method, path, **kwargs)
                 return self._http.send(request, stream=stream)
-            except httpx.ConnectError:
-                if not self._autostart:
+            except httpx.TransportError as exc:
+                if not (self._autostart and wire.worth_retrying(method, exc)):
                     raise
                 ensure_daemon(self.data)
                 request = self._http.build_request(method, path, **kwargs)

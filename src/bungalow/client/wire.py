@@ -60,6 +60,26 @@ def connection_lost(data: DataDir, exc: Exception) -> DaemonError:
     return DaemonError(f"Lost the connection to bungalowd ({exc}); see {data.daemon_log}.")
 
 
+#: Methods a daemon may be asked twice without a second effect.
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def worth_retrying(method: str, exc: Exception) -> bool:
+    """Whether a request that failed with ``exc`` may be sent again to a new daemon.
+
+    A refused connection carried nothing, so any request may; one lost after it was sent
+    (the daemon killed meanwhile, or dying as it was reached) may have been acted on, so
+    only a read that changes nothing is sent again.
+    """
+    import httpx  # the wire module itself loads nothing until a client does
+
+    if isinstance(exc, httpx.ConnectError):
+        return True
+    return method.upper() in IDEMPOTENT and isinstance(
+        exc, httpx.ReadError | httpx.WriteError | httpx.RemoteProtocolError
+    )
+
+
 def response_value(response: httpx.Response) -> Any:
     """A read response's JSON, text, or None when it has no body."""
     if response.status_code == 204 or not response.content:

@@ -56,6 +56,8 @@ def test_launch_terms_date_the_deadline_by_the_daemons_clock(leases: Leases) -> 
         ("soon", None, "not a duration"),
         ("1h", "explode", "'explode' is unknown"),
         ("1h", "none", "'none' is unknown"),
+        ("99999999999d", None, "longer than 100 years"),
+        ("99999999999999999999999d", None, "longer than 100 years"),
     ],
 )
 def test_bad_launch_terms_are_one_sentence(
@@ -100,6 +102,8 @@ async def test_bad_lease_changes_are_refused_and_write_nothing(
         await leases.set("web", "tomorrow")
     with pytest.raises(UserError, match="'explode' is unknown"):
         await leases.set("web", "1h", "explode")
+    with pytest.raises(UserError, match="longer than 100 years"):
+        await leases.set("web", "99999999999999d")  # was an OSError from localtime, and kept
     with pytest.raises(VmNotFoundError, match="no VM named ghost"):
         await leases.set("ghost", "1h")
     assert daemon.store.vms.get("web").expires_at is None
