@@ -45,7 +45,9 @@ def test_metrics_move_when_the_guest_works(bw: Env) -> None:
     done = time.time()
     wait_until("a sample taken after the work", lambda: _sampled_after(bw, done))
     after = _prometheus(bw)
-    assert after["bungalow_vm_cpu_seconds_total"] > before["bungalow_vm_cpu_seconds_total"] + 2
+    # 3 s of spinning is at least 1 s of CPU even beside a CPU hog on a 2-CPU host (1.75 s
+    # measured there); an idle guest costs its QEMU about 0.05 s in that time.
+    assert after["bungalow_vm_cpu_seconds_total"] > before["bungalow_vm_cpu_seconds_total"] + 1
     written = (
         after["bungalow_vm_block_write_bytes_total"] - before["bungalow_vm_block_write_bytes_total"]
     )
