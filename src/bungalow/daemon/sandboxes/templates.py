@@ -17,6 +17,7 @@ import time
 from bungalow.daemon.snapshots.operations import Snapshots
 from bungalow.daemon.state.lifecycle import VmState
 from bungalow.daemon.state.records import Purpose, SnapshotRecord, VmRecord
+from bungalow.daemon.vms.transient import transient
 from bungalow.errors import SnapshotError, UserError
 from bungalow.images.store import Image
 from bungalow.qemu.argv import kernel_cmdline, random_mac
@@ -100,7 +101,7 @@ class Templates:
             accel=accel,
             mac=random_mac(),
         )
-        async with self.vms.transient(vm, image, accel) as (runtime, spec):
+        async with transient(self.vms, vm, image, accel) as (runtime, spec):
             assert runtime.agent is not None and runtime.monitor is not None
             session = await runtime.agent.exec(list(WARM_UP), timeout=60)
             await session.collect()

@@ -17,7 +17,7 @@ import contextlib
 import contextvars
 import logging
 import shutil
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -347,29 +347,6 @@ class VmManager:
         self.store.vms.delete(vm.id)
         if self._on_removed is not None:
             await self._on_removed(vm)
-
-    # -- a VM with no row: a sandbox template --------------------------------------------------
-
-    @contextlib.asynccontextmanager
-    async def transient(
-        self, vm: VmRecord, image: Image, accel: str
-    ) -> AsyncIterator[tuple[VmRuntime, MachineSpec]]:
-        """Boot ``vm`` (never stored) for the block, admitted like any VM and counted in the
-        host's allocation while it runs; its QEMU and files are gone afterwards."""
-        self.admission.check(vm, creating=True)
-        with self.admission.reserve(vm):
-            vm_dir = self.vm_dir(vm)
-            await asyncio.to_thread(boot.create_disk, vm_dir, image.disk, vm.disk_size)
-            runtime = None
-            try:
-                spec = await asyncio.to_thread(self.spec_for, vm, image, accel)
-                runtime = await boot.boot_until_ready(spec, image, None)
-                yield runtime, spec
-            finally:
-                if runtime is not None:
-                    await boot.kill(runtime)
-                await asyncio.to_thread(processes.end_all, vm_dir / "run")
-                await asyncio.to_thread(shutil.rmtree, vm_dir, True)
 
     # -- supervision ---------------------------------------------------------------------------
 
