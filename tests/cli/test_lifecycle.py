@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from tests.conftest import BUNGALOW, Env
-from tests.support import kill
+from tests.support import kill, wait_until
 
 pytestmark = pytest.mark.vm
 
@@ -99,3 +99,18 @@ def test_four_concurrent_launches(bw: Env) -> None:
         assert result.stdout == f"many-{i}\n"
     assert len(bw.qemu_pids()) == 4
     assert bw.zombies() == []
+
+
+def test_a_guest_that_powers_off_is_stopped_and_one_that_resets_is_failed(bw: Env) -> None:
+    bw.run("launch", "calm", "--memory", "256M")
+    bw.run("launch", "crash", "--memory", "256M")
+    # The micro image has no poweroff command: the kernel's sysrq powers off (o) or resets (b).
+    bw.run("exec", "calm", "--", "sh", "-c", "echo o > /proc/sysrq-trigger &", check=False)
+    bw.run("exec", "crash", "--", "sh", "-c", "echo b > /proc/sysrq-trigger &", check=False)
+    wait_until("both ended", lambda: {_state(bw, "calm"), _state(bw, "crash")} <= {
+        "stopped", "failed",
+    }, 60)  # fmt: skip
+    assert _state(bw, "calm") == "stopped"
+    crashed = json.loads(bw.run("inspect", "crash").stdout)
+    assert crashed["state"] == "failed" and "reset itself" in crashed["error"]
+    assert bw.qemu_pids() == []

@@ -272,12 +272,25 @@ async def answers(run_dir: Path, *, agent: bool) -> bool:
 
 
 def guest_powered_off(runtime: VmRuntime, exit_code: int | None) -> bool:
-    """Did the guest power itself off (rather than QEMU dying)?
+    """Did the guest power itself off (rather than crash, reset, or QEMU die)?
 
-    QEMU exits 0 when the guest powers off; the exit code is known only for our
-    own children, so QMP's SHUTDOWN event is the other witness.
+    QMP's SHUTDOWN event says why QEMU is ending: ``guest-shutdown`` is a power-off;
+    with ``-no-reboot`` a guest's reset or kernel panic ends QEMU too, with the same
+    status 0. Without the event (QEMU gone before the daemon heard it), status 0 of
+    our own child is taken as a power-off.
     """
-    return exit_code == 0 or runtime.guest_shutdown
+    if runtime.shutdown_reason is not None:
+        return runtime.shutdown_reason == "guest-shutdown"
+    return exit_code == 0
+
+
+def shutdown_cause(runtime: VmRuntime) -> str | None:
+    """A sentence for a guest that ended itself other than by powering off, if QMP said."""
+    return {
+        "guest-reset": "the guest reset itself (after a kernel crash, most likely), which "
+        "ends its QEMU; see `bungalow logs`",
+        "guest-panic": "the guest's kernel panicked; see `bungalow logs`",
+    }.get(runtime.shutdown_reason or "")
 
 
 def exit_reason(run_dir: Path) -> str:

@@ -364,7 +364,9 @@ class VmManager:
             state = VmState.STOPPED if powered_off else VmState.FAILED
             error = None
             if not powered_off:
-                error = await asyncio.to_thread(boot.exit_reason, runtime.run_dir)
+                error = boot.shutdown_cause(runtime) or await asyncio.to_thread(
+                    boot.exit_reason, runtime.run_dir
+                )
             self._runtimes.pop(name, None)
             await runtime.close_channels()
             await self._end_processes(vm)

@@ -28,8 +28,10 @@ class VmRuntime:
     #: watcher does not report the exit as a failure.
     expected_exit: bool = False
     exited: asyncio.Event = field(default_factory=asyncio.Event)
-    #: Set when QMP reports a SHUTDOWN the guest asked for (it powered itself off).
-    guest_shutdown: bool = False
+    #: The ``reason`` of the SHUTDOWN event QMP reported, if any: ``guest-shutdown`` (it
+    #: powered itself off), ``guest-reset`` or ``guest-panic`` (with -no-reboot a reset or
+    #: a panic also ends QEMU, with status 0), ``host-signal``...
+    shutdown_reason: str | None = None
     _event_task: asyncio.Task[None] | None = None
 
     def attach_monitor(self, monitor: Monitor) -> None:
@@ -40,8 +42,8 @@ class VmRuntime:
     async def _follow_events(self, monitor: Monitor) -> None:
         with contextlib.suppress(Exception):
             async for event in monitor.events():
-                if event.name == "SHUTDOWN" and event.data.get("guest"):
-                    self.guest_shutdown = True
+                if event.name == "SHUTDOWN":
+                    self.shutdown_reason = str(event.data.get("reason", ""))
 
     async def close_channels(self) -> None:
         if self.shaper_watcher is not None:
