@@ -169,7 +169,9 @@ def ls(
     ] = None,
     states: Annotated[
         list[str] | None,
-        typer.Option("--state", "-s", help="Only VMs running, stopped...; repeat: any of them."),
+        typer.Option(
+            "--state", "-s", help="Only VMs in this state (running, stopped...); repeat: any."
+        ),
     ] = None,
     as_json: AsJson = False,
 ) -> None:
