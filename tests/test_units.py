@@ -1,7 +1,14 @@
 import pytest
 
 from bungalow.errors import UserError
-from bungalow.units import format_size, format_span, parse_duration, parse_moment, parse_size
+from bungalow.units import (
+    format_size,
+    format_span,
+    parse_duration,
+    parse_moment,
+    parse_positive_duration,
+    parse_size,
+)
 
 H = 3600.0
 T0 = 1_700_000_000.0
@@ -47,9 +54,20 @@ def test_moments_are_dates_or_durations_ago() -> None:
         parse_moment("12", T0, what="--until")  # a bare number: seconds? a year? refused
 
 
-
-
 def test_spans_use_their_largest_whole_unit() -> None:
     assert [format_span(s) for s in (40, 720, 5 * H, 3 * 24 * H, -7200)] == [
         "40s", "12m", "5h", "3d", "-2h",
     ]  # fmt: skip
+
+
+def test_a_positive_duration_is_one_parser_for_leases_timeouts_and_intervals() -> None:
+    assert parse_positive_duration("1w", what="lease") == 604800.0
+    assert parse_positive_duration(90, what="lease") == 90.0
+    for bad, says in [
+        ("0s", "The lease must be positive"),
+        ("soon", "The lease 'soon' is not a duration"),
+        ("6000w", "The lease '6000w' is longer than 100 years"),
+        (True, "The lease True is not a duration"),
+    ]:
+        with pytest.raises(UserError, match=says):
+            parse_positive_duration(bad, what="lease")

@@ -46,6 +46,23 @@ def parse_duration(text: str | float, *, what: str = "duration") -> float:
     return float(number) * _DURATION_FACTORS[suffix or "s"]
 
 
+#: The longest duration a lease, an idle period, a timeout or a retention may be: 100 years.
+LONGEST_DURATION = 100 * 365 * 86400.0
+
+
+def parse_positive_duration(value: object, *, what: str) -> float:
+    """Seconds in ``value`` (as :func:`parse_duration`), more than none and at most
+    :data:`LONGEST_DURATION`: a lease, an idle period, an interval. UserError otherwise."""
+    if not isinstance(value, str | int | float) or isinstance(value, bool):
+        raise UserError(f"The {what} {value!r} is not a duration; write it like 30s, 10m or 2h.")
+    seconds = parse_duration(value, what=what)
+    if seconds <= 0:
+        raise UserError(f"The {what} must be positive, such as 30m or 2h; got {value!r}.")
+    if seconds > LONGEST_DURATION:
+        raise UserError(f"The {what} {value!r} is longer than 100 years; give a shorter one.")
+    return seconds
+
+
 def parse_moment(text: str, now: float, *, what: str = "--since") -> float:
     """Seconds since the epoch meant by ``text``: ``now``, a date or time (ISO 8601, local
     time unless it names a zone), or a duration before ``now`` (``2h``, ``7d``, ``1w``).

@@ -362,10 +362,203 @@ def test_host_info_says_what_the_host_has_and_holds(daemon: Daemon, bungalow: An
     daemon.on("GET", "/v1/host", json_answer(answers.host_info()))
     lines = bungalow("host", "info").out.splitlines()
     assert [line.split()[0] for line in lines] == [
-        "host", "qemu", "accelerator", "why", "cpus", "memory", "disk", "vms",
+        "host", "version", "qemu", "accelerator", "why", "cpus", "memory", "disk", "vms",
     ]  # fmt: skip
-    assert lines[2].split(maxsplit=1)[1] == "tcg (probe 1.5 ms)"
-    assert lines[4].split(maxsplit=1)[1] == ("2 x 4 = 8 vCPUs: 2 allocated to running VMs, 6 free")
-    assert lines[6].split(maxsplit=1)[1] == (
+    assert lines[3].split(maxsplit=1)[1] == "tcg (probe 1.5 ms)"
+    assert lines[5].split(maxsplit=1)[1] == ("2 x 4 = 8 vCPUs: 2 allocated to running VMs, 6 free")
+    assert lines[7].split(maxsplit=1)[1] == (
         "100G x 1: 8G allocated, 92G free (60G free now in /var/lib/bungalow)"
     )
+
+
+# -- conventions: pipes, --json, --version, filters, several names, rm -f, fork, logs -f --------
+
+
+def test_a_table_in_a_pipe_is_plain_columns_never_wrapped(
+    daemon: Daemon, bungalow: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "40")  # a narrow terminal's width must not matter in a pipe
+    output._console.cache_clear()
+    daemon.on("GET", "/v1/vms", json_answer([vm_info("web", created=time.time() - 7200)]))
+    lines = bungalow("ls").out.splitlines()
+    assert len(lines) == 2
+    assert lines[0].split() == [
+        "NAME", "STATE", "IMAGE", "CPUS", "MEMORY", "DISK", "PORTS", "AGE", "EXPIRES", "COST"
+    ]  # fmt: skip
+    assert lines[1].endswith("0.0412 USD") and lines[1].index("running") == lines[0].index("STATE")
+
+
+def test_plain_table_pads_columns_to_the_widest_cell_and_trims_the_end() -> None:
+    assert output.plain_table(["NAME", "STATE", "NOTE"], [["a-long-name", "up", ""]]) == [
+        "NAME          STATE   NOTE",
+        "a-long-name   up",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("argv", "route", "answer"),
+    [
+        (["ls"], "/v1/vms", [vm_info("web")]),
+        (["image", "ls"], "/v1/images", [answers.image_info()]),
+        (["snapshot", "ls", "web"], "/v1/vms/web/snapshots", [answers.snapshot_info()]),
+        (["project", "ls"], "/v1/projects", [answers.project_info()]),
+        (["host", "info"], "/v1/host", answers.host_info()),
+        (["top"], "/v1/metrics", [answers.vm_metrics()]),
+    ],
+)
+def test_json_prints_the_daemons_answer_unchanged(
+    daemon: Daemon, bungalow: Any, argv: list[str], route: str, answer: Any
+) -> None:
+    daemon.on("GET", route, json_answer(answer))
+    shown = bungalow(*argv, "--json")
+    assert (shown.code, shown.err) == (0, "")
+    assert json.loads(shown.out) == answer
+
+
+def test_version_and_a_daemon_of_another_version(daemon: Daemon, bungalow: Any) -> None:
+    from bungalow import __version__
+
+    assert bungalow("--version").out == f"bungalow {__version__}\n"
+    assert daemon.requests == []
+    daemon.on("GET", "/v1/host", json_answer({**answers.host_info(), "version": "0.0.9"}))
+    shown = bungalow("host", "info")
+    assert shown.code == 0
+    assert shown.out.splitlines()[1].split(maxsplit=1)[1] == (
+        f"0.0.9 (bungalowd), {__version__} (this CLI)"
+    )
+    assert shown.err == (
+        f"warning: bungalowd runs bungalow 0.0.9 but this CLI is {__version__}; end that "
+        "bungalowd (its VMs keep running) and the next command starts this version.\n"
+    )
+
+
+def test_ls_filters_are_sent_to_the_daemon(daemon: Daemon, bungalow: Any) -> None:
+    daemon.on("GET", "/v1/vms", json_answer([vm_info("web")]))
+    listed = bungalow("ls", "-q", "--project", "p1", "--state", "running", "-s", "paused",
+                      "--label", "team=x", "-l", "ci")  # fmt: skip
+    assert (listed.code, listed.out) == (0, "web\n")
+    assert daemon.requests[-1].url.params.multi_items() == [
+        ("state", "running"), ("state", "paused"), ("label", "team=x"), ("label", "ci"),
+        ("project", "p1"),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("verb", "method", "path", "said"),
+    [
+        ("start", "POST", "/start", "running"),
+        ("stop", "POST", "/stop", "stopped"),
+        ("pause", "POST", "/pause", "paused"),
+        ("resume", "POST", "/resume", "running"),
+        ("suspend", "POST", "/suspend", "suspended"),
+    ],
+)
+def test_verbs_on_several_vms_do_what_they_can_then_exit_1(
+    daemon: Daemon, bungalow: Any, verb: str, method: str, path: str, said: str
+) -> None:
+    for name in ("a", "c"):
+        daemon.on(method, f"/v1/vms/{name}{path}", json_answer(vm_info(name)))
+    refused = ConflictError(f"Cannot {verb}: the VM b is in the way; try later.")
+    daemon.on(method, f"/v1/vms/b{path}", error_answer(refused))
+    done = bungalow(verb, "a", "b", "c")
+    assert (done.code, done.out) == (1, f"a is {said}\nc is {said}\n")
+    assert done.err == f"error: {refused.message}\n"
+    alone = bungalow(verb, "b")
+    assert (alone.code, alone.out, alone.err) == (1, "", f"error: {refused.message}\n")
+
+
+@pytest.fixture
+def terminal_stdin(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Make our stdin a terminal (a pseudo-terminal) and give a function typing on it."""
+    leader, follower = os.openpty()
+    stdin = os.fdopen(follower, "r")
+    monkeypatch.setattr(sys, "stdin", stdin)
+    yield lambda text: os.write(leader, text.encode())
+    stdin.close()
+    os.close(leader)
+
+
+def test_rm_asks_about_a_running_vm_on_a_terminal_and_f_does_not(
+    daemon: Daemon, bungalow: Any, terminal_stdin: Any
+) -> None:
+    daemon.on("GET", "/v1/vms/web", json_answer(vm_info("web")))
+    daemon.on("GET", "/v1/vms/old", json_answer(vm_info("old", state="stopped")))
+    for name in ("web", "old"):
+        daemon.on("DELETE", f"/v1/vms/{name}", httpx.Response(204))
+    terminal_stdin("n\n")
+    kept = bungalow("rm", "web", "old")
+    assert kept.code == 0
+    assert kept.out.startswith("web is running; end it and delete it with its disk? [y/N]: ")
+    assert kept.out.endswith("web is kept\nold is removed\n")
+    assert [r.url.path for r in daemon.sent("DELETE", "/v1/vms/web")] == []
+    forced = bungalow("rm", "-f", "web")
+    assert (forced.code, forced.out) == (0, "web is removed\n")
+    assert len(daemon.sent("DELETE", "/v1/vms/web")) == 1
+    assert "--force" in bungalow("rm", "--help").out
+
+
+def test_fork_prints_the_new_vms(daemon: Daemon, bungalow: Any) -> None:
+    forks = [vm_info("web-f1"), vm_info("web-f2")]
+    daemon.on("POST", "/v1/vms/web/fork", json_answer(forks, 201))
+    made = bungalow("fork", "web", "-n", "2")
+    assert (made.code, made.out) == (0, "web-f1\nweb-f2\n")
+    assert daemon.body("POST", "/v1/vms/web/fork") == {"count": 2}
+    refused = bungalow("fork", "web", "-n", "0")
+    assert refused.code == 1
+    assert (
+        refused.err
+        == "error: The --count '0' is not a whole number of 1 or more; give one such as 10.\n"
+    )
+
+
+def test_logs_f_prints_the_stream_as_it_comes(daemon: Daemon, bungalow: Any) -> None:
+    daemon.on("GET", "/v1/vms/web/logs", httpx.Response(200, content=b"boot\nlogin: "))
+    followed = bungalow("logs", "-f", "-n", "5", "web")
+    assert (followed.code, followed.out) == (0, "boot\nlogin: ")
+    assert dict(daemon.requests[-1].url.params) == {"tail": "5", "follow": "true"}
+
+
+@pytest.mark.parametrize(
+    ("argv", "sent"),
+    [
+        (["stop", "-t", "1w", "web"], ("POST", "/v1/vms/web/stop", {"timeout": 604800.0})),
+        (["stop", "-t", "0", "web"], ("POST", "/v1/vms/web/stop", {"timeout": 0.0})),
+    ],
+)
+def test_durations_take_every_unit(
+    daemon: Daemon, bungalow: Any, argv: list[str], sent: tuple[str, str, Any]
+) -> None:
+    method, path, body = sent
+    daemon.on(method, path, json_answer(vm_info("web", state="stopped")))
+    assert bungalow(*argv).code == 0
+    assert daemon.body(method, path) == body
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["stop", "-t", "soon", "web"],
+         "The --timeout 'soon' is not a duration; write it like 30s, 10m or 2h."),
+        (["top", "-n", "0"], "The --interval must be positive, such as 30m or 2h; got '0'."),
+        (["events", "--since", "yesterday"], "--since"),
+        (["cost", "--until", "later"], "--until"),
+    ],
+)  # fmt: skip
+def test_a_bad_duration_or_moment_is_one_sentence_before_any_request(
+    daemon: Daemon, bungalow: Any, argv: list[str], said: str
+) -> None:
+    refused = bungalow(*argv)
+    assert refused.code == 1 and refused.out == ""
+    assert refused.err.startswith("error: ") and said in refused.err
+    assert len(refused.err.splitlines()) == 1
+    assert daemon.requests == []
+
+
+def test_completion_without_a_daemon_offers_nothing_and_starts_none(
+    monkeypatch: pytest.MonkeyPatch, data: DataDir
+) -> None:
+    from bungalow.cli import complete
+
+    monkeypatch.setenv("BUNGALOW_HOME", str(data.root))
+    assert complete.vm_names("") == [] and complete.image_names("deb") == []
+    assert not data.socket.exists()

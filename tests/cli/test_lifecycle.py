@@ -23,8 +23,15 @@ def test_stop_and_start_keep_the_disk(bw: Env) -> None:
     assert (record["owner"], record["labels"]) == ("alice", {"purpose": "ci", "team": "a"})
     assert (record["created_by"], record["origin"]) == ("admin", "image debian-12")
     bw.run("exec", "keeper", "--", "sh", "-c", "echo kept > /root/note && sync")
+    assert bw.run("ls", "-q", "--label", "team=a", "--state", "running").stdout == "keeper\n"
+    follow = subprocess.Popen(
+        [*BUNGALOW, "logs", "-f", "keeper"], env=bw.env, stdout=subprocess.PIPE, text=True
+    )
     bw.run("stop", "keeper")
+    followed, _ = follow.communicate(timeout=60)  # logs -f ends once QEMU has
+    assert follow.returncode == 0 and "bungalow-agent: powering off" in followed
     assert _state(bw, "keeper") == "stopped"
+    assert bw.run("ls", "-q", "--state", "running").stdout == ""
     assert bw.qemu_pids() == []
     stopped = bw.run("exec", "keeper", "--", "true", check=False)
     assert stopped.returncode == 1

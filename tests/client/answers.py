@@ -23,6 +23,7 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 from websockets.sync.server import ServerConnection, unix_serve
 
+from bungalow import __version__
 from bungalow.client.async_http import AsyncClient
 from bungalow.client.http import Client
 from bungalow.errors import BungalowError
@@ -134,7 +135,8 @@ def image_info(name: str = "debian-12") -> dict[str, Any]:
 
 def host_info() -> dict[str, Any]:
     return {
-        "hostname": "lab", "cpus": 2, "memory": 4 << 30, "memory_available": 3 << 30,
+        "hostname": "lab", "version": __version__, "cpus": 2, "memory": 4 << 30,
+        "memory_available": 3 << 30,
         "disk_total": 100 << 30, "disk_free": 60 << 30, "data_dir": "/var/lib/bungalow",
         "qemu": "QEMU emulator version 7.2.0",
         "accel": {"name": "tcg", "reason": "/dev/kvm is missing", "probe_ms": 1.5},

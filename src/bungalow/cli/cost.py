@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from bungalow.cli.common import client
+from bungalow.cli.common import AsJson, client
 from bungalow.cli.output import print_json, say, table
+from bungalow.cli.params import Moment
 
 if TYPE_CHECKING:
     from bungalow.client.shapes import CostRow
@@ -19,9 +19,16 @@ By = Annotated[
 ]
 Since = Annotated[
     str | None,
-    typer.Option("--since", help="From a date (2026-11-01, 2026-11-01T09:00) or 2h, 7d ago."),
+    typer.Option(
+        "--since",
+        click_type=Moment(),
+        help="From a date (2026-11-01, 2026-11-01T09:00) or 2h, 1w ago.",
+    ),
 ]
-Until = Annotated[str | None, typer.Option("--until", help="Up to a date or a time ago; now.")]
+Until = Annotated[
+    str | None,
+    typer.Option("--until", click_type=Moment(), help="Up to a date or a time ago; now."),
+]
 
 
 def money(amount: float | None, currency: str = "") -> str:
@@ -52,12 +59,12 @@ def cost(
     by: By = "vm",
     since: Since = None,
     until: Until = None,
-    as_json: Annotated[bool, typer.Option("--json", help="The report as JSON.")] = False,
+    as_json: AsJson = False,
 ) -> None:
     """Accrued cost: running and stopped hours, CPU, memory and disk (snapshots included)."""
     report = client().costs(by, since or None, until or None)
     if as_json:
-        print_json(json.dumps(report))
+        print_json(report)
         return
     heading = report["by"].replace("label:", "label ").upper()
     table(

@@ -2,28 +2,38 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Annotated
 
 import typer
 
-from bungalow.cli.common import client
+from bungalow.cli.common import AsJson, client
+from bungalow.cli.complete import vm_names
 from bungalow.cli.output import print_json, table
+from bungalow.cli.params import Count, Moment
 
 
 def events(
     since: Annotated[
-        str | None, typer.Option("--since", help="A duration back (1h, 2d) or a date (2026-11-01).")
+        str | None,
+        typer.Option(
+            "--since",
+            click_type=Moment(),
+            help="A duration back (1h, 2d, 1w) or a date (2026-11-01).",
+        ),
     ] = None,
-    vm: Annotated[str | None, typer.Option("--vm", help="Only this VM's events.")] = None,
-    limit: Annotated[int, typer.Option("--limit", "-n", help="At most this many, newest.")] = 100,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    vm: Annotated[
+        str | None, typer.Option("--vm", help="Only this VM's events.", autocompletion=vm_names)
+    ] = None,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", click_type=Count(1), help="At most this many, newest.")
+    ] = 100,
+    as_json: AsJson = False,
 ) -> None:
     """What happened to VMs: who or which policy did it, what, why and when."""
     found = client().events_log(vm, since, limit)
     if as_json:
-        print_json(json.dumps(found))
+        print_json(found)
         return
     rows = (
         [time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["time"])), e["vm"] or "-",

@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from bungalow.cli.common import client
+from bungalow.cli.common import VmName, client
 from bungalow.cli.output import error
+from bungalow.cli.params import Duration
 from bungalow.client.results import exit_status, timeout_sentence
 from bungalow.errors import UserError
 
@@ -58,7 +59,7 @@ def stream_exec(name: str, argv: list[str], **options: Any) -> int:
 
 
 def exec_(
-    name: Annotated[str, typer.Argument(help="VM name.")],
+    name: VmName,
     command: Annotated[list[str], typer.Argument(help="Command and arguments, after --.")],
     interactive: Annotated[
         bool, typer.Option("--interactive", "-i", help="Pass stdin to the command.")
@@ -72,7 +73,8 @@ def exec_(
     ] = None,
     user: Annotated[str | None, typer.Option("--user", "-u", help="Run as this user.")] = None,
     timeout: Annotated[
-        float | None, typer.Option("--timeout", help="Kill the command after N seconds.")
+        float | None,
+        typer.Option("--timeout", click_type=Duration(), help="Kill the command after 30s, 5m..."),
     ] = None,
 ) -> None:
     """Run a command in a running VM; output streams, the exit code passes through."""
@@ -89,7 +91,7 @@ def exec_(
 
 
 def shell(
-    name: Annotated[str, typer.Argument(help="VM name.")],
+    name: VmName,
     user: Annotated[str | None, typer.Option("--user", "-u", help="Log in as this user.")] = None,
 ) -> None:
     """An interactive login shell in a running VM."""
@@ -99,7 +101,7 @@ def shell(
     raise typer.Exit(code)
 
 
-def console(name: Annotated[str, typer.Argument(help="VM name.")]) -> None:
+def console(name: VmName) -> None:
     """Attach to the VM's serial console (detach with Ctrl-])."""
     from bungalow.cli.terminal import attach_console
 

@@ -4,21 +4,32 @@ from __future__ import annotations
 
 import typer
 
-from bungalow.cli.common import client
-from bungalow.cli.output import say_styled, size
+from bungalow import __version__
+from bungalow.cli.common import AsJson, client
+from bungalow.cli.output import print_json, say_styled, size, warn
 
 app = typer.Typer(no_args_is_help=True)
 
 
 @app.command()
-def info() -> None:
-    """What this host has, what VMs hold, and how they are accelerated."""
+def info(as_json: AsJson = False) -> None:
+    """What this host has, what VMs hold, how they are accelerated, and the daemon's version
+    (with a warning on stderr when it is not this CLI's)."""
     host = client().host_info()
+    if host["version"] != __version__:
+        warn(
+            f"bungalowd runs bungalow {host['version']} but this CLI is {__version__}; end that "
+            "bungalowd (its VMs keep running) and the next command starts this version."
+        )
+    if as_json:
+        print_json(host)
+        return
     accel = host["accel"]
     ratio, limit, free = host["ratios"], host["limit"], host["free"]
     probe = f" (probe {accel['probe_ms']:.1f} ms)" if accel.get("probe_ms") is not None else ""
     rows = [
         ("host", host["hostname"]),
+        ("version", f"{host['version']} (bungalowd), {__version__} (this CLI)"),
         ("qemu", host["qemu"]),
         ("accelerator", f"{accel['name']}{probe}"),
         ("why", accel["reason"]),

@@ -8,8 +8,9 @@ from typing import Annotated
 
 import typer
 
-from bungalow.cli.common import client
-from bungalow.cli.output import progress, say, size, table
+from bungalow.cli.common import AsJson, client, each
+from bungalow.cli.complete import image_names
+from bungalow.cli.output import print_json, progress, say, size, table
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -25,8 +26,12 @@ def build(
 
 
 @app.command("ls")
-def list_images() -> None:
+def list_images(as_json: AsJson = False) -> None:
     """List images."""
+    images = client().list_images()
+    if as_json:
+        print_json(images)
+        return
     table(
         ["NAME", "ID", "KIND", "OS", "SIZE", "CREATED", "USED BY"],
         (
@@ -36,7 +41,7 @@ def list_images() -> None:
                 time.strftime("%Y-%m-%d %H:%M", time.localtime(image["created"])),
                 ",".join(image["used_by"]) or "-",
             ]
-            for image in client().list_images()
+            for image in images
         ),
     )  # fmt: skip
 
@@ -53,8 +58,15 @@ def import_(
 
 
 @app.command("rm")
-def remove(refs: Annotated[list[str], typer.Argument(help="Image names or ids.")]) -> None:
+def remove(
+    refs: Annotated[
+        list[str], typer.Argument(help="Image names or ids.", autocompletion=image_names)
+    ],
+) -> None:
     """Remove images no VM uses."""
-    for ref in refs:
+
+    def remove_one(ref: str) -> str:
         client().remove_image(ref)
-        say(f"{ref} is removed")
+        return f"{ref} is removed"
+
+    each(refs, remove_one)

@@ -6,16 +6,15 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from bungalow.cli.common import client
-from bungalow.cli.output import say, table
+from bungalow.cli.common import AsJson, VmName, client
+from bungalow.cli.output import print_json, say, table
 
 if TYPE_CHECKING:
     from bungalow.client.shapes import VmInfo
 
 app = typer.Typer(no_args_is_help=True, help="A VM's lease: when it ends and what happens then.")
 
-VmName = Annotated[str, typer.Argument(help="VM name.")]
-Duration = Annotated[str, typer.Argument(help="How long from now: 30m, 2h, 1d...")]
+Duration = Annotated[str, typer.Argument(help="How long from now: 30m, 2h, 1d, 1w...")]
 OnExpiry = Annotated[
     str | None,
     typer.Option("--on-expiry", help="stop, suspend, snapshot-and-delete or delete."),
@@ -68,10 +67,13 @@ def drop(name: VmName) -> None:
 
 
 @app.command("ls")
-def ls() -> None:
+def ls(as_json: AsJson = False) -> None:
     """VMs with a lease, soonest end first."""
     leased = [vm for vm in client().list_vms() if vm.get("expires_in") is not None]
     leased.sort(key=lambda vm: vm["expires_in"] or 0.0)
+    if as_json:
+        print_json(leased)
+        return
     rows = ([vm["name"], vm["state"], lease_text(vm), vm["on_expiry"], vm.get("owner") or "-"]
             for vm in leased)  # fmt: skip
     table(["NAME", "STATE", "ENDS", "THEN", "OWNER"], rows)

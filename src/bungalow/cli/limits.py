@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from bungalow.cli.common import client, given
+from bungalow.cli.common import VmName, client, given
 from bungalow.cli.output import say
 
 CpuWeight = Annotated[
@@ -34,7 +34,7 @@ NetBw = Annotated[
 
 
 def set_limits(
-    name: Annotated[str, typer.Argument(help="VM name.")],
+    name: VmName,
     cpu_weight: CpuWeight = None,
     cpu_cap: CpuCap = None,
     memory_limit: MemoryLimit = None,

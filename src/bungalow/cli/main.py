@@ -7,6 +7,7 @@ and exit code 1; nothing a user can cause prints a traceback.
 from __future__ import annotations
 
 import sys
+from typing import Annotated
 
 import typer
 
@@ -33,10 +34,32 @@ app = typer.Typer(
     name="bungalow",
     help="Real virtual machines on this host.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _version(asked: bool) -> None:
+    if asked:
+        from bungalow import __version__
+
+        print(f"bungalow {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", is_eager=True, callback=_version, help="Print the CLI's version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Real virtual machines on this host. `bungalow host info` shows the daemon's version."""
+
+
 vms.register(app)
 guest.register(app)
 snapshots.register(app)

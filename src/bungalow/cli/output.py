@@ -1,10 +1,17 @@
-"""How the CLI prints: tables and progress on stdout, one-sentence errors on stderr."""
+"""How the CLI prints: tables and progress on stdout, one-sentence errors on stderr.
+
+On a terminal, tables are drawn by Rich (bold headers, fitted to its width). Into a pipe
+or a file they are plain text, one line a row and never wrapped, in columns padded with
+spaces as ``docker ps`` prints them, so that ``bungalow ls | grep web`` and ``awk`` work.
+JSON (``--json``) is colourless and indented by two spaces when piped.
+"""
 
 from __future__ import annotations
 
+import json
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -18,12 +25,20 @@ if TYPE_CHECKING:
 # Rich is imported on first use: `bungalow exec` prints nothing of its own, and
 # every command's start-up time counts in boot-to-exec.
 
+#: Spaces between two columns of a plain table (``docker ps`` has three).
+GAP = 3
+
 
 @cache
 def _console(stderr: bool) -> Console:
     from rich.console import Console
 
     return Console(stderr=stderr, highlight=False)
+
+
+def on_terminal() -> bool:
+    """Whether stdout is a terminal (a person reading) rather than a pipe or a file."""
+    return sys.stdout.isatty()
 
 
 def show(renderable: object) -> None:
@@ -37,30 +52,70 @@ def say(text: str) -> None:
 
 
 def say_styled(text: str) -> None:
-    """A line with Rich markup on stdout."""
-    _console(False).print(text)
+    """A line with Rich markup on stdout (its markup dropped, never wrapped, when piped)."""
+    if on_terminal():
+        _console(False).print(text)
+    else:
+        from rich.text import Text
+
+        say(Text.from_markup(text).plain)
 
 
 def error(message: str) -> None:
+    """``error: MESSAGE`` on stderr, red on a terminal."""
     if not sys.stderr.isatty():
         print(f"error: {message}", file=sys.stderr)
         return
     _console(True).print(f"[bold red]error:[/] {message}", soft_wrap=True)
 
 
-def print_json(text: str) -> None:
-    _console(False).print_json(text)
+def warn(message: str) -> None:
+    """``warning: MESSAGE`` on stderr: something the user should know, not a failure."""
+    if not sys.stderr.isatty():
+        print(f"warning: {message}", file=sys.stderr)
+        return
+    _console(True).print(f"[bold yellow]warning:[/] {message}", soft_wrap=True)
 
 
-def table(columns: Iterable[str], rows: Iterable[Iterable[Any]]) -> None:
+def print_json(value: object) -> None:
+    """``value`` as JSON on stdout: coloured on a terminal, plain when piped; indented by two
+    spaces either way. The value is an answer of the API (client/shapes.py), unchanged."""
+    text = json.dumps(value, indent=2)
+    if on_terminal():
+        _console(False).print_json(text)
+    else:
+        say(text)
+
+
+def table(columns: Sequence[str], rows: Iterable[Iterable[Any]]) -> None:
+    """Rows under their column names: Rich on a terminal, plain columns in a pipe."""
+    cells = [[str(cell) for cell in row] for row in rows]
+    if not on_terminal():
+        for line in plain_table(columns, cells):
+            say(line)
+        return
     from rich.table import Table
 
     grid = Table(box=None, pad_edge=False, header_style="bold")
     for column in columns:
         grid.add_column(column)
-    for row in rows:
-        grid.add_row(*(str(cell) for cell in row))
+    for row in cells:
+        grid.add_row(*row)
     _console(False).print(grid)
+
+
+def plain_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """The lines of a table as ``docker ps`` prints into a pipe: each column as wide as its
+    widest cell, :data:`GAP` spaces between columns, no trailing spaces, no wrapping."""
+    widths = [
+        max([len(column), *(len(row[i]) for row in rows)]) for i, column in enumerate(columns)
+    ]
+    return [
+        (" " * GAP)
+        .join(cell.ljust(width) for cell, width in zip(line, widths, strict=True))
+        .rstrip()
+        for line in [list(columns), *rows]
+    ]
 
 
 def age(since: float | None) -> str:

@@ -6,8 +6,8 @@ from typing import Annotated, Any
 
 import typer
 
-from bungalow.cli.common import client, given
-from bungalow.cli.output import say, size, table
+from bungalow.cli.common import AsJson, client, given
+from bungalow.cli.output import print_json, say, size, table
 
 app = typer.Typer(no_args_is_help=True, help="Projects: an API token and quotas each.")
 
@@ -36,10 +36,14 @@ def _used(used: int, quota: int | None, show: Any = str) -> str:
 
 
 @app.command("ls")
-def ls() -> None:
+def ls(as_json: AsJson = False) -> None:
     """Projects with what their VMs use against their quotas."""
+    projects = client().list_projects()
+    if as_json:
+        print_json(projects)
+        return
     rows = []
-    for p in client().list_projects():
+    for p in projects:
         q, u = p["quota"], p["used"]
         rows.append([
             p["name"], _used(u["vms"], q["vms"]), _used(u["vcpus"], q["vcpus"]),

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from bungalow.cli.common import client
+from bungalow.cli.common import AsJson, VmNames, client, each
 from bungalow.cli.leases import span
 from bungalow.cli.output import print_json, say, table
 from bungalow.errors import UserError
@@ -25,13 +24,13 @@ def sprawl(
     apply: Annotated[
         bool, typer.Option("--apply", help="Carry out the action listed for each VM.")
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: AsJson = False,
 ) -> None:
     """VMs that look forgotten: why each is listed, how long, what it costs, what would be done."""
     api = client()
     findings = api.sprawl()
     if as_json and not apply:
-        print_json(json.dumps(findings))
+        print_json(findings)
         return
     if not as_json:
         _show(findings)
@@ -39,7 +38,7 @@ def sprawl(
         return
     results = api.apply_sprawl()
     if as_json:
-        print_json(json.dumps(results))
+        print_json(results)
         return
     failed = False
     for result in results:
@@ -65,29 +64,34 @@ def _show(findings: list[SprawlFinding]) -> None:
     table(["VM", "STATE", "KIND", "WHY", "FOR", "COST/H", "COST", "ACTION"], rows)
 
 
-def suspend(names: Annotated[list[str], typer.Argument(help="VM names.")]) -> None:
+def suspend(names: VmNames) -> None:
     """Save running VMs whole and end their QEMU, freeing memory and CPU; `start` resumes them."""
-    for name in names:
-        client().suspend_vm(name)
-        say(f"{name} is suspended")
+    each(names, lambda name: f"{client().suspend_vm(name)['name']} is suspended")
 
 
 def restore_deleted(
     name: Annotated[str | None, typer.Argument(help="The deleted VM's name.")] = None,
     list_: Annotated[bool, typer.Option("--list", help="List the VMs that can come back.")] = False,
+    as_json: AsJson = False,
 ) -> None:
     """Bring back a VM removed by snapshot-and-delete, within its retention time."""
     api = client()
     if list_ or name is None:
         if name is not None:
             raise UserError("Give either a VM name or --list, not both.")
+        deleted = api.deleted_vms()
+        if as_json:
+            print_json(deleted)
+            return
         rows = (
             [d["name"], d["state"], d.get("owner") or "-", d.get("project") or "-",
              span(time.time() - d["deleted"]) + " ago", span(d["keep_until"] - time.time())]
-            for d in api.deleted_vms()
+            for d in deleted
         )  # fmt: skip
         table(["NAME", "WAS", "OWNER", "PROJECT", "DELETED", "KEPT FOR"], rows)
         return
+    if as_json:
+        raise UserError("--json goes with --list: restore-deleted --list --json.")
     vm = api.restore_deleted(name)
     say(f"{vm['name']} is back and {vm['state']}")
 

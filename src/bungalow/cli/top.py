@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from bungalow.cli.common import client
-from bungalow.cli.output import show, size
+from bungalow.cli.output import on_terminal, print_json, show, size, table
+from bungalow.cli.params import Duration
 
 if TYPE_CHECKING:
     from bungalow.client.shapes import VmMetrics
@@ -53,14 +54,27 @@ def _noisy(entry: VmMetrics) -> str:
 
 def top(
     once: Annotated[bool, typer.Option("--once", help="Print one table and exit.")] = False,
-    interval: Annotated[float, typer.Option("--interval", "-n", help="Seconds between.")] = 2.0,
+    interval: Annotated[
+        float,
+        typer.Option("--interval", "-n", click_type=Duration(), help="Time between: 2s, 500ms."),
+    ] = 2.0,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the metrics once as JSON (keys as in the API).")
+    ] = False,
 ) -> None:
     """Live per-VM CPU (of one host CPU), steal, memory, disk and network; NOISY marks a VM
-    taking most of the CPU or disk while others wait, "held" one the daemon throttles."""
+    taking most of the CPU or disk while others wait, "held" one the daemon throttles.
+    Into a pipe, or with --once, one table is printed (plain columns in a pipe)."""
+    api = client()
+    if as_json:
+        print_json(api.metrics())
+        return
+    if not on_terminal():
+        table(COLUMNS, [_row(entry) for entry in api.metrics()])
+        return
+
     from rich.live import Live
     from rich.table import Table
-
-    api = client()
 
     def render() -> Table:
         grid = Table(box=None, pad_edge=False, header_style="bold")

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import os
 import pwd
 import secrets
 import sys
-import time
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from bungalow.cli.common import client, given
+from bungalow.cli.common import AsJson, VmName, VmNames, client, each, given
+from bungalow.cli.complete import image_names
 from bungalow.cli.cost import money
 from bungalow.cli.guest import stream_exec
 from bungalow.cli.leases import OnExpiry, lease_text
@@ -26,8 +25,9 @@ from bungalow.cli.limits import (
     MemoryLimit,
     NetBw,
 )
-from bungalow.cli.output import age, error, print_json, progress, say, size, table
-from bungalow.errors import BungalowError, NotFoundError
+from bungalow.cli.output import age, print_json, progress, say, size, table
+from bungalow.cli.params import Count, Duration
+from bungalow.errors import NotFoundError
 from bungalow.names import parse_labels
 
 if TYPE_CHECKING:
@@ -82,7 +82,9 @@ def _launch(name: str, image: str, cpus: int, memory: str, disk: str | None,
 
 def launch(
     name: Annotated[str, typer.Argument(help="Name of the new VM.")],
-    image: Annotated[str, typer.Option("--image", "-i", help="Image to boot.")] = "debian-12",
+    image: Annotated[
+        str, typer.Option("--image", "-i", help="Image to boot.", autocompletion=image_names)
+    ] = "debian-12",
     cpus: Cpus = 1,
     memory: Memory = "512M",
     disk: Disk = None,
@@ -132,7 +134,7 @@ def launch(
 
 
 def run(
-    image: Annotated[str, typer.Argument(help="Image to boot.")],
+    image: Annotated[str, typer.Argument(help="Image to boot.", autocompletion=image_names)],
     command: Annotated[list[str], typer.Argument(help="Command to run, after --.")],
     remove: Annotated[bool, typer.Option("--rm", help="Delete the VM afterwards.")] = False,
     name: Annotated[str | None, typer.Option("--name", help="Name of the VM.")] = None,
@@ -158,9 +160,26 @@ def run(
 
 def ls(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Names only.")] = False,
+    project: Annotated[
+        str | None, typer.Option("--project", help="Only this project's VMs.")
+    ] = None,
+    labels: Annotated[
+        list[str] | None,
+        typer.Option("--label", "-l", help="Only VMs labelled KEY=VALUE (or KEY); repeat: all."),
+    ] = None,
+    states: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--state", "-s", help="Only VMs in this state (running, stopped...); repeat: any."
+        ),
+    ] = None,
+    as_json: AsJson = False,
 ) -> None:
-    """List VMs."""
-    vms = client().list_vms()
+    """List VMs (all, or those every filter given lets through)."""
+    vms = client().list_vms(project, states or [], labels or [])
+    if as_json:
+        print_json(vms)
+        return
     if quiet:
         for vm in vms:
             say(vm["name"])
@@ -193,68 +212,88 @@ def _cost(vm: VmInfo) -> str:
     return "-" if not cost else money(cost["so_far"], cost["currency"])
 
 
-def inspect(name: Annotated[str, typer.Argument(help="VM name.")]) -> None:
-    """Everything the daemon knows about a VM, as JSON."""
+def inspect(
+    name: VmName,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON, as always (for scripts).")] = False,
+) -> None:
+    """Everything the daemon knows about a VM, with its last 10 events, as JSON."""
     api = client()
-    shown = {**api.get_vm(name), "events": api.events_log(name)[-10:]}
-    print_json(json.dumps(shown))
+    print_json({**api.get_vm(name), "events": api.events_log(name)[-10:]})
 
 
-def start(names: Annotated[list[str], typer.Argument(help="VM names.")]) -> None:
-    """Boot stopped VMs."""
-    for name in names:
-        client().start_vm(name)
-        say(f"{name} is running")
+def start(names: VmNames) -> None:
+    """Boot stopped (or resume suspended) VMs."""
+    each(names, lambda name: f"{client().start_vm(name)['name']} is running")
 
 
 def stop(
-    names: Annotated[list[str], typer.Argument(help="VM names.")],
+    names: VmNames,
     timeout: Annotated[
-        float, typer.Option("--timeout", "-t", help="Seconds to wait before forcing it off.")
+        float,
+        typer.Option(
+            "--timeout",
+            "-t",
+            click_type=Duration(zero=True),
+            help="Wait this long (30s, 2m) for a clean shutdown before forcing it off.",
+        ),
     ] = 30.0,
 ) -> None:
     """Shut VMs down cleanly (forced after --timeout); their disks are kept."""
-    for name in names:
-        client().stop_vm(name, timeout)
-        say(f"{name} is stopped")
+    each(names, lambda name: f"{client().stop_vm(name, timeout)['name']} is stopped")
+
+
+#: States in which a VM's guest runs (or is frozen mid-run): `rm` asks before ending it.
+_LIVE = ("running", "paused", "starting")
 
 
 def rm(
-    names: Annotated[list[str], typer.Argument(help="VM names.")],
+    names: VmNames,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            "-f",
+            help="Remove running VMs without asking: their QEMU is ended first, as if "
+            "the power were cut (docker rm -f).",
+        ),
+    ] = False,
 ) -> None:
-    """Delete VMs, running or not, with their disks."""
-    failed = False
-    for name in names:
-        try:
-            client().remove_vm(name)
-            say(f"{name} is removed")
-        except BungalowError as exc:
-            if len(names) == 1:
-                raise
-            error(exc.message)
-            failed = True
-    if failed:
-        raise typer.Exit(1)
+    """Delete VMs with their disks and snapshots. A running one is asked about first on a
+    terminal (not in a script); -f never asks."""
+    api = client()
+    ask = not force and sys.stdin.isatty()
+
+    def remove(name: str) -> str:
+        if ask and (state := api.get_vm(name)["state"]) in _LIVE:
+            prompt = f"{name} is {state}; end it and delete it with its disk?"
+            if not typer.confirm(prompt, default=False):
+                return f"{name} is kept"
+        api.remove_vm(name)
+        return f"{name} is removed"
+
+    each(names, remove)
 
 
 def logs(
-    name: Annotated[str, typer.Argument(help="VM name.")],
-    tail: Annotated[int, typer.Option("--tail", "-n", help="Only the last N lines.")] = 0,
-    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing.")] = False,
+    name: VmName,
+    tail: Annotated[
+        int, typer.Option("--tail", "-n", click_type=Count(0), help="Only the last N lines.")
+    ] = 0,
+    follow: Annotated[
+        bool,
+        typer.Option("--follow", "-f", help="Then print its output as it comes, until it stops."),
+    ] = False,
 ) -> None:
-    """The VM's serial console output."""
+    """The VM's serial console output (kernel messages, boot, login prompt)."""
     api = client()
-    text = api.logs(name, tail)
-    sys.stdout.write(text)
-    sys.stdout.flush()
-    seen = len(api.logs(name)) if follow else 0
-    while follow:
-        time.sleep(0.5)
-        whole = api.logs(name)
-        if len(whole) > seen:
-            sys.stdout.write(whole[seen:])
-            sys.stdout.flush()
-        seen = len(whole)
+    if not follow:
+        sys.stdout.write(api.logs(name, tail))
+        sys.stdout.flush()
+        return
+    out = sys.stdout.buffer
+    for chunk in api.follow_logs(name, tail):
+        out.write(chunk)
+        out.flush()
 
 
 def register(app: typer.Typer) -> None:

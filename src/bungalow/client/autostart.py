@@ -15,13 +15,14 @@ from bungalow.paths import DataDir
 START_TIMEOUT = 20.0
 
 
-def daemon_answers(data: DataDir) -> bool:
-    """Is something accepting connections on the data directory's socket?"""
+def daemon_answers(data: DataDir, timeout: float = 2.0) -> bool:
+    """Is something accepting connections on the data directory's socket (within ``timeout``
+    seconds)?"""
     if not data.socket.exists():
         return False
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        probe.settimeout(2)
+        probe.settimeout(timeout)
         probe.connect(str(data.socket))
     except OSError:
         return False

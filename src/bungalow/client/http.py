@@ -12,7 +12,7 @@ and the CLI are tested without VMs.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterable, Iterator, Mapping
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import httpx
 
 from bungalow.client import routes, wire
-from bungalow.client.autostart import ensure_daemon
+from bungalow.client.autostart import daemon_answers, ensure_daemon
 from bungalow.client.routes import Call
 from bungalow.paths import DataDir
 
@@ -54,6 +54,8 @@ TIMEOUT = httpx.Timeout(30.0, read=None)
 #: connection kept to a daemon that was killed meanwhile fails on use (ECONNRESET), where
 #: a new one is refused cleanly and the daemon is started again (``_send``).
 LIMITS = httpx.Limits(max_keepalive_connections=0)
+#: For :meth:`Client.if_running`: a daemon that does not answer within this is taken as absent.
+QUICK = httpx.Timeout(1.0)
 
 
 def _raise_for(response: httpx.Response) -> None:
@@ -69,6 +71,8 @@ class Client:
     socket the client connects to; ``token`` a project's API token (default
     ``$BUNGALOW_TOKEN``, none: the host's admin). ``transport`` replaces the
     socket (an ``httpx.MockTransport`` in tests); with one, no daemon is started.
+    ``timeout`` bounds connecting, sending and reading (default: 30 s to connect and
+    send, no bound on reading, as a command runs as long as it runs).
     Every method raises the :mod:`bungalow.errors` class the daemon answered
     with, and :class:`~bungalow.errors.DaemonError` when it cannot be reached.
     """
@@ -80,6 +84,7 @@ class Client:
         autostart: bool = True,
         token: str | None = None,
         transport: httpx.BaseTransport | None = None,
+        timeout: httpx.Timeout = TIMEOUT,
     ) -> None:
         self.data = data or DataDir.from_env()
         self._autostart = autostart and transport is None
@@ -90,8 +95,18 @@ class Client:
             transport = httpx.HTTPTransport(uds=str(self.data.socket), verify=False, limits=LIMITS)
         self.headers = wire.auth_headers(token)
         self._http = httpx.Client(
-            transport=transport, base_url=wire.BASE_URL, timeout=TIMEOUT, headers=self.headers
+            transport=transport, base_url=wire.BASE_URL, timeout=timeout, headers=self.headers
         )
+
+    @classmethod
+    def if_running(cls, data: DataDir | None = None) -> Client | None:
+        """A client of the daemon already running on ``data`` (default ``$BUNGALOW_HOME``),
+        or None when none answers there: it never starts one, and every call gives up
+        after a second (:data:`QUICK`). For shell completion, which must never wait."""
+        data = data or DataDir.from_env()
+        if not daemon_answers(data, timeout=QUICK.connect or 1.0):
+            return None
+        return cls(data, autostart=False, timeout=QUICK)
 
     def close(self) -> None:
         self._http.close()
@@ -153,8 +168,13 @@ class Client:
 
     # -- VMs -------------------------------------------------------------------------------------
 
-    def list_vms(self) -> list[VmInfo]:
-        return self.send(routes.list_vms())
+    def list_vms(
+        self, project: str | None = None, states: Sequence[str] = (), labels: Sequence[str] = ()
+    ) -> list[VmInfo]:
+        """Every VM the caller may see, or those of ``project``, in one of ``states``, and
+        with every one of ``labels`` (``KEY=VALUE``, or ``KEY`` for any value).
+        UserError for a state that does not exist."""
+        return self.send(routes.list_vms(project, states, labels))
 
     def get_vm(self, name: str) -> VmInfo:
         return self.send(routes.get_vm(name))
@@ -189,6 +209,13 @@ class Client:
     def logs(self, name: str, tail: int = 0) -> str:
         """The VM's serial console output; its last ``tail`` lines when tail > 0."""
         return self.send(routes.logs(name, tail)) or ""
+
+    def follow_logs(self, name: str, tail: int = 0) -> Iterator[bytes]:
+        """The console's last ``tail`` lines (all for 0), then its output as QEMU writes it,
+        as bytes; the iteration ends when the VM's QEMU does (stopped, failed, suspended,
+        removed). Leaving the loop early closes the stream."""
+        with self.stream(routes.follow_logs(name, tail)) as response:
+            yield from response.iter_bytes()
 
     # -- sandboxes, leases, idleness -------------------------------------------------------------
 

@@ -9,7 +9,7 @@ here, and the REST paths live in this module alone.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Iterable, Mapping
+from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -47,7 +47,7 @@ class Call(Generic[T]):
 
     method: str
     path: str
-    params: Mapping[str, str | int] | None = None
+    params: Mapping[str, str | int | Sequence[str]] | None = None
     json: object = None
     content: Content | None = None
 
@@ -65,8 +65,15 @@ def _vm(name: str, rest: str = "") -> str:
 # -- VMs -----------------------------------------------------------------------------------------
 
 
-def list_vms() -> Call[list[VmInfo]]:
-    return Call("GET", "/v1/vms")
+def list_vms(
+    project: str | None = None, states: Sequence[str] = (), labels: Sequence[str] = ()
+) -> Call[list[VmInfo]]:
+    """Every VM, or those of ``project``, in one of ``states``, with every one of ``labels``
+    (``KEY=VALUE``, or ``KEY``: any value)."""
+    params: dict[str, str | Sequence[str]] = {"state": list(states), "label": list(labels)}
+    if project is not None:
+        params["project"] = project
+    return Call("GET", "/v1/vms", params={key: value for key, value in params.items() if value})
 
 
 def get_vm(name: str) -> Call[VmInfo]:
@@ -108,6 +115,11 @@ def set_limits(name: str, limits: Mapping[str, object]) -> Call[VmInfo]:
 
 def logs(name: str, tail: int) -> Call[str | None]:
     return Call("GET", _vm(name, "/logs"), params={"tail": tail})
+
+
+def follow_logs(name: str, tail: int) -> Call[bytes]:
+    """The console's last ``tail`` lines, then its output as written, until QEMU ends."""
+    return Call("GET", _vm(name, "/logs"), params={"tail": tail, "follow": "true"})
 
 
 # -- sandboxes, leases, idleness -----------------------------------------------------------------

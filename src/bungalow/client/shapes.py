@@ -171,6 +171,8 @@ class HostInfo(TypedDict):
     """
 
     hostname: str
+    version: str
+    """bungalow's version as the daemon runs it (``bungalow --version`` is the client's)."""
     cpus: int
     memory: int
     memory_available: int

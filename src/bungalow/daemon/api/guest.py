@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
-from fastapi.responses import PlainTextResponse, StreamingResponse
+from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 
 from bungalow.daemon.api import transfer
 from bungalow.daemon.api.deps import Svc
 from bungalow.daemon.api.responses import BytesResponse, NdjsonResponse
 from bungalow.daemon.api.schemas import ExecRequest, FileStat
+from bungalow.daemon.vms import console_log
 from bungalow.errors import BungalowError, InvalidStateError, UserError
 from bungalow.guest.session import ExecEvent, ExecSession
 from bungalow.qemu.argv import RunFiles
@@ -168,8 +169,13 @@ async def upload_tree(name: str, path: str, request: Request, svc: Svc) -> None:
 
 
 @router.get("/logs", response_class=PlainTextResponse)
-async def logs(name: str, svc: Svc, tail: int = 0) -> PlainTextResponse:
+async def logs(name: str, svc: Svc, tail: int = 0, follow: bool = False) -> Response:
+    """The console log (its last ``tail`` lines); with ``follow``, then its output as it
+    comes, until the VM's QEMU ends (vms/console_log.py)."""
     path = RunFiles(svc.vms.run_dir(svc.vms.get(name))).console_log
+    if follow:
+        lines = console_log.follow(path, tail, name=name, vms=svc.vms)
+        return StreamingResponse(lines, media_type="text/plain")
     return PlainTextResponse(await asyncio.to_thread(_tail, path, tail))
 
 

@@ -223,6 +223,7 @@ class AccelInfo(BaseModel):
 
 class HostInfo(BaseModel):
     hostname: str
+    version: str = Field(description="bungalow's version, as the daemon runs it")
     cpus: int
     memory: int
     memory_available: int

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 from dataclasses import asdict
 
+from bungalow import __version__
 from bungalow.daemon.accounting.ledger import UsageLedger
 from bungalow.daemon.api.schemas import (
     AccelInfo,
@@ -118,6 +119,7 @@ class Views:
         vms = self.vms.list()
         return HostInfo(
             hostname=socket.gethostname(),
+            version=__version__,
             cpus=capacity.cpus,
             memory=capacity.memory_bytes,
             memory_available=capacity.memory_available,

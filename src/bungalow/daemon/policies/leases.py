@@ -20,17 +20,13 @@ import logging
 import time
 
 from bungalow.daemon.policies.actions import PolicyActions
-from bungalow.daemon.policies.settings import (
-    Action,
-    PolicyConfig,
-    parse_action,
-    parse_positive_duration,
-)
+from bungalow.daemon.policies.settings import Action, PolicyConfig, parse_action
 from bungalow.daemon.state.audit import acting_as
 from bungalow.daemon.state.clock import Clock
 from bungalow.daemon.state.records import VmRecord
 from bungalow.daemon.vms.manager import VmManager
 from bungalow.errors import BungalowError, UserError
+from bungalow.units import parse_positive_duration
 
 log = logging.getLogger(__name__)
 

@@ -38,7 +38,7 @@ from enum import StrEnum
 from typing import Any
 
 from bungalow.errors import UserError
-from bungalow.units import parse_duration, parse_size
+from bungalow.units import parse_positive_duration, parse_size
 
 
 class Action(StrEnum):
@@ -76,21 +76,6 @@ def parse_share(value: object, *, what: str) -> float:
     if not 0 <= share <= 64:
         raise UserError(f"The {what} {value!r} is not a CPU share; write it like 5% or 0.05.")
     return share
-
-
-#: The longest duration a lease, an idle period or a retention may be: 100 years, in seconds.
-LONGEST = 100 * 365 * 86400.0
-
-
-def parse_positive_duration(value: object, *, what: str) -> float:
-    if not isinstance(value, str | int | float) or isinstance(value, bool):
-        raise UserError(f"The {what} {value!r} is not a duration; write it like 30s, 10m or 2h.")
-    seconds = parse_duration(value, what=what)
-    if seconds <= 0:
-        raise UserError(f"The {what} must be positive, such as 30m or 2h; got {value!r}.")
-    if seconds > LONGEST:
-        raise UserError(f"The {what} {value!r} is longer than 100 years; give a shorter one.")
-    return seconds
 
 
 @dataclass(frozen=True)
