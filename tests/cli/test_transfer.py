@@ -78,6 +78,12 @@ def test_proc_and_sys_files_copy_what_reading_them_gives(
     bw_module.run("cp", f"{vm}:/sys/class/net/eth0/address", str(address))
     expected = _sh(bw_module, vm, "cat /sys/class/net/eth0/address")
     assert address.read_text() == expected and len(expected) == 18
+    # A /sys file whose read fails (the driver has no such port id): a sentence, no file.
+    refused = bw_module.run(
+        "cp", f"{vm}:/sys/class/net/eth0/phys_port_id", str(tmp_path / "p"), check=False
+    )
+    assert refused.returncode == 1 and "failed: Operation not supported" in refused.stderr
+    assert not (tmp_path / "p").exists()
     assert bw_module.run("ls", "-q").stdout.split() == [vm]  # the daemon is still there
 
 

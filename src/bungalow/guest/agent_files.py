@@ -200,8 +200,11 @@ class Download:
                 raise refusal(exc, self._path, "reading") from None
             try:
                 self._stream(fd)
-            except OSError as exc:
-                raise refusal(exc, self._path, "reading") from None
+            except OSError as exc:  # what the file gives (a /sys file may refuse reads)
+                raise FileRefused(
+                    protocol.ERR_INVALID,
+                    f"Reading {self._path} in the guest failed: {exc.strerror}.",
+                ) from None
             finally:
                 os.close(fd)
         except FileRefused as exc:

@@ -29,7 +29,7 @@ import contextlib
 import itertools
 import os
 import secrets
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -264,7 +264,7 @@ class AgentChannel:
             mounts=tuple((str(path), str(fs)) for path, fs in reply.get("mounts") or ()),
         )
 
-    async def read_file(self, path: str) -> AsyncIterator[bytes]:
+    async def read_file(self, path: str) -> AsyncGenerator[bytes, None]:
         """The bytes of a guest file, in chunks; NotFoundError if it does not exist."""
         request_id = next(self._ids)
         stream = self._open(request_id)

@@ -20,7 +20,7 @@ end or may act on the device.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
 from urllib.parse import quote_from_bytes
 
 from fastapi import Request, Response
@@ -65,11 +65,22 @@ async def download(agent: AgentChannel, vm: str, path: str, *, follow: bool) -> 
         )
     if info.kind != "file":
         raise _special(info, path, f"the VM {vm}", vm)
+    chunks = agent.read_file(path)
+    first = await anext(chunks, b"")  # a file that cannot be read is an answer, not a cut stream
     return StreamingResponse(
-        agent.read_file(path),
+        _chained(first, chunks),
         media_type="application/octet-stream",
         headers={KIND: "file", MODE: f"{info.mode:04o}"},
     )
+
+
+async def _chained(first: bytes, rest: AsyncGenerator[bytes, None]) -> AsyncIterator[bytes]:
+    try:
+        yield first
+        async for chunk in rest:
+            yield chunk
+    finally:
+        await rest.aclose()  # a client that left: the agent stops reading
 
 
 async def _missing(agent: AgentChannel, vm: str, path: str) -> GuestFileNotFoundError:
