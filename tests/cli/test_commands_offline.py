@@ -191,18 +191,18 @@ def test_exec_past_its_timeout_exits_124_and_says_so(daemon: Daemon, bungalow: A
     assert daemon.body("POST", EXEC)["timeout"] == 1.0
 
 
-def test_exec_without_an_ending_or_a_vm_is_one_sentence_and_1(
+def test_exec_without_an_ending_or_a_vm_is_one_sentence_and_125(
     daemon: Daemon, bungalow: Any
 ) -> None:
     daemon.on("POST", EXEC, ndjson_answer([]))
     cut = bungalow("exec", "web", "--", "true")
     assert (cut.code, cut.err) == (
-        1,
+        125,
         "error: The command ended without an exit status; the VM may have stopped.\n",
     )
     daemon.on("POST", EXEC, error_answer(VmNotFoundError("There is no VM named web.")))
     missing = bungalow("exec", "web", "--", "true")
-    assert (missing.code, missing.err) == (1, "error: There is no VM named web.\n")
+    assert (missing.code, missing.err) == (125, "error: There is no VM named web.\n")
 
 
 @pytest.fixture
@@ -270,10 +270,10 @@ def test_a_refused_interactive_exec_is_one_sentence(
     stdin_text(b"")
     with websocket_daemon(data, refuse):
         ran = bungalow("exec", "-i", "web", "--", "sh", data=data)
-    assert (ran.code, ran.out, ran.err) == (1, "", "error: There is no VM named web.\n")
+    assert (ran.code, ran.out, ran.err) == (125, "", "error: There is no VM named web.\n")
     with websocket_daemon(data, refuse, answers.refuse_handshake(403)):
         old = bungalow("exec", "-i", "web", "--", "sh", data=data)
-    assert old.code == 1 and old.err.startswith("error: bungalowd refused an interactive command")
+    assert old.code == 125 and old.err.startswith("error: bungalowd refused an interactive command")
     assert len(old.err.splitlines()) == 1
 
 

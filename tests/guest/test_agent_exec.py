@@ -237,3 +237,63 @@ async def _until(check: Callable[[], object], timeout: float = 10.0, what: str =
     while not check():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         await asyncio.sleep(0.01)
+
+
+async def test_a_request_too_long_to_read_is_answered_with_an_error(agent: AgentProcess) -> None:
+    """The agent answers a line past MAX_LINE by the id at its head, then reads on."""
+    async with await AgentChannel.connect(agent.socket, timeout=10) as channel:
+        stream = channel._open(777)
+        huge = protocol.request(protocol.OP_EXEC, 777, argv=["echo", "x" * protocol.MAX_LINE])
+        channel._writer.write(protocol.encode(huge))  # past the check _send makes
+        await channel._writer.drain()
+        with pytest.raises(UserError, match="longer than the 4 MiB"):
+            await asyncio.wait_for(stream.next_message(), 30)
+        channel._forget(777)
+        assert (await (await channel.exec(["true"])).collect()).exit_code == 0
+
+
+async def test_arguments_up_to_the_guest_kernels_limit_run_and_beyond_are_refused(
+    agent: AgentProcess,
+) -> None:
+    """1300 arguments of 1000 characters (1.3 MB, past the old 1 MiB line) run; past
+    ARG_MAX (2 MiB) or MAX_ARG_STRLEN (128 KiB for one) is one sentence, nothing sent."""
+    async with await AgentChannel.connect(agent.socket, timeout=10) as channel:
+        many = ["x" * 1000] * 1300
+        result = await (await channel.exec(["sh", "-c", 'echo "$#"', "sh", *many])).collect()
+        assert (result.exit_code, result.stdout) == (0, b"1300\n")
+        with pytest.raises(UserError, match=r"at most 2M of them \(ARG_MAX\)"):
+            await channel.exec(["true", *(["x" * 100_000] * 22)])
+        with pytest.raises(UserError, match=r"argument 2 is .*MAX_ARG_STRLEN"):
+            await channel.exec(["true", "x" * 200_000])
+
+
+async def test_cancel_hangs_up_a_terminal_session_and_its_foreground_job(
+    agent: AgentProcess, tmp_path: Path
+) -> None:
+    """A terminal session cancelled (the user went away) gets SIGHUP, as from a terminal
+    that hangs up, and so does the job in the terminal's foreground, in its own group."""
+    pidfile = tmp_path / "job.pid"
+    async with await AgentChannel.connect(agent.socket, timeout=10) as channel:
+        shell = await channel.exec(["sh", "-i"], tty=True)
+        await shell.write_stdin(f"sh -c 'echo $$ > {pidfile}; exec sleep 300'\n".encode())
+        await _until(lambda: pidfile.exists() and pidfile.read_text().strip(), what="the job")
+        job = int(pidfile.read_text())
+        assert os.getpgid(job) != shell.pid, "the job should run in a group of its own"
+        await shell.cancel()
+        assert shell.pid is not None and process_gone(shell.pid)
+        assert process_gone(job), "the foreground job outlived the hang-up"
+
+
+async def test_a_silent_agent_does_not_hold_a_command_past_its_timeout(
+    agent: AgentProcess,
+) -> None:
+    """If the agent never reports the end (a hung guest), the session reports the timeout."""
+    assert agent.proc is not None
+    async with await AgentChannel.connect(agent.socket, timeout=10) as channel:
+        session = await channel.exec(["sleep", "60"], timeout=0.2, kill_grace=0.1)
+        os.kill(agent.proc.pid, signal.SIGSTOP)
+        try:
+            ending = await asyncio.wait_for(session.collect(), 30)
+        finally:
+            os.kill(agent.proc.pid, signal.SIGCONT)
+        assert ending.timed_out and ending.exit_code is None

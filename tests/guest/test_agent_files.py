@@ -101,3 +101,45 @@ async def test_abandoned_read_is_cancelled(agent: AgentProcess, tmp_path: Path) 
         assert info is not None and info.size == 4 * 1024 * 1024
         data = b"".join([chunk async for chunk in channel.read_file(str(big))])
         assert len(data) == 4 * 1024 * 1024
+
+
+async def test_stat_says_where_links_point_and_what_special_files_are(
+    agent: AgentProcess, tmp_path: Path
+) -> None:
+    (tmp_path / "f").write_bytes(b"12345")
+    (tmp_path / "link").symlink_to("f")
+    (tmp_path / "dangling").symlink_to("nowhere")
+    os.mkfifo(tmp_path / "fifo")
+    async with await AgentChannel.connect(agent.socket, timeout=10) as channel:
+        link = await channel.stat(str(tmp_path / "link"))
+        assert link is not None and (link.kind, link.target) == ("link", "f")
+        followed = await channel.stat(str(tmp_path / "link"), follow=True)
+        assert followed is not None and (followed.kind, followed.size) == ("file", 5)
+        assert await channel.stat(str(tmp_path / "dangling"), follow=True) is None
+        fifo = await channel.stat(str(tmp_path / "fifo"))
+        assert fifo is not None and (fifo.kind, fifo.special) == ("other", "FIFO")
+        device = await channel.stat("/dev/null")
+        assert device is not None and device.special == "character device"
+        root = await channel.stat("/")
+        assert root is not None and ("proc", "proc") in root.mounts
+        proc = await channel.stat("/proc/self")
+        assert proc is not None and proc.kind == "link"
+        assert (await channel.stat("/proc/1", follow=True)) is not None
+        assert (await channel.stat("/proc/1")).fs == "proc"  # type: ignore[union-attr]
+
+
+async def test_reading_gives_what_proc_files_hold_and_refuses_special_files(
+    agent: AgentProcess, tmp_path: Path
+) -> None:
+    """A /proc file's size is 0 but reading it gives text; a FIFO or device is refused."""
+    os.mkfifo(tmp_path / "fifo")
+    async with await AgentChannel.connect(agent.socket, timeout=10) as channel:
+        info = await channel.stat("/proc/cpuinfo")
+        assert info is not None and info.size == 0
+        text = b"".join([chunk async for chunk in channel.read_file("/proc/cpuinfo")])
+        assert b"processor" in text
+        for path, what in ((tmp_path / "fifo", "FIFO"), (Path("/dev/zero"), "character device")):
+            with pytest.raises(UserError, match=f"is a {what} in the guest; only regular files"):
+                async for _ in channel.read_file(str(path)):
+                    pass
+        assert (await channel.ping()).protocol == 1  # the channel is still usable

@@ -4,6 +4,10 @@ The sessions themselves (the websocket protocol, refusals) are the client's
 (:mod:`bungalow.client.interactive`); this module only puts the terminal in raw
 mode (when stdin is one, and always restores it), follows its size, copies
 stdin to the session and the session's output to stdout and stderr.
+
+A hang-up (SIGHUP) or SIGTERM ends a session as cleanly as the command's end
+does: the terminal is restored and the websocket closed, so bungalowd ends the
+guest command; the status is then 128+N, as a shell gives for signal N.
 """
 
 from __future__ import annotations
@@ -79,6 +83,29 @@ def _pumping_stdin(
             stop.set()
 
 
+class _Ended(Exception):
+    """This process got a signal that ends it; raised in the main thread by its handler."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _ending_on_signals() -> Iterator[None]:
+    """SIGHUP and SIGTERM raise :class:`_Ended` here, so that ``with`` blocks clean up."""
+
+    def end(signum: int, _frame: object) -> None:
+        raise _Ended(signum)
+
+    saved = {signum: signal.signal(signum, end) for signum in (signal.SIGHUP, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
+
+
 def interactive_exec(
     api: Client,
     name: str,
@@ -91,12 +118,18 @@ def interactive_exec(
     """Run ``argv`` with our stdin (and terminal, with ``tty``); its exit status."""
     if tty:
         options["rows"], options["cols"] = _terminal_size()
-    with api.exec_interactive(name, argv, tty=tty, timeout=timeout, **options) as session:
-        if tty:
-            signal.signal(signal.SIGWINCH, lambda *_: _follow_size(session))
-        with _pumping_stdin(session.send_input, on_eof=session.close_stdin, raw=tty):
-            for chunk in session.output():
-                write_output(chunk.stream, chunk.data)
+    try:
+        with (
+            _ending_on_signals(),
+            api.exec_interactive(name, argv, tty=tty, timeout=timeout, **options) as session,
+        ):
+            if tty:
+                signal.signal(signal.SIGWINCH, lambda *_: _follow_size(session))
+            with _pumping_stdin(session.send_input, on_eof=session.close_stdin, raw=tty):
+                for chunk in session.output():
+                    write_output(chunk.stream, chunk.data)
+    except _Ended as ended:
+        return 128 + ended.signum
     return command_status(session.exit, timeout)
 
 

@@ -13,7 +13,7 @@ import typer
 from bungalow.cli.common import AsJson, VmName, VmNames, client, each, given
 from bungalow.cli.complete import image_names
 from bungalow.cli.cost import money
-from bungalow.cli.guest import stream_exec
+from bungalow.cli.guest import ExecCommand, own_failures, stream_exec
 from bungalow.cli.leases import OnExpiry, lease_text
 from bungalow.cli.limits import (
     CpuCap,
@@ -143,19 +143,39 @@ def run(
     disk: Disk = None,
     ports: Ports = None,
     accel: Accel = "auto",
+    timeout: Annotated[
+        float | None,
+        typer.Option("--timeout", help="End the command after N seconds (status 124)."),
+    ] = None,
 ) -> None:
-    """Boot a new VM, run one command in it, pass its exit code on."""
+    """Boot a new VM, run one command in it, pass its exit status on.
+
+    Exit status, as `docker run` gives it: the command's own; 124 when --timeout
+    ended it; 128+N when signal N did; 125 when bungalow could not run it (bad
+    usage, no such image, the VM did not boot, bungalowd unreachable).
+    """
     vm_name = name or f"run-{secrets.token_hex(3)}"
-    _launch(vm_name, image, cpus, memory, disk, ports or [], accel, None,
-            {"owner": invoking_user()})  # fmt: skip
+    options: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
+    with own_failures():
+        _launch(vm_name, image, cpus, memory, disk, ports or [], accel, None,
+                {"owner": invoking_user()})  # fmt: skip
     try:
-        code = stream_exec(vm_name, command)
+        with own_failures():
+            code = stream_exec(vm_name, command, **options)
     finally:
-        if remove:
-            client().remove_vm(vm_name)
-        else:
-            print(f"bungalow: the VM {vm_name} keeps running.", file=sys.stderr)
+        _after_run(vm_name, remove)
     raise typer.Exit(code)
+
+
+def _after_run(name: str, remove: bool) -> None:
+    """Delete the VM of a ``run --rm``, or say it keeps running; a failure is said, not raised."""
+    if not remove:
+        print(f"bungalow: the VM {name} keeps running.", file=sys.stderr)
+        return
+    try:
+        client().remove_vm(name)
+    except BungalowError as exc:
+        error(f"{exc.message} The VM {name} is left; remove it with `bungalow rm {name}`.")
 
 
 def ls(
@@ -298,4 +318,4 @@ def logs(
 
 def register(app: typer.Typer) -> None:
     for command in (launch, run, ls, inspect, start, stop, rm, logs):
-        app.command()(command)
+        app.command(cls=ExecCommand if command is run else None)(command)

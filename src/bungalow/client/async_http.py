@@ -17,7 +17,8 @@ import httpx
 
 from bungalow.client import routes, wire
 from bungalow.client.autostart import ensure_daemon
-from bungalow.client.http import LIMITS, TIMEOUT
+from bungalow.client.http import LIMITS, TIMEOUT, reading_within
+from bungalow.client.results import ExecDeadline, overdue_exit
 from bungalow.client.routes import Call
 from bungalow.client.shapes import ExecEvent, FileStatInfo, VmInfo
 from bungalow.paths import DataDir
@@ -89,6 +90,8 @@ class AsyncClient:
                 await asyncio.to_thread(ensure_daemon, self.data)
                 request = self._http.build_request(method, path, **kwargs)
                 return await self._http.send(request, stream=stream)
+        except httpx.ReadTimeout:
+            raise
         except httpx.TransportError as exc:
             raise wire.connection_lost(self.data, exc) from None
 
@@ -106,14 +109,20 @@ class AsyncClient:
         return answer
 
     @asynccontextmanager
-    async def stream(self, call: Call[Any]) -> AsyncIterator[httpx.Response]:
-        """The response, its body not read yet; a failed call raises before it is yielded."""
-        response: httpx.Response = await self._send(
-            call.method, call.path, stream=True, **call.options
-        )
+    async def stream(
+        self, call: Call[Any], *, read_timeout: float | None = None
+    ) -> AsyncIterator[httpx.Response]:
+        """The response, its body not read yet; a failed call raises before it is yielded.
+
+        ``read_timeout``: give up after that many seconds of silence, with
+        ``httpx.ReadTimeout``."""
+        options = call.options | reading_within(read_timeout)
+        response: httpx.Response = await self._send(call.method, call.path, stream=True, **options)
         try:
             await _raise_for(response)
             yield response
+        except httpx.ReadTimeout:
+            raise
         except httpx.TransportError as exc:
             raise wire.connection_lost(self.data, exc) from None
         finally:
@@ -145,23 +154,41 @@ class AsyncClient:
     async def exec_events(
         self, name: str, argv: list[str], *, stdin: bytes | None = None, **options: Any
     ) -> AsyncGenerator[ExecEvent, None]:
-        """Run ``argv`` in the VM; yields output events (bytes), then the exit event."""
-        body = wire.exec_body(argv, stdin, options)
-        async with self.stream(routes.exec_command(name, body)) as response:
-            async for line in response.aiter_lines():
-                if (event := wire.parse_event(line)) is not None:
-                    yield wire.decode_exec_event(event)
+        """Run ``argv`` in the VM; yields output events (bytes), then the exit event.
 
-    async def stat(self, name: str, path: str) -> FileStatInfo:
-        return await self.send(routes.stat(name, path))
+        With a timeout the call ends in time whatever the daemon does, as
+        :meth:`bungalow.Client.exec_events` does.
+        """
+        body = wire.exec_body(argv, stdin, options)
+        deadline = ExecDeadline(options.get("timeout"))
+        call = routes.exec_command(name, body)
+        try:
+            async with self.stream(call, read_timeout=deadline.wait) as response:
+                lines = response.aiter_lines()
+                while True:
+                    try:  # each read on its own: a timeout must not span a yield
+                        async with asyncio.timeout(deadline.remaining()):
+                            line = await anext(lines)
+                    except StopAsyncIteration:
+                        return  # the stream ended without an exit: the caller says so
+                    if (event := wire.parse_event(line)) is not None:
+                        yield wire.decode_exec_event(event)
+                        if event["type"] == "exit":
+                            return
+        except (TimeoutError, httpx.ReadTimeout):
+            pass
+        yield overdue_exit()
+
+    async def stat(self, name: str, path: str, *, follow: bool = False) -> FileStatInfo:
+        return await self.send(routes.stat(name, path, follow))
 
     @asynccontextmanager
     async def download(
-        self, name: str, path: str
-    ) -> AsyncIterator[tuple[str, AsyncIterator[bytes]]]:
-        """``(kind, chunks)``: kind is ``file`` (raw bytes) or ``dir`` (a tar stream)."""
-        async with self.stream(routes.download(name, path)) as response:
-            yield response.headers.get("x-bungalow-kind", "file"), response.aiter_bytes()
+        self, name: str, path: str, *, follow: bool = False
+    ) -> AsyncIterator[wire.Download[AsyncIterator[bytes]]]:
+        """A file, a folder or a link, as :meth:`bungalow.Client.download` gives them."""
+        async with self.stream(routes.download(name, path, follow)) as response:
+            yield wire.download_of(response.headers, response.aiter_bytes())
 
     async def upload_file(self, name: str, path: str, data: bytes, mode: int = 0o644) -> None:
         """Write the file ``path`` (``mode``: its permission bits), making missing folders."""

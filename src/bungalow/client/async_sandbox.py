@@ -66,9 +66,9 @@ class AsyncSandboxFiles:
         """The file's bytes; :class:`~bungalow.errors.GuestFileNotFoundError` if it is not there."""
         sandbox = self._sandbox
         with sandbox._guard() as name:
-            async with sandbox._client.download(name, path) as (kind, chunks):
-                sandbox_base.require_file(name, path, kind)
-                return b"".join([chunk async for chunk in chunks])
+            async with sandbox._client.download(name, path, follow=True) as download:
+                sandbox_base.require_file(name, path, download.kind)
+                return b"".join([chunk async for chunk in download.chunks])
 
     async def read_text(self, path: str, encoding: str = "utf-8") -> str:
         return (await self.read(path)).decode(encoding)

@@ -21,6 +21,7 @@ import httpx
 
 from bungalow.client import routes, wire
 from bungalow.client.autostart import daemon_answers, ensure_daemon
+from bungalow.client.results import ExecDeadline, overdue_exit
 from bungalow.client.routes import Call
 from bungalow.paths import DataDir
 
@@ -56,6 +57,12 @@ TIMEOUT = httpx.Timeout(30.0, read=None)
 LIMITS = httpx.Limits(max_keepalive_connections=0)
 #: For :meth:`Client.if_running`: a daemon that does not answer within this is taken as absent.
 QUICK = httpx.Timeout(1.0)
+
+
+def reading_within(seconds: float | None) -> dict[str, Any]:
+    """Request keywords that make reading the answer give up after ``seconds`` of silence
+    (``httpx.ReadTimeout``, which only such a request meets); none for None."""
+    return {} if seconds is None else {"timeout": httpx.Timeout(TIMEOUT.connect, read=seconds)}
 
 
 def _raise_for(response: httpx.Response) -> None:
@@ -122,7 +129,8 @@ class Client:
     def _send(self, method: str, path: str, *, stream: bool = False, **kwargs: Any) -> Any:
         """Send one request; a daemon that is not there (killed, or not started yet) is
         started and the request sent again, once (see :func:`wire.worth_retrying`).
-        DaemonError when the connection is lost."""
+        DaemonError when the connection is lost; ``httpx.ReadTimeout`` as it is, for the
+        caller that asked for one (:func:`reading_within`)."""
         try:
             try:
                 request = self._http.build_request(method, path, **kwargs)
@@ -133,6 +141,8 @@ class Client:
                 ensure_daemon(self.data)
                 request = self._http.build_request(method, path, **kwargs)
                 return self._http.send(request, stream=stream)
+        except httpx.ReadTimeout:
+            raise
         except httpx.TransportError as exc:
             raise wire.connection_lost(self.data, exc) from None
 
@@ -148,12 +158,20 @@ class Client:
         return answer
 
     @contextmanager
-    def stream(self, call: Call[Any]) -> Iterator[httpx.Response]:
-        """The response, its body not read yet; a failed call raises before it is yielded."""
-        response: httpx.Response = self._send(call.method, call.path, stream=True, **call.options)
+    def stream(
+        self, call: Call[Any], *, read_timeout: float | None = None
+    ) -> Iterator[httpx.Response]:
+        """The response, its body not read yet; a failed call raises before it is yielded.
+
+        ``read_timeout``: give up after that many seconds of silence, with
+        ``httpx.ReadTimeout``."""
+        options = call.options | reading_within(read_timeout)
+        response: httpx.Response = self._send(call.method, call.path, stream=True, **options)
         try:
             _raise_for(response)
             yield response
+        except httpx.ReadTimeout:
+            raise
         except httpx.TransportError as exc:
             raise wire.connection_lost(self.data, exc) from None
         finally:
@@ -285,11 +303,29 @@ class Client:
     ) -> Generator[ExecEvent, None, None]:
         """Run ``argv`` in the VM; yields output events (bytes), then the exit event.
 
-        ``options`` are the daemon's: env, cwd, user, timeout (seconds).
+        ``options`` are the daemon's: env, cwd, user, timeout (seconds). With a
+        timeout the call ends by then plus :data:`~bungalow.client.results.CLIENT_SLACK`
+        whatever the daemon does: if it has not reported the end, the exit is a
+        timeout of the client's (closing the connection makes bungalowd end it).
         """
         body = wire.exec_body(argv, stdin, options)
-        for event in self.events(routes.exec_command(name, body)):
-            yield wire.decode_exec_event(event)
+        deadline = ExecDeadline(options.get("timeout"))
+        try:
+            call = routes.exec_command(name, body)
+            with self.stream(call, read_timeout=deadline.wait) as response:
+                for line in response.iter_lines():
+                    if (event := wire.parse_event(line)) is not None:
+                        yield wire.decode_exec_event(event)
+                        if event["type"] == "exit":
+                            return
+                    if deadline.passed():
+                        break
+        except httpx.ReadTimeout:
+            pass
+        else:
+            if not deadline.passed():
+                return  # the stream ended without an exit: the caller says so
+        yield overdue_exit()
 
     def exec_interactive(
         self, name: str, argv: list[str], *, tty: bool = False, **options: Any
@@ -313,14 +349,21 @@ class Client:
         self.get_vm(name)
         return ConsoleSession(self, routes.console_socket(name), what=f"the console of {name}")
 
-    def stat(self, name: str, path: str) -> FileStatInfo:
-        return self.send(routes.stat(name, path))
+    def stat(self, name: str, path: str, *, follow: bool = False) -> FileStatInfo:
+        """What ``path`` is; a link itself unless ``follow``."""
+        return self.send(routes.stat(name, path, follow))
 
     @contextmanager
-    def download(self, name: str, path: str) -> Iterator[tuple[str, Iterator[bytes]]]:
-        """``(kind, chunks)``: kind is ``file`` (raw bytes) or ``dir`` (a tar stream)."""
-        with self.stream(routes.download(name, path)) as response:
-            yield response.headers.get("x-bungalow-kind", "file"), response.iter_bytes()
+    def download(
+        self, name: str, path: str, *, follow: bool = False
+    ) -> Iterator[wire.Download[Iterator[bytes]]]:
+        """A file (its bytes and mode), a folder (a tar of its contents) or a link.
+
+        A link is followed with ``follow``, and always when ``path`` ends in ``/``
+        or ``/.``; see :class:`~bungalow.client.wire.Download`.
+        """
+        with self.stream(routes.download(name, path, follow)) as response:
+            yield wire.download_of(response.headers, response.iter_bytes())
 
     def upload_file(self, name: str, path: str, chunks: Iterable[bytes], mode: int = 0o644) -> None:
         """Write the file ``path`` (``mode``: its permission bits), making missing folders."""

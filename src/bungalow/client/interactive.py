@@ -32,13 +32,14 @@ from typing import TYPE_CHECKING, Any, Self
 from websockets.exceptions import (
     ConnectionClosed,
     ConnectionClosedError,
+    ConnectionClosedOK,
     InvalidHandshake,
     InvalidStatus,
 )
 from websockets.sync.client import ClientConnection, unix_connect
 
 from bungalow.client import wire
-from bungalow.client.results import ExecChunk
+from bungalow.client.results import ExecChunk, ExecDeadline, overdue_exit
 from bungalow.client.shapes import ExitEvent
 from bungalow.errors import BungalowError, DaemonError, error_from_status
 
@@ -106,10 +107,16 @@ class Session:
         with contextlib.suppress(ConnectionClosed):
             self._connection.send(json.dumps(message))
 
-    def _frames(self) -> Iterator[str | bytes]:
-        """Frames until the session ends; a close that carries a refusal raises it."""
+    def _frames(self, deadline: ExecDeadline | None = None) -> Iterator[str | bytes]:
+        """Frames until the session ends; a close that carries a refusal raises it.
+
+        TimeoutError once ``deadline`` passes."""
+        wait = deadline or ExecDeadline(None)
         try:
-            yield from self._connection
+            while True:
+                yield self._connection.recv(wait.remaining())
+        except ConnectionClosedOK:
+            return
         except ConnectionClosedError as exc:
             code, reason = (exc.rcvd.code, exc.rcvd.reason) if exc.rcvd else (1006, "")
             raise closed_error(code, reason, self._what) from None
@@ -148,7 +155,14 @@ def _connect(client: Client, path: str, what: str) -> ClientConnection:
 
 
 class ExecSession(Session):
-    """A command started with its stdin open: send input, read output, then ``exit``."""
+    """A command started with its stdin open: send input, read output, then ``exit``.
+
+    Closing the session (or this process ending) closes the websocket, and bungalowd
+    then ends the command: SIGHUP to a terminal session, as a terminal that hangs up
+    sends, SIGTERM otherwise, SIGKILL a grace later. With a ``timeout`` in the request
+    the output ends by then plus :data:`~bungalow.client.results.CLIENT_SLACK`
+    whatever the daemon does, with a timed-out exit.
+    """
 
     exit: ExitEvent | None
     """How the command ended, once :meth:`output` is exhausted; None if it never said."""
@@ -156,6 +170,7 @@ class ExecSession(Session):
     def __init__(self, client: Client, path: str, request: dict[str, Any], *, what: str) -> None:
         super().__init__(client, path, what=what)
         self.exit = None
+        self._deadline = ExecDeadline(request.get("timeout"))
         self._send_text(request)
 
     def close_stdin(self) -> None:
@@ -171,12 +186,16 @@ class ExecSession(Session):
 
         Raises the :mod:`bungalow.errors` class of an error the daemon reports.
         """
-        for frame in self._frames():
-            event = wire.decode_exec_event(self._event(frame))
-            if event["type"] == "exit":
-                self.exit = event
-                return
-            yield ExecChunk(event["type"], event["data"])
+        try:
+            for frame in self._frames(self._deadline):
+                event = wire.decode_exec_event(self._event(frame))
+                if event["type"] == "exit":
+                    self.exit = event
+                    return
+                yield ExecChunk(event["type"], event["data"])
+        except TimeoutError:
+            self.close()
+            self.exit = overdue_exit()
 
 
 class ConsoleSession(Session):

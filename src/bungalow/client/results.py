@@ -8,6 +8,7 @@ run a command through the same :class:`ExecRun` and raise the same errors.
 from __future__ import annotations
 
 import shlex
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -62,6 +63,37 @@ def exit_status(event: ExitEvent) -> int:
     if signal := event.get("signal"):
         return 128 + signal
     return event.get("exit_code") or 0
+
+
+#: Seconds past a command's timeout a client waits for bungalowd to report its end before
+#: it stops by itself: the agent ends the command at the timeout (SIGKILL 2 s later), and
+#: bungalowd stops waiting for a silent agent 5 s after that.
+CLIENT_SLACK = 15.0
+
+
+class ExecDeadline:
+    """When a client stops waiting for a command that has a timeout, whatever happens.
+
+    The wait ends ``timeout`` + :data:`CLIENT_SLACK` seconds from construction; with
+    no timeout it never does (every method then says so with None or False).
+    """
+
+    def __init__(self, timeout: float | None) -> None:
+        self.wait = None if timeout is None else timeout + CLIENT_SLACK
+        self._at = None if self.wait is None else time.monotonic() + self.wait
+
+    def remaining(self) -> float | None:
+        """Seconds left, at least 0; None without a timeout."""
+        return None if self._at is None else max(0.0, self._at - time.monotonic())
+
+    def passed(self) -> bool:
+        return self._at is not None and time.monotonic() >= self._at
+
+
+def overdue_exit() -> ExitEvent:
+    """The exit a client reports for a command whose end bungalowd did not report in time:
+    a timeout (the daemon ends the command once the client has gone)."""
+    return {"type": "exit", "exit_code": None, "signal": None, "timed_out": True}
 
 
 def timeout_sentence(seconds: float | None, shown: str | None = None) -> str:

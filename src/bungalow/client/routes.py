@@ -214,13 +214,18 @@ def console_socket(name: str) -> str:
     return _vm(name, "/console")
 
 
-def stat(name: str, path: str) -> Call[FileStatInfo]:
-    return Call("GET", _vm(name, "/files/stat"), params={"path": path})
+def stat(name: str, path: str, follow: bool = False) -> Call[FileStatInfo]:
+    """What ``path`` is; a link itself, or what it points to with ``follow``."""
+    return Call("GET", _vm(name, "/files/stat"), params=_path(path, follow))
 
 
-def download(name: str, path: str) -> Call[bytes]:
-    """A file's bytes, or a folder as a tar stream (the ``x-bungalow-kind`` header says)."""
-    return Call("GET", _vm(name, "/files"), params={"path": path})
+def download(name: str, path: str, follow: bool = False) -> Call[bytes]:
+    """A file's bytes, a folder's tar or a link (``wire.download_of`` reads which)."""
+    return Call("GET", _vm(name, "/files"), params=_path(path, follow))
+
+
+def _path(path: str, follow: bool) -> dict[str, str | int]:
+    return {"path": path, "follow": "true"} if follow else {"path": path}
 
 
 def upload_file(name: str, path: str, content: Content, mode: int) -> Call[None]:

@@ -64,9 +64,12 @@ class SandboxFiles:
     def read(self, path: str) -> bytes:
         """The file's bytes; :class:`~bungalow.errors.GuestFileNotFoundError` if it is not there."""
         sandbox = self._sandbox
-        with sandbox._guard() as name, sandbox._client.download(name, path) as (kind, chunks):
-            sandbox_base.require_file(name, path, kind)
-            return b"".join(chunks)
+        with (
+            sandbox._guard() as name,
+            sandbox._client.download(name, path, follow=True) as download,
+        ):
+            sandbox_base.require_file(name, path, download.kind)
+            return b"".join(download.chunks)
 
     def read_text(self, path: str, encoding: str = "utf-8") -> str:
         return self.read(path).decode(encoding)

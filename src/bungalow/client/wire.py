@@ -12,7 +12,9 @@ import base64
 import json
 import os
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, cast
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+from urllib.parse import unquote_to_bytes
 
 from bungalow.errors import BungalowError, DaemonError, error_from_code, error_from_status
 
@@ -24,6 +26,8 @@ if TYPE_CHECKING:
 
 #: Any host name works over a Unix socket; this one reads well in logs.
 BASE_URL = "http://bungalowd"
+
+Chunks = TypeVar("Chunks")
 
 
 def auth_headers(token: str | None) -> dict[str, str]:
@@ -116,3 +120,29 @@ def decode_exec_event(event: dict[str, Any]) -> ExecEvent:
     if "data" in event:
         event["data"] = base64.b64decode(event["data"])
     return cast("ExecEvent", event)
+
+
+@dataclass(frozen=True)
+class Download(Generic[Chunks]):
+    """What a download answered: ``kind`` is ``file``, ``dir`` or ``link``.
+
+    ``chunks`` are a file's bytes or a folder's tar (its members ``./...``; empty for
+    a link); ``mode`` a file's permission bits; ``target`` a link's target.
+    """
+
+    kind: str
+    chunks: Chunks
+    mode: int | None = None
+    target: str | None = None
+
+
+def download_of(headers: Mapping[str, str], chunks: Chunks) -> Download[Chunks]:
+    """The :class:`Download` a response with these headers and body carries."""
+    mode = headers.get("x-bungalow-mode")
+    target = headers.get("x-bungalow-link-target")
+    return Download(
+        kind=headers.get("x-bungalow-kind", "file"),
+        chunks=chunks,
+        mode=int(mode, 8) if mode else None,
+        target=None if target is None else os.fsdecode(unquote_to_bytes(target)),
+    )

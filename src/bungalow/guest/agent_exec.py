@@ -195,6 +195,7 @@ class _Pump:
         self.linger_until: float | None = None
         self.terminating = False
         self.timed_out = False
+        self.groups = {self.pgid}  # the process groups an end signal goes to
 
     def run(self) -> bool:
         """Move bytes until the command exited and its output ended; True if it timed out."""
@@ -217,6 +218,7 @@ class _Pump:
                 if self.linger_until is None or (room <= 0 and not cancelled):
                     self.linger_until = now + EXIT_LINGER  # back-pressure is not silence
                 if not self.outputs or now >= self.linger_until:
+                    self.finish()
                     return self.timed_out
             masks = {s._wake_r: select.POLLIN}
             if room > 0 or cancelled:
@@ -247,15 +249,40 @@ class _Pump:
                 set_window(self.master, first, second)
 
     def _check_timers(self, now: float, cancelled: bool, exited: bool) -> None:
-        """SIGTERM the group at the deadline or on cancel, SIGKILL it after the grace."""
+        """End the command at its deadline or on cancel, SIGKILL it after the grace.
+
+        A timeout sends SIGTERM, as timeout(1) does. A cancel means the host's user is
+        gone: a terminal session gets SIGHUP, as a terminal that hangs up sends, and
+        one without a terminal SIGTERM.
+        """
         late = self.deadline is not None and now >= self.deadline and not exited
         if not self.terminating and (cancelled or late):
             self.timed_out = not cancelled
             self.terminating = True
-            _killpg(self.pgid, signal.SIGTERM)
+            hang_up = cancelled and self.tty
+            self._signal_command(signal.SIGHUP if hang_up else signal.SIGTERM)
             self.kill_at = now + self.grace
         if self.kill_at is not None and now >= self.kill_at:
-            _killpg(self.pgid, signal.SIGKILL)
+            self._signal_command(signal.SIGKILL)
+            self.kill_at = None
+
+    def _signal_command(self, signum: int) -> None:
+        """Signal the command's process group and, on a terminal, its foreground group.
+
+        A shell on a terminal runs each job in a group of its own; the one in the
+        foreground is what a user at that terminal would be talking to.
+        """
+        if self.master is not None:
+            with contextlib.suppress(OSError):
+                self.groups.add(os.tcgetpgrp(self.master))
+        for group in self.groups:
+            if group > 0:
+                _killpg(group, signum)
+
+    def finish(self) -> None:
+        """The command exited: a SIGKILL still due goes now to what is left of its groups."""
+        if self.kill_at is not None:
+            self._signal_command(signal.SIGKILL)
             self.kill_at = None
 
     def _forward_output(self, fd: int, room: int, discard: bool) -> None:

@@ -59,28 +59,85 @@ def checked_path(message: dict[str, Any]) -> str:
 
 
 def stat_reply(message: dict[str, Any]) -> dict[str, Any]:
-    """The answer to a stat request; symbolic links are reported, not followed."""
+    """The answer to a stat request: the link itself unless ``follow`` is true.
+
+    A link's reply carries its ``target``; an ``other`` one says in ``special``
+    what it is (character device, block device, FIFO, socket). A folder's says
+    which file system it is on (``fs``, the kernel's name: ext4, proc...) and
+    lists the mounts below it (``mounts``: [path relative to it, fs] pairs).
+    """
     path = checked_path(message)
     try:
-        info = os.lstat(path)
+        info = os.stat(path) if message.get("follow") else os.lstat(path)
     except OSError as exc:
         raise refusal(exc, path, "looking at") from None
-    if st.S_ISREG(info.st_mode):
-        kind = protocol.KIND_FILE
-    elif st.S_ISDIR(info.st_mode):
-        kind = protocol.KIND_DIR
-    elif st.S_ISLNK(info.st_mode):
-        kind = protocol.KIND_LINK
-    else:
-        kind = protocol.KIND_OTHER
-    return protocol.event(
-        protocol.EV_STAT,
-        message["id"],
-        kind=kind,
-        size=info.st_size,
-        mode=st.S_IMODE(info.st_mode),
-        mtime=info.st_mtime,
-    )
+    fields: dict[str, Any] = {
+        "kind": kind_of(info.st_mode),
+        "size": info.st_size,
+        "mode": st.S_IMODE(info.st_mode),
+        "mtime": info.st_mtime,
+    }
+    if fields["kind"] == protocol.KIND_LINK:
+        try:
+            fields["target"] = os.readlink(path)
+        except OSError as exc:
+            raise refusal(exc, path, "looking at") from None
+    elif fields["kind"] == protocol.KIND_OTHER:
+        fields["special"] = special_name(info.st_mode)
+    elif fields["kind"] == protocol.KIND_DIR:
+        fields["fs"], fields["mounts"] = mounts_at(os.path.realpath(path))
+    return protocol.event(protocol.EV_STAT, message["id"], **fields)
+
+
+def mounts_at(folder: str) -> tuple[str, list[list[str]]]:
+    """The file system ``folder`` is on, and the mounts below it (relative path, fs)."""
+    fs, best = "", -1
+    below: list[list[str]] = []
+    prefix = folder.rstrip("/") + "/"
+    try:
+        with open("/proc/self/mountinfo") as table:
+            lines = table.read().splitlines()
+    except OSError:
+        return fs, below
+    for line in lines:
+        fields = line.split()
+        if "-" not in fields[6:]:
+            continue
+        point = _unescape(fields[4])
+        kind = fields[fields.index("-", 6) + 1]
+        if point.startswith(prefix) and point != prefix:
+            below.append([point[len(prefix) :], kind])
+        if (point == folder or folder.startswith(point.rstrip("/") + "/")) and len(point) > best:
+            fs, best = kind, len(point)
+    return fs, below
+
+
+def _unescape(field: str) -> str:
+    """A mountinfo path: space, tab, newline and backslash are written as octal escapes."""
+    if "\\" not in field:
+        return field
+    for code in ("040", "011", "012", "134"):
+        field = field.replace("\\" + code, chr(int(code, 8)))
+    return field
+
+
+def kind_of(mode: int) -> str:
+    if st.S_ISREG(mode):
+        return protocol.KIND_FILE
+    if st.S_ISDIR(mode):
+        return protocol.KIND_DIR
+    if st.S_ISLNK(mode):
+        return protocol.KIND_LINK
+    return protocol.KIND_OTHER
+
+
+def special_name(mode: int) -> str:
+    """What a file that is neither a regular file, a folder nor a link is, in words."""
+    tests = (st.S_ISCHR(mode), st.S_ISBLK(mode), st.S_ISFIFO(mode), st.S_ISSOCK(mode))
+    for index, found in enumerate(tests):
+        if found:
+            return protocol.SPECIAL_NAMES[index]
+    return "special file"
 
 
 class Download:
@@ -110,15 +167,30 @@ class Download:
             self._credit.notify()
 
     def _open(self) -> int:
-        # O_NONBLOCK so that a FIFO does not hang the open; it is refused below.
+        """Open a regular file (or a /proc or /sys one) for reading; refuse anything else.
+
+        Devices, FIFOs and sockets are refused before they are opened, since opening
+        one can block or act (a tape rewinds); O_NONBLOCK covers one put there since.
+        """
+        self._refuse_special(os.stat(self._path).st_mode)
         fd = os.open(self._path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
-        mode = os.fstat(fd).st_mode
-        if st.S_ISDIR(mode) or st.S_ISFIFO(mode) or st.S_ISSOCK(mode):
+        try:
+            self._refuse_special(os.fstat(fd).st_mode)
+        except FileRefused:
             os.close(fd)
-            what = "a directory" if st.S_ISDIR(mode) else "a pipe or socket"
-            raise FileRefused(protocol.ERR_INVALID, f"{self._path} is {what} in the guest.")
+            raise
         os.set_blocking(fd, True)
         return fd
+
+    def _refuse_special(self, mode: int) -> None:
+        if st.S_ISDIR(mode):
+            raise FileRefused(protocol.ERR_INVALID, f"{self._path} is a directory in the guest.")
+        if not st.S_ISREG(mode):
+            what = special_name(mode)
+            raise FileRefused(
+                protocol.ERR_INVALID,
+                f"{self._path} is a {what} in the guest; only regular files can be read.",
+            )
 
     def _run(self) -> None:
         try:
@@ -128,8 +200,11 @@ class Download:
                 raise refusal(exc, self._path, "reading") from None
             try:
                 self._stream(fd)
-            except OSError as exc:
-                raise refusal(exc, self._path, "reading") from None
+            except OSError as exc:  # what the file gives (a /sys file may refuse reads)
+                raise FileRefused(
+                    protocol.ERR_INVALID,
+                    f"Reading {self._path} in the guest failed: {exc.strerror}.",
+                ) from None
             finally:
                 os.close(fd)
         except FileRefused as exc:

@@ -204,7 +204,8 @@ class Server:
             session.cancel()
 
     def _read_until_lost(self, fd: int) -> None:
-        pending = b""
+        pending = bytearray()
+        skipping = False  # inside a line too long to take, until its newline
         while True:
             revents = _poll(fd, select.POLLIN)
             try:
@@ -215,16 +216,42 @@ class Server:
                 data = b""
             if not data:
                 return  # the host went away (EOF, POLLHUP)
-            lines = (pending + data).split(b"\n")
-            pending = lines.pop()
-            if len(pending) > protocol.MAX_LINE:
-                pending = b""  # not ours; resynchronise at the next newline
-            for line in lines:
-                try:
-                    message = protocol.decode(line)
-                except protocol.ProtocolError:
-                    continue
-                self._dispatch(message)
+            start = 0
+            while (end := data.find(b"\n", start)) >= 0:
+                if skipping:
+                    skipping = False
+                elif len(pending) + end - start > protocol.MAX_LINE:
+                    self._refuse_long_line(bytes((pending or data[start:end])[:256]))
+                else:
+                    pending += data[start:end]
+                    self._take_line(bytes(pending))
+                del pending[:]
+                start = end + 1
+            if not skipping:
+                pending += data[start:]
+                if len(pending) > protocol.MAX_LINE:
+                    self._refuse_long_line(bytes(pending[:256]))
+                    skipping = True
+                    del pending[:]
+
+    def _take_line(self, line: bytes) -> None:
+        try:
+            message = protocol.decode(line)
+        except protocol.ProtocolError:
+            return  # e.g. the tail of a line a previous host was writing
+        self._dispatch(message)
+
+    def _refuse_long_line(self, head: bytes) -> None:
+        """Answer a request too long to read, so that its host does not wait for ever."""
+        request_id = protocol.head_id(head)
+        if request_id is None:
+            return  # not a request of ours
+        limit = protocol.MAX_LINE // (1024 * 1024)
+        text = (
+            f"The request is longer than the {limit} MiB the guest agent takes in one message; "
+            "pass large data on stdin or as a file instead."
+        )
+        self.sender()(protocol.error(request_id, protocol.ERR_INVALID, text))
 
     def sender(self) -> Callable[[dict[str, Any]], None]:
         """A send function bound to the current host: after it leaves, sends are dropped."""

@@ -24,8 +24,6 @@ if TYPE_CHECKING:
     from typing import Any
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-#: Seconds between SIGTERM and SIGKILL when a command times out or is cancelled.
-KILL_GRACE = 2.0
 
 
 class ExecRefused(Exception):
@@ -113,7 +111,7 @@ def spawn(request: dict[str, Any]) -> Spawned:
             os.close(fd)
     for fd in ours:
         os.set_blocking(fd, False)
-    grace = KILL_GRACE if kill_grace is None else kill_grace
+    grace = protocol.KILL_GRACE if kill_grace is None else kill_grace
     return Spawned(proc, outputs, stdin_fd, tty, timeout, grace)
 
 

@@ -11,7 +11,14 @@ When the socket closes -- QEMU exited, the guest powered off -- every pending
 operation fails with :class:`~bungalow.errors.AgentError` and :attr:`closed`
 turns true; the daemon watches :meth:`AgentChannel.wait_closed`. A command's
 timeout is not an error here: it is an exit event with ``timed_out`` set,
-and the daemon decides what that means for its caller.
+and the daemon decides what that means for its caller. The agent enforces
+the timeout; should it not report the end (a guest that hangs), the session
+gives up a little later by itself (:data:`~bungalow.guest.session.EXIT_SLACK`)
+and reports the timeout all the same.
+
+Every request either fits the agent's limits or is refused here with one
+sentence before it is sent: an exec's arguments against the guest kernel's
+(:data:`protocol.MAX_EXEC_ARGS`), any line against :data:`protocol.MAX_LINE`.
 """
 
 from __future__ import annotations
@@ -22,13 +29,14 @@ import contextlib
 import itertools
 import os
 import secrets
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from bungalow.errors import AgentError, NotFoundError, UserError
 from bungalow.guest import protocol
-from bungalow.guest.session import ExecSession, Stream
+from bungalow.guest.session import EXIT_SLACK, ExecSession, Stream
+from bungalow.units import format_size
 
 #: How often connect() says hello until the agent answers; what is sent
 #: before the guest opens its port may be lost, so connect keeps sending.
@@ -50,12 +58,22 @@ class PingResult:
 
 @dataclass(frozen=True)
 class StatResult:
-    """A path in the guest: kind is file, dir, link or other; mode the permission bits."""
+    """A path in the guest: kind is file, dir, link or other; mode the permission bits.
+
+    ``target`` is a link's target (as written in the link); ``special`` names what an
+    ``other`` is: character device, block device, FIFO or socket. A folder's ``fs`` is
+    the file system it is on (ext4, tmpfs, proc...) and ``mounts`` the mounts below it,
+    as (path relative to it, file system) pairs.
+    """
 
     kind: str
     size: int
     mode: int
     mtime: float
+    target: str | None = None
+    special: str | None = None
+    fs: str | None = None
+    mounts: tuple[tuple[str, str], ...] = ()
 
     @property
     def is_file(self) -> bool:
@@ -199,29 +217,54 @@ class AgentChannel:
         always that terminal, stderr arrives merged into stdout, and
         close_stdin() types Ctrl-D. Without ``tty`` stdin is /dev/null unless
         ``stdin`` is true. ``timeout`` ends the whole process group (SIGTERM,
-        then SIGKILL after ``kill_grace`` seconds) and reports ``timed_out``.
+        then SIGKILL after ``kill_grace`` seconds) and reports ``timed_out``;
+        the session stops waiting for the agent EXIT_SLACK seconds after that.
+        Arguments and environment beyond what a guest's kernel runs raise
+        UserError (see :func:`check_exec_size`).
         """
         if isinstance(argv, str) or not argv:
             raise UserError("The command must be a non-empty list of arguments, not a string.")
+        check_exec_size(argv, env or {})
         fields: dict[str, Any] = {"argv": list(argv), "tty": tty, "stdin": stdin}
         optional = {"env": env, "cwd": cwd, "user": user, "timeout": timeout}
         optional.update(rows=rows, cols=cols, kill_grace=kill_grace)
         fields.update((key, value) for key, value in optional.items() if value is not None)
+        deadline = None
+        if timeout is not None:
+            grace = protocol.KILL_GRACE if kill_grace is None else kill_grace
+            deadline = asyncio.get_running_loop().time() + timeout + grace + EXIT_SLACK
         request_id = next(self._ids)
-        session = ExecSession(self._open(request_id))
-        await self._send(protocol.request(protocol.OP_EXEC, request_id, **fields))
+        session = ExecSession(self._open(request_id), deadline=deadline)
+        try:
+            await self._send(protocol.request(protocol.OP_EXEC, request_id, **fields))
+        except BaseException:
+            self._forget(request_id)
+            raise
         await session._started()
         return session
 
-    async def stat(self, path: str) -> StatResult | None:
-        """What ``path`` is in the guest (links not followed), or None if it does not exist."""
+    async def stat(self, path: str, *, follow: bool = False) -> StatResult | None:
+        """What ``path`` is in the guest, or None if it does not exist.
+
+        A link is described itself unless ``follow``; followed, a dangling link does
+        not exist.
+        """
         try:
-            reply = await self._call(protocol.OP_STAT, path=path)
+            reply = await self._call(protocol.OP_STAT, path=path, follow=follow)
         except NotFoundError:
             return None
-        return StatResult(reply["kind"], reply["size"], reply["mode"], reply.get("mtime", 0.0))
+        return StatResult(
+            kind=reply["kind"],
+            size=reply["size"],
+            mode=reply["mode"],
+            mtime=reply.get("mtime", 0.0),
+            target=reply.get("target"),
+            special=reply.get("special"),
+            fs=reply.get("fs"),
+            mounts=tuple((str(path), str(fs)) for path, fs in reply.get("mounts") or ()),
+        )
 
-    async def read_file(self, path: str) -> AsyncIterator[bytes]:
+    async def read_file(self, path: str) -> AsyncGenerator[bytes, None]:
         """The bytes of a guest file, in chunks; NotFoundError if it does not exist."""
         request_id = next(self._ids)
         stream = self._open(request_id)
@@ -328,8 +371,15 @@ class AgentChannel:
     async def _send(self, message: dict[str, Any]) -> None:
         if self.closed:
             raise AgentError(_CLOSED)
+        line = protocol.encode(message)
+        if len(line) > protocol.MAX_LINE:
+            raise UserError(
+                f"The request to the guest agent takes {format_size(len(line))}, more than "
+                f"the {format_size(protocol.MAX_LINE)} it reads in one message; pass large "
+                "data on stdin or as a file instead."
+            )
         try:
-            self._writer.write(protocol.encode(message))
+            self._writer.write(line)
             await self._writer.drain()
         except (ConnectionError, RuntimeError) as exc:
             raise AgentError(_LOST) from exc
@@ -376,6 +426,33 @@ class AgentChannel:
         for stream in streams.values():
             stream.fail(error)
         self._writer.close()
+
+
+def check_exec_size(argv: Sequence[str], env: dict[str, str]) -> None:
+    """Refuse arguments and environment a guest's kernel would not run (execve's E2BIG).
+
+    Counted as the kernel counts them: each string with its NUL and its pointer,
+    against ARG_MAX (:data:`protocol.MAX_EXEC_ARGS`) for all of them together and
+    MAX_ARG_STRLEN (:data:`protocol.MAX_EXEC_ARG`) for each one.
+    """
+    strings = [*argv, *(f"{key}={value}" for key, value in env.items())]
+    total = 0
+    for index, text in enumerate(strings):
+        size = len(text.encode(errors="surrogateescape")) + 1
+        if size > protocol.MAX_EXEC_ARG:
+            what = f"argument {index + 1}" if index < len(argv) else "an environment variable"
+            raise UserError(
+                f"The command's {what} is {format_size(size)}; a guest's kernel takes at most "
+                f"{format_size(protocol.MAX_EXEC_ARG)} in one argument (MAX_ARG_STRLEN), so "
+                "pass it on stdin or in a file (bungalow cp) instead."
+            )
+        total += size + 8
+    if total > protocol.MAX_EXEC_ARGS:
+        raise UserError(
+            f"The command's arguments and environment take {format_size(total)}; a guest's "
+            f"kernel runs at most {format_size(protocol.MAX_EXEC_ARGS)} of them (ARG_MAX), so "
+            "pass the data on stdin or in a file (bungalow cp) instead."
+        )
 
 
 def _ping_result(message: dict[str, Any] | None) -> PingResult:

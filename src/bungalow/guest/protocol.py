@@ -28,7 +28,9 @@ Requests and their answers::
                                        -> started {pid}, stdout/stderr {data}...,
                                           exit {code, signal, timed_out}
     stdin {data} | stdin_close | signal {sig} | resize {rows, cols}
-    stat {path}                        -> stat {kind, size, mode, mtime}
+    stat {path, follow}                -> stat {kind, size, mode, mtime}, and a link's
+                                          target, a special file's kind (special), a
+                                          folder's file system (fs) and mounts below it
     read_file {path}                   -> data {data}..., eof
     write_file {path, mode, mkdirs}, data {data}..., close -> done
     ack {bytes}                        (both ways: credit for one stream)
@@ -37,7 +39,10 @@ Requests and their answers::
     sync {time, hostname, machine_id, entropy, mac}
                                        -> ok {changed}; sets the clock and identity
 
-Any request may instead be answered with ``error {code, message}``.
+Any request may instead be answered with ``error {code, message}``, and every
+request is answered: one the agent cannot take (a line longer than
+:data:`MAX_LINE`, which it cannot even parse) gets an error too, found by the
+id that :func:`request` puts at the head of every line.
 """
 
 from __future__ import annotations
@@ -64,8 +69,16 @@ MAX_CHUNK = 64 * 1024
 WINDOW = 4 * MAX_CHUNK
 #: A receiver acknowledges once it has handed on this much (or at the end).
 ACK_THRESHOLD = MAX_CHUNK
-#: Longest line either side accepts; longer ones are garbage and are skipped.
-MAX_LINE = 1024 * 1024
+#: Longest line either side accepts. The agent answers a longer request with an error
+#: (the host refuses to send one); it holds a guest's whole ARG_MAX (2 MiB) of arguments.
+MAX_LINE = 4 * 1024 * 1024
+#: Seconds between the first signal and SIGKILL when a command times out or is cancelled.
+KILL_GRACE = 2.0
+#: What a guest's kernel takes at most in one execve, arguments and environment together
+#: (ARG_MAX: a quarter of the default 8 MiB stack limit); checked before an exec is sent.
+MAX_EXEC_ARGS = 2 * 1024 * 1024
+#: The longest single argument or environment entry a guest's kernel takes (MAX_ARG_STRLEN).
+MAX_EXEC_ARG = 128 * 1024
 
 # Requests (host -> guest), the "op" field.
 OP_HELLO = "hello"
@@ -105,11 +118,18 @@ ERR_PERMISSION = "permission"
 ERR_INVALID = "invalid"
 ERR_FAILED = "failed"
 
-# File kinds in a stat reply.
+# File kinds in a stat reply; an "other" one says which in "special" (SPECIAL_NAMES).
 KIND_FILE = "file"
 KIND_DIR = "dir"
 KIND_LINK = "link"
 KIND_OTHER = "other"
+SPECIAL_NAMES = ("character device", "block device", "FIFO", "socket")
+#: File systems whose files' sizes say nothing of what reading them gives (the kernel's
+#: names): a folder on one cannot be archived, and is left out of a folder around it.
+PSEUDO_FS = frozenset(
+    {"proc", "sysfs", "debugfs", "tracefs", "securityfs", "cgroup", "cgroup2", "configfs",
+     "pstore", "bpf", "efivarfs", "binfmt_misc", "fusectl", "mqueue", "rpc_pipefs", "nsfs"}
+)  # fmt: skip
 
 #: Exit codes a shell uses when it cannot run a command; the agent does the same.
 EXIT_NOT_FOUND = 127
@@ -216,10 +236,17 @@ def decode_data(message: dict[str, Any]) -> bytes:
 
 
 def request(op: str, request_id: int, /, **fields: Any) -> dict[str, Any]:
-    """A host -> guest message."""
-    fields["op"] = op
-    fields["id"] = request_id
-    return fields
+    """A host -> guest message; ``op`` and ``id`` come first on the line (see head_id)."""
+    return {"op": op, "id": request_id, **fields}
+
+
+def head_id(head: bytes) -> int | None:
+    """The request id near the start of a line too long to parse, if it is there."""
+    marker = head.find(b'"id":')
+    if marker < 0:
+        return None
+    digits = head[marker + 5 : marker + 30].split(b",", 1)[0].split(b"}", 1)[0].strip()
+    return int(digits) if digits.isdigit() else None
 
 
 def event(kind: str, request_id: int, /, **fields: Any) -> dict[str, Any]:

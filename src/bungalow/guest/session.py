@@ -17,6 +17,18 @@ from typing import Any, Literal, Protocol
 from bungalow.errors import AgentError, BungalowError, GuestFileNotFoundError, UserError
 from bungalow.guest import protocol
 
+#: Seconds past a command's timeout and kill grace after which the host stops waiting
+#: for the agent to report its end, cancels it and reports the timeout itself.
+EXIT_SLACK = 5.0
+
+#: The exit the host reports for a command whose agent did not report one in time.
+_OVERDUE: dict[str, Any] = {
+    "type": protocol.EV_EXIT,
+    "code": None,
+    "signal": None,
+    "timed_out": True,
+}
+
 _ERROR_CLASSES: dict[str, type[BungalowError]] = {
     protocol.ERR_NOT_FOUND: GuestFileNotFoundError,
     protocol.ERR_PERMISSION: UserError,
@@ -158,18 +170,35 @@ class ExecSession:
     back-pressured, so a session nobody reads stalls its command once the
     credit window is full. As an async context manager it cancels a command
     that is still running on exit.
+
+    ``deadline`` (the event loop's time) bounds a command with a timeout: if
+    the agent has not reported its end by then, the session cancels it and
+    ends with a timed-out exit event of its own, so no caller waits for ever
+    on a guest that stopped answering.
     """
 
-    def __init__(self, stream: Stream) -> None:
+    def __init__(self, stream: Stream, *, deadline: float | None = None) -> None:
         self._stream = stream
+        self._deadline = deadline
         self.pid: int | None = None
         self.exit_event: ExecEvent | None = None
         self._first: dict[str, Any] | None = None
 
+    async def _next(self) -> dict[str, Any] | None:
+        """The stream's next message, or the host's own timed-out exit past the deadline."""
+        if self._deadline is None:
+            return await self._stream.next_message()
+        try:
+            async with asyncio.timeout_at(self._deadline):
+                return await self._stream.next_message()
+        except TimeoutError:
+            self._stream.cancel()
+            return dict(_OVERDUE)
+
     async def _started(self) -> None:
         """Wait for the agent to start the command (or to refuse it)."""
         try:
-            first = await self._stream.next_message()
+            first = await self._next()
         except BaseException:
             self._stream.cancel()  # e.g. the caller gave up waiting: do not leave it running
             raise
@@ -187,7 +216,7 @@ class ExecSession:
         while self.exit_event is None:
             message, self._first = self._first, None
             if message is None:
-                message = await self._stream.next_message()
+                message = await self._next()
                 if message is None:
                     return  # cancelled
             kind = message.get("type")
@@ -243,7 +272,12 @@ class ExecSession:
         await self._control(protocol.OP_RESIZE, rows=rows, cols=cols)
 
     async def cancel(self) -> None:
-        """Stop caring: the agent kills the command, and events() ends."""
+        """Stop caring: the agent ends the command, and events() ends.
+
+        The agent sends SIGHUP to a terminal session (a hang-up), SIGTERM to
+        others, then SIGKILL after the kill grace. It never waits, so it is safe
+        in a ``finally`` of a task being cancelled.
+        """
         if self.exit_event is None:
             self._stream.cancel()
 

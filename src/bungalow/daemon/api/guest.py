@@ -11,24 +11,28 @@ import asyncio
 import base64
 import contextlib
 import json
-import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
-from fastapi.responses import PlainTextResponse, Response, StreamingResponse
+from fastapi import APIRouter, Request, Response, WebSocket, WebSocketDisconnect
+from fastapi.responses import PlainTextResponse, StreamingResponse
 
 from bungalow.daemon.api import transfer
 from bungalow.daemon.api.deps import Svc
 from bungalow.daemon.api.responses import BytesResponse, NdjsonResponse
 from bungalow.daemon.api.schemas import ExecRequest, FileStat
 from bungalow.daemon.vms import console_log
-from bungalow.errors import BungalowError, InvalidStateError, UserError
+from bungalow.errors import AgentError, BungalowError, InvalidStateError, UserError
 from bungalow.guest.session import ExecEvent, ExecSession
 from bungalow.qemu.argv import RunFiles
 
 router = APIRouter(prefix="/v1/vms/{name}")
+
+T = TypeVar("T")
+
+#: Bytes of an interactive command's stdin the daemon holds while the command is not reading.
+STDIN_BUFFER = 1 << 20
 
 
 def event_json(event: ExecEvent) -> dict[str, Any]:
@@ -71,27 +75,29 @@ async def exec_command(name: str, body: ExecRequest, svc: Svc) -> NdjsonResponse
     session = await _start_exec(svc, name, body)
 
     async def stream() -> AsyncIterator[bytes]:
-        finished = False
         try:
             if body.stdin is not None:
                 await session.write_stdin(base64.b64decode(body.stdin))
                 await session.close_stdin()
             async for event in session.events():
-                finished = finished or event.kind == "exit"
                 yield (json.dumps(event_json(event)) + "\n").encode()
         except BungalowError as exc:
             yield (json.dumps(error_json(exc)) + "\n").encode()
         finally:
-            if not finished:
-                with contextlib.suppress(Exception):
-                    await session.send_signal(signal.SIGKILL)
+            await session.cancel()  # the client left before the end: end the command too
 
     return NdjsonResponse(stream())
 
 
 @router.websocket("/exec/ws")
 async def exec_interactive(websocket: WebSocket, name: str, svc: Svc) -> None:
-    """First message: an ExecRequest; then binary frames are stdin, text frames control."""
+    """First message: an ExecRequest; then binary frames are stdin, text frames control.
+
+    The session lasts as long as both the command and the websocket: when the
+    command ends its exit is sent and the websocket closed; when the websocket
+    closes first (the client quit, died or lost its connection) the command is
+    ended as a hung-up terminal's would be (see ``ExecSession.cancel``).
+    """
     await websocket.accept()
     try:
         try:
@@ -100,71 +106,141 @@ async def exec_interactive(websocket: WebSocket, name: str, svc: Svc) -> None:
             raise UserError(f"The exec request is not valid ({exc}).") from None
         session = await _start_exec(svc, name, body)
     except BungalowError as exc:
-        await websocket.send_json(error_json(exc))
-        await websocket.close(code=4000 + exc.http_status % 1000)
+        await _refuse(websocket, exc)
         return
-    pump = asyncio.create_task(_pump_stdin(websocket, session))
-    finished = False
+    stdin = asyncio.create_task(_pump_stdin(websocket, session))
+    output = asyncio.create_task(_pump_output(websocket, session))
     try:
-        async for event in session.events():
-            finished = finished or event.kind == "exit"
-            await websocket.send_json(event_json(event))
-    except (WebSocketDisconnect, BungalowError) as exc:
-        if isinstance(exc, BungalowError):
-            with contextlib.suppress(Exception):
-                await websocket.send_json(error_json(exc))
+        await asyncio.wait({stdin, output}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        pump.cancel()
-        if not finished:
-            with contextlib.suppress(Exception):
-                await session.send_signal(signal.SIGKILL)
+        stdin.cancel()
+        output.cancel()
+        await session.cancel()  # nothing to do once the command has exited
+        ended = await asyncio.gather(stdin, output, return_exceptions=True)
+        if isinstance(ended[0], BungalowError):  # a bad frame from the client
+            await _refuse(websocket, ended[0])
         with contextlib.suppress(Exception):
             await websocket.close()
+    for outcome in ended:
+        if isinstance(outcome, Exception) and not isinstance(outcome, BungalowError):
+            raise outcome  # a bug: let the server log it
+
+
+async def _refuse(websocket: WebSocket, exc: BungalowError) -> None:
+    """Say why in an error frame, then close with 4000 + the error's HTTP status."""
+    with contextlib.suppress(Exception):
+        await websocket.send_json(error_json(exc))
+        await websocket.close(code=4000 + exc.http_status % 1000)
+
+
+async def _pump_output(websocket: WebSocket, session: ExecSession) -> None:
+    """The command's output and its exit to the client; an error event if the guest fails."""
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+        try:
+            async for event in session.events():
+                await websocket.send_json(event_json(event))
+        except BungalowError as exc:
+            await websocket.send_json(error_json(exc))
 
 
 async def _pump_stdin(websocket: WebSocket, session: ExecSession) -> None:
-    with contextlib.suppress(WebSocketDisconnect, BungalowError, RuntimeError):
+    """The client's frames to the command, in order, until the client goes.
+
+    Frames are read as they come, so that a client that leaves is noticed at once
+    even while its command reads no stdin: up to STDIN_BUFFER bytes wait here for
+    the command (past that, reading waits too). UserError for a bad control frame.
+    """
+    frames: asyncio.Queue[bytes | str] = asyncio.Queue()
+    held = 0  # bytes received and not yet handed to the guest
+    drained = asyncio.Event()
+
+    async def feed() -> None:
+        nonlocal held
         while True:
-            message = await websocket.receive()
+            frame = await frames.get()
+            if isinstance(frame, bytes):
+                with contextlib.suppress(AgentError):  # the output side reports a lost guest
+                    await session.write_stdin(frame)
+            else:
+                await _control(session, frame)
+            held -= len(frame)
+            drained.set()
+
+    feeder = asyncio.create_task(feed())
+    try:
+        while True:
+            if held >= STDIN_BUFFER:
+                drained.clear()
+                await _first(drained.wait(), feeder)
+            message = await _first(websocket.receive(), feeder)
             if message["type"] == "websocket.disconnect":
                 return
-            if message.get("bytes") is not None:
-                await session.write_stdin(message["bytes"])
-                continue
-            control = json.loads(message.get("text") or "{}")
-            kind = control.get("type")
-            if kind == "stdin_close":
-                await session.close_stdin()
-            elif kind == "resize":
-                await session.resize(int(control["rows"]), int(control["cols"]))
-            elif kind == "signal":
-                await session.send_signal(int(control["signal"]))
+            frame = message["bytes"] if message.get("bytes") is not None else message.get("text")
+            held += len(frame or "")
+            frames.put_nowait(frame or "")
+    except (WebSocketDisconnect, RuntimeError):
+        return
+    finally:
+        feeder.cancel()
+
+
+async def _first(awaitable: Awaitable[T], feeder: asyncio.Task[None]) -> T:
+    """What ``awaitable`` gives, unless ``feeder`` fails first: then its error."""
+    waiting = asyncio.ensure_future(awaitable)
+    await asyncio.wait({waiting, feeder}, return_when=asyncio.FIRST_COMPLETED)
+    if not waiting.done():
+        waiting.cancel()
+        feeder.result()  # it ended: that can only be by raising
+    return waiting.result()
+
+
+async def _control(session: ExecSession, text: str) -> None:
+    """Act on one text frame: stdin_close, resize or signal."""
+    try:
+        control = json.loads(text)
+        kind = control.get("type")
+        if kind == "stdin_close":
+            await session.close_stdin()
+        elif kind == "resize":
+            await session.resize(int(control["rows"]), int(control["cols"]))
+        elif kind == "signal":
+            await session.send_signal(int(control["signal"]))
+        else:
+            raise ValueError(f"unknown type {kind!r}")
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise UserError(
+            f"The control frame {text[:80]!r} is not valid ({exc}); send stdin_close, "
+            "resize with rows and cols, or signal with a number."
+        ) from None
 
 
 @router.get("/files/stat", response_model_exclude_none=True)
-async def stat_file(name: str, path: str, svc: Svc) -> FileStat:
+async def stat_file(name: str, path: str, svc: Svc, follow: bool = False) -> FileStat:
     agent = await svc.vms.agent(name, "look at a file")
-    result = await agent.stat(path)
+    result = await agent.stat(path, follow=follow)
     if result is None:
         return FileStat(exists=False)
     return FileStat(exists=True, type=result.kind, size=result.size, mode=result.mode)
 
 
 @router.get("/files", response_class=BytesResponse)
-async def download(name: str, path: str, svc: Svc) -> StreamingResponse:
+async def download(name: str, path: str, svc: Svc, follow: bool = False) -> Response:
+    """A file's bytes, a folder's tar, or a link (see daemon/api/transfer.py)."""
     agent = await svc.vms.agent(name, "copy files")
-    return await transfer.download(agent, name, path)
+    return await transfer.download(agent, name, path, follow=follow)
 
 
 @router.put("/files", status_code=204)
 async def upload_file(name: str, path: str, request: Request, svc: Svc, mode: int = 0o644) -> None:
     agent = await svc.vms.agent(name, "copy files")
+    await transfer.check_upload(agent, name, path, folder=False)
     await agent.write_file(path, transfer.body_chunks(request), mode=mode, mkdirs=True)
 
 
 @router.put("/files/tar", status_code=204)
 async def upload_tree(name: str, path: str, request: Request, svc: Svc) -> None:
     agent = await svc.vms.agent(name, "copy files")
+    await transfer.check_upload(agent, name, path, folder=True)
     await transfer.extract_tar(agent, path, transfer.body_chunks(request))
 
 
@@ -219,8 +295,7 @@ async def console(websocket: WebSocket, name: str, svc: Svc) -> None:
                 f"The VM {name} has no console now; start it with `bungalow start {name}`."
             ) from None
     except BungalowError as exc:
-        await websocket.send_json(error_json(exc))
-        await websocket.close(code=4000 + exc.http_status % 1000)
+        await _refuse(websocket, exc)
         return
 
     async def guest_to_client() -> None:
