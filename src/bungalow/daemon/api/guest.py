@@ -16,13 +16,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import PlainTextResponse, StreamingResponse
 
 from bungalow.daemon.api import transfer
 from bungalow.daemon.api.deps import Svc
 from bungalow.daemon.api.responses import BytesResponse, NdjsonResponse
 from bungalow.daemon.api.schemas import ExecRequest, FileStat
+from bungalow.daemon.api.schemas.fields import GuestPath
 from bungalow.errors import BungalowError, InvalidStateError, UserError
 from bungalow.guest.session import ExecEvent, ExecSession
 from bungalow.qemu.argv import RunFiles
@@ -141,7 +142,7 @@ async def _pump_stdin(websocket: WebSocket, session: ExecSession) -> None:
 
 
 @router.get("/files/stat", response_model_exclude_none=True)
-async def stat_file(name: str, path: str, svc: Svc) -> FileStat:
+async def stat_file(name: str, path: GuestPath, svc: Svc) -> FileStat:
     agent = await svc.vms.agent(name, "look at a file")
     result = await agent.stat(path)
     if result is None:
@@ -150,19 +151,25 @@ async def stat_file(name: str, path: str, svc: Svc) -> FileStat:
 
 
 @router.get("/files", response_class=BytesResponse)
-async def download(name: str, path: str, svc: Svc) -> StreamingResponse:
+async def download(name: str, path: GuestPath, svc: Svc) -> StreamingResponse:
     agent = await svc.vms.agent(name, "copy files")
     return await transfer.download(agent, name, path)
 
 
 @router.put("/files", status_code=204)
-async def upload_file(name: str, path: str, request: Request, svc: Svc, mode: int = 0o644) -> None:
+async def upload_file(
+    name: str,
+    path: GuestPath,
+    request: Request,
+    svc: Svc,
+    mode: int = Query(0o644, ge=0, le=0o7777),
+) -> None:
     agent = await svc.vms.agent(name, "copy files")
     await agent.write_file(path, transfer.body_chunks(request), mode=mode, mkdirs=True)
 
 
 @router.put("/files/tar", status_code=204)
-async def upload_tree(name: str, path: str, request: Request, svc: Svc) -> None:
+async def upload_tree(name: str, path: GuestPath, request: Request, svc: Svc) -> None:
     agent = await svc.vms.agent(name, "copy files")
     await transfer.extract_tar(agent, path, transfer.body_chunks(request))
 
