@@ -122,6 +122,12 @@ REFUSED = [
      'The request\'s env key "A=B" is not valid: give an environment variable\'s name'),
     ("/v1/vms/plain/exec", {"argv": ["ls"], "stdin": "not base64!"},
      'The request\'s stdin "not base64!" is not valid: give bytes in base64'),
+    ("/v1/vms/plain/fork", {"count": 2.5},
+     "The request's count 2.5 is not valid: give a whole number from 1 to 64"),
+    ("/v1/vms/plain/lease", {"timeout": "0.0h"},
+     'The request\'s timeout "0.0h" is not valid: give a duration above 0'),
+    ("/v1/vms", {"name": "ok", "memory": "9" * 400 + "G"},
+     'The request\'s memory "9999'),
 ]  # fmt: skip
 
 
@@ -142,12 +148,29 @@ async def test_a_body_the_schema_refuses_is_a_400_sentence_not_a_422(
     assert [record.name for record in daemon.store.vms.list()] == ["plain"]
 
 
-async def test_a_bad_query_parameter_is_a_400_too(app: FastAPI) -> None:
+async def test_a_bad_query_parameter_is_a_400_too(app: FastAPI, daemon: Daemon) -> None:
+    put(daemon.store, vm("plain"), VmState.RUNNING)
     async with client(app) as api:
         status, code, message = error_of(await api.get("/v1/events", params={"limit": "lots"}))
+        empty = await api.put("/v1/vms/plain/files", params={"path": ""}, content=b"x")
+        mode = await api.put("/v1/vms/plain/files", params={"path": "/f", "mode": 99999})
     assert (status, code) == (400, "invalid_request")
     assert message.startswith('The request\'s query parameter limit "lots" is not valid: give a '
                               "whole number")  # fmt: skip
+    assert error_of(empty)[2].startswith(
+        'The request\'s query parameter path "" is not valid: give a path in the VM'
+    )
+    assert error_of(mode)[::2] == (
+        400, 'The request\'s query parameter mode "99999" is not valid: give 4095 or less; '
+        "see GET /openapi.json.",
+    )  # fmt: skip
+
+
+async def test_a_whole_number_may_be_written_as_json_s_3_0(app: FastAPI) -> None:
+    async with client(app) as api:
+        made = await api.post("/v1/projects", json={"name": "p", "max_vms": 3.0, "max_vcpus": 8})
+    assert made.status_code == 201, made.text
+    assert made.json()["quota"]["vms"] == 3 and made.json()["quota"]["vcpus"] == 8
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ import json
 import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import PlainTextResponse, StreamingResponse
@@ -162,7 +162,7 @@ async def upload_file(
     path: GuestPath,
     request: Request,
     svc: Svc,
-    mode: int = Query(0o644, ge=0, le=0o7777),
+    mode: Annotated[int, Query(ge=0, le=0o7777, description="permission bits")] = 0o644,
 ) -> None:
     agent = await svc.vms.agent(name, "copy files")
     await agent.write_file(path, transfer.body_chunks(request), mode=mode, mkdirs=True)
