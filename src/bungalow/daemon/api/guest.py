@@ -18,9 +18,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import PlainTextResponse, StreamingResponse
+from pydantic import ValidationError
 
 from bungalow.daemon.api import transfer
 from bungalow.daemon.api.deps import Svc
+from bungalow.daemon.api.refusals import refused_body
 from bungalow.daemon.api.responses import BytesResponse, NdjsonResponse
 from bungalow.daemon.api.schemas import ExecRequest, FileStat
 from bungalow.daemon.api.schemas.fields import GuestPath
@@ -96,6 +98,8 @@ async def exec_interactive(websocket: WebSocket, name: str, svc: Svc) -> None:
     try:
         try:
             body = ExecRequest.model_validate(await websocket.receive_json())
+        except ValidationError as exc:
+            raise refused_body(exc.errors()) from None
         except ValueError as exc:
             raise UserError(f"The exec request is not valid ({exc}).") from None
         session = await _start_exec(svc, name, body)

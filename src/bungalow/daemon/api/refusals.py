@@ -19,7 +19,13 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from bungalow.errors import ERROR_CLASSES, BungalowError, UserError, error_from_status
+from bungalow.errors import (
+    ERROR_CLASSES,
+    BungalowError,
+    UserError,
+    error_from_code,
+    error_from_status,
+)
 
 _SCHEMA = "see GET /openapi.json"
 #: Where a value was, when not in the body.
@@ -85,6 +91,12 @@ def refusal(errors: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
         code,
         f"The request's {what} {_shown(error.get('input'))} is not valid: {allowed}; {_SCHEMA}.",
     )
+
+
+def refused_body(errors: Sequence[Mapping[str, Any]]) -> BungalowError:
+    """The error for a body ``model_validate`` refused with ``errors`` (a websocket's first
+    frame, which FastAPI does not check), with the sentence :func:`refusal` gives."""
+    return error_from_code(*refusal([{**e, "loc": ("body", *e.get("loc", ()))} for e in errors]))
 
 
 def refused_by_starlette(status: int, detail: str, method: str, path: str) -> tuple[str, str]:
