@@ -23,7 +23,7 @@ EXPECTED = {
     "snapshot_error": ("SnapshotError", "BungalowError", 409),
     "unauthorized": ("UnauthorizedError", "BungalowError", 401),
     "forbidden": ("ForbiddenError", "BungalowError", 403),
-    "capacity": ("CapacityError", "BungalowError", 507),
+    "capacity": ("CapacityError", "BungalowError", 409),
     "image_error": ("ImageError", "BungalowError", 500),
     "qemu_error": ("QemuError", "BungalowError", 500),
     "agent_error": ("AgentError", "BungalowError", 502),
@@ -91,7 +91,7 @@ def test_a_status_alone_gives_the_broadest_class_that_answers_it() -> None:
         500: errors.BungalowError,
         502: errors.AgentError,
         503: errors.DaemonError,
-        507: errors.CapacityError,
+        507: errors.BungalowError,
         418: errors.BungalowError,
     }
     for status, cls in expected.items():

@@ -42,6 +42,19 @@ def test_parse_duration() -> None:
         parse_duration("soon")
 
 
+@pytest.mark.parametrize("value", ["5300w", 1.9e295, float("inf"), "99999999999999999999d"])
+def test_a_duration_is_at_most_100_years(value: str | float) -> None:
+    assert parse_duration("5200w") == 5200 * 7 * 24 * H  # just under 100 years
+    with pytest.raises(UserError, match="is longer than 100 years; give a shorter one"):
+        parse_duration(value, what="lease")
+
+
+@pytest.mark.parametrize("value", [True, float("nan")])
+def test_a_duration_is_a_number_not_a_boolean_or_nan(value: float) -> None:
+    with pytest.raises(UserError, match="is not a duration"):
+        parse_duration(value)
+
+
 def test_moments_are_dates_or_durations_ago() -> None:
     assert parse_moment("1w", T0) == T0 - 7 * 24 * H
     assert parse_moment("2h", T0) == T0 - 2 * H

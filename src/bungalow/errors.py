@@ -19,7 +19,7 @@ Python SDK (:mod:`bungalow.client`) on what the daemon answered::
     ├── SnapshotError             a snapshot is damaged or what it needs is gone (HTTP 409)
     ├── UnauthorizedError         the API token is not valid (HTTP 401)
     ├── ForbiddenError            this token may not do that (HTTP 403)
-    ├── CapacityError             the host has not enough CPU, memory or disk (HTTP 507)
+    ├── CapacityError             the host or project has no room for it (HTTP 409)
     ├── ImageError                building or importing an image failed (HTTP 500)
     ├── QemuError                 QEMU is missing, refused to start or died (HTTP 500)
     ├── AgentError                the guest agent did not answer or failed (HTTP 502)
@@ -27,6 +27,15 @@ Python SDK (:mod:`bungalow.client`) on what the daemon answered::
     │   ├── CommandTimeoutError   it ran past its timeout and was killed
     │   └── CommandFailedError    it exited non-zero under ``check=True``
     └── DaemonError               bungalowd could not be reached or started (HTTP 503)
+
+A refusal is a 4xx; a 5xx is bungalowd's own failure (or QEMU's, or the
+agent's). Having no room is a refusal: :class:`CapacityError` is a 409 Conflict,
+as OpenStack's Placement answers an allocation its providers have no inventory
+left for. The request is well formed; what conflicts with it is the host's (or
+the project's) current state, and it succeeds once something is stopped or
+removed. Not 507, WebDAV's "cannot store the representation", nor a 503 that
+clients retry as an outage. An answer with a 409 and no code is rebuilt as
+:class:`ConflictError`, the broadest class of that status.
 
 A user's command running out of time is not the agent failing: ``except
 AgentError`` does not catch :class:`CommandTimeoutError`, as httpx keeps its
@@ -128,7 +137,7 @@ class ForbiddenError(BungalowError):
 
 class CapacityError(BungalowError):
     code = "capacity"
-    http_status = 507
+    http_status = 409
 
 
 class ImageError(BungalowError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import datetime
 
@@ -11,6 +12,8 @@ _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtKMGT]?)(i?[bB])?\s*$")
 _SIZE_FACTORS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _DURATION_FACTORS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+#: The longest duration a lease, an idle period, a timeout or a retention may be: 100 years.
+LONGEST_DURATION = 100 * 365 * 86400.0
 
 
 def parse_size(text: str | int, *, what: str = "size") -> int:
@@ -36,14 +39,26 @@ def format_size(size: int) -> str:
 
 
 def parse_duration(text: str | float, *, what: str = "duration") -> float:
-    """Seconds in ``text``: a plain number is seconds; suffixes ms, s, m, h, d, w."""
-    if isinstance(text, int | float):
-        return float(text)
-    match = _DURATION_RE.match(text)
-    if not match:
+    """Seconds in ``text``: a plain number is seconds; suffixes ms, s, m, h, d, w.
+
+    UserError with a sentence for anything else (a boolean, NaN too), or for more than
+    :data:`LONGEST_DURATION`, which no clock or database column needs to hold.
+    """
+    if isinstance(text, bool):
         raise UserError(f"The {what} {text!r} is not a duration; write it like 30s, 10m or 2h.")
-    number, suffix = match.groups()
-    return float(number) * _DURATION_FACTORS[suffix or "s"]
+    if isinstance(text, int | float):
+        seconds = float(text)
+    else:
+        match = _DURATION_RE.match(text)
+        if not match:
+            raise UserError(f"The {what} {text!r} is not a duration; write it like 30s, 10m or 2h.")
+        number, suffix = match.groups()
+        seconds = float(number) * _DURATION_FACTORS[suffix or "s"]
+    if math.isnan(seconds):
+        raise UserError(f"The {what} {text!r} is not a duration; write it like 30s, 10m or 2h.")
+    if seconds > LONGEST_DURATION:
+        raise UserError(f"The {what} {text!r} is longer than 100 years; give a shorter one.")
+    return seconds
 
 
 #: The longest duration a lease, an idle period, a timeout or a retention may be: 100 years.

@@ -180,6 +180,6 @@ def test_the_mapping_of_statuses_and_close_codes() -> None:
     assert type(refusal_error(409, "x", "HTTP 409")) is errors.ConflictError
     assert type(refusal_error(500, "x", "HTTP 500", b"not json")) is errors.BungalowError
     assert type(closed_error(4404, "", "x")) is errors.NotFoundError
-    assert type(closed_error(4507, "", "x")) is errors.CapacityError
+    assert type(closed_error(4409, "", "x")) is errors.ConflictError
     assert type(closed_error(1006, "", "x")) is errors.DaemonError
     assert closed_error(4409, "The VM web is stopped.", "x").message == "The VM web is stopped."

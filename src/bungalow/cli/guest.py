@@ -113,7 +113,9 @@ def exec_(
     timeout: Annotated[
         float | None,
         typer.Option(
-            "--timeout", click_type=Duration(), help="End the command after 30s, 5m... (status 124)."
+            "--timeout",
+            click_type=Duration(),
+            help="End the command after 30s, 5m... (status 124).",
         ),
     ] = None,
 ) -> None:

@@ -25,9 +25,9 @@ from bungalow.cli.limits import (
     MemoryLimit,
     NetBw,
 )
-from bungalow.cli.output import age, print_json, progress, say, size, table
+from bungalow.cli.output import age, error, print_json, progress, say, size, table
 from bungalow.cli.params import Count, Duration
-from bungalow.errors import NotFoundError
+from bungalow.errors import BungalowError, NotFoundError
 from bungalow.names import parse_labels
 
 if TYPE_CHECKING:
@@ -145,7 +145,11 @@ def run(
     accel: Accel = "auto",
     timeout: Annotated[
         float | None,
-        typer.Option("--timeout", help="End the command after N seconds (status 124)."),
+        typer.Option(
+            "--timeout",
+            click_type=Duration(),
+            help="End the command after 30s, 5m... (status 124).",
+        ),
     ] = None,
 ) -> None:
     """Boot a new VM, run one command in it, pass its exit status on.

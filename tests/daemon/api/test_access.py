@@ -131,28 +131,34 @@ async def test_what_a_project_does_is_recorded_as_done_by_it(app: FastAPI, daemo
 class _Websocket:
     """One websocket connection played against the app by hand (httpx speaks no websocket)."""
 
-    def __init__(self) -> None:
+    def __init__(self, first: str | None = None) -> None:
         self.sent: list[dict[str, Any]] = []
         self.connected = False
+        self.first = first
 
     async def receive(self) -> dict[str, Any]:
         if not self.connected:
             self.connected = True
             return {"type": "websocket.connect"}
+        if self.first is not None:
+            text, self.first = self.first, None
+            return {"type": "websocket.receive", "text": text}
         return {"type": "websocket.disconnect", "code": 1000}
 
     async def send(self, message: MutableMapping[str, Any]) -> None:
         self.sent.append(dict(message))
 
 
-async def _websocket(app: FastAPI, path: str, token: str) -> list[dict[str, Any]]:
+async def _websocket(
+    app: FastAPI, path: str, token: str, first: str | None = None
+) -> list[dict[str, Any]]:
     scope = {
         "type": "websocket", "asgi": {"version": "3.0"}, "scheme": "ws", "path": path,
         "raw_path": path.encode(), "query_string": b"", "root_path": "",
         "headers": [(b"authorization", f"Bearer {token}".encode())], "subprotocols": [],
         "client": ("127.0.0.1", 1), "server": ("bungalowd", 80),
     }  # fmt: skip
-    socket = _Websocket()
+    socket = _Websocket(first)
     await app(scope, socket.receive, socket.send)
     return socket.sent
 
@@ -175,3 +181,17 @@ async def test_a_refused_websocket_gets_the_error_then_a_close_code(
     assert (frame["type"], frame["code"]) == ("error", code)
     assert frame["message"].endswith(".")
     assert sent[2]["code"] == close
+
+
+async def test_an_exec_request_the_schema_refuses_on_a_websocket_is_one_sentence(
+    app: FastAPI, daemon: Daemon
+) -> None:
+    tokens = _tokens(daemon)
+    first = json.dumps({"argv": ["ls"], "rows": True})
+    sent = await _websocket(app, "/v1/vms/mine/exec/ws", tokens["p1"], first)
+    frame = json.loads(sent[1]["text"])
+    assert (frame["code"], sent[2]["code"]) == ("invalid_request", 4400)
+    assert frame["message"] == (
+        "The request's rows true is not valid: give a whole number from 1 to 65535; "
+        "see GET /openapi.json."
+    )

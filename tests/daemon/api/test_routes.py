@@ -51,8 +51,9 @@ async def test_a_vm_that_does_not_exist_is_a_404_with_a_sentence(
 @pytest.mark.parametrize(
     ("path", "body", "what"),
     [
-        ("/v1/vms", {"name": "Bad_Name!"}, "The VM name 'Bad_Name!' is not valid"),
-        ("/v1/projects", {"name": "Team A"}, "The project name 'Team A' is not valid"),
+        ("/v1/vms", {"name": "Bad_Name!"}, 'name "Bad_Name!" is not valid: give a VM name'),
+        ("/v1/projects", {"name": "Team A"}, 'name "Team A" is not valid: give a project name'),
+        ("/v1/vms", {"name": "web\n"}, 'name "web\\n" is not valid: give a VM name'),
     ],
 )
 async def test_an_invalid_name_is_a_400_naming_the_rule(
@@ -61,21 +62,76 @@ async def test_an_invalid_name_is_a_400_naming_the_rule(
     async with client(app) as api:
         status, code, message = error_of(await api.post(path, json=body))
     assert (status, code) == (400, "invalid_name")
-    assert message.startswith(what) and "lower-case letters, digits and hyphens" in message
+    assert message.startswith(f"The request's {what}: 1 to 63 lower-case letters, digits and "
+                              "hyphens, starting and ending with a letter or digit")  # fmt: skip
     assert daemon.store.vms.list() == [] and daemon.store.projects.list() == []
 
 
-@pytest.mark.parametrize(
-    ("path", "body", "says"),
-    [
-        ("/v1/vms", {"name": 5}, "The request's name is wrong: Input should be a valid string"),
-        ("/v1/vms", {}, "The request's name is wrong: Field required"),
-        ("/v1/vms", {"name": "ok", "cpus": "lots"}, "The request's cpus is wrong"),
-        ("/v1/vms", "not json", "The request's body is wrong"),
-        ("/v1/projects", {"name": "p", "max_vms": [1]}, "The request's max_vms is wrong"),
-        ("/v1/vms/plain/lease", {"timeout": {"h": 1}}, "The request's timeout"),
-    ],
-)
+#: A body the schema refuses, and the sentence: the field, the value given, what is allowed.
+REFUSED = [
+    ("/v1/vms", {"name": 5}, 'The request\'s name 5 is not valid: give a VM name: 1 to 63'),
+    ("/v1/vms", {}, "The request has no name, which is required"),
+    ("/v1/vms", {"name": "ok", "cpus": "lots"},
+     'The request\'s cpus "lots" is not valid: give a whole number from 1 to 255'),
+    ("/v1/vms", {"name": "ok", "cpus": True},
+     "The request's cpus true is not valid: give a whole number from 1 to 255"),
+    ("/v1/vms", {"name": "ok", "cpus": 1000},
+     "The request's cpus 1000 is not valid: give a whole number from 1 to 255"),
+    ("/v1/vms", {"name": "ok", "cpu": 2}, "The request's cpu is not a field this call takes"),
+    ("/v1/vms", {"name": "ok", "memory": "64M"},
+     'The request\'s memory "64M" is not valid: give a size from 128M to 1024T: bytes, or text '
+     "such as 512M or 8G"),
+    ("/v1/vms", {"name": "ok", "memory": "9999999T"},
+     'The request\'s memory "9999999T" is not valid: give a size from 128M to 1024T'),
+    ("/v1/vms", {"name": "ok", "ttl": "-2h"},
+     'The request\'s ttl "-2h" is not valid: give a duration above 0 and at most 100 years: '
+     "seconds, or text such as 90s, 10m or 2h"),
+    ("/v1/vms", {"name": "ok", "ttl": 0}, "The request's ttl 0 is not valid: give a duration"),
+    ("/v1/vms", {"name": "ok", "on_idle": "vanish"},
+     'The request\'s on_idle "vanish" is not valid: give one of stop, suspend, '
+     "snapshot-and-delete, delete, none"),
+    ("/v1/vms", {"name": "ok", "accel": "hvf"},
+     'The request\'s accel "hvf" is not valid: give one of auto, kvm, tcg'),
+    ("/v1/vms", {"name": "ok", "labels": {"Team": "a"}},
+     'The request\'s labels key "Team" is not valid: give 1 to 63 lower-case letters'),
+    ("/v1/vms", {"name": "ok", "labels": {"team": "a b"}},
+     'The request\'s labels.team "a b" is not valid: give up to 63 letters'),
+    ("/v1/vms", {"name": "ok", "ports": ["8080:99999"]},
+     'The request\'s ports[0] "8080:99999" is not valid: give a port forward'),
+    ("/v1/vms", {"name": "ok", "disk_iops": False},
+     "The request's disk_iops false is not valid: give a whole number of operations"),
+    ("/v1/vms", "not json", "The request's body is not JSON"),
+    ("/v1/vms", [1, 2], "The request's body [1, 2] is not valid: give a JSON object"),
+    ("/v1/sandboxes", {"disk": False},
+     "The request's disk false is not valid: give a size from 1M to 1024T"),
+    ("/v1/sandboxes", {"timeout": 1e300},
+     "The request's timeout 1e+300 is not valid: give a duration above 0 and at most 100 years"),
+    ("/v1/sandboxes", {"warm": 1}, "The request's warm 1 is not valid: give true or false"),
+    ("/v1/projects", {"name": "p", "max_vms": [1]},
+     "The request's max_vms [1] is not valid: give a whole number from 0 to 1000000"),
+    ("/v1/vms/plain/lease", {"timeout": {"h": 1}},
+     'The request\'s timeout {"h": 1} is not valid: give a duration'),
+    ("/v1/vms/plain/lease/renew", {"duration": 1.9e295},
+     "The request's duration 1.9e+295 is not valid: give a duration above 0 and at most 100 years"),
+    ("/v1/vms/plain/fork", {"count": 10**30},
+     "The request's count 1000000000000000000000000000000 is not valid: give a whole number from "
+     "1 to 64"),
+    ("/v1/vms/plain/stop", {"timeout": -1},
+     "The request's timeout -1 is not valid: give a number of seconds from 0 to 3600"),
+    ("/v1/vms/plain/exec", {"argv": ["ls"], "env": {"A=B": "1"}},
+     'The request\'s env key "A=B" is not valid: give an environment variable\'s name'),
+    ("/v1/vms/plain/exec", {"argv": ["ls"], "stdin": "not base64!"},
+     'The request\'s stdin "not base64!" is not valid: give bytes in base64'),
+    ("/v1/vms/plain/fork", {"count": 2.5},
+     "The request's count 2.5 is not valid: give a whole number from 1 to 64"),
+    ("/v1/vms/plain/lease", {"timeout": "0.0h"},
+     'The request\'s timeout "0.0h" is not valid: give a duration above 0'),
+    ("/v1/vms", {"name": "ok", "memory": "9" * 400 + "G"},
+     'The request\'s memory "9999'),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("path", "body", "says"), REFUSED)
 async def test_a_body_the_schema_refuses_is_a_400_sentence_not_a_422(
     app: FastAPI, daemon: Daemon, path: str, body: Any, says: str
 ) -> None:
@@ -86,26 +142,66 @@ async def test_a_body_the_schema_refuses_is_a_400_sentence_not_a_422(
         else:
             answer = await api.post(path, json=body)
     status, code, message = error_of(answer)
-    assert (status, code) == (400, "invalid_request")
-    assert message.startswith(says) and message.endswith("; see GET /openapi.json.")
+    named = says.startswith(("The request's name", "The request's labels"))
+    assert (status, code) == (400, "invalid_name" if named else "invalid_request")
+    assert message.startswith(says) and message.endswith("; see GET /openapi.json."), message
+    assert [record.name for record in daemon.store.vms.list()] == ["plain"]
 
 
-async def test_a_bad_query_parameter_is_a_400_too(app: FastAPI) -> None:
+async def test_a_bad_query_parameter_is_a_400_too(app: FastAPI, daemon: Daemon) -> None:
+    put(daemon.store, vm("plain"), VmState.RUNNING)
     async with client(app) as api:
         status, code, message = error_of(await api.get("/v1/events", params={"limit": "lots"}))
+        empty = await api.put("/v1/vms/plain/files", params={"path": ""}, content=b"x")
+        mode = await api.put("/v1/vms/plain/files", params={"path": "/f", "mode": 99999})
     assert (status, code) == (400, "invalid_request")
-    assert message.startswith("The request's query.limit is wrong")
+    assert message.startswith('The request\'s query parameter limit "lots" is not valid: give a '
+                              "whole number")  # fmt: skip
+    assert error_of(empty)[2].startswith(
+        'The request\'s query parameter path "" is not valid: give a path in the VM'
+    )
+    assert error_of(mode)[::2] == (
+        400, 'The request\'s query parameter mode "99999" is not valid: give 4095 or less; '
+        "see GET /openapi.json.",
+    )  # fmt: skip
+
+
+async def test_a_whole_number_may_be_written_as_json_s_3_0(app: FastAPI) -> None:
+    async with client(app) as api:
+        made = await api.post("/v1/projects", json={"name": "p", "max_vms": 3.0, "max_vcpus": 8})
+    assert made.status_code == 201, made.text
+    assert made.json()["quota"]["vms"] == 3 and made.json()["quota"]["vcpus"] == 8
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "says"),
+    [
+        (
+            "GET",
+            "/v1/nothing",
+            404,
+            "bungalowd has no GET /v1/nothing; GET /openapi.json lists what it has",
+        ),
+        ("PUT", "/v1/vms", 405, "/v1/vms does not take PUT; GET /openapi.json says what it takes"),
+    ],
+)
+async def test_a_route_or_method_the_api_lacks_is_refused_with_a_sentence(
+    app: FastAPI, method: str, path: str, status: int, says: str
+) -> None:
+    async with client(app) as api:
+        answer = await api.request(method, path)
+    assert error_of(answer)[::2] == (status, says + ".")
 
 
 @pytest.mark.parametrize(
     ("body", "says"),
     [
-        ({"name": "ok", "ttl": "-2h"}, "The lease (--ttl) '-2h' is not a duration"),
-        ({"name": "ok", "ttl": "0s"}, "must be positive"),
+        ({"name": "ok", "ttl": "0s"}, 'The request\'s ttl "0s" is not valid: give a duration'),
         ({"name": "ok", "on_expiry": "delete"}, "--on-expiry needs a lease"),
-        ({"name": "ok", "on_idle": "vanish"}, "The idle action 'vanish' is unknown"),
-        ({"name": "ok", "memory": "lots"}, "'lots' is not a size"),
-        ({"name": "ok", "labels": {"Team": "a"}}, "label key 'Team' is not valid"),
+        ({"name": "ok", "memory": "lots"}, 'The request\'s memory "lots" is not valid'),
+        ({"name": "ok", "cpu_weight": 0}, "The request's cpu_weight 0 is not valid"),
+        ({"name": "ok", "net_bw": "1K"}, "A network bandwidth limit must be at least 16K"),
+        ({"name": "ok", "disk_iops_burst": 10}, "A disk IOPS burst needs a IOPS limit"),
     ],
 )
 async def test_a_launch_is_checked_before_anything_is_made(
@@ -147,7 +243,7 @@ async def test_an_idle_policy_is_merged_and_shown(app: FastAPI, daemon: Daemon) 
         bad = await api.patch("/v1/vms/plain/idle", json={"cpu": "lots"})
     assert first.json()["idle"] == {"after": 1800.0, "cpu": 0.5}
     assert second.json()["idle"] == {"after": 1800.0, "cpu": 0.5, "action": "stop"}
-    assert "'lots' is not a CPU share" in error_of(bad)[2]
+    assert error_of(bad)[2].startswith('The request\'s cpu "lots" is not valid: give a share of')
 
 
 async def test_projects_are_made_listed_changed_and_removed(app: FastAPI, daemon: Daemon) -> None:

@@ -2,21 +2,24 @@
 
 Errors leave as ``{"error": {"code", "message"}}`` with the status of their
 class in :mod:`bungalow.errors`, which the client turns back into the same
-class. A body the schema refuses is a 400 with one sentence, like any other
-bad request; anything else that escapes a route is bungalowd's own fault: a
-500 with a sentence, and the traceback in the daemon's log.
+class. A request the schema refuses is a 400 with one sentence (refusals.py),
+like any other bad request, and so is one FastAPI or Starlette refuses before
+(a body that is not JSON, a path or method the API does not have: 404, 405);
+anything else that escapes a route is bungalowd's own fault: a 500 with a
+sentence, and the traceback in the daemon's log.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 
 from bungalow import __version__
 from bungalow.daemon.api import (
@@ -33,6 +36,7 @@ from bungalow.daemon.api import (
 )
 from bungalow.daemon.api.access import ProjectScope
 from bungalow.daemon.api.deps import Services
+from bungalow.daemon.api.refusals import refusal, refused_by_starlette
 from bungalow.daemon.api.schemas import ErrorBody
 from bungalow.errors import BungalowError
 
@@ -42,29 +46,32 @@ Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 _ROUTERS = (vms, guest, snapshots, sandboxes, images, leases, sprawl, projects, costs, metrics)
 
 
-def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"error": {"code": code, "message": message}})
-
-
-def _sentence(exc: RequestValidationError) -> str:
-    """The first thing wrong with a request body, as one sentence."""
-    for error in exc.errors():
-        where = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
-        what = str(error.get("msg", "is not valid")).rstrip(".")
-        return f"The request's {where or 'body'} is wrong: {what}; see GET /openapi.json."
-    return "The request is not valid; see GET /openapi.json."
+def _error(
+    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(
+        status_code=status,
+        content={"error": {"code": code, "message": message}},
+        headers=headers,
+    )
 
 
 class _Api(FastAPI):
     """FastAPI, with its schema saying what this daemon answers to a bad request: a 400 (or
-    other 4xx) with the error object, never the 422 FastAPI would document."""
+    other 4xx) with the error object, never the 422 FastAPI would document, and errors as
+    JSON on every route, those that answer a stream or text too."""
 
     def openapi(self) -> dict[str, Any]:
         if self.openapi_schema is None:
             schema = super().openapi()
+            error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
             for item in schema["paths"].values():
                 for operation in item.values():
-                    operation.get("responses", {}).pop("422", None)
+                    responses = operation.get("responses", {})
+                    responses.pop("422", None)
+                    for status in ("4XX", "5XX"):
+                        if status in responses:
+                            responses[status]["content"] = error
             for unused in ("HTTPValidationError", "ValidationError"):
                 schema.get("components", {}).get("schemas", {}).pop(unused, None)
             self.openapi_schema = schema
@@ -93,7 +100,14 @@ def create_app(services: Services, lifespan: Lifespan | None = None) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        return _error(400, "invalid_request", _sentence(exc))
+        return _error(400, *refusal(exc.errors()))
+
+    @app.exception_handler(HTTPException)
+    async def _refused(request: Request, exc: HTTPException) -> JSONResponse:
+        code, message = refused_by_starlette(
+            exc.status_code, str(exc.detail), request.method, request.url.path
+        )
+        return _error(exc.status_code, code, message, exc.headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

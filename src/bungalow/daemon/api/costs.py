@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Query
 
 from bungalow.daemon.accounting.costs import Charge
 from bungalow.daemon.accounting.report import cost_report
 from bungalow.daemon.api.deps import Caller, Svc
 from bungalow.daemon.api.schemas import CostReport, CostRow
+from bungalow.daemon.api.schemas.fields import GROUPING_PATTERN, MOMENT
 
 router = APIRouter()
 
@@ -23,10 +26,17 @@ def _row(group: str, charge: Charge, vm_id: str | None = None, removed: bool = F
 
 @router.get("/v1/costs")
 async def costs(
-    svc: Svc, caller: Caller, by: str = "vm", since: str | None = None, until: str | None = None
+    svc: Svc,
+    caller: Caller,
+    by: Annotated[str, Query(json_schema_extra={"pattern": GROUPING_PATTERN})] = "vm",
+    since: Annotated[str | None, Query(description=MOMENT)] = None,
+    until: Annotated[str | None, Query(description=MOMENT)] = None,
 ) -> CostReport:
     """Charges between ``since`` and ``until`` (dates, or durations before now), grouped
-    ``by`` vm, owner, project or label:KEY; a project's token sees its own usage only."""
+    ``by`` vm, owner, project or label:KEY; a project's token sees its own usage only.
+
+    The schema shows what ``by`` may be; a value outside it, or a moment that is none,
+    is refused here with a sentence naming the CLI's option (``--by``, ``--since``)."""
     existing = {vm.id for vm in svc.vms.list()}
     report = cost_report(svc.ledger, existing, by=by, since=since, until=until, project=caller)
     return CostReport(

@@ -13,15 +13,18 @@ import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Request, Response, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Query, Request, Response, WebSocket, WebSocketDisconnect
 from fastapi.responses import PlainTextResponse, StreamingResponse
+from pydantic import ValidationError
 
 from bungalow.daemon.api import transfer
 from bungalow.daemon.api.deps import Svc
+from bungalow.daemon.api.refusals import refused_body
 from bungalow.daemon.api.responses import BytesResponse, NdjsonResponse
 from bungalow.daemon.api.schemas import ExecRequest, FileStat
+from bungalow.daemon.api.schemas.fields import GuestPath
 from bungalow.daemon.vms import console_log
 from bungalow.errors import AgentError, BungalowError, InvalidStateError, UserError
 from bungalow.guest.session import ExecEvent, ExecSession
@@ -102,6 +105,8 @@ async def exec_interactive(websocket: WebSocket, name: str, svc: Svc) -> None:
     try:
         try:
             body = ExecRequest.model_validate(await websocket.receive_json())
+        except ValidationError as exc:
+            raise refused_body(exc.errors()) from None
         except ValueError as exc:
             raise UserError(f"The exec request is not valid ({exc}).") from None
         session = await _start_exec(svc, name, body)
@@ -215,7 +220,7 @@ async def _control(session: ExecSession, text: str) -> None:
 
 
 @router.get("/files/stat", response_model_exclude_none=True)
-async def stat_file(name: str, path: str, svc: Svc, follow: bool = False) -> FileStat:
+async def stat_file(name: str, path: GuestPath, svc: Svc, follow: bool = False) -> FileStat:
     agent = await svc.vms.agent(name, "look at a file")
     result = await agent.stat(path, follow=follow)
     if result is None:
@@ -224,21 +229,27 @@ async def stat_file(name: str, path: str, svc: Svc, follow: bool = False) -> Fil
 
 
 @router.get("/files", response_class=BytesResponse)
-async def download(name: str, path: str, svc: Svc, follow: bool = False) -> Response:
+async def download(name: str, path: GuestPath, svc: Svc, follow: bool = False) -> Response:
     """A file's bytes, a folder's tar, or a link (see daemon/api/transfer.py)."""
     agent = await svc.vms.agent(name, "copy files")
     return await transfer.download(agent, name, path, follow=follow)
 
 
 @router.put("/files", status_code=204)
-async def upload_file(name: str, path: str, request: Request, svc: Svc, mode: int = 0o644) -> None:
+async def upload_file(
+    name: str,
+    path: GuestPath,
+    request: Request,
+    svc: Svc,
+    mode: Annotated[int, Query(ge=0, le=0o7777, description="permission bits")] = 0o644,
+) -> None:
     agent = await svc.vms.agent(name, "copy files")
     await transfer.check_upload(agent, name, path, folder=False)
     await agent.write_file(path, transfer.body_chunks(request), mode=mode, mkdirs=True)
 
 
 @router.put("/files/tar", status_code=204)
-async def upload_tree(name: str, path: str, request: Request, svc: Svc) -> None:
+async def upload_tree(name: str, path: GuestPath, request: Request, svc: Svc) -> None:
     agent = await svc.vms.agent(name, "copy files")
     await transfer.check_upload(agent, name, path, folder=True)
     await transfer.extract_tar(agent, path, transfer.body_chunks(request))

@@ -8,7 +8,6 @@ from bungalow.daemon.api.deps import Caller, Svc, creator
 from bungalow.daemon.api.schemas import ForkRequest, SandboxCreate, VmInfo
 from bungalow.daemon.sandboxes.service import SandboxRequest
 from bungalow.daemon.vms.requests import Ownership
-from bungalow.names import validate_labels, validate_owner
 from bungalow.units import parse_duration, parse_size
 
 router = APIRouter(prefix="/v1")
@@ -31,8 +30,8 @@ async def create_sandbox(body: SandboxCreate, svc: Svc, caller: Caller) -> VmInf
         warm=body.warm,
         ownership=Ownership(
             project=caller,
-            owner=None if body.owner is None else validate_owner(body.owner),
-            labels=validate_labels(body.labels),
+            owner=body.owner,
+            labels=body.labels,
             created_by=creator(caller),
         ),
     )

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 
 from bungalow.daemon.api.deps import Caller, Svc
 from bungalow.daemon.api.schemas import Event, Finding, SprawlResult
+from bungalow.daemon.api.schemas.fields import MOMENT
 from bungalow.units import parse_moment
 
 router = APIRouter(prefix="/v1")
@@ -30,8 +32,8 @@ async def events(
     svc: Svc,
     caller: Caller,
     vm: str | None = None,
-    since: str | None = None,
-    limit: int = 100,
+    since: Annotated[str | None, Query(description=MOMENT)] = None,
+    limit: Annotated[int, Query(description="at most 10000; more is taken as 10000")] = 100,
 ) -> list[Event]:
     """The audit log, oldest first: a project's token sees its own VMs' events only.
 

@@ -152,6 +152,9 @@ async def extract_tar(agent: AgentChannel, dest: str, chunks: AsyncIterable[byte
             if event.kind == "stderr":
                 errors += event.data
             elif event.kind == "exit" and event.exit_code != 0:
-                raise AgentError(f"Unpacking into {dest} failed: {errors.decode().strip()}")
+                raise UserError(
+                    f"Unpacking into {dest} in the VM failed: {errors.decode().strip()}; check "
+                    "the path, and that what was sent is a tar archive."
+                )
     finally:
         await session.cancel()

@@ -24,7 +24,6 @@ from bungalow.daemon.state.records import VmRecord
 from bungalow.daemon.vms.limits import Limits
 from bungalow.daemon.vms.requests import CreateRequest, Ownership
 from bungalow.errors import ForbiddenError, UserError
-from bungalow.names import validate_labels, validate_owner
 from bungalow.units import parse_size
 
 router = APIRouter(prefix="/v1")
@@ -105,8 +104,8 @@ async def create_vm(body: VmCreate, svc: Svc, caller: Caller) -> VmInfo:
         limits=Limits().changed(limit_fields(body)).to_json(),
         ownership=Ownership(
             project=project_for(caller, body.project),
-            owner=None if body.owner is None else validate_owner(body.owner),
-            labels=validate_labels(body.labels),
+            owner=body.owner,
+            labels=body.labels,
             created_by=creator(caller),
         ),
     )

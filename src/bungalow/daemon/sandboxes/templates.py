@@ -17,6 +17,7 @@ import time
 from bungalow.daemon.snapshots.operations import Snapshots
 from bungalow.daemon.state.lifecycle import VmState
 from bungalow.daemon.state.records import Purpose, SnapshotRecord, VmRecord
+from bungalow.daemon.vms.plan import disk_size
 from bungalow.daemon.vms.transient import transient
 from bungalow.errors import SnapshotError, UserError
 from bungalow.images.store import Image
@@ -52,7 +53,7 @@ class Templates:
                 f"The image {image.name} has no bungalow agent, so it cannot run sandboxes; "
                 "use a built image such as debian-12."
             )
-        size = disk if disk is not None else max(image.virtual_size, 4 << 30)
+        size = disk_size(disk, image)
         accel = self.vms.host.accel()
         key = await asyncio.to_thread(self._key, image, cpus, memory, size, accel)
         async with self._locks.setdefault(key, asyncio.Lock()):

@@ -29,13 +29,7 @@ ACCELS = ("auto", "kvm", "tcg")
 
 def plan_vm(request: CreateRequest, image: Image) -> VmRecord:
     """The record of a new VM booted from ``image``; UserError for what cannot be."""
-    disk = request.disk if request.disk is not None else max(image.virtual_size, 4 << 30)
-    if disk < image.virtual_size:
-        raise UserError(
-            f"The disk size {format_size(disk)} is smaller than the image {image.name} "
-            f"({format_size(image.virtual_size)}); use --disk {format_size(image.virtual_size)} "
-            "or more."
-        )
+    disk = disk_size(request.disk, image)
     if request.cpus < 1:
         raise UserError("A VM needs at least 1 CPU; use --cpus 1 or more.")
     if request.memory < 128 << 20:
@@ -75,6 +69,21 @@ def plan_vm(request: CreateRequest, image: Image) -> VmRecord:
         created_by=ownership.created_by,
         origin=request.origin or f"image {image.name or image.short_id}",
     )
+
+
+def disk_size(asked: int | None, image: Image) -> int:
+    """The disk of a VM booted from ``image``: ``asked`` (4G or the image's size if None).
+
+    UserError for a disk smaller than the image, whose file system would not fit.
+    """
+    disk = asked if asked is not None else max(image.virtual_size, 4 << 30)
+    if disk < image.virtual_size:
+        raise UserError(
+            f"The disk size {format_size(disk)} is smaller than the image {image.name} "
+            f"({format_size(image.virtual_size)}); use --disk {format_size(image.virtual_size)} "
+            "or more."
+        )
+    return disk
 
 
 def plan_clone(snapshot: SnapshotRecord, request: CloneRequest, image: Image) -> VmRecord:

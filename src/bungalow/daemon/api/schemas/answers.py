@@ -1,10 +1,7 @@
-"""The shapes of the REST API, as pydantic models (they make the OpenAPI schema).
+"""What the daemon answers: VMs, snapshots, images, the host, projects, costs, metrics.
 
-Every request body and every answer is one of these; sizes are bytes, times
-seconds since the epoch (the daemon's clock), durations seconds, money in the
-currency of ``[prices]``. Values users type (sizes such as ``512M``, durations
-such as ``2h``) are accepted as text and checked by the services, which
-refuse with one sentence.
+Sizes are bytes, times seconds since the epoch (the daemon's clock), durations
+seconds, money in the currency of ``[prices]``.
 """
 
 from __future__ import annotations
@@ -15,41 +12,6 @@ from pydantic import BaseModel, Field
 
 from bungalow.daemon.state.lifecycle import VmState
 from bungalow.daemon.state.records import Operation, Purpose
-
-
-class LimitsUpdate(BaseModel):
-    """Each one optional; 0 or "none" lifts a limit."""
-
-    cpu_weight: int | None = Field(default=None, description="relative CPU share, 100 normal")
-    cpu_cap: float | str | None = Field(default=None, description="CPUs at most, e.g. 0.5")
-    memory_limit: str | int | None = Field(default=None, description="whole QEMU process")
-    disk_iops: int | str | None = None
-    disk_bw: str | int | None = Field(default=None, description="bytes per second, e.g. 100M")
-    disk_iops_burst: int | str | None = None
-    disk_bw_burst: str | int | None = None
-    net_bw: str | int | None = Field(
-        default=None,
-        description="bytes per second each way, e.g. 50M; from the next start on "
-        "a VM started without one",
-    )
-
-
-class VmCreate(LimitsUpdate):
-    name: str
-    project: str | None = Field(default=None, description="admin only; a token implies its own")
-    image: str = "debian-12"
-    cpus: int = 1
-    memory: str | int = "512M"
-    disk: str | int | None = None
-    ports: list[str] = Field(default_factory=list)
-    accel: str = "auto"
-    profile: str | None = None
-    owner: str | None = Field(default=None, description="person or team the VM is for")
-    labels: dict[str, str] = Field(default_factory=dict)
-    ttl: str | float | None = Field(default=None, description="lease: 2h, 30m... from now")
-    on_expiry: str | None = Field(default=None, description="stop, suspend, ..., delete")
-    idle_after: str | float | None = Field(default=None, description="idle this long: 30m")
-    on_idle: str | None = Field(default=None, description="stop, suspend, ..., delete, none")
 
 
 class VmCostInfo(BaseModel):
@@ -102,10 +64,6 @@ class VmInfo(BaseModel):
     )
 
 
-class SnapshotCreate(BaseModel):
-    name: str
-
-
 class SnapshotInfo(BaseModel):
     id: str
     name: str
@@ -126,53 +84,6 @@ class SnapshotInfo(BaseModel):
     used_by: list[str]
 
 
-class CloneCreate(BaseModel):
-    name: str
-    snapshot: str | None = None
-
-
-class ForkRequest(BaseModel):
-    count: int = 1
-
-
-class SandboxCreate(BaseModel):
-    image: str = "debian-12"
-    cpus: int = 1
-    memory: str | int = "512M"
-    disk: str | int | None = None
-    timeout: str | float | None = Field(
-        default=None, description="90s, 10m, 1h...; null for none; absent for the daemon's default"
-    )
-    name: str | None = None
-    warm: bool = True
-    owner: str | None = None
-    labels: dict[str, str] = Field(default_factory=dict)
-
-
-class StopRequest(BaseModel):
-    timeout: float = 30.0
-
-
-class ExecRequest(BaseModel):
-    argv: list[str] | None = None
-    command: str | None = None
-    env: dict[str, str] = Field(default_factory=dict)
-    cwd: str | None = None
-    user: str | None = None
-    timeout: float | None = None
-    stdin: str | None = Field(default=None, description="base64 bytes fed to the command's stdin")
-    tty: bool = False
-    rows: int | None = None
-    cols: int | None = None
-
-    def resolved_argv(self) -> list[str]:
-        if self.argv:
-            return self.argv
-        if self.command:
-            return ["/bin/sh", "-c", self.command]
-        return []
-
-
 class FileStat(BaseModel):
     """A path in a guest; the other fields only when it exists."""
 
@@ -191,16 +102,6 @@ class ErrorBody(BaseModel):
     """What every refused or failed request answers, with its class's HTTP status."""
 
     error: ErrorDetail
-
-
-class ImageBuild(BaseModel):
-    name: str = "debian-12"
-    force: bool = False
-
-
-class ImageImport(BaseModel):
-    path: str
-    name: str
 
 
 class ImageInfo(BaseModel):
@@ -246,25 +147,6 @@ class Health(BaseModel):
     ok: bool
     pid: int
     version: str = Field(description="bungalow's version, as the client's")
-
-
-class LeaseRequest(BaseModel):
-    timeout: str | float | None = Field(description="90s, 10m, 2h... from now; null drops it")
-    on_expiry: str | None = Field(
-        default=None, description="stop, suspend, snapshot-and-delete or delete"
-    )
-
-
-class LeaseRenewal(BaseModel):
-    duration: str | float = Field(description="the lease ends this long from now: 1h, 30m...")
-
-
-class IdleUpdate(BaseModel):
-    after: str | float | None = Field(default=None, description="idle this long: 30m, 2h...")
-    action: str | None = Field(default=None, description="stop, suspend, ..., or none")
-    cpu: str | float | None = Field(default=None, description="busy above this: 5% or 0.05")
-    disk: str | int | None = Field(default=None, description="bytes a second: 64K")
-    net: str | int | None = Field(default=None, description="bytes a second: 16K")
 
 
 class DeletedInfo(BaseModel):
@@ -338,22 +220,6 @@ class ProjectInfo(BaseModel):
     idle: dict[str, Any]
     used: ProjectUsage
     token: str | None = Field(default=None, description="only when the project is made")
-
-
-class ProjectQuota(BaseModel):
-    max_vcpus: int | None = None
-    max_memory: str | int | None = None
-    max_disk: str | int | None = None
-    max_vms: int | None = None
-    idle_after: str | float | None = None
-    on_idle: str | None = None
-    idle_cpu: str | float | None = None
-    idle_disk: str | int | None = None
-    idle_net: str | int | None = None
-
-
-class ProjectCreate(ProjectQuota):
-    name: str
 
 
 class CostRow(BaseModel):
