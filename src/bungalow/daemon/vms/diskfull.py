@@ -6,8 +6,10 @@ QEMU's default for a disk write that fails with ENOSPC is to stop the guest
 breaks: the write is retried when the VM continues. QEMU says so with a
 ``BLOCK_IO_ERROR`` event (``nospace``) and a ``STOP``; runtime.py follows the
 events, and the VM service (manager.py) records the VM ``paused`` with the
-sentence :func:`held_reason` gives as its ``error``, refuses exec and file
-copies with it, and continues the VM on ``resume`` only once the file system
+sentence :func:`held_reason` gives as its ``error``, ends the commands and
+file copies under way with it (their callers would wait unanswered while the
+VM is held; the agent ends them once the VM runs again), refuses new ones with
+it, and continues the VM on ``resume`` only once the file system
 has :data:`ROOM_TO_RESUME` free: with less, QEMU would stop it again at once.
 The reaper continues such VMs by itself once the room is back (policies/reaper.py).
 
@@ -23,7 +25,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from bungalow.errors import CapacityError
+from bungalow.errors import InvalidStateError
 from bungalow.units import format_size
 
 #: Bytes that must be free on the file system of a VM's disk before a VM held by a full
@@ -56,8 +58,8 @@ def held_reason(name: str, error: str, where: Path) -> str:
     """
     if error == NOSPACE:
         return (
-            f"the host's disk is full (a write to its disk found no space left under {where}), "
-            f"so QEMU paused it; free some space there and it resumes by itself, or run "
+            f"the host's disk is full (no space left under {where} for its disk), so QEMU "
+            f"paused it; free space there and it resumes by itself, or run "
             f"`bungalow resume {name}`"
         )
     return (
@@ -67,10 +69,11 @@ def held_reason(name: str, error: str, where: Path) -> str:
 
 
 def check_room(name: str, where: Path) -> None:
-    """CapacityError with a sentence unless the file system of ``where`` has room to resume."""
+    """InvalidStateError (409: the VM stays held; a full disk is no fault of bungalow's) with
+    a sentence unless the file system of ``where`` has room to resume."""
     free = free_bytes(where)
     if free < ROOM_TO_RESUME:
-        raise CapacityError(
+        raise InvalidStateError(
             f"The host's disk is still full: {format_size(free) if free else 'nothing'} free "
             f"under {where}, and the VM {name} needs at least {format_size(ROOM_TO_RESUME)} "
             f"to carry on; free space there, then run `bungalow resume {name}` again."

@@ -270,19 +270,22 @@ class VmManager:
         """Let the vCPUs run again and bring the guest's clock up to date.
 
         A VM QEMU holds because the host's disk filled up (diskfull.py) is continued
-        only when there is room again: CapacityError with a sentence otherwise.
+        only when there is room again: InvalidStateError with a sentence otherwise.
         """
         async with self.locked(name):
             vm = self.get(name)
             transition(name, vm.state, VmState.RUNNING)
             monitor = self.monitor(vm)
             runtime = self._runtimes.get(name)
-            if await monitor.status() == "io-error":
+            held = await monitor.status() == "io-error"
+            if held:
                 await asyncio.to_thread(diskfull.check_room, name, self.data.root)
             if runtime is not None:
                 runtime.io_error = None  # a write that fails again stops it again, and says so
             await monitor.cont()
             vm = self.store.vms.set_state(vm.id, VmState.RUNNING, error=None)
+            if held:  # room again: the daemon's reserve is set aside for the next time
+                await asyncio.to_thread(self._reserve.keep)
             if runtime is not None:
                 with contextlib.suppress(BungalowError, TimeoutError):
                     await self.agent_unlocked(vm, "set the clock")
@@ -408,6 +411,7 @@ class VmManager:
                 if exited.done():
                     break
                 runtime.io_stopped.clear()
+                self._interrupt_held(name, runtime)
                 await self._record_held(name, runtime)
         finally:
             exited.cancel()
@@ -431,6 +435,15 @@ class VmManager:
             await self._end_processes(vm)
             self.store.vms.set_state(vm.id, state, pid=None, error=error)
             self.store.events.add(name, str(state), error or "the guest powered off")
+
+    def _interrupt_held(self, name: str, runtime: VmRuntime) -> None:
+        """End the commands and file copies under way in a VM QEMU just held, with the
+        reason: their callers would otherwise wait, unanswered, for as long as it is held."""
+        if runtime.agent is None or runtime.io_error is None:
+            return
+        why = diskfull.held_reason(name, runtime.io_error, self.data.root)
+        ended = f"The VM {name} was paused before this finished, so it was ended: {why}."
+        runtime.agent.interrupt(InvalidStateError(ended))
 
     async def _record_held(self, name: str, runtime: VmRuntime) -> None:
         """QEMU stopped the guest after a disk write failed: record the VM ``paused`` with
