@@ -15,7 +15,7 @@ from typing import BinaryIO
 import pytest
 
 from bungalow import guest
-from bungalow.errors import AgentError
+from bungalow.errors import AgentError, InvalidStateError
 from bungalow.guest import AgentChannel, protocol
 
 from .conftest import GUEST_PYTHON, AgentProcess, process_gone
@@ -106,6 +106,27 @@ async def test_agent_death_fails_pending_operations(agent: AgentProcess) -> None
     agent.start()
     async with await AgentChannel.connect(agent.socket, timeout=10) as again:
         assert (await again.ping()).protocol == 1
+
+
+async def test_an_interrupt_ends_what_is_under_way_and_the_agent_ends_it_once_it_runs(
+    agent: AgentProcess,
+) -> None:
+    """As when QEMU holds the guest for a full disk: the agent is stopped, the callers are
+    answered at once with the reason, and the commands end once it runs again."""
+    async with await AgentChannel.connect(agent.socket, timeout=10) as channel:
+        session = await channel.exec(["sleep", "30"])
+        events = asyncio.create_task(session.collect())
+        await asyncio.sleep(0)
+        assert agent.proc is not None and session.pid is not None
+        agent.proc.send_signal(signal.SIGSTOP)  # the guest no longer runs
+        try:
+            channel.interrupt(InvalidStateError("The VM web was paused before this finished."))
+            with pytest.raises(InvalidStateError, match="paused before this finished"):
+                await events
+        finally:
+            agent.proc.send_signal(signal.SIGCONT)
+        assert process_gone(session.pid)
+        assert (await (await channel.exec(["echo", "on"])).collect()).stdout == b"on\n"
 
 
 async def test_shutdown_of_a_host_agent_ends_its_process(agent: AgentProcess) -> None:

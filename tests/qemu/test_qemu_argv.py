@@ -188,7 +188,7 @@ def test_micro_argv(tmp_path: Path, qcow2: Path) -> None:
         "bungalow.ip=10.0.2.15/24 bungalow.gw=10.0.2.2 tsc_early_khz=2100000 tsc=reliable",
         "-drive",
         f"file={t}/disk.qcow2,if=none,id=disk0,format=qcow2,cache=none,aio=native,discard=unmap,"
-        "file.auto-read-only=off",
+        "detect-zeroes=unmap,werror=enospc,rerror=report,file.auto-read-only=off",
         "-device", "virtio-blk-device,drive=disk0",
         "-netdev", "user,id=net0,hostfwd=tcp:127.0.0.1:8080-:80,hostfwd=udp:127.0.0.1:5353-:53",
         "-device", f"virtio-net-device,netdev=net0,mac={MAC}",
@@ -225,7 +225,7 @@ def test_pc_argv_boots_a_cdrom_with_firmware(tmp_path: Path, qcow2: Path) -> Non
     drives = [argv[i + 1] for i, arg in enumerate(argv) if arg == "-drive"]
     assert drives == [
         f"file={t}/disk.qcow2,if=none,id=disk0,format=qcow2,cache=writeback,aio=io_uring,"
-        "discard=unmap,file.auto-read-only=off",
+        "discard=unmap,detect-zeroes=unmap,werror=enospc,rerror=report,file.auto-read-only=off",
         f"file={t}/debian.iso,if=none,id=cd0,media=cdrom,readonly=on,format=raw",
     ]
     assert argv[argv.index("-netdev") + 1] == "user,id=net0"

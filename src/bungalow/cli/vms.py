@@ -214,12 +214,15 @@ def ls(
             [
                 vm["name"], vm["state"], vm["image"], vm["cpus"], size(vm["memory"]),
                 _disk(vm), ",".join(vm["ports"]) or "-", age(vm["created"]),
-                "pool" if vm.get("pooled") else lease_text(vm),
+                f"{lease_text(vm)} (pool)" if vm.get("pooled") else lease_text(vm),
                 _cost(vm),
             ]
             for vm in vms
         ),
     )  # fmt: skip
+    for vm in vms:  # paused by no one's command: say why, and what to do
+        if vm["state"] == "paused" and vm.get("error"):
+            say(f"{vm['name']} is paused: {vm['error']}.")
 
 
 def _disk(vm: VmInfo) -> str:

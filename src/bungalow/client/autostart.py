@@ -13,6 +13,8 @@ from bungalow.errors import DaemonError
 from bungalow.paths import DataDir
 
 START_TIMEOUT = 20.0
+#: Free bytes under which the data directory's disk is too full for the daemon to start.
+TOO_FULL = 1 << 20
 
 
 def daemon_answers(data: DataDir, timeout: float = 2.0) -> bool:
@@ -57,6 +59,11 @@ def ensure_daemon(data: DataDir) -> None:
         if process.poll() not in (None, 0):
             break
         time.sleep(0.05)
+    if _disk_full(data.root):  # its database, log and pidfile cannot even be written
+        raise DaemonError(
+            f"bungalowd could not start: the disk under {data.root} is full; free space "
+            "there, then try again."
+        )
     why = _last_line(data.daemon_log)
     if why:
         raise DaemonError(f"bungalowd did not start: {why.rstrip('.')}.")
@@ -69,3 +76,11 @@ def _last_line(path: Path) -> str:
     except OSError:
         return ""
     return next((line.strip() for line in reversed(lines) if line.strip()), "")[:300]
+
+
+def _disk_full(root: Path) -> bool:
+    try:
+        stat = os.statvfs(root)
+    except OSError:
+        return False
+    return stat.f_bavail * stat.f_frsize < TOO_FULL

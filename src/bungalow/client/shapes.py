@@ -304,9 +304,10 @@ class CostReport(TypedDict):
 class SprawlFinding(TypedDict):
     """One reason a VM looks forgotten, and what ``sprawl --apply`` would do about it.
 
-    ``kind`` is lease-ending, lease-expired, idle, orphan-project, orphan-owner or
-    long-stopped; ``since`` is a unix time and ``seconds`` how long it has been
-    so; ``automatic`` says the reaper acts by itself. Costs are None without a price list.
+    ``kind`` is lease-ending, lease-expired, idle, orphan-project, orphan-owner,
+    long-stopped or pool (a warm-pool VM, until its pool lapses); ``since`` is a unix
+    time and ``seconds`` how long it has been so; ``automatic`` says the reaper acts by
+    itself. Costs are None without a price list.
     """
 
     vm: str

@@ -33,7 +33,7 @@ from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterab
 from dataclasses import dataclass
 from typing import Any
 
-from bungalow.errors import AgentError, NotFoundError, UserError
+from bungalow.errors import AgentError, BungalowError, NotFoundError, UserError
 from bungalow.guest import protocol
 from bungalow.guest.session import EXIT_SLACK, ExecSession, Stream
 from bungalow.units import format_size
@@ -184,6 +184,19 @@ class AgentChannel:
             await self._reader_task
         with contextlib.suppress(OSError):
             await self._writer.wait_closed()
+
+    def interrupt(self, error: BungalowError) -> None:
+        """End every operation under way with ``error`` and tell the agent to drop them (it
+        ends their commands and transfers); the connection stays for new operations.
+
+        For a guest that stopped under them, such as one QEMU holds after a disk write
+        failed: the cancels wait in the socket and the agent acts on them once it runs.
+        """
+        streams, self._streams = self._streams, {}
+        for stream in streams.values():
+            if not stream.ended:
+                self._send_nowait(protocol.request(protocol.OP_CANCEL, stream.id))
+            stream.fail(error)
 
     async def __aenter__(self) -> AgentChannel:
         return self

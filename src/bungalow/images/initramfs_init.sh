@@ -45,7 +45,10 @@ while [ ! -b "$root" ]; do
     usleep 10000
 done
 
-mount -t ext4 -o rw,noatime,noinit_itable "$root" /newroot || fail "mounting the root disk $root failed"
+# discard: blocks the guest frees are discarded as each journal commit lands, and QEMU
+# (discard=unmap) punches them out of the VM's overlay, so deleted files give the host its
+# space back within seconds (docs/architecture.md, "Guest boot").
+mount -t ext4 -o rw,noatime,noinit_itable,discard "$root" /newroot || fail "mounting the root disk $root failed"
 [ -x /newroot/usr/bin/python3 ] || fail "the root disk $root has no /usr/bin/python3"
 mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /newroot/run || fail "mounting /run failed"
 cp -r /bungalow /newroot/run/ || fail "copying the guest agent to /run/bungalow failed"

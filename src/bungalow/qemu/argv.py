@@ -366,9 +366,15 @@ def _disk_args(spec: MachineSpec) -> list[str]:
     # auto-read-only (on by default for -drive) reopens the image by its path when a
     # migration hands the disk over and again when the VM takes it back; a confined
     # QEMU can no longer reach that path, so the disk keeps its one descriptor.
+    # discard=unmap passes the guest's discards (its root is mounted -o discard) down to
+    # the overlay, which punches the clusters out: deleted files give the host its space
+    # back; detect-zeroes=unmap does the same for blocks the guest overwrites with zeros.
+    # werror=enospc (QEMU's default, said here because the daemon relies on it) stops the
+    # guest when the host's disk is full rather than failing its write (daemon/vms/diskfull.py).
     drive = (
         f"file={disk},if=none,id=disk0,format={disk_format(disk)},"
-        f"cache={io.cache},aio={io.aio},discard=unmap,file.auto-read-only=off"
+        f"cache={io.cache},aio={io.aio},discard=unmap,detect-zeroes=unmap,"
+        f"werror=enospc,rerror=report,file.auto-read-only=off"
     )
     blk = _device(spec, "virtio-blk") + ",drive=disk0"
     if spec.profile == "pc":

@@ -14,6 +14,7 @@ from bungalow.daemon.policies.leases import Leases
 from bungalow.daemon.policies.reaper import Reaper
 from bungalow.daemon.policies.settings import Action, IdlePolicy, PolicyConfig
 from bungalow.daemon.server.wiring import Daemon
+from bungalow.daemon.state.audit import ACTOR
 from bungalow.daemon.state.lifecycle import VmState
 from bungalow.daemon.state.records import DeletedVm
 from tests.daemon.conftest import RecordedActions
@@ -77,3 +78,35 @@ async def test_the_retention_ends_on_a_full_tick_under_the_retention_policy(
     assert daemon.store.deleted.list() == []
     (event,) = daemon.store.events.query(vm="gone", kinds=("retention-ended",))
     assert (event["actor"], event["reason"]) == ("policy retention", "its retention ended")
+
+
+class Chore:
+    """A chore another room hands the reaper (the pool's lapse, the disk-full resume): it
+    counts its calls and the actor it ran as."""
+
+    def __init__(self) -> None:
+        self.actors: list[str] = []
+
+    async def __call__(self) -> list[str]:
+        self.actors.append(ACTOR.get())
+        return []
+
+
+async def test_pools_lapse_every_tick_and_held_vms_resume_once_an_interval(
+    daemon: Daemon, actions: RecordedActions, clock: SetClock
+) -> None:
+    lapse, resume = Chore(), Chore()
+    leases = Leases(daemon.vms, actions, CONFIG, clock)
+    idleness = Idleness(daemon.vms, lambda name: {}, actions, CONFIG, clock)
+    reaper = Reaper(
+        leases, idleness, daemon.services.restorable, clock, INTERVAL,
+        lapse_pools=lapse, resume_held=resume,
+    )  # fmt: skip
+    await reaper.tick()
+    clock.at = T0 + 1
+    await reaper.tick()
+    assert (len(lapse.actors), len(resume.actors)) == (2, 1)
+    clock.at = T0 + INTERVAL
+    await reaper.tick()
+    assert (len(lapse.actors), len(resume.actors)) == (3, 2)
+    assert set(resume.actors) == {"policy disk-full"}

@@ -174,18 +174,32 @@ def test_findings_carry_the_ledgers_cost(
     assert daemon.store.vms.get("ended").disk_size == 10 * GIB
 
 
-def test_a_project_sees_its_own_vms_and_pooled_vms_are_nobodys_sprawl(
+def test_a_project_sees_its_own_vms_and_a_pooled_vm_is_listed_as_the_pool_it_is(
     daemon: Daemon, actions: RecordedActions, clock: SetClock
 ) -> None:
     _put(daemon, "mine", project="p1", expires_at=T0 - HOUR)
     _put(daemon, "theirs", project="p2", expires_at=T0 - HOUR)
     _put(daemon, "admins", expires_at=T0 - HOUR)
-    _put(daemon, "pooled", pool="t1", expires_at=T0 - HOUR, owner="ghost-user-4711")
+    _put(daemon, "pooled", pool="t1", expires_at=T0 + 8 * MINUTE, owner="ghost-user-4711")
     daemon.services.projects.create("p1")
     daemon.services.projects.create("p2")
     sprawl = _sprawl(daemon, actions, owners="local-users")
-    assert set(_kinds(sprawl.find())) == {"mine", "theirs", "admins"}
+    found = sprawl.find()
+    assert set(_kinds(found)) == {"mine", "theirs", "admins", "pooled"}
+    assert _kinds(found)["pooled"] == {"pool"}  # nobody's: no lease, owner or idleness of its own
+    pooled = _one(found, "pooled", "pool")
+    assert "the pool lapses in 8m" in pooled.why
+    assert (pooled.action, pooled.automatic) == ("delete", True)
+    assert pooled.cost_per_hour is not None and pooled.cost_per_hour > 0  # what it holds
     assert set(_kinds(sprawl.find("p1"))) == {"mine"}
+
+
+async def test_apply_leaves_a_warm_pool_to_lapse_by_itself(
+    daemon: Daemon, actions: RecordedActions, clock: SetClock
+) -> None:
+    _put(daemon, "pooled", pool="t1", expires_at=T0 + 8 * MINUTE)
+    assert await _sprawl(daemon, actions).apply() == []
+    assert actions.done == []
 
 
 async def test_apply_takes_each_vms_first_finding_by_precedence(

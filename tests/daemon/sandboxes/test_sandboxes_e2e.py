@@ -106,3 +106,26 @@ def test_the_warm_pool_hands_out_started_sandboxes(bw: Env) -> None:
         assert second["expires_at"] > time.time() + 250
         out = b"".join(e.get("data", b"") for e in api.exec_events(second["name"], ["hostname"]))
         assert out.decode().strip() == second["name"]
+
+
+def test_a_warm_pool_nobody_asks_of_lapses_and_is_shown_for_what_it_is(bw: Env) -> None:
+    (bw.home / "config.toml").write_text("[sandboxes]\npool = 1\npool_idle = '10s'\n")
+    bw.run("ls")
+    with Client(DataDir(bw.home), autostart=False) as api:
+        mine = api.request("POST", "/v1/sandboxes", json={})["name"]
+        (pooled,) = wait_until(
+            "the pool's VM", lambda: [vm["name"] for vm in api.list_vms() if vm["pooled"]]
+        )
+        (row,) = [line for line in bw.run("ls").stdout.splitlines() if pooled in line]
+        assert "(pool)" in row
+        (found,) = [line for line in bw.run("sprawl").stdout.splitlines() if pooled in line]
+        assert " pool " in found and "warm pool" in found
+        wait_until(
+            "the unused pool to lapse",
+            lambda: not any(vm["pooled"] for vm in api.list_vms()),
+            timeout=120,
+        )
+        lapsed = [e for e in api.events_log(pooled) if e["kind"] == "lapsed"]
+        assert lapsed and lapsed[0]["actor"] == "policy pool"
+        assert [vm["name"] for vm in api.list_vms()] == [mine]  # the asker's own stays
+        assert len(bw.qemu_pids()) == 1

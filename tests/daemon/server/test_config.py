@@ -6,19 +6,22 @@ from pathlib import Path
 
 import pytest
 
-from bungalow.daemon.server.config import DEFAULT_POOL, Config, load_config
+from bungalow.daemon.server.config import DEFAULT_POOL, DEFAULT_POOL_IDLE, Config, load_config
 from bungalow.errors import UserError
 
 
 def test_a_missing_file_means_the_defaults(tmp_path: Path) -> None:
     assert load_config(tmp_path / "config.toml") == Config()
     assert Config().sandbox_pool == DEFAULT_POOL == 1
+    assert Config().sandbox_pool_idle == DEFAULT_POOL_IDLE == 600.0  # a pool lapses in 10m
 
 
 def test_values_are_read(tmp_path: Path) -> None:
     path = tmp_path / "config.toml"
-    path.write_text('[sandboxes]\npool = 3\ntimeout = "90s"\n')
-    assert load_config(path) == Config(sandbox_pool=3, sandbox_timeout=90.0)
+    path.write_text('[sandboxes]\npool = 3\ntimeout = "90s"\npool_idle = "1h"\n')
+    assert load_config(path) == Config(
+        sandbox_pool=3, sandbox_timeout=90.0, sandbox_pool_idle=3600.0
+    )
 
 
 @pytest.mark.parametrize(
@@ -29,6 +32,8 @@ def test_values_are_read(tmp_path: Path) -> None:
         ("[sandboxes]\npool = 99\n", "from 0 to 16"),
         ('[sandboxes]\ntimeout = "soon"\n', "not a duration"),
         ('[sandboxes]\ntimeout = "0s"\n', "must be positive"),
+        ('[sandboxes]\npool_idle = "0s"\n', r"sandboxes\.pool_idle .* positive.* pool = 0"),
+        ('[sandboxes]\npool_idle = "a while"\n', "not a duration"),
         ("[prices]\nvcpu_hour = -1\n", r"prices\.vcpu_hour .* 0 or more"),
         ('[prices]\ndisk_gib_month = "cheap"\n', r"prices\.disk_gib_month"),
         ("[prices]\nvcpu_hours = 1\n", "not a setting"),

@@ -43,3 +43,13 @@ def test_commands_on_a_stopped_vm_say_how_to_start_it() -> None:
     with pytest.raises(InvalidStateError, match="bungalow start web"):
         require_running("web", VmState.STOPPED, "run a command")
     require_running("web", VmState.RUNNING, "run a command")
+
+
+def test_a_vm_paused_by_no_one_s_command_is_refused_with_its_reason() -> None:
+    why = "the host's disk is full (...); free some space there, or run `bungalow resume web`"
+    with pytest.raises(InvalidStateError) as refused:
+        require_running("web", VmState.PAUSED, "run a command", why)
+    assert refused.value.message == f"Cannot run a command: the VM web is paused: {why}."
+    with pytest.raises(InvalidStateError, match="resume it with `bungalow resume web`"):
+        require_running("web", VmState.PAUSED, "run a command")  # a user paused it
+    require_running("web", VmState.RUNNING, "run a command", why)  # continued: no refusal

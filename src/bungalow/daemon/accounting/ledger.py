@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import astuple, dataclass, replace
 
@@ -40,6 +41,8 @@ from bungalow.daemon.state.records import (
     VmRecord,
 )
 from bungalow.daemon.state.usage import UsageTable
+
+log = logging.getLogger(__name__)
 
 #: Seconds between heartbeats: the most a VM that died while no daemon ran is undercharged.
 HEARTBEAT = 10.0
@@ -167,7 +170,10 @@ class UsageLedger:
 
     async def run_heartbeat(self) -> None:
         while True:
-            self.beat()
+            try:
+                self.beat()
+            except Exception as exc:  # the database's disk is full: the next beat will do
+                log.warning("could not write the usage heartbeat: %s", exc)
             await asyncio.sleep(HEARTBEAT)
 
     # -- reading -------------------------------------------------------------------------------

@@ -9,7 +9,10 @@ A finding is one reason a VM looks forgotten:
 - ``orphan-owner``: with ``[sprawl] owners = "local-users"``, its owner is no
   user this host knows (owners are free text otherwise: teams, e-mail names);
 - ``long-stopped``: stopped, failed or suspended for ``[sprawl] stopped_after``,
-  still holding its disk.
+  still holding its disk;
+- ``pool``: a sandbox waiting, started, in the warm pool (sandboxes/pool.py):
+  nobody's yet, but it holds memory; the reaper removes it when its pool
+  lapses (``expires_at``), so it is listed with that and left to the reaper.
 
 Each carries the action ``sprawl --apply`` takes (the VM's own policy when it
 has one, else the ``[sprawl]`` default for the kind) and whether the reaper
@@ -40,7 +43,9 @@ Price = Callable[[VmRecord], tuple[float, float]]
 _PARKED = (VmState.STOPPED, VmState.FAILED, VmState.CREATED, VmState.SUSPENDED)
 #: Which finding's action --apply takes when a VM has several.
 _PRECEDENCE = ("lease-expired", "lease-ending", "orphan-project", "orphan-owner", "idle",
-               "long-stopped")  # fmt: skip
+               "long-stopped", "pool")  # fmt: skip
+#: Findings the reaper carries out at their time: --apply leaves them to it.
+_AWAITED = ("lease-ending", "pool")
 
 
 @dataclass(frozen=True)
@@ -82,7 +87,10 @@ class Sprawl:
         projects = self.store.projects.names()
         found: list[Finding] = []
         for vm in self.store.vms.list():
-            if vm.pool is not None or (project is not None and vm.project != project):
+            if project is not None and vm.project != project:
+                continue
+            if vm.pool is not None:
+                found.append(self._pooled(vm, now))
                 continue
             found += self._lease(vm, now)
             if vm.name in idle:
@@ -135,6 +143,14 @@ class Sprawl:
         since = vm.expires_at if left <= 0 else warned_from
         return [self._finding(vm, kind, why, since, vm.on_expiry, True, now)]
 
+    def _pooled(self, vm: VmRecord, now: float) -> Finding:
+        why = "waits in the warm pool for the next sandbox of its shape"
+        if vm.expires_at is not None:
+            left = vm.expires_at - now
+            when = f"in {format_span(left)}" if left > 0 else "now"
+            why += f"; the pool lapses {when} unless one is asked for"
+        return self._finding(vm, "pool", why, vm.created, "delete", True, now)
+
     def _orphan_action(self, vm: VmRecord) -> str:
         action = self.config.orphan_action
         if action in ("stop", "suspend") and vm.state in _PARKED:
@@ -160,8 +176,9 @@ class Sprawl:
         that has one."""
         chosen: dict[str, Finding] = {}
         for finding in sorted(self.find(project), key=lambda f: _PRECEDENCE.index(f.kind)):
-            # A lease still running is the user's word: the reaper acts when it ends.
-            if finding.action != "none" and finding.kind != "lease-ending":
+            # A lease still running is the user's word, a warm pool the config's: the
+            # reaper acts when either ends.
+            if finding.action != "none" and finding.kind not in _AWAITED:
                 chosen.setdefault(finding.vm, finding)
         results = []
         for finding in chosen.values():

@@ -5,7 +5,14 @@
 ``Sandbox()`` takes one in about 10 ms and the pool is refilled behind it. A
 pooled VM has ``pool`` set to its template's id and belongs to no project;
 claiming it clears that and gives it its owner and deadline, in one write.
-Pooled VMs of a retired template are removed (:meth:`Pool.drain`).
+
+A pool costs nothing when unused: a pooled VM's ``expires_at`` is when its
+shape's pool lapses, ``[sandboxes] pool_idle`` (10m) after the last sandbox of
+that shape was asked for (every ask moves it for the whole pool), and the
+reaper removes it then (:meth:`Pool.lapse`); the next ask clones afresh and
+fills the pool again. Only asks a pooled VM could answer count: a named
+sandbox, or a project's, is a clone of its own and fills no pool. Pooled VMs
+of a retired template are removed (:meth:`Pool.drain`).
 """
 
 from __future__ import annotations
@@ -17,9 +24,11 @@ import secrets
 
 from bungalow.daemon.sandboxes.templates import WARM_UP, Templates
 from bungalow.daemon.snapshots.operations import Snapshots
+from bungalow.daemon.state.audit import acting_as
 from bungalow.daemon.state.records import Purpose, SnapshotRecord, VmRecord
 from bungalow.daemon.vms.requests import CloneRequest, Ownership
 from bungalow.errors import BungalowError
+from bungalow.units import format_span
 
 log = logging.getLogger(__name__)
 
@@ -29,26 +38,70 @@ REFILL_DELAY = 2.0
 
 
 class Pool:
-    def __init__(self, snapshots: Snapshots, templates: Templates, size: int) -> None:
+    """``size`` started sandboxes per shape in use; a shape's pool lapses after ``idle``
+    seconds without an ask."""
+
+    def __init__(self, snapshots: Snapshots, templates: Templates, size: int, idle: float) -> None:
         self.snapshots = snapshots
         self.templates = templates
         self.vms = snapshots.vms
         self.store = snapshots.store
+        self.clock = snapshots.vms.clock
         self.size = size
+        self.idle = idle
         self._refills: dict[str, asyncio.Task[None]] = {}
 
     def claim(
         self, template: SnapshotRecord, expires_at: float | None, ownership: Ownership
     ) -> VmRecord | None:
-        """A started sandbox of ``template``'s shape, now the caller's; None if none waits."""
+        """A started sandbox of ``template``'s shape, now the caller's; None if none waits.
+
+        Either way the shape is in use: its pool's lapse moves to ``idle`` from now, and
+        the pool is topped up behind the caller."""
         vm = self.store.vms.claim_pooled(
             template.id, expires_at=expires_at, owner=ownership.owner,
             labels=ownership.labels, created_by=ownership.created_by,
         )  # fmt: skip
+        lapses = self.clock.now() + self.idle
+        for waiting in self.store.vms.pooled(template.id):
+            self.store.vms.set_deadline(waiting.id, lapses)
         self.refill(template)
         if vm is not None:
             self.store.events.add(vm.name, "claimed", "handed out from the warm pool")
         return vm
+
+    def lapses_at(self, vm: VmRecord) -> float:
+        """When the pooled ``vm`` goes unless its shape is asked for (rows made before pools
+        lapsed have no deadline: ``idle`` after they were made)."""
+        return vm.expires_at if vm.expires_at is not None else vm.created + self.idle
+
+    async def lapse(self) -> list[str]:
+        """Remove the pooled VMs whose pool went unused past ``idle`` (the reaper's call,
+        every tick); the names removed."""
+        now = self.clock.now()
+        removed = []
+        for vm in self.store.vms.list():
+            if vm.pool is None or now < self.lapses_at(vm):
+                continue
+            why = f"no sandbox of its shape was asked for in {format_span(self.idle)}"
+            with acting_as("policy pool", why):
+                try:
+                    gone = await self.vms.remove(vm.name, only_if=self._lapsed)
+                except BungalowError as exc:
+                    log.warning("could not let the pooled %s lapse: %s", vm.name, exc.message)
+                    continue
+                if gone:
+                    self.store.events.add(vm.name, "lapsed", f"the warm pool lapsed: {why}")
+                    removed.append(vm.name)
+        return removed
+
+    def _lapsed(self, vm: VmRecord) -> bool:
+        """Still pooled (not claimed meanwhile), idle past its lapse, and not being made."""
+        return (
+            vm.pool is not None
+            and vm.operation is None
+            and self.clock.now() >= (self.lapses_at(vm))
+        )
 
     def refill(self, template: SnapshotRecord) -> None:
         """Top the template's pool up in the background (one refill per template at a time)."""
@@ -65,7 +118,10 @@ class Pool:
             if not self.templates.current(template):
                 return  # retired: its pool drains as the VMs are removed
             name = f"sb-{secrets.token_hex(4)}"
-            request = CloneRequest(name=name, parent="", sandbox=True, pool=template.id)
+            lapses = self.clock.now() + self.idle
+            request = CloneRequest(
+                name=name, parent="", sandbox=True, pool=template.id, expires_at=lapses
+            )
             try:
                 await self.snapshots.clone_from(template, request)
                 # A first command costs a new VM's emulator the translation of the shell's

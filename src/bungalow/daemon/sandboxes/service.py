@@ -4,7 +4,8 @@ The first sandbox of a shape (image, CPUs, memory, disk) makes that shape's
 template (templates.py); every sandbox of the shape is then a clone of it (see
 snapshots/operations.py). With ``[sandboxes] pool = N`` in config.toml
 (default 1) N sandboxes of each shape in use wait already started (pool.py),
-so a sandbox without a requested name is handed out at once.
+so a sandbox without a requested name is handed out at once; a shape's pool
+lapses after ``[sandboxes] pool_idle`` (10m) without such a sandbox asked for.
 
 A sandbox's timeout is the daemon's to enforce: ``expires_at`` is in the
 database, and the reaper (policies/reaper.py, policies/leases.py) removes
@@ -69,11 +70,11 @@ class Sandboxes:
         )
         await self.pool.drain()  # a template just replaced leaves its pool behind
         if request.name is None and request.ownership.project is None:
-            # Pooled VMs belong to no project: a project's sandbox is always its own clone.
+            # Pooled VMs belong to no project: a project's sandbox is always its own clone,
+            # and only an ask the pool could answer keeps (or makes) the pool warm.
             pooled = self.pool.claim(template, expires, request.ownership)
             if pooled is not None:
                 return pooled
-        self.pool.refill(template)
         clone = CloneRequest(
             name=name, parent="", sandbox=True, expires_at=expires, ownership=request.ownership
         )

@@ -9,6 +9,8 @@
 
     [sandboxes]
     pool = 2            # sandboxes of each shape kept started and waiting (default 1)
+    pool_idle = "10m"   # a shape's pool lapses (its VMs removed) when no sandbox of it
+                        # was asked for this long; the next one brings it back
     timeout = "10m"     # the timeout a sandbox gets when its creator names none
 
     [prices]                # what `bungalow cost`, `ls` and `inspect` charge (costs.py)
@@ -48,11 +50,15 @@ MAX_POOL = 16
 #: pool answers in about 0.1 s against 0.4-0.8 s for a fresh clone (bench/sandbox.py),
 #: for one idle clone's memory (about 40 MiB) per shape.
 DEFAULT_POOL = 1
+#: Seconds a shape's warm pool waits unused before it lapses: a pool costs memory
+#: (512M a sandbox by default) only while sandboxes of its shape are being asked for.
+DEFAULT_POOL_IDLE = 600.0
 
 
 @dataclass(frozen=True)
 class Config:
     sandbox_pool: int = DEFAULT_POOL
+    sandbox_pool_idle: float = DEFAULT_POOL_IDLE
     sandbox_timeout: float = 600.0
     ratios: Ratios = field(default_factory=Ratios)
     rates: Rates = field(default_factory=Rates)
@@ -79,6 +85,14 @@ def load_config(path: Path) -> Config:
     timeout = parse_duration(sandboxes.get("timeout", 600.0), what="sandboxes.timeout")
     if timeout <= 0:
         raise UserError(f"sandboxes.timeout in {path} must be positive, such as 10m.")
+    pool_idle = parse_duration(
+        sandboxes.get("pool_idle", DEFAULT_POOL_IDLE), what="sandboxes.pool_idle"
+    )
+    if pool_idle <= 0:
+        raise UserError(
+            f"sandboxes.pool_idle in {path} must be positive, such as 10m; "
+            "for no pool at all, set pool = 0."
+        )
     allocation: dict[str, Any] = data.get("allocation", {})
     ratios = {}
     for key in ("cpu", "memory", "disk"):
@@ -90,7 +104,8 @@ def load_config(path: Path) -> Config:
         ratios[key] = float(value)
     rates, currency = _prices(data.get("prices", {}), path)
     return Config(
-        sandbox_pool=pool, sandbox_timeout=timeout, ratios=Ratios(**ratios),
+        sandbox_pool=pool, sandbox_pool_idle=pool_idle, sandbox_timeout=timeout,
+        ratios=Ratios(**ratios),
         rates=rates, currency=currency, policy=load_policy(data),
         noisy=load_noisy(data.get("noisy", {}), path),
     )  # fmt: skip

@@ -88,7 +88,7 @@ def build(data: DataDir, config: Config, host: HostFacts, clock: Clock | None = 
     snapshots = Snapshots(vms, keeper)
     suspender = Suspender(snapshots)
     templates = Templates(snapshots)
-    pool = Pool(snapshots, templates, config.sandbox_pool)
+    pool = Pool(snapshots, templates, config.sandbox_pool, config.sandbox_pool_idle)
     sandboxes = Sandboxes(snapshots, templates, pool)
     noisy = NoisyWatch(
         store, cpus=lambda: admission.capacity().cpus, hold=vms.hold_to, config=config.noisy
@@ -100,7 +100,10 @@ def build(data: DataDir, config: Config, host: HostFacts, clock: Clock | None = 
     leases = Leases(vms, actions, policy, clock)
     idleness = Idleness(vms, metrics.rates, actions, policy, clock)
     sprawl = Sprawl(store, leases, idleness, actions, policy, clock, ledger.price_of)
-    reaper = Reaper(leases, idleness, restorable, clock, policy.reaper_interval)
+    reaper = Reaper(
+        leases, idleness, restorable, clock, policy.reaper_interval,
+        lapse_pools=pool.lapse, resume_held=vms.resume_held,
+    )  # fmt: skip
     images = Images(vms.images, store.vms, keeper)
     services = Services(
         vms=vms, snapshots=snapshots, suspender=suspender, sandboxes=sandboxes, images=images,
@@ -147,7 +150,10 @@ def app_for(daemon: Daemon) -> FastAPI:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await daemon.vms.close()
-            daemon.ledger.beat()
+            try:
+                daemon.ledger.beat()
+            except Exception as exc:  # a full disk: the last beat written stands
+                log.warning("could not write the last usage heartbeat: %s", exc)
             daemon.store.close()
 
     return create_app(daemon.services, lifespan)

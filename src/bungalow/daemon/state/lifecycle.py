@@ -81,10 +81,17 @@ def _refusal(name: str, current: VmState, target: VmState) -> str:
     return f"The VM {name} is {current} and cannot become {target}."
 
 
-def require_running(name: str, current: VmState, action: str) -> None:
-    """Refuse ``action`` unless the VM runs, saying how to get it running."""
+def require_running(name: str, current: VmState, action: str, why: str | None = None) -> None:
+    """Refuse ``action`` unless the VM runs, saying how to get it running.
+
+    ``why`` is the VM's recorded ``error``: a VM paused by something other than a
+    user (QEMU holding it after its disk filled up) is refused with that reason,
+    which says what to do.
+    """
     if current is VmState.RUNNING:
         return
+    if current is VmState.PAUSED and why:
+        raise InvalidStateError(f"Cannot {action}: the VM {name} is paused: {why}.")
     hint = {
         VmState.STOPPED: f"start it with `bungalow start {name}` first",
         VmState.CREATED: f"start it with `bungalow start {name}` first",

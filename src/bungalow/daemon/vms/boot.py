@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from bungalow.daemon.state.records import VmRecord
-from bungalow.daemon.vms import netshaping
+from bungalow.daemon.vms import diskfull, netshaping
 from bungalow.daemon.vms.confine import launch_confined
 from bungalow.daemon.vms.runtime import VmRuntime
 from bungalow.errors import AgentError, QemuError, UserError
@@ -229,7 +229,8 @@ async def adopt(pid: int, run_dir: Path, *, running: bool, agent: bool) -> VmRun
     That daemon may have died while saving a snapshot: an outgoing migration
     still under way is cancelled and waited for, and a VM that should run
     (``running``) and is held paused or after its migration continues. A
-    paused VM's agent cannot answer, so none is sought for it.
+    paused VM's agent cannot answer, so none is sought for it, nor for one QEMU holds
+    because its disk filled up (``io-error``, recorded paused once watched: diskfull.py).
     """
     files = RunFiles(run_dir)
     runtime = VmRuntime(pid=pid, run_dir=run_dir)
@@ -239,6 +240,11 @@ async def adopt(pid: int, run_dir: Path, *, running: bool, agent: bool) -> VmRun
         raise QemuError(f"QEMU does not answer on its monitor ({exc.message})") from None
     runtime.attach_monitor(monitor)
     status = await migration.settle(monitor)
+    if status == "io-error":
+        # Held after a write found the host's disk full (only ENOSPC stops a guest: QEMU's
+        # default werror=enospc, rerror=report); the VM service records it paused.
+        runtime.held_by_io_error(diskfull.NOSPACE)
+        return runtime
     if running and status in _HELD:
         await monitor.cont()
     if running and agent:

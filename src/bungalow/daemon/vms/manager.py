@@ -26,7 +26,7 @@ from bungalow.daemon.state.clock import Clock
 from bungalow.daemon.state.lifecycle import VmState, require_running, transition
 from bungalow.daemon.state.records import Operation, VmRecord
 from bungalow.daemon.state.store import Store
-from bungalow.daemon.vms import boot, limits, netshaping
+from bungalow.daemon.vms import boot, diskfull, limits, netshaping
 from bungalow.daemon.vms.admission import Admission
 from bungalow.daemon.vms.host import HostFacts
 from bungalow.daemon.vms.limits import Limits
@@ -34,7 +34,7 @@ from bungalow.daemon.vms.locks import VmLocks
 from bungalow.daemon.vms.plan import check_ports_free, claimed_ports, plan_vm
 from bungalow.daemon.vms.requests import CreateRequest
 from bungalow.daemon.vms.runtime import VmRuntime
-from bungalow.errors import AgentError, BungalowError, InvalidStateError
+from bungalow.errors import AgentError, BungalowError, InvalidStateError, QemuError
 from bungalow.guest.channel import AgentChannel
 from bungalow.host import processes
 from bungalow.images.store import Image, ImageStore
@@ -47,6 +47,8 @@ from bungalow.qemu.process import pid_alive, terminate, wait_exit
 log = logging.getLogger(__name__)
 
 DEFAULT_STOP_TIMEOUT = 30.0
+#: Seconds between attempts at recording a VM held for a full disk, while the write fails.
+HELD_RETRY = 5.0
 #: Called once a VM is gone, with its last record (the snapshot keeper lets its snapshots go).
 OnRemoved = Callable[[VmRecord], Awaitable[None]]
 #: Brings a freshly inserted VM up: boots it, or starts it from a snapshot.
@@ -79,6 +81,8 @@ class VmManager:
         self._on_removed = on_removed
         self._runtimes: dict[str, VmRuntime] = {}
         self._locks = VmLocks()
+        #: Room for the daemon's own writes when a guest fills the disk (diskfull.py).
+        self._reserve = diskfull.Reserve(data.root / "reserve")
 
     def locked(self, name: str) -> contextlib.AbstractAsyncContextManager[None]:
         """Hold the VM ``name``'s lock: every change to that VM happens inside."""
@@ -258,24 +262,59 @@ class VmManager:
             vm = self.get(name)
             transition(name, vm.state, VmState.PAUSED)
             await self.monitor(vm).stop()
-            vm = self.store.vms.set_state(vm.id, VmState.PAUSED)
+            vm = self.store.vms.set_state(vm.id, VmState.PAUSED, error=None)
             self.store.events.add(name, "paused", "paused")
             return vm
 
     async def resume(self, name: str) -> VmRecord:
-        """Let the vCPUs run again and bring the guest's clock up to date."""
+        """Let the vCPUs run again and bring the guest's clock up to date.
+
+        A VM QEMU holds because the host's disk filled up (diskfull.py) is continued
+        only when there is room again: InvalidStateError with a sentence otherwise.
+        """
         async with self.locked(name):
             vm = self.get(name)
             transition(name, vm.state, VmState.RUNNING)
-            await self.monitor(vm).cont()
-            vm = self.store.vms.set_state(vm.id, VmState.RUNNING)
+            monitor = self.monitor(vm)
             runtime = self._runtimes.get(name)
+            held = await monitor.status() == "io-error"
+            if held:
+                await asyncio.to_thread(diskfull.check_room, name, self.data.root)
             if runtime is not None:
-                with contextlib.suppress(BungalowError):
+                runtime.io_error = None  # a write that fails again stops it again, and says so
+            await monitor.cont()
+            vm = self.store.vms.set_state(vm.id, VmState.RUNNING, error=None)
+            if held:  # room again: the daemon's reserve is set aside for the next time
+                await asyncio.to_thread(self._reserve.keep)
+            if runtime is not None:
+                with contextlib.suppress(BungalowError, TimeoutError):
                     await self.agent_unlocked(vm, "set the clock")
-                    await boot.sync_guest(runtime, vm, identity=False)
+                    # Bounded: a guest stopped again at once (its disk still full) cannot answer.
+                    await asyncio.wait_for(boot.sync_guest(runtime, vm, identity=False), 10)
             self.store.events.add(name, "resumed", "resumed")
             return vm
+
+    async def resume_held(self) -> builtins.list[str]:
+        """Continue every VM QEMU holds paused because the host's disk was full, once there
+        is room again, and take the daemon's disk reserve back (the reaper's look); the
+        names of the VMs resumed."""
+        if not await asyncio.to_thread(diskfull.has_room, self.data.root):
+            return []
+        resumed: builtins.list[str] = []
+        for name, runtime in builtins.list(self._runtimes.items()):
+            vm = self.store.vms.find(name)
+            if vm is None or vm.state is not VmState.PAUSED:
+                continue
+            if runtime.io_error != diskfull.NOSPACE:
+                continue  # paused by a user, or a failing disk: for a person to look at
+            try:
+                await self.resume(name)
+            except BungalowError as exc:
+                log.warning("could not resume %s now there is room: %s", name, exc.message)
+                continue
+            resumed.append(name)
+        await asyncio.to_thread(self._reserve.keep)
+        return resumed
 
     # -- stop / remove -------------------------------------------------------------------------
 
@@ -290,12 +329,20 @@ class VmManager:
             self.store.events.add(name, "stopped", "stopped")
             return self.get(name)
 
-    async def remove(self, name: str) -> None:
-        """End every process of the VM, then remove its files and its row."""
+    async def remove(self, name: str, only_if: Callable[[VmRecord], bool] | None = None) -> bool:
+        """End every process of the VM, then remove its files and its row.
+
+        With ``only_if``, only a VM for which it holds once the VM's lock is taken (a
+        policy's condition, which may have changed while it waited); whether it was removed.
+        """
         async with self.locked(name):
-            vm = self.store.vms.begin(self.get(name).id, Operation.REMOVE)
+            vm = self.get(name)
+            if only_if is not None and not only_if(vm):
+                return False
+            vm = self.store.vms.begin(vm.id, Operation.REMOVE)
             await self.discard(vm)
             self.store.events.add(name, "removed", "removed")
+            return True
 
     async def end_qemu(self, vm: VmRecord) -> None:
         """End the VM's QEMU at once (its state is about to be replaced); lock held."""
@@ -351,8 +398,24 @@ class VmManager:
     # -- supervision ---------------------------------------------------------------------------
 
     async def _watch(self, name: str, runtime: VmRuntime) -> None:
-        """Notice QEMU exiting on its own and record why."""
-        exit_code = await wait_exit(runtime.pid)
+        """Notice QEMU holding the guest after a disk error (record it paused, saying why)
+        and QEMU exiting on its own (record why); both for as long as the QEMU lives."""
+        exited = asyncio.create_task(wait_exit(runtime.pid))
+        try:
+            while True:
+                held = asyncio.create_task(runtime.io_stopped.wait())
+                try:
+                    await asyncio.wait({exited, held}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    held.cancel()
+                if exited.done():
+                    break
+                runtime.io_stopped.clear()
+                self._interrupt_held(name, runtime)
+                await self._record_held(name, runtime)
+        finally:
+            exited.cancel()
+        exit_code = exited.result()
         runtime.exited.set()
         if runtime.expected_exit:
             return
@@ -372,6 +435,49 @@ class VmManager:
             await self._end_processes(vm)
             self.store.vms.set_state(vm.id, state, pid=None, error=error)
             self.store.events.add(name, str(state), error or "the guest powered off")
+
+    def _interrupt_held(self, name: str, runtime: VmRuntime) -> None:
+        """End the commands and file copies under way in a VM QEMU just held, with the
+        reason: their callers would otherwise wait, unanswered, for as long as it is held."""
+        if runtime.agent is None or runtime.io_error is None:
+            return
+        why = diskfull.held_reason(name, runtime.io_error, self.data.root)
+        ended = f"The VM {name} was paused before this finished, so it was ended: {why}."
+        runtime.agent.interrupt(InvalidStateError(ended))
+
+    async def _record_held(self, name: str, runtime: VmRuntime) -> None:
+        """QEMU stopped the guest after a disk write failed: record the VM ``paused`` with
+        the reason, and an event. A database on the same full disk may refuse the write;
+        it is tried again until it lands or the VM is continued meanwhile."""
+        while True:
+            async with self.locked(name):
+                vm = self.store.vms.find(name)
+                monitor = runtime.monitor
+                if vm is None or self._runtimes.get(name) is not runtime or monitor is None:
+                    return
+                try:
+                    if runtime.io_error is None or await monitor.status() != "io-error":
+                        return  # continued meanwhile (resume), or an event from before it
+                    reason = diskfull.held_reason(name, runtime.io_error, self.data.root)
+                    if runtime.io_error == diskfull.NOSPACE and await asyncio.to_thread(
+                        self._reserve.release
+                    ):
+                        log.warning("the disk of %s is full: released the daemon's reserve "
+                                    "to record it", self.data.root)  # fmt: skip
+                    if vm.state is VmState.RUNNING:
+                        self.store.vms.set_state(vm.id, VmState.PAUSED, error=reason)
+                        self.store.events.add(
+                            name,
+                            "paused",
+                            reason,
+                            reason="host disk full" if runtime.io_error == diskfull.NOSPACE else "",
+                        )
+                    return
+                except QemuError:
+                    return  # QEMU is going: the exit is recorded instead
+                except Exception as exc:  # the database's disk is full too, most likely
+                    log.warning("could not record that %s is paused (%s); trying again", name, exc)
+            await asyncio.sleep(HELD_RETRY)
 
     def watch_adopted(self, vm: VmRecord, runtime: VmRuntime) -> None:
         """Watch the QEMU of a running VM an earlier daemon started (recovery.py)."""
@@ -393,7 +499,12 @@ class VmManager:
         InvalidStateError with a sentence unless it runs; AgentError when the agent is gone.
         """
         vm = self.get(name)
-        require_running(name, vm.state, action)
+        runtime = self._runtimes.get(name)
+        if vm.state is VmState.RUNNING and runtime is not None and runtime.io_error is not None:
+            # QEMU holds the guest already; its watcher is about to record it paused.
+            why = diskfull.held_reason(name, runtime.io_error, self.data.root)
+            require_running(name, VmState.PAUSED, action, why)
+        require_running(name, vm.state, action, vm.error)
         channel = await self.agent_unlocked(vm, action)
         self.store.vms.touch_active(name, self.clock.now())
         return channel

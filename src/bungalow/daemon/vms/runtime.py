@@ -32,6 +32,13 @@ class VmRuntime:
     #: powered itself off), ``guest-reset`` or ``guest-panic`` (with -no-reboot a reset or
     #: a panic also ends QEMU, with status 0), ``host-signal``...
     shutdown_reason: str | None = None
+    #: Why QEMU holds the guest paused on its own after a disk write failed, while it does:
+    #: ``nospace`` (the host's file system is full; QEMU's default ``werror=enospc``) or the
+    #: error QEMU gave. Set from a ``BLOCK_IO_ERROR`` event (or a run state of ``io-error``
+    #: found when adopting); cleared when the VM is continued.
+    io_error: str | None = None
+    #: Set with :attr:`io_error`, for the VM service's watcher to record the pause.
+    io_stopped: asyncio.Event = field(default_factory=asyncio.Event)
     _event_task: asyncio.Task[None] | None = None
 
     def attach_monitor(self, monitor: Monitor) -> None:
@@ -44,6 +51,15 @@ class VmRuntime:
             async for event in monitor.events():
                 if event.name == "SHUTDOWN":
                     self.shutdown_reason = str(event.data.get("reason", ""))
+                elif event.name == "BLOCK_IO_ERROR" and event.data.get("action") == "stop":
+                    self.held_by_io_error(
+                        "nospace" if event.data.get("nospace") else str(event.data.get("reason"))
+                    )
+
+    def held_by_io_error(self, error: str) -> None:
+        """QEMU stopped the guest because a disk request failed with ``error``."""
+        self.io_error = error
+        self.io_stopped.set()
 
     async def close_channels(self) -> None:
         if self.shaper_watcher is not None:

@@ -166,7 +166,13 @@ class Finding(BaseModel):
 
     vm: str
     kind: Literal[
-        "lease-ending", "lease-expired", "idle", "orphan-project", "orphan-owner", "long-stopped"
+        "lease-ending",
+        "lease-expired",
+        "idle",
+        "orphan-project",
+        "orphan-owner",
+        "long-stopped",
+        "pool",
     ]
     why: str
     since: float
