@@ -214,8 +214,7 @@ def ls(
             [
                 vm["name"], vm["state"], vm["image"], vm["cpus"], size(vm["memory"]),
                 _disk(vm), ",".join(vm["ports"]) or "-", age(vm["created"]),
-                f"{lease_text(vm)} (pool)" if vm.get("pooled") else lease_text(vm),
-                _cost(vm),
+                _expires(vm), _cost(vm),
             ]
             for vm in vms
         ),
@@ -223,6 +222,14 @@ def ls(
     for vm in vms:  # paused by no one's command: say why, and what to do
         if vm["state"] == "paused" and vm.get("error"):
             say(f"{vm['name']} is paused: {vm['error']}.")
+
+
+def _expires(vm: VmInfo) -> str:
+    """When the VM's lease ends; a warm-pool VM is marked, with when its pool lapses if it does."""
+    text = lease_text(vm)
+    if not vm.get("pooled"):
+        return text
+    return "pool" if text == "-" else f"{text} (pool)"
 
 
 def _disk(vm: VmInfo) -> str:
