@@ -76,7 +76,7 @@ def test_limits_survive_a_restart_of_the_vm(lim: Env) -> None:
 def test_bad_limits_get_one_sentence(lim: Env) -> None:
     for args, words in (
         (("set", "lim", "--cpu-weight", "0"), "from 1 to 10000"),
-        (("set", "lim", "--disk-iops", "lots"), 'disk_iops "lots" is not valid'),
+        (("set", "lim", "--disk-iops", "lots"), '--disk-iops "lots" is not valid'),
         (("set", "ghost", "--disk-iops", "5"), "no VM named ghost"),
         (("launch", "x", "--disk-iops-burst", "9"), "burst needs"),
     ):

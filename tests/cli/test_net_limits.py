@@ -186,9 +186,9 @@ def test_a_clone_of_a_limited_vm_has_its_own_shaper(
 def test_bad_limits_get_one_sentence_and_leave_nothing(net: tuple[Env, int]) -> None:
     bw, _ = net
     for args, words in (
-        (("set", "shaped", "--net-bw", "lots"), 'net_bw "lots" is not valid: give a size'),
+        (("set", "shaped", "--net-bw", "lots"), '--net-bw "lots" is not valid: give a size'),
         (("set", "shaped", "--net-bw", "1K"), "at least 16K"),
-        (("launch", "bad", "--net-bw", "-5M"), 'net_bw "-5M" is not valid: give a size'),
+        (("launch", "bad", "--net-bw", "-5M"), '--net-bw "-5M" is not valid: give a size'),
     ):
         result = bw.run(*args, check=False)
         assert result.returncode == 1 and words in result.stderr, (args, result.stderr)

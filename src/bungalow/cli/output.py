@@ -9,6 +9,7 @@ JSON (``--json``) is colourless and indented by two spaces when piped.
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -61,8 +62,25 @@ def say_styled(text: str) -> None:
         say(Text.from_markup(text).plain)
 
 
+#: The API's sentence for a refused request field (daemon/api/refusals.py): ``The request's
+#: cpus 512 is not valid: give a whole number from 1 to 255; see GET /openapi.json.``
+_FIELD_REFUSAL = re.compile(r"The request's ([a-z][a-z0-9_]*) (.*); see GET /openapi\.json\.")
+
+
+def in_cli_terms(message: str) -> str:
+    """An API refusal of a top-level field said as the CLI's option (``--cpus 512 is not
+    valid: give a whole number from 1 to 255.``); any other message unchanged."""
+    found = _FIELD_REFUSAL.fullmatch(message)
+    if found is None:
+        return message
+    option = "--" + found[1].replace("_", "-")
+    return f"{option} {found[2]}."
+
+
 def error(message: str) -> None:
-    """``error: MESSAGE`` on stderr, red on a terminal."""
+    """``error: MESSAGE`` on stderr, red on a terminal (an API field refusal said in the
+    CLI's terms, :func:`in_cli_terms`)."""
+    message = in_cli_terms(message)
     if not sys.stderr.isatty():
         print(f"error: {message}", file=sys.stderr)
         return

@@ -1,0 +1,32 @@
+"""How the CLI words what the daemon says (pure logic, no daemon)."""
+
+from __future__ import annotations
+
+import pytest
+
+from bungalow.cli.output import in_cli_terms
+
+
+@pytest.mark.parametrize(
+    ("sent", "said"),
+    [
+        (
+            "The request's cpus 512 is not valid: give a whole number from 1 to 255; "
+            "see GET /openapi.json.",
+            "--cpus 512 is not valid: give a whole number from 1 to 255.",
+        ),
+        (
+            'The request\'s disk_iops "lots" is not valid: give a whole number from 1 to '
+            "1000000; see GET /openapi.json.",
+            '--disk-iops "lots" is not valid: give a whole number from 1 to 1000000.',
+        ),
+        # Not a top-level field, or not the API's refusal: left as the daemon said it.
+        (
+            "The request's labels.team 5 is not valid: give text; see GET /openapi.json.",
+            "The request's labels.team 5 is not valid: give text; see GET /openapi.json.",
+        ),
+        ("There is no VM named ghost.", "There is no VM named ghost."),
+    ],
+)
+def test_an_api_field_refusal_names_the_cli_option(sent: str, said: str) -> None:
+    assert in_cli_terms(sent) == said
