@@ -66,7 +66,8 @@ def test_an_idle_vm_is_suspended_and_a_busy_one_left_alone(env: Env) -> None:
     except AssertionError as exc:
         log = (env.home / "bungalowd.log").read_text(errors="replace")[-3000:]
         raise AssertionError(
-            f"{exc}: rates {_rates(env)}, events {events(env, 'quiet')}, daemon log: {log}"
+            f"{exc}: quiet for {inspect(env, 'quiet')['quiet_for']} s, rates {_rates(env)}, "
+            f"events {events(env, 'quiet')}, daemon log: {log}"
         ) from None
     assert inspect(env, "busy")["state"] == "running"
     assert inspect(env, "busy")["quiet_for"] < 60

@@ -22,7 +22,7 @@ class Clock:
 
     def __init__(self, offset_file: Path | None = None) -> None:
         self.offset_file = offset_file
-        self._cached: tuple[float, float] | None = None  # (file mtime, offset)
+        self._cached: tuple[tuple[int, int], float] | None = None  # ((inode, mtime), offset)
 
     @classmethod
     def from_environment(cls) -> Clock:
@@ -36,18 +36,26 @@ class Clock:
         if self.offset_file is None:
             return 0.0
         try:
-            mtime = self.offset_file.stat().st_mtime_ns
-            if self._cached is None or self._cached[0] != mtime:
-                self._cached = (mtime, float(self.offset_file.read_text().strip() or 0))
+            found = self.offset_file.stat()
+            version = (found.st_ino, found.st_mtime_ns)
+            if self._cached is None or self._cached[0] != version:
+                self._cached = (version, float(self.offset_file.read_text().strip() or 0))
         except (OSError, ValueError):
             return 0.0 if self._cached is None else self._cached[1]
         return self._cached[1]
 
 
 def advance(offset_file: Path, seconds: float) -> None:
-    """Move a test clock ``seconds`` further ahead (the file is read on every ``now()``)."""
+    """Move a test clock ``seconds`` further ahead (the file is read on every ``now()``).
+
+    The new offset is written beside the file and renamed over it: a daemon reading
+    in between sees the old offset or the new one, never an empty file, and the new
+    inode tells its cache the file changed even within one tick of the file's mtime.
+    """
     try:
         current = float(offset_file.read_text().strip() or 0)
     except (OSError, ValueError):
         current = 0.0
-    offset_file.write_text(f"{current + seconds}\n")
+    written = offset_file.with_name(offset_file.name + ".new")
+    written.write_text(f"{current + seconds}\n")
+    os.replace(written, offset_file)
