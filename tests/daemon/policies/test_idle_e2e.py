@@ -48,9 +48,20 @@ def test_an_idle_vm_is_suspended_and_a_busy_one_left_alone(env: Env) -> None:
     seen: list[dict[str, dict[str, float]]] = []
 
     def apart() -> bool:
+        # The quiet VM's latest sample must show no activity of any kind, not only CPU: the
+        # first tick after the clock moves reads it, and the disk reads of the exec above
+        # (sh and its libraries) in a sample the loaded sampler has not yet replaced would
+        # count as activity at the new time, keeping the VM from being idle for 30 more minutes.
         seen.append(rates := _rates(env))
-        busy, quiet = rates.get("busy", {}).get("cpu", 0), rates.get("quiet", {}).get("cpu", 1)
-        return busy > 0.2 and 0 <= quiet < 0.2
+        quiet = rates.get("quiet", {})
+        disk = quiet.get("block_rd_bytes", 1e9) + quiet.get("block_wr_bytes", 1e9)
+        net = quiet.get("net_rx_bytes", 1e9) + quiet.get("net_tx_bytes", 1e9)
+        return (
+            rates.get("busy", {}).get("cpu", 0) > 0.2
+            and 0 <= quiet.get("cpu", 1) < 0.2
+            and disk < 64 << 10  # the idle policy's defaults (policies/settings.py)
+            and net < 16 << 10
+        )
 
     try:
         wait_until("samples showing one VM busy and the other quiet", apart, timeout=120)
@@ -66,7 +77,8 @@ def test_an_idle_vm_is_suspended_and_a_busy_one_left_alone(env: Env) -> None:
     except AssertionError as exc:
         log = (env.home / "bungalowd.log").read_text(errors="replace")[-3000:]
         raise AssertionError(
-            f"{exc}: quiet for {inspect(env, 'quiet')['quiet_for']} s, rates {_rates(env)}, "
+            f"{exc}: quiet for {inspect(env, 'quiet')['quiet_for']} s, rates when the clock "
+            f"moved {seen[-1]}, rates now {_rates(env)}, "
             f"events {events(env, 'quiet')}, daemon log: {log}"
         ) from None
     assert inspect(env, "busy")["state"] == "running"
