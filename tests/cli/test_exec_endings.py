@@ -92,6 +92,9 @@ def test_interrupting_an_exec_ends_its_guest_command(
         env=bw_module.env,
         stdin=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        # A suite started in the background (`./scripts/test &`) ignores SIGINT, and so would
+        # the CLI it starts: it is given Ctrl-C's default back, as on a terminal.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     wait_until("the command to start in the guest", lambda: _guest_pid(bw_module, vm, mark))
     cli.send_signal(signal.SIGINT)

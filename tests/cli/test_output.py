@@ -20,6 +20,11 @@ from bungalow.cli.output import in_cli_terms
             "1000000; see GET /openapi.json.",
             '--disk-iops "lots" is not valid: give a whole number from 1 to 1000000.',
         ),
+        (
+            'The request\'s query parameter state[0] "runing" is not valid: give one of '
+            "'created' or 'running'; see GET /openapi.json.",
+            "--state \"runing\" is not valid: give one of 'created' or 'running'.",
+        ),
         # Not a top-level field, or not the API's refusal: left as the daemon said it.
         (
             "The request's labels.team 5 is not valid: give text; see GET /openapi.json.",

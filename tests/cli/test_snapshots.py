@@ -107,7 +107,7 @@ def test_pause_freezes_the_guest_and_resume_sets_its_clock(web: Env) -> None:
     web.run("pause", "web")
     assert _info(web, "web")["state"] == "paused"
     refused = web.run("exec", "web", "--", "true", check=False)
-    assert refused.returncode == 1 and "bungalow resume web" in refused.stderr
+    assert refused.returncode == 125 and "bungalow resume web" in refused.stderr
     web.run("resume", "web")
     guest_now = float(_sh(web, "web", "date +%s.%N"))
     assert abs(guest_now - time.time()) < 2

@@ -64,12 +64,16 @@ def say_styled(text: str) -> None:
 
 #: The API's sentence for a refused request field (daemon/api/refusals.py): ``The request's
 #: cpus 512 is not valid: give a whole number from 1 to 255; see GET /openapi.json.``
-_FIELD_REFUSAL = re.compile(r"The request's ([a-z][a-z0-9_]*) (.*); see GET /openapi\.json\.")
+_FIELD_REFUSAL = re.compile(
+    r"The request's (?:query parameter )?([a-z][a-z0-9_]*)(?:\[\d+\])? (.*);"
+    r" see GET /openapi\.json\."
+)
 
 
 def in_cli_terms(message: str) -> str:
-    """An API refusal of a top-level field said as the CLI's option (``--cpus 512 is not
-    valid: give a whole number from 1 to 255.``); any other message unchanged."""
+    """An API refusal of a top-level field or a query parameter said as the CLI's option
+    (``--cpus 512 is not valid: give a whole number from 1 to 255.``); any other message
+    unchanged."""
     found = _FIELD_REFUSAL.fullmatch(message)
     if found is None:
         return message

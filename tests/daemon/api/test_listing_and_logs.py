@@ -44,7 +44,10 @@ async def test_a_state_that_does_not_exist_is_a_400_listing_the_states(app: Fast
     async with client(app) as api:
         status, code, message = error_of(await api.get("/v1/vms?state=runing"))
     assert (status, code) == (400, "invalid_request")
-    assert message.startswith("There is no VM state 'runing'; the states are created, starting")
+    assert message.startswith(
+        'The request\'s query parameter state[0] "runing" is not valid: give one of '
+        "'created', 'starting', 'running'"
+    )
 
 
 async def test_host_info_names_the_daemons_version(app: FastAPI) -> None:

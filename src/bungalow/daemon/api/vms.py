@@ -18,6 +18,7 @@ from bungalow.daemon.api.schemas import (
     VmCreate,
     VmInfo,
 )
+from bungalow.daemon.api.schemas.fields import LabelFilter, ProjectName
 from bungalow.daemon.policies.settings import idle_changes
 from bungalow.daemon.state.lifecycle import VmState
 from bungalow.daemon.state.records import VmRecord
@@ -38,15 +39,15 @@ async def health() -> Health:
 async def list_vms(
     svc: Svc,
     caller: Caller,
-    project: Annotated[str | None, Query(description="only this project's VMs")] = None,
-    state: Annotated[list[str] | None, Query(description="only VMs in one of these")] = None,
+    project: Annotated[ProjectName | None, Query(description="only this project's VMs")] = None,
+    state: Annotated[list[VmState] | None, Query(description="only VMs in one of these")] = None,
     label: Annotated[
-        list[str] | None, Query(description="KEY=VALUE, or KEY: only VMs with every one")
+        list[LabelFilter] | None, Query(description="KEY=VALUE, or KEY: only VMs with every one")
     ] = None,
 ) -> list[VmInfo]:
-    """The VMs the caller may see, narrowed by every filter given (400 for a state that
-    does not exist)."""
-    wanted = vm_filter(project, state or [], label or [])
+    """The VMs the caller may see, narrowed by every filter given (400 with a sentence for
+    a state that does not exist or a label filter that is not KEY or KEY=VALUE)."""
+    wanted = vm_filter(project, [s.value for s in state or []], label or [])
     return [
         svc.views.vm(vm)
         for vm in svc.vms.list()

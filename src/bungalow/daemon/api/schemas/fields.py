@@ -30,6 +30,7 @@ from pydantic_core import PydanticCustomError
 from bungalow.daemon.policies.settings import ACTIONS, Action
 from bungalow.daemon.vms.plan import ACCELS, PROFILES
 from bungalow.errors import BungalowError, InvalidNameError, UserError
+from bungalow.guest.protocol import MAX_EXEC_ARG
 from bungalow.names import (
     LABEL_KEY_PATTERN,
     LABEL_KEY_RULE,
@@ -282,8 +283,12 @@ Iops = Annotated[
 Quota = Annotated[int, whole(0, 1_000_000)]
 ForkCount = Annotated[int, whole(1, 64)]
 StopTimeout = Annotated[float, seconds(0, 3600)]
-#: A command's argument, a path, a user: text without NUL, at most 4096 characters.
+#: A working directory: text without NUL, at most 4096 characters (PATH_MAX).
 ExecText = Annotated[str, plain(4096)]
+#: A command's argument or an environment value: text without NUL, at most what a guest's
+#: kernel takes in one (MAX_ARG_STRLEN); all of them together are checked against ARG_MAX
+#: before the command is sent (guest/channel.py).
+ExecArg = Annotated[str, plain(MAX_EXEC_ARG)]
 Command = Annotated[str, plain(1 << 20, "a shell command")]
 UserName = Annotated[str, plain(255)]
 EnvName = Annotated[
@@ -322,6 +327,14 @@ Labels = Annotated[
         Annotated[str, text(LABEL_VALUE_PATTERN, LABEL_VALUE_RULE, code=InvalidNameError.code)],
     ],
     Field(max_length=MAX_LABELS, json_schema_extra={"additionalProperties": False}),
+]
+#: A label filter: ``KEY`` (the VM carries the label) or ``KEY=VALUE``.
+LabelFilter = Annotated[
+    str,
+    text(
+        "^" + LABEL_KEY_PATTERN.strip("^$") + "(=" + LABEL_VALUE_PATTERN.strip("^$") + ")?$",
+        f"KEY or KEY=VALUE, the key {LABEL_KEY_RULE}, the value {LABEL_VALUE_RULE}",
+    ),
 ]
 PortText = Annotated[
     str,

@@ -23,6 +23,7 @@ from bungalow.daemon.api.schemas.fields import (
     Disk,
     Duration,
     EnvName,
+    ExecArg,
     ExecText,
     ExecTimeout,
     ForkCount,
@@ -48,6 +49,7 @@ from bungalow.daemon.api.schemas.fields import (
     UserName,
     VmName,
 )
+from bungalow.guest.protocol import MAX_EXEC_ARGS
 
 
 class Request(BaseModel):
@@ -127,9 +129,10 @@ class StopRequest(Request):
 
 
 class ExecRequest(Request):
-    argv: Annotated[list[ExecText], Field(max_length=4096)] | None = None
+    # Each argument takes at least its NUL of ARG_MAX: no more of them than that allows.
+    argv: Annotated[list[ExecArg], Field(max_length=MAX_EXEC_ARGS // 2)] | None = None
     command: Command | None = None
-    env: Annotated[dict[EnvName, ExecText], Field(max_length=1024)] = Field(default_factory=dict)
+    env: Annotated[dict[EnvName, ExecArg], Field(max_length=1024)] = Field(default_factory=dict)
     cwd: ExecText | None = None
     user: UserName | None = None
     timeout: ExecTimeout | None = None
