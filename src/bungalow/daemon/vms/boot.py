@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from bungalow.daemon.state.records import VmRecord
-from bungalow.daemon.vms import netshaping
+from bungalow.daemon.vms import netshaping, timeline
 from bungalow.daemon.vms.confine import launch_confined
 from bungalow.daemon.vms.runtime import VmRuntime
 from bungalow.errors import AgentError, QemuError, UserError
@@ -97,16 +97,11 @@ async def boot_until_ready(spec: MachineSpec, image: Image, net_bw: int | None) 
     """Start QEMU and wait for the guest agent; retry a boot that hangs, fail one that dies."""
     last_error: Exception | None = None
     for attempt in range(BOOT_ATTEMPTS):
-        launched = time.monotonic()
+        timeline.retried(attempt + 1)
         pid = await start_qemu(spec, net_bw)
         runtime = VmRuntime(pid=pid, run_dir=spec.run_dir)
         try:
-            started = time.monotonic()
             await _wait_ready(runtime, image, spec.name)
-            log.info(
-                "%s ready: qemu start %.2fs, guest boot %.2fs (attempt %d)",
-                spec.name, started - launched, time.monotonic() - started, attempt + 1,
-            )  # fmt: skip
             return runtime
         except TimeoutError as exc:
             last_error = exc
@@ -179,6 +174,7 @@ async def sync_guest(runtime: VmRuntime, vm: VmRecord, *, identity: bool = True)
 async def _wait_ready(runtime: VmRuntime, image: Image, name: str) -> None:
     files = RunFiles(runtime.run_dir)
     runtime.attach_monitor(await Monitor.connect(files.qmp, timeout=10))
+    timeline.mark("qemu")
     if image.kind != "linux":
         return
     exit_task = asyncio.create_task(wait_exit(runtime.pid))
@@ -195,6 +191,7 @@ async def _wait_ready(runtime: VmRuntime, image: Image, name: str) -> None:
         runtime.agent = agent_task.result()
     except AgentError as exc:
         raise TimeoutError(exc.message) from None
+    timeline.mark("guest")
 
 
 async def kill(runtime: VmRuntime) -> None:
