@@ -25,7 +25,7 @@ from bungalow.guest.channel import AgentChannel
 from bungalow.images.store import Image, ImageStore
 from bungalow.names import validate_option_path
 from bungalow.qemu import migration
-from bungalow.qemu.argv import RELAY_WARNING, MachineSpec, PortForward, RunFiles
+from bungalow.qemu.argv import RELAY_WARNING, MachineSpec, PortForward, RunFiles, kernel_cmdline
 from bungalow.qemu.disk import create_overlay
 from bungalow.qemu.monitor import Monitor
 from bungalow.qemu.process import pid_alive, terminate, wait_exit
@@ -58,7 +58,11 @@ def create_disk(vm_dir: Path, backing: Path, size: int) -> None:
 def machine_spec(
     vm_dir: Path, vm: VmRecord, image: Image, images: ImageStore, accel: str
 ) -> MachineSpec:
-    """The machine ``vm`` runs as; blocks while the image's initramfs is made (once)."""
+    """The machine ``vm`` runs as; blocks while the image's initramfs is made (once).
+
+    The guest's /init writes the VM's machine-id from the kernel command line, so
+    a booting VM needs no request to its agent before it counts as running.
+    """
     initrd = images.initrd_for(image) if image.kind == "linux" else None
     spec = MachineSpec(
         name=vm.name,
@@ -68,7 +72,7 @@ def machine_spec(
         disk=vm_dir / "disk.qcow2",
         kernel=image.kernel,
         initrd=initrd,
-        cmdline_extra="",
+        cmdline_extra=machine_id_word(vm.machine_id) if initrd and vm.machine_id else "",
         accel=accel,
         ports=tuple(PortForward.parse(text) for text in vm.ports),
         mac=vm.mac,
@@ -78,6 +82,21 @@ def machine_spec(
     )
     # The command line its guest booted with is kept, so a snapshot of it loads.
     return spec if vm.cmdline is None else dataclasses.replace(spec, cmdline=vm.cmdline)
+
+
+def machine_id_word(machine_id: str) -> str:
+    """The kernel command line word from which the guest's /init writes /etc/machine-id."""
+    return f"bungalow.machine_id={machine_id}"
+
+
+def boot_sets_machine_id(spec: MachineSpec, machine_id: str) -> bool:
+    """Whether booting ``spec`` writes ``machine_id`` itself; else the agent must be told.
+
+    A VM that booted before /init could, or that was cloned from a running
+    one, boots with the command line it first booted with, which names no
+    machine-id or another VM's.
+    """
+    return spec.initrd is not None and machine_id_word(machine_id) in kernel_cmdline(spec).split()
 
 
 async def start_qemu(spec: MachineSpec, net_bw: int | None) -> int:

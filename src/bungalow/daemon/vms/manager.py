@@ -196,9 +196,14 @@ class VmManager:
         timeline.mark("spec")
         runtime = await boot.boot_until_ready(spec, image, netshaping.net_bw(vm))
         try:
-            if runtime.agent is not None and vm.machine_id:
+            if (
+                runtime.agent
+                and vm.machine_id
+                and not boot.boot_sets_machine_id(spec, vm.machine_id)
+            ):
                 await runtime.agent.sync(machine_id=vm.machine_id)
             await self.apply_limits(vm, runtime)
+            timeline.mark("limits")
         except BaseException:
             await boot.kill(runtime)
             raise

@@ -6,12 +6,13 @@ recorded when no timeline is open: a VM started by a policy, say). Once the VM
 runs, bungalowd logs one line per boot::
 
     web booted: received=81234.567890 api=0.004 disk=0.031 spec=0.001 qemu=0.118
-    guest=3.905 ready=0.012 (attempt 1)
+    guest=3.905 limits=0.004 ready=0.012 (attempt 1)
 
 ``received`` is when the request reached the VM service, in seconds of the
 host's ``CLOCK_MONOTONIC`` (Python's ``time.monotonic()`` on Linux), which
 every process on the host shares, so a client can line its own instants up
-with the daemon's; each phase is the seconds since the phase before it.
+with the daemon's; each phase is the seconds since the phase before it
+(docs/architecture.md, "The life of a request", says what each covers).
 bench/boot.py reads these lines to say where a boot's time goes.
 """
 
@@ -22,10 +23,6 @@ import time
 from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-
-#: The phases of a boot, in order; docs/architecture.md ("The life of a request") says what
-#: each covers.
-PHASES = ("api", "disk", "spec", "qemu", "guest", "ready")
 
 
 @dataclass
