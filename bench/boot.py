@@ -281,11 +281,19 @@ def compare(
         plain = plain_round(guest, measure)
         samples["bungalow"].append(ours)
         samples["plain"].append(plain)
-        line = f"round {index + 1}: bungalow {ours.total:.2f}s  plain {plain.total:.2f}s"
+        line = (
+            f"round {index + 1}: bungalow {ours.total:.2f}s (QEMU and guest {_booting(ours):.2f}s)"
+            f"  plain {plain.total:.2f}s ({_booting(plain):.2f}s)"
+        )
         if ours.pss is not None and plain.pss is not None:
             line += f"  pss {ours.pss / 1024:.0f} MiB vs {plain.pss / 1024:.0f} MiB"
         print(line, flush=True)
     return samples
+
+
+def _booting(sample: Sample) -> float:
+    """Seconds from starting QEMU to the agent's answer: the part neither side's code runs."""
+    return sum(sample.phases.get(key, 0.0) for key in ("qemu", "guest", "agent"))
 
 
 def print_phases(samples: dict[str, list[Sample]]) -> None:
