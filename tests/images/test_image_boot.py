@@ -21,6 +21,8 @@ from bungalow.images.modules import load_order, read_load_order
 
 pytestmark = pytest.mark.vm
 
+#: Given on the kernel command line; /init writes it to /etc/machine-id.
+MACHINE_ID = "0123456789abcdef0123456789abcdef"
 # Printed by the stand-in agent below, which then powers the VM off.
 MARKER = "IMAGES-TEST-AGENT"
 STAND_IN_AGENT = f"""
@@ -29,7 +31,9 @@ names = sorted(os.listdir("/run/bungalow"))
 up = int(open("/sys/class/net/eth0/flags").read(), 16) & 1
 routes = [line.split()[:3] for line in open("/proc/net/route")]
 default = "via-10.0.2.2" if ["eth0", "00000000", "0202000A"] in routes else "no-route"
-print("{MARKER}", os.getpid(), sys.argv[1:], os.uname().nodename, names, up, default, flush=True)
+machine_id = open("/etc/machine-id").read().strip()
+print("{MARKER}", os.getpid(), sys.argv[1:], os.uname().nodename, names, up, default, machine_id,
+      flush=True)
 os.sync()
 open("/proc/sysrq-trigger", "w").write("o")
 """
@@ -50,7 +54,10 @@ def _host_tsc_khz() -> int | None:
 
 def _qemu_argv(image: Image, initrd: Path, overlay: Path, work: Path, machine: str) -> list[str]:
     bus = "device" if machine == "microvm" else "pci"
-    append = "console=ttyS0 quiet panic=-1 root=/dev/vda bungalow.hostname=images-test"
+    append = (
+        "console=ttyS0 quiet panic=-1 root=/dev/vda bungalow.hostname=images-test "
+        f"bungalow.machine_id={MACHINE_ID}"
+    )
     tsc = _host_tsc_khz()
     if tsc and machine == "microvm":
         append += f" tsc_early_khz={tsc}"
@@ -153,7 +160,7 @@ def test_boots_to_python_as_pid_1(
     files = (
         ["__pycache__", "agent.py", "protocol.py"] if same_python else ["agent.py", "protocol.py"]
     )
-    assert line == f"{MARKER} 1 ['--init'] images-test {files} 1 via-10.0.2.2"
+    assert line == f"{MARKER} 1 ['--init'] images-test {files} 1 via-10.0.2.2 {MACHINE_ID}"
     assert "bungalow-init:" not in console
 
 

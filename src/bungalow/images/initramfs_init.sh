@@ -25,6 +25,7 @@ done </lib/modules/load-order
 
 root=/dev/vda
 hostname=
+machine_id=
 address=10.0.2.15/24
 gateway=10.0.2.2
 read -r cmdline </proc/cmdline
@@ -32,6 +33,7 @@ for word in $cmdline; do
     case "$word" in
         root=/dev/*) root="${word#root=}" ;;
         bungalow.hostname=*) hostname="${word#*=}" ;;
+        bungalow.machine_id=*) machine_id="${word#*=}" ;;
         bungalow.ip=*) address="${word#*=}" ;;
         bungalow.gw=*) gateway="${word#*=}" ;;
     esac
@@ -52,6 +54,19 @@ mount -t ext4 -o rw,noatime,noinit_itable,discard "$root" /newroot || fail "moun
 [ -x /newroot/usr/bin/python3 ] || fail "the root disk $root has no /usr/bin/python3"
 mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /newroot/run || fail "mounting /run failed"
 cp -r /bungalow /newroot/run/ || fail "copying the guest agent to /run/bungalow failed"
+
+# The VM's own machine-id (32 lowercase hex digits), here rather than through the agent once it
+# runs: a request to the agent right after it answers waits for its first imports (0.2-0.4 s).
+case "$machine_id" in
+    *[!0-9a-f]*) echo "bungalow-init: ignoring the malformed machine-id $machine_id" ;;
+    ????????????????????????????????)
+        echo "$machine_id" >/newroot/etc/machine-id
+        if [ -f /newroot/var/lib/dbus/machine-id ] && [ ! -L /newroot/var/lib/dbus/machine-id ]; then
+            echo "$machine_id" >/newroot/var/lib/dbus/machine-id
+        fi
+        ;;
+    ?*) echo "bungalow-init: ignoring the malformed machine-id $machine_id" ;;
+esac
 
 ip link set lo up
 if [ -e /sys/class/net/eth0 ]; then

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from bungalow.daemon.state.records import VmRecord
-from bungalow.daemon.vms import diskfull, netshaping
+from bungalow.daemon.vms import diskfull, netshaping, timeline
 from bungalow.daemon.vms.confine import launch_confined
 from bungalow.daemon.vms.runtime import VmRuntime
 from bungalow.errors import AgentError, QemuError, UserError
@@ -25,7 +25,7 @@ from bungalow.guest.channel import AgentChannel
 from bungalow.images.store import Image, ImageStore
 from bungalow.names import validate_option_path
 from bungalow.qemu import migration
-from bungalow.qemu.argv import RELAY_WARNING, MachineSpec, PortForward, RunFiles
+from bungalow.qemu.argv import RELAY_WARNING, MachineSpec, PortForward, RunFiles, kernel_cmdline
 from bungalow.qemu.disk import create_overlay
 from bungalow.qemu.monitor import Monitor
 from bungalow.qemu.process import pid_alive, terminate, wait_exit
@@ -58,7 +58,11 @@ def create_disk(vm_dir: Path, backing: Path, size: int) -> None:
 def machine_spec(
     vm_dir: Path, vm: VmRecord, image: Image, images: ImageStore, accel: str
 ) -> MachineSpec:
-    """The machine ``vm`` runs as; blocks while the image's initramfs is made (once)."""
+    """The machine ``vm`` runs as; blocks while the image's initramfs is made (once).
+
+    The guest's /init writes the VM's machine-id from the kernel command line, so
+    a booting VM needs no request to its agent before it counts as running.
+    """
     initrd = images.initrd_for(image) if image.kind == "linux" else None
     spec = MachineSpec(
         name=vm.name,
@@ -68,7 +72,7 @@ def machine_spec(
         disk=vm_dir / "disk.qcow2",
         kernel=image.kernel,
         initrd=initrd,
-        cmdline_extra="",
+        cmdline_extra=machine_id_word(vm.machine_id) if initrd and vm.machine_id else "",
         accel=accel,
         ports=tuple(PortForward.parse(text) for text in vm.ports),
         mac=vm.mac,
@@ -78,6 +82,21 @@ def machine_spec(
     )
     # The command line its guest booted with is kept, so a snapshot of it loads.
     return spec if vm.cmdline is None else dataclasses.replace(spec, cmdline=vm.cmdline)
+
+
+def machine_id_word(machine_id: str) -> str:
+    """The kernel command line word from which the guest's /init writes /etc/machine-id."""
+    return f"bungalow.machine_id={machine_id}"
+
+
+def boot_sets_machine_id(spec: MachineSpec, machine_id: str) -> bool:
+    """Whether booting ``spec`` writes ``machine_id`` itself; else the agent must be told.
+
+    A VM that booted before /init could, or that was cloned from a running
+    one, boots with the command line it first booted with, which names no
+    machine-id or another VM's.
+    """
+    return spec.initrd is not None and machine_id_word(machine_id) in kernel_cmdline(spec).split()
 
 
 async def start_qemu(spec: MachineSpec, net_bw: int | None) -> int:
@@ -97,16 +116,11 @@ async def boot_until_ready(spec: MachineSpec, image: Image, net_bw: int | None) 
     """Start QEMU and wait for the guest agent; retry a boot that hangs, fail one that dies."""
     last_error: Exception | None = None
     for attempt in range(BOOT_ATTEMPTS):
-        launched = time.monotonic()
+        timeline.retried(attempt + 1)
         pid = await start_qemu(spec, net_bw)
         runtime = VmRuntime(pid=pid, run_dir=spec.run_dir)
         try:
-            started = time.monotonic()
             await _wait_ready(runtime, image, spec.name)
-            log.info(
-                "%s ready: qemu start %.2fs, guest boot %.2fs (attempt %d)",
-                spec.name, started - launched, time.monotonic() - started, attempt + 1,
-            )  # fmt: skip
             return runtime
         except TimeoutError as exc:
             last_error = exc
@@ -179,6 +193,7 @@ async def sync_guest(runtime: VmRuntime, vm: VmRecord, *, identity: bool = True)
 async def _wait_ready(runtime: VmRuntime, image: Image, name: str) -> None:
     files = RunFiles(runtime.run_dir)
     runtime.attach_monitor(await Monitor.connect(files.qmp, timeout=10))
+    timeline.mark("qemu")
     if image.kind != "linux":
         return
     exit_task = asyncio.create_task(wait_exit(runtime.pid))
@@ -195,6 +210,7 @@ async def _wait_ready(runtime: VmRuntime, image: Image, name: str) -> None:
         runtime.agent = agent_task.result()
     except AgentError as exc:
         raise TimeoutError(exc.message) from None
+    timeline.mark("guest")
 
 
 async def kill(runtime: VmRuntime) -> None:

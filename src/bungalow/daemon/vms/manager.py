@@ -26,7 +26,7 @@ from bungalow.daemon.state.clock import Clock
 from bungalow.daemon.state.lifecycle import VmState, require_running, transition
 from bungalow.daemon.state.records import Operation, VmRecord
 from bungalow.daemon.state.store import Store
-from bungalow.daemon.vms import boot, diskfull, limits, netshaping
+from bungalow.daemon.vms import boot, diskfull, limits, netshaping, timeline
 from bungalow.daemon.vms.admission import Admission
 from bungalow.daemon.vms.host import HostFacts
 from bungalow.daemon.vms.limits import Limits
@@ -135,13 +135,17 @@ class VmManager:
     async def create(self, request: CreateRequest) -> VmRecord:
         """Create the VM and boot it; on any failure nothing of it remains."""
         validate_name(request.name)
-        async with self.locked(request.name):
-            image = self.images.get(request.image)
-            vm = plan_vm(request, image)
-            return await self.make(
-                vm, image, backing=image.disk, bring_up=lambda made: self.boot(made, image),
-                event=f"created from {image.name}",
-            )  # fmt: skip
+        with timeline.timing() as spent:
+            async with self.locked(request.name):
+                image = self.images.get(request.image)
+                vm = plan_vm(request, image)
+                vm = await self.make(
+                    vm, image, backing=image.disk, bring_up=lambda made: self.boot(made, image),
+                    event=f"created from {image.name}",
+                )  # fmt: skip
+            spent.mark("ready")
+        log.info("%s booted: %s", vm.name, spent.describe())
+        return vm
 
     async def make(
         self, vm: VmRecord, image: Image, *, backing: Path, bring_up: BringUp, event: str
@@ -151,8 +155,10 @@ class VmManager:
         self.admission.check(vm, creating=True)
         check_ports_free(vm.ports, self.ports_claimed())
         vm = self.store.vms.insert(vm.with_changes(operation=Operation.CREATE))
+        timeline.mark("api")
         try:
             await asyncio.to_thread(boot.create_disk, self.vm_dir(vm), backing, vm.disk_size)
+            timeline.mark("disk")
             vm = await bring_up(vm)
         except BaseException:
             await self.discard(vm)
@@ -191,11 +197,17 @@ class VmManager:
         accel = self.accel_for(vm)
         vm = self.store.vms.set_state(vm.id, VmState.STARTING, error=None)
         spec = await asyncio.to_thread(self.spec_for, vm, image, accel)
+        timeline.mark("spec")
         runtime = await boot.boot_until_ready(spec, image, netshaping.net_bw(vm))
         try:
-            if runtime.agent is not None and vm.machine_id:
+            if (
+                runtime.agent
+                and vm.machine_id
+                and not boot.boot_sets_machine_id(spec, vm.machine_id)
+            ):
                 await runtime.agent.sync(machine_id=vm.machine_id)
             await self.apply_limits(vm, runtime)
+            timeline.mark("limits")
         except BaseException:
             await boot.kill(runtime)
             raise
