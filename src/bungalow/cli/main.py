@@ -98,6 +98,8 @@ def root_command(source: typer.Typer) -> OnDemandGroup:
     if not isinstance(group, OnDemandGroup):
         raise TypeError("the app must be made with cls=OnDemandGroup")
     group.source = source
+    if source._add_completion:  # as typer.main.get_command: its shell classes, and the options
+        group.params.extend(typer.main.get_install_completion_arguments())
     return group
 
 
