@@ -54,6 +54,15 @@ def own_failures() -> Iterator[None]:
         raise typer.Exit(OWN_FAILURE) from None
 
 
+#: ``--timeout`` of exec and run: how long the guest command may take.
+CommandTimeout = Annotated[
+    float | None,
+    typer.Option(
+        "--timeout", click_type=Duration(), help="End the command after 30s, 5m... (status 124)."
+    ),
+]
+
+
 def _parse_env(pairs: list[str] | None) -> dict[str, str]:
     env: dict[str, str] = {}
     for pair in pairs or []:
@@ -110,14 +119,7 @@ def exec_(
         str | None, typer.Option("--workdir", "-w", help="Working directory.")
     ] = None,
     user: Annotated[str | None, typer.Option("--user", "-u", help="Run as this user.")] = None,
-    timeout: Annotated[
-        float | None,
-        typer.Option(
-            "--timeout",
-            click_type=Duration(),
-            help="End the command after 30s, 5m... (status 124).",
-        ),
-    ] = None,
+    timeout: CommandTimeout = None,
 ) -> None:
     """Run a command in a running VM; output streams, the exit status passes through.
 

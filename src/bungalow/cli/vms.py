@@ -13,7 +13,7 @@ import typer
 from bungalow.cli.common import AsJson, VmName, VmNames, client, each, given
 from bungalow.cli.complete import image_names
 from bungalow.cli.cost import money
-from bungalow.cli.guest import ExecCommand, own_failures, stream_exec
+from bungalow.cli.guest import CommandTimeout, ExecCommand, own_failures, stream_exec
 from bungalow.cli.leases import OnExpiry, lease_text
 from bungalow.cli.limits import (
     CpuCap,
@@ -143,14 +143,7 @@ def run(
     disk: Disk = None,
     ports: Ports = None,
     accel: Accel = "auto",
-    timeout: Annotated[
-        float | None,
-        typer.Option(
-            "--timeout",
-            click_type=Duration(),
-            help="End the command after 30s, 5m... (status 124).",
-        ),
-    ] = None,
+    timeout: CommandTimeout = None,
 ) -> None:
     """Boot a new VM, run one command in it, pass its exit status on.
 
