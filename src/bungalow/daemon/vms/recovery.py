@@ -70,6 +70,17 @@ class Recovery:
                     self._fail(vm, f"bungalowd could not take it back: {exc.message}")
         await self._sweep(found)
 
+    def _has_agent(self, vm: VmRecord) -> bool:
+        """Whether the VM's guest runs the bungalow agent: its image says so. A running QEMU
+        needs nothing of its image, so one this daemon cannot find (an image store moved
+        or removed meanwhile) does not stop it being taken back: only an imported disk,
+        booted with the pc profile, has no agent."""
+        try:
+            return self.vms.images.get(vm.image_id).kind == "linux"
+        except BungalowError as exc:
+            log.warning("taking %s back without its image: %s", vm.name, exc.message)
+            return vm.profile != "pc"
+
     async def _settle(self, vm: VmRecord, procs: list[HostProcess]) -> None:
         operation = vm.operation
         if operation is Operation.CREATE:
@@ -139,10 +150,9 @@ class Recovery:
             self._fail(vm, EXITED)
             return
         log.info("reattaching to %s (pid %s)", vm.name, mine.pid)
-        image = self.vms.images.get(vm.image_id)
         runtime = await boot.adopt(
             mine.pid, mine.run_dir, running=vm.state is VmState.RUNNING,
-            agent=image.kind == "linux",
+            agent=self._has_agent(vm),
         )  # fmt: skip
         if vm.pid != mine.pid:
             log.info("%s runs as pid %s, recorded %s", vm.name, mine.pid, vm.pid)
