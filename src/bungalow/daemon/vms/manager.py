@@ -195,6 +195,9 @@ class VmManager:
     async def boot(self, vm: VmRecord, image: Image) -> VmRecord:
         """Boot a VM whose record and disk exist (its lock held): starting, then running."""
         accel = self.accel_for(vm)
+        # The room kept for the daemon's own writes when a guest fills the disk (diskfull.py),
+        # taken back here too: a VM held once may have been stopped rather than resumed.
+        await asyncio.to_thread(self._reserve.keep)
         vm = self.store.vms.set_state(vm.id, VmState.STARTING, error=None)
         spec = await asyncio.to_thread(self.spec_for, vm, image, accel)
         timeline.mark("spec")
@@ -337,7 +340,8 @@ class VmManager:
             transition(name, vm.state, VmState.STOPPING)
             vm = self.store.vms.set_state(vm.id, VmState.STOPPING, operation=Operation.STOP)
             await self._shutdown(vm, timeout)
-            self.store.vms.set_state(vm.id, VmState.STOPPED, pid=None, operation=None)
+            # A pause's reason (a full host disk) ends with the QEMU that held it.
+            self.store.vms.set_state(vm.id, VmState.STOPPED, pid=None, operation=None, error=None)
             self.store.events.add(name, "stopped", "stopped")
             return self.get(name)
 
