@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import os
 import socket
+import urllib.parse
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -150,14 +151,12 @@ def _fuzz(
     run()
 
 
-def _as_sent(value: Any) -> Any:
-    """A query value as the daemon receives it: text (JSON's spelling of a boolean or a
-    number), or a list of texts for a repeated parameter."""
-    if isinstance(value, list):
-        return [_as_sent(item) for item in value]
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return value if isinstance(value, str) or value is None else str(value)
+def _on_the_wire(query: dict[str, Any]) -> dict[str, list[str]]:
+    """The query as the daemon receives it: each name's values as text, in the order sent
+    (a boolean or a number sent as the text that spells it; a value that encodes to nothing,
+    such as an empty list, not there at all)."""
+    encoded = requests.models.RequestEncodingMixin._encode_params(query)
+    return urllib.parse.parse_qs(str(encoded), keep_blank_values=True)
 
 
 def _breaks_on_the_wire(case: schemathesis.Case) -> bool:
@@ -171,20 +170,18 @@ def _breaks_on_the_wire(case: schemathesis.Case) -> bool:
     }  # fmt: skip
     if negative - {ParameterLocation.QUERY}:
         return True
-    query = case.query or {}
+    sent = _on_the_wire(case.query or {})
     # A name the schema does not list is no breach: OpenAPI lets a query carry others.
     return any(
-        parameter.name in query and not _admitted(parameter, _as_sent(query[parameter.name]))
+        parameter.name in sent and not _admitted(parameter, sent[parameter.name])
         for parameter in case.operation.query
     )
 
 
-def _admitted(parameter: Any, sent: Any) -> bool:
-    """Whether the query ``parameter``'s schema takes what was sent; one value of a
-    repeatable parameter is a list of one on the wire."""
-    return bool(parameter.is_valid(sent)) or (
-        not isinstance(sent, list) and bool(parameter.is_valid([sent]))
-    )
+def _admitted(parameter: Any, values: list[str]) -> bool:
+    """Whether the query ``parameter``'s schema takes the ``values`` sent for it: all of
+    them for a repeatable one, the last for one that takes a single value."""
+    return bool(parameter.is_valid(values)) or bool(parameter.is_valid(values[-1]))
 
 
 # -- a daemon without images: every operation ------------------------------------------------
