@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import pytest
 from fastapi import FastAPI
 
@@ -366,3 +367,24 @@ async def test_a_successful_apply_result_carries_no_error(app: FastAPI, daemon: 
     async with client(app) as api:
         (result,) = (await api.post("/v1/sprawl/apply")).json()
     assert "error" not in result
+
+
+async def test_a_full_host_disk_is_a_409_sentence_not_a_500(app: FastAPI) -> None:
+    """Whatever route meets a full disk (a snapshot's copy, an image's conversion...) answers
+    the host's state, not a fault of bungalow's. The route below stands for any of them."""
+    import errno
+
+    async def copying() -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", "/data/snapshots/s1/memory")
+
+    app.add_api_route("/v1/test-only/full", copying)
+    # Starlette answers with the handler's response, then raises the error again for the
+    # server to log; a server keeps the answer, and so does this transport.
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://bungalowd") as api:
+        status, code, message = error_of(await api.get("/v1/test-only/full"))
+    assert (status, code) == (409, "capacity")
+    assert message.startswith(
+        "The host's disk is full (No space left on device writing /data/snapshots/s1/memory); "
+        "free space on it"
+    )

@@ -11,6 +11,7 @@ sentence, and the traceback in the daemon's log.
 
 from __future__ import annotations
 
+import errno
 import logging
 from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
@@ -38,7 +39,7 @@ from bungalow.daemon.api.access import ProjectScope
 from bungalow.daemon.api.deps import Services
 from bungalow.daemon.api.refusals import refusal, refused_by_starlette
 from bungalow.daemon.api.schemas import ErrorBody
-from bungalow.errors import BungalowError
+from bungalow.errors import BungalowError, CapacityError
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,16 @@ def create_app(services: Services, lifespan: Lifespan | None = None) -> FastAPI:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            # The host's state, not bungalow's fault: what was half written is undone by
+            # the operation's own clean-up on the way here.
+            log.warning("%s %s: %s", request.method, request.url.path, exc)
+            where = f" writing {exc.filename}" if exc.filename else ""
+            return _error(
+                CapacityError.http_status, CapacityError.code,
+                f"The host's disk is full ({exc.strerror}{where}); free space on it, or "
+                "remove VMs and snapshots you no longer need, and try again.",
+            )  # fmt: skip
         log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
         return _error(
             500, "error", f"bungalowd failed unexpectedly ({type(exc).__name__}); see its log."
