@@ -205,6 +205,22 @@ def test_exec_without_an_ending_or_a_vm_is_one_sentence_and_125(
     assert (missing.code, missing.err) == (125, "error: There is no VM named web.\n")
 
 
+@pytest.mark.parametrize(
+    ("command", "value", "said"),
+    [
+        ("exec", "abc", "The --timeout 'abc' is not a duration"),
+        ("exec", "0", "The --timeout must be positive"),
+        ("run", "99999w", "The --timeout '99999w' is longer than 100 years"),
+    ],
+)
+def test_a_bad_exec_or_run_option_is_bungalows_own_failure_125(
+    daemon: Daemon, bungalow: Any, command: str, value: str, said: str
+) -> None:
+    refused = bungalow(command, "web", "--timeout", value, "--", "true")
+    assert refused.code == 125 and refused.err.startswith(f"error: {said}"), refused.err
+    assert daemon.requests == []  # refused before anything was asked
+
+
 @pytest.fixture
 def data() -> Iterator[DataDir]:
     with short_data_dir() as data:

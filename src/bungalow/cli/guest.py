@@ -33,12 +33,14 @@ OWN_FAILURE = 125
 
 
 class ExecCommand(TyperCommand):
-    """A command that runs a guest command: its usage errors exit 125, not click's 2,
-    so that no status of bungalow's own is one the guest command could give."""
+    """A command that runs a guest command: its usage errors, click's (2) and an option
+    value refused with a sentence (cli/params.py, 1), exit 125, so that no status of
+    bungalow's own is one the guest command could give."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         try:
-            return super().parse_args(ctx, args)
+            with own_failures():
+                return super().parse_args(ctx, args)
         except click.UsageError as exc:
             exc.exit_code = OWN_FAILURE  # type: ignore[misc]  # click reads it per instance
             raise
