@@ -34,4 +34,14 @@ from bungalow.cli.output import in_cli_terms
     ],
 )
 def test_an_api_field_refusal_names_the_cli_option(sent: str, said: str) -> None:
-    assert in_cli_terms(sent) == said
+    words = ["launch", "web", "--cpus", "512", "--disk-iops=lots", "--state", "runing"]
+    assert in_cli_terms(sent, words) == said
+
+
+def test_a_field_given_as_an_argument_is_named_as_a_value() -> None:
+    sent = (
+        'The request\'s name "Bad_Name" is not valid: give a VM name: 1 to 63 letters; '
+        "see GET /openapi.json."
+    )
+    said = 'The name "Bad_Name" is not valid: give a VM name: 1 to 63 letters.'
+    assert in_cli_terms(sent, ["launch", "Bad_Name", "--cpus", "2"]) == said

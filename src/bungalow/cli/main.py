@@ -29,6 +29,7 @@ from bungalow.cli import (
     images,
     leases,
     limits,
+    output,
     projects,
     snapshots,
     sprawl,
@@ -154,6 +155,7 @@ def main(argv: list[str] | None = None, *, connect: Connect = Client) -> int:
     ``connect`` makes the client the commands talk through (cli/common.py).
     """
     connection = Connection(connect)
+    output.command_line[:] = sys.argv[1:] if argv is None else argv
     try:
         return _run(argv, connection)
     finally:

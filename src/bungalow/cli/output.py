@@ -70,15 +70,24 @@ _FIELD_REFUSAL = re.compile(
 )
 
 
-def in_cli_terms(message: str) -> str:
-    """An API refusal of a top-level field or a query parameter said as the CLI's option
-    (``--cpus 512 is not valid: give a whole number from 1 to 255.``); any other message
-    unchanged."""
+#: The words of the command line being run (cli/main.py sets them), for :func:`in_cli_terms`.
+command_line: list[str] = []
+
+
+def in_cli_terms(message: str, words: list[str] | None = None) -> str:
+    """An API refusal of a top-level field or a query parameter said in the CLI's terms: as
+    the option, when the command line ``words`` (default :data:`command_line`) gave it one
+    (``--cpus 512 is not valid: give a whole number from 1 to 255.``), else as the value it
+    is (``The name "Bad" is not valid: ...``: an argument, or a value the CLI sent itself).
+    Any other message unchanged."""
     found = _FIELD_REFUSAL.fullmatch(message)
     if found is None:
         return message
     option = "--" + found[1].replace("_", "-")
-    return f"{option} {found[2]}."
+    given = command_line if words is None else words
+    if any(word == option or word.startswith(option + "=") for word in given):
+        return f"{option} {found[2]}."
+    return f"The {found[1].replace('_', ' ')} {found[2]}."
 
 
 def error(message: str) -> None:
