@@ -221,6 +221,14 @@ def test_a_bad_exec_or_run_option_is_bungalows_own_failure_125(
     assert daemon.requests == []  # refused before anything was asked
 
 
+def test_stop_waits_at_most_an_hour_and_says_so_in_its_terms(daemon: Daemon, bungalow: Any) -> None:
+    refused = bungalow("stop", "-t", "1w", "web")
+    assert (refused.code, refused.err) == (
+        1, "error: The --timeout '1w' is longer than 1h; give 1h or less.\n"
+    )  # fmt: skip
+    assert daemon.requests == []
+
+
 @pytest.fixture
 def data() -> Iterator[DataDir]:
     with short_data_dir() as data:
@@ -537,7 +545,7 @@ def test_logs_f_prints_the_stream_as_it_comes(daemon: Daemon, bungalow: Any) -> 
 @pytest.mark.parametrize(
     ("argv", "sent"),
     [
-        (["stop", "-t", "1w", "web"], ("POST", "/v1/vms/web/stop", {"timeout": 604800.0})),
+        (["stop", "-t", "1h", "web"], ("POST", "/v1/vms/web/stop", {"timeout": 3600.0})),
         (["stop", "-t", "0", "web"], ("POST", "/v1/vms/web/stop", {"timeout": 0.0})),
     ],
 )

@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from bungalow.errors import UserError
-from bungalow.units import parse_duration, parse_moment, parse_positive_duration
+from bungalow.units import format_span, parse_duration, parse_moment, parse_positive_duration
 
 
 def _what(param: click.Parameter | None, what: str | None) -> str:
@@ -32,12 +32,15 @@ def _what(param: click.Parameter | None, what: str | None) -> str:
 
 class Duration(click.ParamType[float]):
     """Seconds, from ``30s``, ``10m``, ``2h``, ``1d``, ``1w`` or a number of seconds: more
-    than none (or, with ``zero``, none too) and at most 100 years."""
+    than none (or, with ``zero``, none too) and at most 100 years (or ``most`` seconds)."""
 
     name = "duration"
 
-    def __init__(self, *, zero: bool = False, what: str | None = None) -> None:
+    def __init__(
+        self, *, zero: bool = False, most: float | None = None, what: str | None = None
+    ) -> None:
         self.zero = zero
+        self.most = most
         self.what = what
 
     def convert(
@@ -48,7 +51,13 @@ class Duration(click.ParamType[float]):
         what = _what(param, self.what)
         if self.zero and parse_duration(value, what=what) == 0:
             return 0.0
-        return parse_positive_duration(value, what=what)
+        seconds = parse_positive_duration(value, what=what)
+        if self.most is not None and seconds > self.most:
+            longest = format_span(self.most)
+            raise UserError(
+                f"The {what} {value!r} is longer than {longest}; give {longest} or less."
+            )
+        return seconds
 
 
 class Moment(click.ParamType[str]):

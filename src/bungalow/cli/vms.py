@@ -260,8 +260,8 @@ def stop(
         typer.Option(
             "--timeout",
             "-t",
-            click_type=Duration(zero=True),
-            help="Wait this long (30s, 2m) for a clean shutdown before forcing it off.",
+            click_type=Duration(zero=True, most=3600),
+            help="Wait this long (30s, 2m; at most 1h) for a clean shutdown before forcing it off.",
         ),
     ] = 30.0,
 ) -> None:
