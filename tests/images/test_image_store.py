@@ -121,6 +121,8 @@ def test_remove_by_id_prefix(store: ImageStore, make_disk: MakeDisk) -> None:
         ("missing", NotFoundError, "no file"),
         ("directory", UserError, "not a regular file"),
         ("empty", UserError, "is empty"),
+        ("passwd", UserError, "does not look like a disk"),  # text, qemu-img's "raw"
+        ("sectors-of-text", UserError, "does not look like a disk"),  # whole sectors, still text
     ],
 )
 def test_import_refuses_what_is_not_a_disk(
@@ -131,6 +133,10 @@ def test_import_refuses_what_is_not_a_disk(
         path.mkdir()
     elif kind == "empty":
         path.write_bytes(b"")
+    elif kind == "passwd":
+        path.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    elif kind == "sectors-of-text":
+        path.write_text(("# a line of a text file\n" * 100)[:2048])
     with pytest.raises(error, match=message):
         store.import_disk(path, "bad")
     assert store.list() == []

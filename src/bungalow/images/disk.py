@@ -176,7 +176,28 @@ def check_importable(path: Path) -> tuple[Path, str, int]:
     virtual_size = int(details.get("virtual-size", 0))
     if virtual_size == 0:
         raise UserError(f"{source} is empty; give the path of a raw or qcow2 disk.")
+    if source_format == "raw" and not _looks_like_a_disk(source, virtual_size):
+        raise UserError(
+            f"{source} does not look like a disk: qemu-img takes any file as raw, but a raw "
+            "disk is whole 512-byte sectors of binary data, and this is text or cut short; "
+            "give the path of a raw or qcow2 disk."
+        )
     return source, source_format, virtual_size
+
+
+def _looks_like_a_disk(path: Path, size: int) -> bool:
+    """Whether a file qemu-img calls raw can be a disk: whole sectors, and its first 4 KiB
+    not lines of text (a boot record, partition table or file system holds zero bytes
+    there, and is not UTF-8)."""
+    if size % 512:
+        return False
+    with path.open("rb") as file:
+        head = file.read(4096)
+    try:
+        text = head.decode()
+    except UnicodeDecodeError:
+        return True
+    return "\0" in text or "\n" not in text
 
 
 def sha256(path: Path) -> str:
