@@ -155,6 +155,13 @@ async def test_a_bad_query_parameter_is_a_400_too(app: FastAPI, daemon: Daemon) 
         status, code, message = error_of(await api.get("/v1/events", params={"limit": "lots"}))
         empty = await api.put("/v1/vms/plain/files", params={"path": ""}, content=b"x")
         mode = await api.put("/v1/vms/plain/files", params={"path": "/f", "mode": 99999})
+        none = await api.get("/v1/events", params={"limit": 0})
+        many = await api.get("/v1/events", params={"limit": 10001})
+    assert error_of(none)[::2] == (
+        400, 'The request\'s query parameter limit "0" is not valid: give 1 or more; see GET '
+        "/openapi.json.",
+    )  # fmt: skip
+    assert error_of(many)[0] == 400
     assert (status, code) == (400, "invalid_request")
     assert message.startswith('The request\'s query parameter limit "lots" is not valid: give a '
                               "whole number")  # fmt: skip

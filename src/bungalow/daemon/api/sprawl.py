@@ -33,12 +33,12 @@ async def events(
     caller: Caller,
     vm: str | None = None,
     since: Annotated[str | None, Query(description=MOMENT)] = None,
-    limit: Annotated[int, Query(description="at most 10000; more is taken as 10000")] = 100,
+    limit: Annotated[int, Query(ge=1, le=10000, description="at most this many, the newest")] = 100,
 ) -> list[Event]:
     """The audit log, oldest first: a project's token sees its own VMs' events only.
 
     ``since`` is a date or a duration before the daemon's now (``1h``, ``7d``, ``1w``).
     """
     start = None if since is None else parse_moment(since, svc.vms.clock.now())
-    found = svc.events.query(vm=vm, since=start, project=caller, limit=max(1, min(limit, 10000)))
+    found = svc.events.query(vm=vm, since=start, project=caller, limit=limit)
     return [Event.model_validate(event) for event in found]
