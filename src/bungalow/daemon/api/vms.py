@@ -24,7 +24,7 @@ from bungalow.daemon.state.lifecycle import VmState
 from bungalow.daemon.state.records import VmRecord
 from bungalow.daemon.vms.limits import Limits
 from bungalow.daemon.vms.requests import CreateRequest, Ownership
-from bungalow.errors import ForbiddenError, UserError
+from bungalow.errors import ForbiddenError
 from bungalow.units import parse_size
 
 router = APIRouter(prefix="/v1")
@@ -47,7 +47,7 @@ async def list_vms(
 ) -> list[VmInfo]:
     """The VMs the caller may see, narrowed by every filter given (400 with a sentence for
     a state that does not exist or a label filter that is not KEY or KEY=VALUE)."""
-    wanted = vm_filter(project, [s.value for s in state or []], label or [])
+    wanted = vm_filter(project, state or [], label or [])
     return [
         svc.views.vm(vm)
         for vm in svc.vms.list()
@@ -56,19 +56,16 @@ async def list_vms(
 
 
 def vm_filter(
-    project: str | None, states: list[str], labels: list[str]
+    project: str | None, states: list[VmState], labels: list[str]
 ) -> Callable[[VmRecord], bool]:
-    """Whether a VM passes ``ls --project/--state/--label``; UserError for an unknown state."""
-    known = [state.value for state in VmState]
-    for state in states:
-        if state not in known:
-            raise UserError(f"There is no VM state {state!r}; the states are {', '.join(known)}.")
+    """Whether a VM passes ``ls --project/--state/--label`` (each label ``KEY`` or
+    ``KEY=VALUE``, as the schema's LabelFilter has checked)."""
     pairs = [label.partition("=") for label in labels]
 
     def wanted(vm: VmRecord) -> bool:
         return (
             (project is None or vm.project == project)
-            and (not states or vm.state.value in states)
+            and (not states or vm.state in states)
             and all(key in vm.labels and (not eq or vm.labels[key] == value)
                     for key, eq, value in pairs)
         )  # fmt: skip
