@@ -29,9 +29,11 @@ pytestmark = pytest.mark.vm
 
 #: Room the guest may fill once the VM runs (the daemon's 16M reserve comes out of it).
 ROOM = 160 << 20
-#: What the guest writes: more than ROOM; `yes` is quick under TCG and its blocks are not
-#: zeros (detect-zeroes=unmap would turn zeros into discards, which fill nothing).
-FILL = "yes bungalow | head -c 400M > /root/fill; sync"
+#: What the guest writes: more than ROOM and the space an earlier fill's removal gives back
+#: (its discards may land after the room is measured); `yes` is quick under TCG and its
+#: blocks are not zeros (detect-zeroes=unmap would turn zeros into discards, which fill
+#: nothing). It is held once the host is full, so its length costs no time.
+FILL = "yes bungalow | head -c 1200M > /root/fill; sync"
 
 
 def _mount(home: Path, size: str) -> None:
@@ -140,7 +142,7 @@ def test_a_full_host_disk_holds_the_vm_paused_saying_why_until_there_is_room(
 
     # Full again, and a daemon that starts meanwhile finds the VM held (QEMU's io-error
     # state) and resumes it by itself once there is room.
-    bw.run("exec", "df1", "--", "rm", "-f", "/root/fill")
+    bw.run("exec", "df1", "--", "sh", "-c", "rm -f /root/fill; sync")
     _fill_until_held(bw, "df1")
     daemon = bw.daemon_pid()
     assert daemon is not None
@@ -157,6 +159,25 @@ def test_a_full_host_disk_holds_the_vm_paused_saying_why_until_there_is_room(
     assert bw.run("exec", "df1", "--", "echo", "on").stdout == "on\n"
     assert (bw.home / "reserve").stat().st_blocks * 512 >= 16 << 20  # taken back
 
+    # Held, then stopped rather than resumed: the reason ends with the QEMU, and the reserve
+    # is taken back before the VM boots again (not only by the reaper, here an hour away),
+    # so the next hold is recorded too.
+    daemon = bw.daemon_pid()
+    assert daemon is not None
+    os.kill(daemon, signal.SIGTERM)
+    wait_until("the daemon to exit", lambda: not _alive(daemon))
+    _configure(bw, "1h")
+    bw.run("exec", "df1", "--", "sh", "-c", "rm -f /root/fill; sync")
+    _fill_until_held(bw, "df1")
+    _held_reason_is_shown(bw, "df1")
+    bw.run("stop", "df1", "-t", "2s")  # its guest cannot answer: forced off after 2 s
+    assert _vm(bw, "df1")["error"] is None
+    _resize(bw.home, 1 << 30)
+    bw.run("start", "df1")
+    bw.run("exec", "df1", "--", "sh", "-c", "rm -f /root/fill; sync")
+    _fill_until_held(bw, "df1")
+    _held_reason_is_shown(bw, "df1")
+
 
 def test_space_the_guest_frees_goes_back_to_the_host(bw: Env) -> None:
     bw.run("launch", "trim1")
@@ -167,22 +188,3 @@ def test_space_the_guest_frees_goes_back_to_the_host(bw: Env) -> None:
     # punches the clusters out of the overlay, as the journal commits (sync: at once).
     bw.run("exec", "trim1", "--", "sh", "-c", "rm /root/junk; sync")
     wait_until("the overlay to shrink", lambda: _vm(bw, "trim1")["disk_used"] < full - (80 << 20))
-
-    # Held, then stopped rather than resumed: the reason ends with the QEMU, and the reserve
-    # is taken back before the VM boots again (not only by the reaper, here an hour away),
-    # so the next hold is recorded too.
-    daemon = bw.daemon_pid()
-    assert daemon is not None
-    os.kill(daemon, signal.SIGTERM)
-    wait_until("the daemon to exit", lambda: not _alive(daemon))
-    _configure(bw, "1h")
-    bw.run("exec", "df1", "--", "rm", "-f", "/root/fill")
-    _fill_until_held(bw, "df1")
-    _held_reason_is_shown(bw, "df1")
-    bw.run("stop", "df1", "-t", "2s")  # its guest cannot answer: forced off after 2 s
-    assert _vm(bw, "df1")["error"] is None
-    _resize(bw.home, 1 << 30)
-    bw.run("start", "df1")
-    bw.run("exec", "df1", "--", "rm", "-f", "/root/fill")
-    _fill_until_held(bw, "df1")
-    _held_reason_is_shown(bw, "df1")
