@@ -78,7 +78,7 @@ def launch(
     if spec.runas is not None:
         _prepare_root(files.run_dir)
     try:
-        returncode = _run_foreground(argv, files, timeout)
+        returncode = _run_foreground(argv, files, timeout, tuple(nic.fd for nic in spec.nics))
     except QemuError:
         _discard(files, had_console_log)
         raise
@@ -136,8 +136,13 @@ def reap_daemonize_leftovers(keep: int) -> None:
             reap(int(entry.name))
 
 
-def _run_foreground(argv: list[str], files: RunFiles, timeout: float) -> int:
-    """Run QEMU's foreground process to its exit; its stderr lands in qemu.err."""
+def _run_foreground(
+    argv: list[str], files: RunFiles, timeout: float, pass_fds: tuple[int, ...] = ()
+) -> int:
+    """Run QEMU's foreground process to its exit; its stderr lands in qemu.err.
+
+    ``pass_fds`` (the NICs' TAPs) stay open in QEMU, through its daemonizing fork.
+    """
     try:
         with files.stderr.open("wb") as stderr:
             completed = subprocess.run(
@@ -147,6 +152,7 @@ def _run_foreground(argv: list[str], files: RunFiles, timeout: float) -> int:
                 stderr=stderr,
                 timeout=timeout,
                 start_new_session=True,
+                pass_fds=pass_fds,
                 check=False,
             )
     except subprocess.TimeoutExpired:

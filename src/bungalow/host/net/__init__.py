@@ -1,0 +1,1 @@
+"""The host side of private networks: bridges, dnsmasq, nftables and the VMs' TAPs."""
