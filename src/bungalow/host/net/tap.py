@@ -69,9 +69,9 @@ class Tap:
 def open_tap(name: str, bridge: str) -> Tap:
     """Make the TAP ``name``, enslave it to ``bridge`` and set it up; the open TAP.
 
-    BungalowError (a 500: the host's fault or the daemon's, not input) with a sentence when the kernel refuses (no tun module, no bridge,
-    a name in use); nothing is left behind then, since closing the descriptor
-    removes the TAP.
+    BungalowError (a 500: the host's fault or the daemon's, not input) with a
+    sentence when the kernel refuses (no tun module, no bridge, a name in use);
+    nothing is left behind then, since closing the descriptor removes the TAP.
     """
     try:
         fd = os.open(TUN_PATH, os.O_RDWR | os.O_CLOEXEC)
@@ -107,7 +107,9 @@ def _enslave(name: str, bridge: str) -> None:
             (index,) = ipr.link_lookup(ifname=name)
             ipr.link("set", index=index, master=master, state="up")
         except NetlinkError as exc:
-            raise BungalowError(f"Cannot put the TAP {name} on the bridge {bridge} ({exc}).") from None
+            raise BungalowError(
+                f"Cannot put the TAP {name} on the bridge {bridge} ({exc})."
+            ) from None
 
 
 @contextlib.contextmanager
