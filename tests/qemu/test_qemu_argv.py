@@ -322,9 +322,16 @@ def test_nics_replace_the_user_network(tmp_path: Path, qcow2: Path) -> None:
     assert not any(arg.startswith("user,") for arg in argv)
     netdevs = [argv[i + 1] for i, arg in enumerate(argv) if arg == "-netdev"]
     assert netdevs == ["tap,id=nic0,fd=7", "tap,id=nic1,fd=9"]
-    assert f"virtio-net-device,netdev=nic0,id=nic0,mac={MAC}" in argv
+    assert f"virtio-net-device,id=nic0,mac={MAC},netdev=nic0" in argv
     pc = build_argv(spec(tmp_path, ports=(), nics=nics[:1], profile="pc"), "qemu")
-    assert f"virtio-net-pci,netdev=nic0,id=nic0,mac={MAC},romfile=" in pc
+    assert f"virtio-net-pci,id=nic0,mac={MAC},romfile=,netdev=nic0" in pc
+
+
+def test_a_converter_has_the_nics_without_backends(tmp_path: Path, qcow2: Path) -> None:
+    nics = (NicSpec(id="nic0", fd=None, mac=MAC),)
+    argv = build_argv(spec(tmp_path, ports=(), nics=nics), "qemu")
+    assert "-netdev" not in argv
+    assert f"virtio-net-device,id=nic0,mac={MAC}" in argv
 
 
 def test_network_config_goes_on_the_kernel_command_line(tmp_path: Path) -> None:

@@ -106,12 +106,13 @@ class NicSpec:
     """A NIC on a private network: QEMU's ``-netdev tap,fd=`` with a TAP the daemon opened.
 
     ``fd`` is the daemon's descriptor for the TAP (host/net/tap.py), passed to QEMU's
-    process as is; ``id`` names the netdev and device (``nic0``, ``nic1``...), which a
-    migration stream and a later hot-unplug refer to.
+    process as is; None for a QEMU that never runs its guest (a snapshot's converter),
+    whose NIC needs no backend. ``id`` names the netdev and device (``nic0``,
+    ``nic1``...), which a migration stream and a later hot-unplug refer to.
     """
 
     id: str
-    fd: int
+    fd: int | None
     mac: str
 
     def __post_init__(self) -> None:
@@ -478,10 +479,18 @@ def _nic_args(spec: MachineSpec) -> list[str]:
     """One virtio-net per NIC, each on a TAP whose descriptor QEMU inherits."""
     args: list[str] = []
     for nic in spec.nics:
-        device = _device(spec, "virtio-net") + f",netdev={nic.id},id={nic.id},mac={nic.mac}"
+        device = _device(spec, "virtio-net") + f",id={nic.id},mac={nic.mac}"
         if spec.profile == "pc":
             device += ",romfile="
-        args += ["-netdev", f"tap,id={nic.id},fd={nic.fd}", "-device", device]
+        if nic.fd is None:
+            args += ["-device", device]
+        else:
+            args += [
+                "-netdev",
+                f"tap,id={nic.id},fd={nic.fd}",
+                "-device",
+                f"{device},netdev={nic.id}",
+            ]
     return args
 
 

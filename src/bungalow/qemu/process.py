@@ -78,7 +78,8 @@ def launch(
     if spec.runas is not None:
         _prepare_root(files.run_dir)
     try:
-        returncode = _run_foreground(argv, files, timeout, tuple(nic.fd for nic in spec.nics))
+        fds = tuple(nic.fd for nic in spec.nics if nic.fd is not None)
+        returncode = _run_foreground(argv, files, timeout, fds)
     except QemuError:
         _discard(files, had_console_log)
         raise

@@ -23,6 +23,7 @@ from bungalow.daemon.policies.settings import idle_changes
 from bungalow.daemon.state.lifecycle import VmState
 from bungalow.daemon.state.records import VmRecord
 from bungalow.daemon.vms.limits import Limits
+from bungalow.daemon.vms.nics import NetworkChoice
 from bungalow.daemon.vms.requests import CreateRequest, Ownership
 from bungalow.errors import ForbiddenError
 from bungalow.units import parse_size
@@ -94,6 +95,7 @@ async def create_vm(body: VmCreate, svc: Svc, caller: Caller) -> VmInfo:
         memory=parse_size(body.memory, what="memory size"),
         disk=None if body.disk is None else parse_size(body.disk, what="disk size"),
         ports=tuple(body.ports),
+        networks=tuple(NetworkChoice.parse(text) for text in body.networks),
         accel=body.accel,
         profile=body.profile,
         expires_at=expires_at,

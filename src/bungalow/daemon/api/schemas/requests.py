@@ -34,6 +34,7 @@ from bungalow.daemon.api.schemas.fields import (
     Iops,
     Labels,
     Memory,
+    NetworkText,
     OnExpiry,
     Owner,
     PortText,
@@ -49,6 +50,7 @@ from bungalow.daemon.api.schemas.fields import (
     UserName,
     VmName,
 )
+from bungalow.daemon.vms.nics import MAX_NICS
 from bungalow.guest.protocol import MAX_EXEC_ARGS
 
 
@@ -85,6 +87,10 @@ class VmCreate(LimitsUpdate):
     memory: Memory = "512M"
     disk: Disk | None = None
     ports: Annotated[list[PortText], Field(max_length=64)] = Field(default_factory=list)
+    networks: Annotated[list[NetworkText], Field(max_length=MAX_NICS)] = Field(
+        default_factory=list,
+        description="private networks, first one first; none: user-mode networking",
+    )
     accel: Accel = "auto"
     profile: Profile | None = None
     owner: Owner | None = Field(default=None, description="person or team the VM is for")
