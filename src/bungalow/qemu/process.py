@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from bungalow.errors import QemuError
+from bungalow.host.processes import reap_exited_children
 from bungalow.qemu.argv import MachineSpec, RunFiles, build_argv
 from bungalow.qemu.refusal import explain_refusal
 
@@ -117,24 +118,9 @@ def _prepare_root(run_dir: Path) -> None:
 
 
 def reap_daemonize_leftovers(keep: int) -> None:
-    """Collect the middle process of QEMU's double fork.
-
-    ``-daemonize`` forks twice; the middle process exits at once and, in a
-    subreaper, becomes our zombie child. Only exited children named like QEMU are
-    collected, and never ``keep`` (the VM itself, whose exit status matters).
-    """
-    me = str(os.getpid())
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == keep:
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        comm = stat[stat.find("(") + 1 : stat.rfind(")")]
-        fields = stat[stat.rfind(")") + 2 :].split()
-        if fields[0] == "Z" and fields[1] == me and comm.startswith("qemu-system"):
-            reap(int(entry.name))
+    """Collect the middle process of QEMU's double fork (``-daemonize``), never ``keep``
+    (the VM itself, whose exit status matters)."""
+    reap_exited_children("qemu-system", keep)
 
 
 def _run_foreground(
