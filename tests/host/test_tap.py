@@ -34,11 +34,12 @@ def test_tap_names_fit_the_kernel() -> None:
 
 def test_a_tap_is_on_its_bridge_and_up_until_its_last_descriptor_closes(bridge: str) -> None:
     name = tap.tap_name(f"{os.getpid():012x}", 0)
-    with tap.opened([(name, bridge)]) as (opened,):
-        held = os.dup(opened.fd)  # what QEMU would hold
-        master = Path(f"/sys/class/net/{name}/master").resolve().name
-        assert master == bridge
-        assert int(Path(f"/sys/class/net/{name}/flags").read_text(), 16) & 1  # IFF_UP
+    (opened,) = tap.open_all([(name, bridge)])
+    held = os.dup(opened.fd)  # what QEMU would hold
+    master = Path(f"/sys/class/net/{name}/master").resolve().name
+    assert master == bridge
+    assert int(Path(f"/sys/class/net/{name}/flags").read_text(), 16) & 1  # IFF_UP
+    opened.close()
     assert tap.exists(name)
     os.close(held)
     assert not tap.exists(name)

@@ -87,7 +87,7 @@ def build(data: DataDir, config: Config, host: HostFacts, clock: Clock | None = 
     admission = Admission(store.vms, data.root, config.ratios, quota=projects.check)
     vms = VmManager(
         data=data, store=store, images=ImageStore(data.images), admission=admission,
-        host=host, clock=clock, on_removed=keeper.vm_removed,
+        host=host, clock=clock, on_removed=keeper.vm_removed, networks=networks,
     )  # fmt: skip
     snapshots = Snapshots(vms, keeper)
     suspender = Suspender(snapshots)

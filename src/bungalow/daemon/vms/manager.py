@@ -206,10 +206,8 @@ class VmManager:
             return
         for position, choice in enumerate(networks):
             mac = vm.mac if position == 0 else None
-            await asyncio.to_thread(
-                self.networks.attach, vm.id, vm.name, choice.network, choice.address, mac
-            )
-        await asyncio.to_thread(self.networks.refresh)
+            address = None if choice.address is None else str(choice.address)
+            await self.networks.attach(vm.id, vm.name, choice.network, address, mac)
         timeline.mark("nics")
 
     async def start(self, name: str) -> VmRecord:
@@ -247,7 +245,7 @@ class VmManager:
         nics = await asyncio.to_thread(self.nics_of, vm)
         spec = await asyncio.to_thread(self.spec_for, vm, image, accel, nics)
         timeline.mark("spec")
-        with with_taps(spec, vm.id, nics) as tapped:
+        async with with_taps(spec, vm.id, nics) as tapped:
             runtime = await boot.boot_until_ready(tapped, image, netshaping.net_bw(vm))
         try:
             if runtime.agent and not boot.boot_sets_network(spec):
@@ -457,10 +455,8 @@ class VmManager:
         await self._end_processes(vm)
         await asyncio.to_thread(shutil.rmtree, self.vm_dir(vm), True)
         if self.networks is not None:  # its QEMU gone, its TAPs went with it
-            await asyncio.to_thread(self.networks.detach_all, vm.id)
+            await self.networks.detach_all(vm.id)
         self.store.vms.delete(vm.id)
-        if self.networks is not None:
-            await asyncio.to_thread(self.networks.refresh)
         if self._on_removed is not None:
             await self._on_removed(vm)
 

@@ -13,11 +13,12 @@ are the network's DNAT rules (``Networks.refresh``), not QEMU host forwards.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import ipaddress
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface
 from typing import Any, Protocol
@@ -53,24 +54,26 @@ class AttachedNic(Protocol):
 
 
 class Networks(Protocol):
-    """What the VM service asks of the networks room (blocking: call in a thread)."""
+    """What the VM service asks of the networks room (daemon/networks/service.py): NICs
+    made and removed (which re-render the network's DHCP, names and DNAT rules), read
+    (a database read), and the rules re-rendered after a VM's ports change."""
 
-    def attach(
+    async def attach(
         self,
         vm_id: str,
         vm_name: str,
         network: str,
-        address: IPv4Address | None = None,
+        address: str | None = None,
         mac: str | None = None,
     ) -> AttachedNic: ...
 
-    def detach(self, vm_id: str, network: str) -> None: ...
+    async def detach(self, vm_id: str, network: str) -> bool: ...
 
-    def detach_all(self, vm_id: str) -> None: ...
+    async def detach_all(self, vm_id: str) -> None: ...
 
     def nics(self, vm_id: str) -> Sequence[AttachedNic]: ...
 
-    def refresh(self) -> None: ...
+    async def refresh(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -154,22 +157,30 @@ def machine_nics(spec: MachineSpec, nics: Sequence[AttachedNic]) -> MachineSpec:
     )
 
 
-@contextlib.contextmanager
-def with_taps(spec: MachineSpec, vm_id: str, nics: Sequence[AttachedNic]) -> Iterator[MachineSpec]:
+@contextlib.asynccontextmanager
+async def with_taps(
+    spec: MachineSpec, vm_id: str, nics: Sequence[AttachedNic]
+) -> AsyncIterator[MachineSpec]:
     """``spec`` (made by :func:`machine_nics`) with a TAP open on each NIC's bridge for
     the length of the block.
 
     QEMU inherits each TAP's descriptor when it starts inside the block; the daemon's
-    own copies close after it, so the TAPs live exactly as long as that QEMU.
+    own copies close after it, so the TAPs live exactly as long as that QEMU. The TAPs
+    are made in a thread: pyroute2's netlink calls block (and run an event loop of
+    their own).
     """
     if not spec.nics:
         yield spec
         return
     bridges = {f"nic{nic.index}": nic.bridge for nic in nics}
     pairs = [(tap.tap_name(vm_id, int(nic.id[3:])), bridges[nic.id]) for nic in spec.nics]
-    with tap.opened(pairs) as taps:
+    taps = await asyncio.to_thread(tap.open_all, pairs)
+    try:
         specs = tuple(
             dataclasses.replace(nic, fd=opened.fd)
             for nic, opened in zip(spec.nics, taps, strict=True)
         )
         yield dataclasses.replace(spec, nics=specs)
+    finally:
+        for opened in taps:
+            opened.close()

@@ -15,12 +15,10 @@ is what keeps VM-to-VM TCP on a bridge fast.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
 import os
 import struct
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from pyroute2 import IPRoute
@@ -112,18 +110,18 @@ def _enslave(name: str, bridge: str) -> None:
             ) from None
 
 
-@contextlib.contextmanager
-def opened(pairs: list[tuple[str, str]]) -> Iterator[list[Tap]]:
-    """Open a TAP per ``(name, bridge)`` for the length of the block and close every one
-    after it: QEMU keeps the TAPs alive with the copies it inherited or was sent."""
+def open_all(pairs: list[tuple[str, str]]) -> list[Tap]:
+    """Open a TAP per ``(name, bridge)``, all or none; close each once QEMU has its own
+    copy (the TAPs live on with the copies QEMU inherited or was sent)."""
     taps: list[Tap] = []
     try:
         for name, bridge in pairs:
             taps.append(open_tap(name, bridge))
-        yield taps
-    finally:
-        for tap in taps:
-            tap.close()
+    except BaseException:
+        for opened in taps:
+            opened.close()
+        raise
+    return taps
 
 
 def exists(name: str) -> bool:
