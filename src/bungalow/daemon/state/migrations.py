@@ -208,9 +208,16 @@ def _networks(db: sqlite3.Connection) -> None:
     )
 
 
+def _snapshot_networks(db: sqlite3.Connection) -> None:
+    """The networks a snapshot's VM had NICs on, in NIC order: a clone goes on the same
+    ones, and a saved machine state carries those NICs as devices."""
+    db.execute("ALTER TABLE snapshots ADD COLUMN networks TEXT NOT NULL DEFAULT '[]'")
+
+
 #: Every migration, oldest first; the database's ``user_version`` counts those it has had.
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _baseline,
     _operations_and_subjects,
     _networks,
+    _snapshot_networks,
 )

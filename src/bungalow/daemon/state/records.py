@@ -144,6 +144,8 @@ class SnapshotRecord:
     base_snapshot: str | None = None
     template_key: str | None = None
     created: float = field(default_factory=time.time)
+    #: The networks its VM had NICs on, in NIC order (a full snapshot's NIC devices).
+    networks: list[str] = field(default_factory=list)
 
     def with_changes(self, **changes: Any) -> SnapshotRecord:
         return replace(self, **changes)

@@ -162,7 +162,8 @@ async def with_taps(
     spec: MachineSpec, vm_id: str, nics: Sequence[AttachedNic]
 ) -> AsyncIterator[MachineSpec]:
     """``spec`` (made by :func:`machine_nics`) with a TAP open on each NIC's bridge for
-    the length of the block.
+    the length of the block; without ``nics``, TAPs on no bridge (a snapshot's converter,
+    whose NICs need a backend with the same offloads for the saved devices to load).
 
     QEMU inherits each TAP's descriptor when it starts inside the block; the daemon's
     own copies close after it, so the TAPs live exactly as long as that QEMU. The TAPs
@@ -172,8 +173,11 @@ async def with_taps(
     if not spec.nics:
         yield spec
         return
-    bridges = {f"nic{nic.index}": nic.bridge for nic in nics}
-    pairs = [(tap.tap_name(vm_id, int(nic.id[3:])), bridges[nic.id]) for nic in spec.nics]
+    bridges: dict[str, str | None] = {f"nic{nic.index}": nic.bridge for nic in nics}
+    prefix = tap.TAP_PREFIX if nics else tap.CONVERTER_PREFIX
+    pairs = [
+        (tap.tap_name(vm_id, int(nic.id[3:]), prefix), bridges.get(nic.id)) for nic in spec.nics
+    ]
     taps = await asyncio.to_thread(tap.open_all, pairs)
     try:
         specs = tuple(

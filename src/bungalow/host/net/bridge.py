@@ -45,7 +45,11 @@ def ensure(name: str, address: IPv4Interface) -> None:
             except NetlinkError as error:
                 if error.code != _EEXIST:
                     raise
-        ip.link("set", index=index, state="up")
+        # A bridge whose MAC was never set takes its lowest port's, so it would change as
+        # TAPs come and go and leave guests' ARP caches pointing at a MAC no longer there.
+        # Setting it (to the one it has) pins it, as libvirt does for its bridges.
+        (link,) = ip.get_links(index)
+        ip.link("set", index=index, address=link.get_attr("IFLA_ADDRESS"), state="up")
     Path(f"/proc/sys/net/ipv4/conf/{name}/route_localnet").write_text("1\n")
 
 

@@ -35,16 +35,18 @@ IFF_VNET_HDR = 0x4000
 IFNAMSIZ = 16
 #: Every TAP bungalow names starts with this; the rest is the VM's id and the NIC's index.
 TAP_PREFIX = "bt"
+#: A snapshot's converter's TAPs (on no bridge: that QEMU never runs its guest).
+CONVERTER_PREFIX = "bs"
 
 
-def tap_name(vm_id: str, index: int) -> str:
+def tap_name(vm_id: str, index: int, prefix: str = TAP_PREFIX) -> str:
     """``bt`` + the VM's id (12 hex digits) + the NIC's index (0-9): 15 bytes, IFNAMSIZ - 1.
 
     UserError for an index a name cannot hold (a VM has at most 10 NICs).
     """
     if not 0 <= index <= 9:
         raise UserError(f"A VM has at most 10 network interfaces; NIC {index} is one too many.")
-    name = f"{TAP_PREFIX}{vm_id}{index}"
+    name = f"{prefix}{vm_id}{index}"
     if len(name) >= IFNAMSIZ:
         raise ValueError(f"the TAP name {name!r} is longer than {IFNAMSIZ - 1} bytes")
     return name
@@ -64,8 +66,9 @@ class Tap:
             self.fd = -1
 
 
-def open_tap(name: str, bridge: str) -> Tap:
-    """Make the TAP ``name``, enslave it to ``bridge`` and set it up; the open TAP.
+def open_tap(name: str, bridge: str | None) -> Tap:
+    """Make the TAP ``name``, enslave it to ``bridge`` (None: leave it on none, down) and
+    set it up; the open TAP.
 
     BungalowError (a 500: the host's fault or the daemon's, not input) with a
     sentence when the kernel refuses (no tun module, no bridge, a name in use);
@@ -86,7 +89,8 @@ def open_tap(name: str, bridge: str) -> Tap:
         except OSError as exc:
             reason = "a device of that name exists" if exc.errno == errno.EBUSY else exc.strerror
             raise BungalowError(f"Cannot make the TAP {name} ({reason}).") from None
-        _enslave(name, bridge)
+        if bridge is not None:
+            _enslave(name, bridge)
     except BaseException:
         tap.close()
         raise
@@ -110,7 +114,7 @@ def _enslave(name: str, bridge: str) -> None:
             ) from None
 
 
-def open_all(pairs: list[tuple[str, str]]) -> list[Tap]:
+def open_all(pairs: list[tuple[str, str | None]]) -> list[Tap]:
     """Open a TAP per ``(name, bridge)``, all or none; close each once QEMU has its own
     copy (the TAPs live on with the copies QEMU inherited or was sent)."""
     taps: list[Tap] = []
