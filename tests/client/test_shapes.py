@@ -42,6 +42,7 @@ SPRAWL_HOMES = ("bungalow.daemon.sprawl", "bungalow.daemon.policies.sprawl")
 MIRRORS: list[tuple[type, str, tuple[str, ...]]] = [
     (shapes.VmInfo, "VmInfo", ()),
     (shapes.VmCostInfo, "VmCostInfo", ()),
+    (shapes.NicInfo, "NicInfo", ()),
     (shapes.SnapshotInfo, "SnapshotInfo", ()),
     (shapes.ImageInfo, "ImageInfo", ()),
     (shapes.AccelInfo, "AccelInfo", ()),

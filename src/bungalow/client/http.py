@@ -224,6 +224,13 @@ class Client:
         """Change the VM's limits (cpu_weight, cpu_cap, memory_limit, disk_*, net_bw)."""
         return self.send(routes.set_limits(name, limits))
 
+    def connect_network(self, name: str, network: str, address: str | None = None) -> VmInfo:
+        """Give the VM a NIC on ``network`` (at ``address``, else the next free one)."""
+        return self.send(routes.connect_network(name, network, address))
+
+    def disconnect_network(self, name: str, network: str) -> VmInfo:
+        return self.send(routes.disconnect_network(name, network))
+
     def logs(self, name: str, tail: int = 0) -> str:
         """The VM's serial console output; its last ``tail`` lines when tail > 0."""
         return self.send(routes.logs(name, tail)) or ""

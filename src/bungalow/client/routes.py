@@ -113,6 +113,17 @@ def set_limits(name: str, limits: Mapping[str, object]) -> Call[VmInfo]:
     return Call("PATCH", _vm(name, "/limits"), json=dict(limits))
 
 
+def connect_network(name: str, network: str, address: str | None) -> Call[VmInfo]:
+    body: dict[str, object] = {"network": network}
+    if address is not None:
+        body["address"] = address
+    return Call("POST", _vm(name, "/networks"), json=body)
+
+
+def disconnect_network(name: str, network: str) -> Call[VmInfo]:
+    return Call("DELETE", _vm(name, f"/networks/{network}"))
+
+
 def logs(name: str, tail: int) -> Call[str | None]:
     return Call("GET", _vm(name, "/logs"), params={"tail": tail})
 

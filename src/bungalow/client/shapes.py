@@ -27,6 +27,14 @@ class VmCostInfo(TypedDict):
     currency: str
 
 
+class NicInfo(TypedDict):
+    """A VM's NIC on a private network: ``address`` as ADDRESS/PREFIX."""
+
+    network: str
+    address: str
+    mac: str
+
+
 class VmInfo(TypedDict):
     """One VM as ``GET /v1/vms/NAME`` shows it.
 
@@ -36,7 +44,8 @@ class VmInfo(TypedDict):
     ``started`` and ``expires_at`` unix times; ``expires_in`` and ``quiet_for``
     seconds. ``ports`` are ``[ADDR:]HOST:GUEST[/udp]`` forwards. ``operation`` is the
     lifecycle operation under way (create, start, stop, remove, snapshot, restore,
-    suspend, wake) or None.
+    suspend, wake) or None. ``networks`` are its NICs on private networks, first
+    one first (empty: user-mode networking).
     """
 
     id: str
@@ -76,6 +85,7 @@ class VmInfo(TypedDict):
     idle: dict[str, float | str]
     quiet_for: float | None
     operation: str | None
+    networks: list[NicInfo]
 
 
 class DeletedVm(TypedDict):

@@ -63,8 +63,10 @@ def configure_nic(nic: dict[str, Any], root: str = "/") -> None:
     """Give a NIC on a private network its MAC and address (``ADDRESS/PREFIX``), and for
     the first one the default route, name server and search domain, with iproute2's ``ip``
     as the guest's /init does at boot. ``nic``: interface, mac, address[, gateway, dns,
-    search]; ValueError for an interface the guest does not have or ``ip`` refusing."""
-    interface = str(nic["interface"])
+    search]; without an interface, the one with that MAC (a NIC plugged in while the
+    guest runs, waited for up to 10 s). ValueError for an interface the guest does not
+    have or ``ip`` refusing."""
+    interface = str(nic.get("interface") or _by_mac(str(nic["mac"])))
     if not os.path.exists(f"/sys/class/net/{interface}"):
         raise ValueError(f"the guest has no network interface {interface}")
     set_mac(interface, str(nic["mac"]))
@@ -78,6 +80,21 @@ def configure_nic(nic: dict[str, Any], root: str = "/") -> None:
         if nic.get("search"):
             lines += "search " + str(nic["search"]) + "\n"
         _replace(os.path.join(root, "etc/resolv.conf"), lines)
+
+
+def _by_mac(mac: str, timeout: float = 10.0) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        for name in os.listdir("/sys/class/net"):
+            try:
+                with open(f"/sys/class/net/{name}/address") as handle:
+                    if handle.read().strip() == mac:
+                        return name
+            except OSError:
+                continue
+        if time.monotonic() >= deadline:
+            raise ValueError(f"no network interface with the MAC {mac} appeared in the guest")
+        time.sleep(0.05)
 
 
 def _ip(*args: str) -> None:

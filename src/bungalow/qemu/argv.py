@@ -46,6 +46,8 @@ _FORWARD_RE = re.compile(
 SANDBOX = "on,obsolete=deny,resourcecontrol=deny"
 #: What QEMU 7.2 prints on every start of a relayed NIC (see ``_network_args``): no reason.
 RELAY_WARNING = "warning: hub 0 with no nics"
+#: The kernel command line word that lets a micro guest hot-plug PCIe devices.
+HOTPLUG_WORD = "pcie_ports=native"
 
 
 @dataclass(frozen=True)
@@ -246,6 +248,8 @@ class MachineSpec:
     nics: tuple[NicSpec, ...] = ()
     #: The first NIC's configuration at boot; None for user-mode networking's fixed one.
     net: NetConfig | None = None
+    #: Empty PCIe root ports (``hp1``...) a NIC can be hot-plugged into while it runs.
+    hotplug_ports: int = 0
 
     def __post_init__(self) -> None:
         validate_name(self.name)
@@ -323,6 +327,10 @@ def kernel_cmdline(spec: MachineSpec) -> str:
         f"bungalow.hostname={spec.name}",
         *(spec.net or USER_NET).words(),
     ]
+    if spec.hotplug_ports and spec.profile == "micro":
+        # microvm's ACPI tables grant the OS no PCIe control (_OSC): without this the
+        # guest's pciehp never sees a NIC plugged into a root port.
+        words.append(HOTPLUG_WORD)
     tsc_khz = _tsc_hint(spec)
     if tsc_khz:
         # TCG's TSC follows the host's clock, but on a busy host the guest's clocksource
@@ -349,6 +357,8 @@ def build_argv(spec: MachineSpec, qemu_binary: str) -> list[str]:
     if spec.agent:
         argv += _agent_args(spec, files)
     argv += ["-device", _device(spec, "virtio-rng")]
+    for port in range(1, spec.hotplug_ports + 1):
+        argv += ["-device", f"pcie-root-port,id=hp{port},chassis={port}"]
     if spec.runas is not None:
         uid, gid = spec.runas
         argv += ["-chroot", str(files.run_dir), "-runas", f"{uid}:{gid}"]
@@ -369,6 +379,8 @@ def _device(spec: MachineSpec, kind: str) -> str:
 
 def _machine_args(spec: MachineSpec) -> list[str]:
     machine = "microvm,acpi=on" if spec.profile == "micro" else "q35"
+    if spec.hotplug_ports and spec.profile == "micro":
+        machine += ",pcie=on"
     memory: list[str] = []
     if spec.memory_file is not None:
         # Named as QEMU names anonymous RAM, so streams from either kind load into the other.

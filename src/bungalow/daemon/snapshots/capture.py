@@ -36,9 +36,7 @@ SAVE_TIMEOUT = 300.0
 QUIT_TIMEOUT = 10.0
 
 
-async def capture_running(
-    monitor: Monitor, spec: MachineSpec, target: Path, vm_id: str
-) -> None:
+async def capture_running(monitor: Monitor, spec: MachineSpec, target: Path, vm_id: str) -> None:
     """Write the VM ``vm_id`` behind ``monitor`` (started from ``spec``) into ``target``.
 
     The VM is paused for the duration and continues afterwards if it was

@@ -50,6 +50,7 @@ from bungalow.errors import (
 from bungalow.host.files import sparse_copy, tree_allocated
 from bungalow.images.store import Image
 from bungalow.names import validate_name
+from bungalow.qemu import hotplug
 from bungalow.qemu.monitor import Monitor
 
 log = logging.getLogger(__name__)
@@ -142,6 +143,12 @@ class Snapshots:
         image = self.vms.images.get(vm.image_id)
         accel = self.vms.accel_for(vm)
         nics = await asyncio.to_thread(self.vms.nics_of, vm)
+        if monitor is not None and await hotplug.plugged(monitor):
+            raise InvalidStateError(
+                f"{vm.name} has a NIC connected while it runs, which a saved machine state "
+                f"cannot hold yet; stop and start it (`bungalow stop {vm.name}`, `bungalow "
+                f"start {vm.name}`), then try again."
+            )
         snapshot = SnapshotRecord(
             id=secrets.token_hex(6),
             name=name,

@@ -27,6 +27,7 @@ from bungalow.errors import UserError
 from bungalow.host.net import tap
 from bungalow.names import validate_name
 from bungalow.qemu.argv import MachineSpec, NetConfig, NicSpec
+from bungalow.qemu.hotplug import HOTPLUG_PORTS
 
 #: QEMU's NICs are named nic0-nic9 and their TAPs bt<vm id><index>: ten at most.
 MAX_NICS = 10
@@ -132,6 +133,12 @@ def boot_config(nic: AttachedNic) -> NetConfig:
     )
 
 
+def hotplugged_config(nic: AttachedNic) -> dict[str, str]:
+    """What the agent's ``sync`` sets on a NIC plugged in while the VM runs, which the
+    guest finds by its MAC (the kernel names it when pciehp sees it)."""
+    return {"mac": nic.mac, "address": str(nic.address)}
+
+
 def guest_nics(nics: Sequence[AttachedNic]) -> list[dict[str, str]]:
     """What the agent's ``sync`` sets on each NIC, in the guest's order (eth0, eth1...):
     its MAC, address and (first NIC only) default route, name server and search domain."""
@@ -153,7 +160,12 @@ def machine_nics(spec: MachineSpec, nics: Sequence[AttachedNic]) -> MachineSpec:
     ordered = sorted(nics, key=lambda n: n.index)
     specs = tuple(NicSpec(id=f"nic{nic.index}", fd=None, mac=nic.mac) for nic in ordered)
     return dataclasses.replace(
-        spec, nics=specs, net=boot_config(ordered[0]), ports=(), net_relay=False
+        spec,
+        nics=specs,
+        net=boot_config(ordered[0]),
+        ports=(),
+        net_relay=False,
+        hotplug_ports=HOTPLUG_PORTS if spec.profile == "micro" else 0,
     )
 
 

@@ -20,6 +20,14 @@ class VmCostInfo(BaseModel):
     currency: str
 
 
+class NicInfo(BaseModel):
+    """A VM's NIC on a private network: its address with the network's prefix."""
+
+    network: str
+    address: str
+    mac: str
+
+
 class VmInfo(BaseModel):
     id: str
     name: str
@@ -61,6 +69,9 @@ class VmInfo(BaseModel):
     quiet_for: float | None = Field(default=None, description="seconds since last activity")
     operation: Operation | None = Field(
         default=None, description="the lifecycle operation under way, if any"
+    )
+    networks: list[NicInfo] = Field(
+        default_factory=list, description="NICs on private networks, first one first"
     )
 
 

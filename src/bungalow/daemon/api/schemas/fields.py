@@ -69,7 +69,8 @@ TEXT_PATTERN = r"^[^\x00]*$"
 _BASE64_PATTERN = r"^([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
 #: An image by name, or by the first 4 or more hex digits of its id (images/store.py).
 _IMAGE_PATTERN = r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?|[0-9a-f]{4,64})$"
-_NETWORK_PATTERN = NAME_PATTERN[:-1] + r"(:([0-9]{1,3}\.){3}[0-9]{1,3})?$"
+IPV4_PATTERN = r"^([0-9]{1,3}\.){3}[0-9]{1,3}$"
+_NETWORK_PATTERN = NAME_PATTERN[:-1] + "(:" + IPV4_PATTERN[1:-1] + ")?$"
 _PORT_PATTERN = r"^(([0-9]{1,3}\.){3}[0-9]{1,3}:)?[0-9]{1,5}:[0-9]{1,5}(/(tcp|udp))?$"
 #: Words that lift a limit, besides 0.
 _LIFTS = ("none", "")

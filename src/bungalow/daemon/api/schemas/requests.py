@@ -13,6 +13,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field
 
 from bungalow.daemon.api.schemas.fields import (
+    IPV4_PATTERN,
     Accel,
     Base64,
     Command,
@@ -49,6 +50,8 @@ from bungalow.daemon.api.schemas.fields import (
     TerminalSize,
     UserName,
     VmName,
+    name,
+    text,
 )
 from bungalow.daemon.vms.nics import MAX_NICS
 from bungalow.guest.protocol import MAX_EXEC_ARGS
@@ -99,6 +102,13 @@ class VmCreate(LimitsUpdate):
     on_expiry: OnExpiry | None = Field(default=None, description="what the lease's end does")
     idle_after: Duration | None = Field(default=None, description="idle this long: 30m")
     on_idle: IdleAction | None = Field(default=None, description="what idleness does")
+
+
+class NicConnect(Request):
+    network: Annotated[str, name("network")]
+    address: Annotated[str, text(IPV4_PATTERN, "an IPv4 address such as 10.20.0.5")] | None = Field(
+        default=None, description="a fixed address; none: the next free one"
+    )
 
 
 class SnapshotCreate(Request):
