@@ -34,6 +34,7 @@ from bungalow.daemon.api.schemas.fields import (
     Iops,
     Labels,
     Memory,
+    NetworkName,
     OnExpiry,
     Owner,
     PortText,
@@ -45,6 +46,7 @@ from bungalow.daemon.api.schemas.fields import (
     SizeLimit,
     SnapshotName,
     StopTimeout,
+    Subnet,
     TerminalSize,
     UserName,
     VmName,
@@ -192,3 +194,10 @@ class ProjectQuota(Request):
 
 class ProjectCreate(ProjectQuota):
     name: ProjectName
+
+
+class NetworkCreate(Request):
+    name: NetworkName
+    subnet: Subnet | None = Field(
+        default=None, description="CIDR, /16 to /29; a free /24 of 10.77.0.0/16 when left out"
+    )
