@@ -50,6 +50,10 @@ MIRRORS: list[tuple[type, str, tuple[str, ...]]] = [
     (shapes.CostReport, "CostReport", COST_HOMES),
     (shapes.CostRow, "CostRow", COST_HOMES),
     (shapes.SprawlFinding, "Finding", SPRAWL_HOMES),
+    (shapes.NetworkInfo, "NetworkInfo", ()),
+    (shapes.NetworkDetail, "NetworkDetail", ()),
+    (shapes.NetworkNic, "NetworkNic", ()),
+    (shapes.NetworkLease, "NetworkLease", ()),
 ]
 
 

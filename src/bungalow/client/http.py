@@ -36,6 +36,8 @@ if TYPE_CHECKING:
         FileStatInfo,
         HostInfo,
         ImageInfo,
+        NetworkDetail,
+        NetworkInfo,
         NewProject,
         ProjectInfo,
         SnapshotInfo,
@@ -404,6 +406,25 @@ class Client:
 
     def host_info(self) -> HostInfo:
         return self.send(routes.host_info())
+
+    # -- networks --------------------------------------------------------------------------------
+
+    def create_network(self, name: str, subnet: str | None = None) -> NetworkInfo:
+        """Make a private network; ``subnet`` (CIDR) or a free /24 picked by the daemon."""
+        body: dict[str, object] = {"name": name}
+        if subnet is not None:
+            body["subnet"] = subnet
+        return self.send(routes.create_network(body))
+
+    def list_networks(self) -> list[NetworkInfo]:
+        return self.send(routes.list_networks())
+
+    def inspect_network(self, name: str) -> NetworkDetail:
+        return self.send(routes.inspect_network(name))
+
+    def remove_network(self, name: str) -> None:
+        """Remove a network no VM has a NIC on."""
+        self.send(routes.remove_network(name))
 
     # -- projects, costs, metrics ----------------------------------------------------------------
 

@@ -270,6 +270,46 @@ class ProjectInfo(TypedDict):
     used: ProjectUsage
 
 
+class NetworkInfo(TypedDict):
+    """A private network: its subnet, the host's address on it (``gateway``), its bridge,
+    the DNS domain its VMs' names resolve under, and how many VMs have a NIC on it."""
+
+    name: str
+    subnet: str
+    gateway: str
+    bridge: str
+    domain: str
+    created: float
+    vms: int
+
+
+class NetworkNic(TypedDict):
+    """A VM's NIC on a network; ``address`` carries the prefix (10.20.0.2/24)."""
+
+    vm: str
+    index: int
+    mac: str
+    address: str
+    name: str
+
+
+class NetworkLease(TypedDict):
+    """A lease dnsmasq handed out; ``expires`` None is infinite."""
+
+    mac: str
+    address: str
+    hostname: str
+    expires: float | None
+
+
+class NetworkDetail(NetworkInfo):
+    """``network inspect``: the network, its VMs' NICs, dnsmasq's leases and PID."""
+
+    nics: list[NetworkNic]
+    leases: list[NetworkLease]
+    dnsmasq_pid: int | None
+
+
 class NewProject(ProjectInfo):
     """A project just made, with its API token (shown this once)."""
 

@@ -99,6 +99,15 @@ class Kernel:
                     removed.append(f"network directory {directory.name}")
         return removed
 
+    def anything_left(self) -> bool:
+        """Whether any network directory, bridge or nft table of this daemon's exists (what
+        a daemon killed while removing the last network leaves): cheap when none does."""
+        if self.root.exists() and any(self.root.iterdir()):
+            return True
+        if bridge.named(self.names.bridge_prefix):
+            return True
+        return shutil.which("nft") is not None and nftables.exists(self.names.table)
+
     def apply(
         self,
         networks: list[NetworkRecord],

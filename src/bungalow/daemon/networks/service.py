@@ -20,6 +20,7 @@ import logging
 import os
 import re
 import secrets
+import shutil
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from bungalow.daemon.networks.nic import Nic
 from bungalow.daemon.state.clock import Clock
 from bungalow.daemon.state.records import NetworkOperation, NetworkRecord, NicRecord
 from bungalow.daemon.state.store import Store
-from bungalow.errors import ConflictError, UserError
+from bungalow.errors import BungalowError, ConflictError, UserError
 from bungalow.host.net import subnets
 from bungalow.host.net.dnsmasq import Lease
 from bungalow.host.net.nftables import Published
@@ -53,7 +54,7 @@ class Member:
 
 
 @dataclass(frozen=True)
-class NetworkDetail:
+class NetworkReport:
     network: NetworkRecord
     members: list[Member]
     leases: list[Lease]
@@ -83,6 +84,15 @@ def running_as_root() -> bool:
     return os.geteuid() == 0
 
 
+#: The programs a network needs, and the Debian package each comes in.
+TOOLS = {"dnsmasq": "dnsmasq-base", "dhcp_release": "dnsmasq-utils", "nft": "nftables"}
+
+
+def missing_tools() -> list[str]:
+    """What :data:`TOOLS` lacks on this host's PATH, as ``program (package)``."""
+    return [f"{tool} ({deb})" for tool, deb in TOOLS.items() if shutil.which(tool) is None]
+
+
 class NetworkService:
     """The daemon's private networks (see the module's docstring)."""
 
@@ -109,6 +119,11 @@ class NetworkService:
                 f"Private networks need root (bridges, dnsmasq and nftables), and bungalowd "
                 f"runs as uid {os.geteuid()}; run bungalowd as root, or launch VMs without "
                 "--network (user-mode NAT)."
+            )
+        if missing := missing_tools():
+            raise ConflictError(
+                f"Private networks need {', '.join(missing)}, missing on this host; install "
+                "those Debian packages (scripts/install does)."
             )
 
     async def create(
@@ -186,12 +201,12 @@ class NetworkService:
             for nic in self.store.nics.on_network(network.id)
         ]
 
-    async def inspect(self, name: str) -> NetworkDetail:
+    async def inspect(self, name: str) -> NetworkReport:
         """The network, its VMs with their NICs, dnsmasq's leases and its PID."""
         network = self.store.networks.get(name)
         leases = await asyncio.to_thread(self.kernel.leases, network)
         pid = await asyncio.to_thread(self.kernel.dnsmasq_pid, network)
-        return NetworkDetail(network, self.members(network), leases, pid)
+        return NetworkReport(network, self.members(network), leases, pid)
 
     def _vm_name(self, nic: NicRecord) -> str:
         vm = self.store.vms.by_id(nic.vm_id)
@@ -340,9 +355,10 @@ class NetworkService:
         make or find every network's bridge and dnsmasq (a running dnsmasq is kept), sweep
         this daemon's bridges and directories no row names, and apply the rules."""
         networks = self.store.networks.list()
-        if not self._is_root():
-            if networks:
-                log.warning("not root: %d networks left down", len(networks))
+        if not networks and not await asyncio.to_thread(self.kernel.anything_left):
+            return
+        if not self._is_root() or missing_tools():
+            log.warning("not root or %s missing: networks left down", ", ".join(TOOLS))
             return
         for network in networks:
             if network.operation is not None:
@@ -358,4 +374,7 @@ class NetworkService:
         networks = self.store.networks.list()
         for what in await asyncio.to_thread(self.kernel.sweep, networks):
             log.info("removed %s, which no network names", what)
-        await self.refresh()
+        try:
+            await self.refresh()
+        except BungalowError as error:  # the daemon serves on; creating a network says why
+            log.error("the networks' rules could not be applied: %s", error.message)

@@ -127,9 +127,12 @@ def render(
 def nft(script: str) -> str:
     """Run ``script`` through ``nft -f -`` in one transaction; its output.
     BungalowError with nft's own words when it refuses."""
-    result = subprocess.run(
-        ["nft", "-f", "-"], input=script, capture_output=True, text=True, check=False
-    )
+    try:
+        result = subprocess.run(
+            ["nft", "-f", "-"], input=script, capture_output=True, text=True, check=False
+        )
+    except FileNotFoundError:
+        raise BungalowError("nft is not installed; install Debian's nftables package.") from None
     if result.returncode != 0:
         raise BungalowError(f"nft refused bungalow's rules: {result.stderr.strip()}")
     return result.stdout

@@ -1,4 +1,5 @@
-"""What the daemon answers: VMs, snapshots, images, the host, projects, costs, metrics.
+"""What the daemon answers: VMs, snapshots, images, the host, projects, networks, costs,
+metrics.
 
 Sizes are bytes, times seconds since the epoch (the daemon's clock), durations
 seconds, money in the currency of ``[prices]``.
@@ -277,3 +278,34 @@ class VmMetrics(BaseModel):
 class MetricsHistory(BaseModel):
     vm: str
     history: list[dict[str, float]] = Field(description="one entry per sample, oldest first")
+
+
+class NetworkInfo(BaseModel):
+    name: str
+    subnet: str
+    gateway: str = Field(description="the host's address on the network, the VMs' router and DNS")
+    bridge: str
+    domain: str = Field(description="VMs' names resolve as NAME.DOMAIN, from VMs and the host")
+    created: float
+    vms: int = Field(description="how many VMs have a NIC on it")
+
+
+class NetworkNic(BaseModel):
+    vm: str
+    index: int = Field(description="the NIC's place among the VM's private NICs, 0 first")
+    mac: str
+    address: str = Field(description="with the subnet's prefix, as 10.20.0.2/24")
+    name: str = Field(description="the name it answers to, NAME.DOMAIN")
+
+
+class NetworkLease(BaseModel):
+    mac: str
+    address: str
+    hostname: str = Field(description="what the guest asked to be called; * none")
+    expires: float | None = Field(description="None: infinite")
+
+
+class NetworkDetail(NetworkInfo):
+    nics: list[NetworkNic]
+    leases: list[NetworkLease] = Field(description="what dnsmasq has handed out")
+    dnsmasq_pid: int | None = Field(description="None: not running (it is started again at once)")

@@ -314,6 +314,15 @@ GuestPath = Annotated[
 VmName = Annotated[str, name("VM")]
 SnapshotName = Annotated[str, name("snapshot")]
 ProjectName = Annotated[str, name("project")]
+NetworkName = Annotated[str, name("network")]
+#: The text is checked here for its form; the network service judges the numbers.
+Subnet = Annotated[
+    str,
+    text(
+        r"^[0-9]{1,3}(\.[0-9]{1,3}){3}/[0-9]{1,2}$",
+        "an IPv4 network in CIDR form, such as 10.20.0.0/24",
+    ),
+]
 ImageName = Annotated[str, name("image")]
 ImageRef = Annotated[
     str,

@@ -35,6 +35,7 @@ from bungalow.daemon.api.schemas.fields import (
     Iops,
     Labels,
     Memory,
+    NetworkName,
     NetworkText,
     OnExpiry,
     Owner,
@@ -47,10 +48,10 @@ from bungalow.daemon.api.schemas.fields import (
     SizeLimit,
     SnapshotName,
     StopTimeout,
+    Subnet,
     TerminalSize,
     UserName,
     VmName,
-    name,
     text,
 )
 from bungalow.daemon.vms.nics import MAX_NICS
@@ -105,7 +106,7 @@ class VmCreate(LimitsUpdate):
 
 
 class NicConnect(Request):
-    network: Annotated[str, name("network")]
+    network: NetworkName
     address: Annotated[str, text(IPV4_PATTERN, "an IPv4 address such as 10.20.0.5")] | None = Field(
         default=None, description="a fixed address; none: the next free one"
     )
@@ -208,3 +209,10 @@ class ProjectQuota(Request):
 
 class ProjectCreate(ProjectQuota):
     name: ProjectName
+
+
+class NetworkCreate(Request):
+    name: NetworkName
+    subnet: Subnet | None = Field(
+        default=None, description="CIDR, /16 to /29; a free /24 of 10.77.0.0/16 when left out"
+    )
