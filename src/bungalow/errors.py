@@ -13,6 +13,7 @@ Python SDK (:mod:`bungalow.client`) on what the daemon answered::
     │   ├── VmNotFoundError       no such VM
     │   │   └── SandboxGoneError  the sandbox's VM was deleted or its timeout ran out (SDK)
     │   ├── SnapshotNotFoundError no such snapshot
+    │   ├── NetworkNotFoundError  no such network
     │   └── GuestFileNotFoundError  no such file or folder inside the guest
     ├── ConflictError             the name is taken, the port is in use (HTTP 409)
     ├── InvalidStateError         the VM is in the wrong state for this (HTTP 409)
@@ -104,6 +105,10 @@ class SandboxGoneError(VmNotFoundError):
 
 class SnapshotNotFoundError(NotFoundError):
     code = "snapshot_not_found"
+
+
+class NetworkNotFoundError(NotFoundError):
+    code = "network_not_found"
 
 
 class GuestFileNotFoundError(NotFoundError):

@@ -42,6 +42,7 @@ SPRAWL_HOMES = ("bungalow.daemon.sprawl", "bungalow.daemon.policies.sprawl")
 MIRRORS: list[tuple[type, str, tuple[str, ...]]] = [
     (shapes.VmInfo, "VmInfo", ()),
     (shapes.VmCostInfo, "VmCostInfo", ()),
+    (shapes.NicInfo, "NicInfo", ()),
     (shapes.SnapshotInfo, "SnapshotInfo", ()),
     (shapes.ImageInfo, "ImageInfo", ()),
     (shapes.AccelInfo, "AccelInfo", ()),
@@ -49,6 +50,10 @@ MIRRORS: list[tuple[type, str, tuple[str, ...]]] = [
     (shapes.CostReport, "CostReport", COST_HOMES),
     (shapes.CostRow, "CostRow", COST_HOMES),
     (shapes.SprawlFinding, "Finding", SPRAWL_HOMES),
+    (shapes.NetworkInfo, "NetworkInfo", ()),
+    (shapes.NetworkDetail, "NetworkDetail", ()),
+    (shapes.NetworkNic, "NetworkNic", ()),
+    (shapes.NetworkLease, "NetworkLease", ()),
 ]
 
 

@@ -19,19 +19,20 @@ ALLOWED: dict[str, set[str]] = {
     "state": set(),
     "tenancy": {"state"},
     "accounting": {"state"},
-    "vms": {"state"},
+    "networks": {"state"},
+    "vms": {"networks", "state"},
     "snapshots": {"vms", "state"},
     "images": {"snapshots", "state"},
     "sandboxes": {"snapshots", "vms", "state"},
     "telemetry": {"vms", "state"},
     "policies": {"snapshots", "vms", "state"},
     "api": {
-        "accounting", "images", "policies", "sandboxes", "snapshots", "state", "telemetry",
-        "tenancy", "vms",
+        "accounting", "images", "networks", "policies", "sandboxes", "snapshots", "state",
+        "telemetry", "tenancy", "vms",
     },
     "server": {
-        "api", "accounting", "images", "policies", "sandboxes", "snapshots", "state",
-        "telemetry", "tenancy", "vms",
+        "api", "accounting", "images", "networks", "policies", "sandboxes", "snapshots",
+        "state", "telemetry", "tenancy", "vms",
     },
 }  # fmt: skip
 WEB = ("fastapi", "starlette", "uvicorn")

@@ -13,6 +13,8 @@ from bungalow.errors import InvalidNameError, UserError
 from bungalow.qemu.argv import (
     MIB,
     MachineSpec,
+    NetConfig,
+    NicSpec,
     PortForward,
     RunFiles,
     build_argv,
@@ -309,3 +311,57 @@ def test_a_relayed_nic_reaches_the_user_network_through_a_hub(tmp_path: Path, qc
         "-netdev", "hubport,id=hub0wan,hubid=0,netdev=wan0",
     ]  # fmt: skip
     assert RunFiles(tmp_path / "run").net_nic in RunFiles(tmp_path / "run").sockets()
+
+
+# --- NICs on private networks --------------------------------------------------------
+
+
+def test_nics_replace_the_user_network(tmp_path: Path, qcow2: Path) -> None:
+    nics = (NicSpec(id="nic0", fd=7, mac=MAC), NicSpec(id="nic1", fd=9, mac="0e:b6:00:00:00:02"))
+    argv = build_argv(spec(tmp_path, ports=(), nics=nics), "qemu")
+    assert not any(arg.startswith("user,") for arg in argv)
+    netdevs = [argv[i + 1] for i, arg in enumerate(argv) if arg == "-netdev"]
+    assert netdevs == ["tap,id=nic0,fd=7", "tap,id=nic1,fd=9"]
+    assert f"virtio-net-device,id=nic0,mac={MAC},netdev=nic0" in argv
+    pc = build_argv(spec(tmp_path, ports=(), nics=nics[:1], profile="pc"), "qemu")
+    assert f"virtio-net-pci,id=nic0,mac={MAC},romfile=,netdev=nic0" in pc
+
+
+def test_a_converter_has_the_nics_without_backends(tmp_path: Path, qcow2: Path) -> None:
+    nics = (NicSpec(id="nic0", fd=None, mac=MAC),)
+    argv = build_argv(spec(tmp_path, ports=(), nics=nics), "qemu")
+    assert "-netdev" not in argv
+    assert f"virtio-net-device,id=nic0,mac={MAC}" in argv
+
+
+def test_network_config_goes_on_the_kernel_command_line(tmp_path: Path) -> None:
+    net = NetConfig(address="10.202.1.5/24", gateway="10.202.1.1", dns="10.202.1.1", search="lab")
+    words = kernel_cmdline(spec(tmp_path, tsc_khz=0, net=net)).split()
+    assert words[-4:] == [
+        "bungalow.ip=10.202.1.5/24",
+        "bungalow.gw=10.202.1.1",
+        "bungalow.dns=10.202.1.1",
+        "bungalow.search=lab",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"net_relay": True}, "bandwidth limit"),
+        ({"ports": (PortForward.parse("8080:80"),)}, "publishes ports"),
+    ],
+)
+def test_nics_refuse_user_network_features(
+    tmp_path: Path, overrides: dict[str, object], message: str
+) -> None:
+    nics = (NicSpec(id="nic0", fd=7, mac=MAC),)
+    with pytest.raises(UserError, match=message):
+        spec(tmp_path, **{"ports": (), "nics": nics, **overrides})
+
+
+def test_nic_spec_is_checked() -> None:
+    with pytest.raises(ValueError, match="nic0-nic9"):
+        NicSpec(id="eth0", fd=3, mac=MAC)
+    with pytest.raises(UserError, match="unicast"):
+        NicSpec(id="nic0", fd=3, mac="01:00:5e:00:00:01")

@@ -29,6 +29,7 @@ from bungalow.cli import (
     images,
     leases,
     limits,
+    network,
     output,
     projects,
     snapshots,
@@ -141,6 +142,7 @@ snapshots.register(app)
 limits.register(app)
 top.register(app)
 projects.register(app)
+network.register(app)
 cost.register(app)
 leases.register(app)
 sprawl.register(app)

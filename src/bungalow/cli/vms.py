@@ -27,7 +27,7 @@ from bungalow.cli.limits import (
 )
 from bungalow.cli.output import age, error, print_json, progress, say, size, table
 from bungalow.cli.params import Count, Duration
-from bungalow.errors import BungalowError, NotFoundError
+from bungalow.errors import BungalowError, NotFoundError, UserError
 from bungalow.names import parse_labels
 
 if TYPE_CHECKING:
@@ -40,6 +40,15 @@ Ports = Annotated[
     list[str] | None,
     typer.Option("--publish", "-p", help="Forward [ADDR:]HOST:GUEST[/udp] to the guest."),
 ]
+Networks = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--network",
+        help="Put the VM on this private network (NAME, or NAME:ADDRESS for a fixed "
+        "address); repeat for more. Without it: user-mode networking.",
+    ),
+]
+Ip = Annotated[str | None, typer.Option("--ip", help="Fixed IPv4 address on the first --network.")]
 Accel = Annotated[str, typer.Option("--accel", help="auto, kvm or tcg.")]
 Profile = Annotated[str | None, typer.Option("--profile", help="micro or pc.")]
 
@@ -89,6 +98,8 @@ def launch(
     memory: Memory = "512M",
     disk: Disk = None,
     ports: Ports = None,
+    networks: Networks = None,
+    ip: Ip = None,
     accel: Accel = "auto",
     profile: Profile = None,
     cpu_weight: CpuWeight = None,
@@ -129,8 +140,23 @@ def launch(
     )  # fmt: skip
     body["owner"] = owner or invoking_user()
     body["labels"] = parse_labels(labels or [])
+    body["networks"] = network_choices(networks or [], ip)
     vm = _launch(name, image, cpus, memory, disk, ports or [], accel, profile, body)
     say(f"{vm['name']} is running ({vm['image']}, {vm['cpus']} CPU, {size(vm['memory'])})")
+
+
+def network_choices(networks: list[str], ip: str | None) -> list[str]:
+    """``--network`` words as the API takes them, ``--ip`` joined to the first."""
+    if ip is None:
+        return networks
+    if not networks:
+        raise UserError("--ip gives the address on a network; add --network NAME as well.")
+    if ":" in networks[0]:
+        raise UserError(
+            f"The network {networks[0]} already names its address; give it once, "
+            "either as --network NAME:ADDRESS or with --ip."
+        )
+    return [f"{networks[0]}:{ip}", *networks[1:]]
 
 
 def run(

@@ -36,6 +36,8 @@ if TYPE_CHECKING:
         FileStatInfo,
         HostInfo,
         ImageInfo,
+        NetworkDetail,
+        NetworkInfo,
         NewProject,
         ProjectInfo,
         SnapshotInfo,
@@ -224,6 +226,13 @@ class Client:
         """Change the VM's limits (cpu_weight, cpu_cap, memory_limit, disk_*, net_bw)."""
         return self.send(routes.set_limits(name, limits))
 
+    def connect_network(self, name: str, network: str, address: str | None = None) -> VmInfo:
+        """Give the VM a NIC on ``network`` (at ``address``, else the next free one)."""
+        return self.send(routes.connect_network(name, network, address))
+
+    def disconnect_network(self, name: str, network: str) -> VmInfo:
+        return self.send(routes.disconnect_network(name, network))
+
     def logs(self, name: str, tail: int = 0) -> str:
         """The VM's serial console output; its last ``tail`` lines when tail > 0."""
         return self.send(routes.logs(name, tail)) or ""
@@ -397,6 +406,25 @@ class Client:
 
     def host_info(self) -> HostInfo:
         return self.send(routes.host_info())
+
+    # -- networks --------------------------------------------------------------------------------
+
+    def create_network(self, name: str, subnet: str | None = None) -> NetworkInfo:
+        """Make a private network; ``subnet`` (CIDR) or a free /24 picked by the daemon."""
+        body: dict[str, object] = {"name": name}
+        if subnet is not None:
+            body["subnet"] = subnet
+        return self.send(routes.create_network(body))
+
+    def list_networks(self) -> list[NetworkInfo]:
+        return self.send(routes.list_networks())
+
+    def inspect_network(self, name: str) -> NetworkDetail:
+        return self.send(routes.inspect_network(name))
+
+    def remove_network(self, name: str) -> None:
+        """Remove a network no VM has a NIC on."""
+        self.send(routes.remove_network(name))
 
     # -- projects, costs, metrics ----------------------------------------------------------------
 

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
         FileStatInfo,
         HostInfo,
         ImageInfo,
+        NetworkDetail,
+        NetworkInfo,
         NewProject,
         ProjectInfo,
         SnapshotInfo,
@@ -111,6 +113,17 @@ def suspend_vm(name: str) -> Call[VmInfo]:
 
 def set_limits(name: str, limits: Mapping[str, object]) -> Call[VmInfo]:
     return Call("PATCH", _vm(name, "/limits"), json=dict(limits))
+
+
+def connect_network(name: str, network: str, address: str | None) -> Call[VmInfo]:
+    body: dict[str, object] = {"network": network}
+    if address is not None:
+        body["address"] = address
+    return Call("POST", _vm(name, "/networks"), json=body)
+
+
+def disconnect_network(name: str, network: str) -> Call[VmInfo]:
+    return Call("DELETE", _vm(name, f"/networks/{network}"))
 
 
 def logs(name: str, tail: int) -> Call[str | None]:
@@ -286,6 +299,26 @@ def update_project(name: str, changes: Mapping[str, object]) -> Call[ProjectInfo
 def remove_project(name: str, orphan_vms: bool) -> Call[None]:
     params = {"orphan_vms": "true"} if orphan_vms else None
     return Call("DELETE", f"/v1/projects/{name}", params=params)
+
+
+# -- networks ------------------------------------------------------------------------------------
+
+
+def create_network(body: Mapping[str, object]) -> Call[NetworkInfo]:
+    """``body``: name, and optionally subnet (CIDR)."""
+    return Call("POST", "/v1/networks", json=dict(body))
+
+
+def list_networks() -> Call[list[NetworkInfo]]:
+    return Call("GET", "/v1/networks")
+
+
+def inspect_network(name: str) -> Call[NetworkDetail]:
+    return Call("GET", f"/v1/networks/{name}")
+
+
+def remove_network(name: str) -> Call[None]:
+    return Call("DELETE", f"/v1/networks/{name}")
 
 
 def costs(by: str, since: str | None, until: str | None) -> Call[CostReport]:

@@ -27,6 +27,14 @@ class VmCostInfo(TypedDict):
     currency: str
 
 
+class NicInfo(TypedDict):
+    """A VM's NIC on a private network: ``address`` as ADDRESS/PREFIX."""
+
+    network: str
+    address: str
+    mac: str
+
+
 class VmInfo(TypedDict):
     """One VM as ``GET /v1/vms/NAME`` shows it.
 
@@ -36,7 +44,8 @@ class VmInfo(TypedDict):
     ``started`` and ``expires_at`` unix times; ``expires_in`` and ``quiet_for``
     seconds. ``ports`` are ``[ADDR:]HOST:GUEST[/udp]`` forwards. ``operation`` is the
     lifecycle operation under way (create, start, stop, remove, snapshot, restore,
-    suspend, wake) or None.
+    suspend, wake) or None. ``networks`` are its NICs on private networks, first
+    one first (empty: user-mode networking).
     """
 
     id: str
@@ -76,6 +85,7 @@ class VmInfo(TypedDict):
     idle: dict[str, float | str]
     quiet_for: float | None
     operation: str | None
+    networks: list[NicInfo]
 
 
 class DeletedVm(TypedDict):
@@ -258,6 +268,46 @@ class ProjectInfo(TypedDict):
     quota: ProjectQuota
     idle: dict[str, float | str]
     used: ProjectUsage
+
+
+class NetworkInfo(TypedDict):
+    """A private network: its subnet, the host's address on it (``gateway``), its bridge,
+    the DNS domain its VMs' names resolve under, and how many VMs have a NIC on it."""
+
+    name: str
+    subnet: str
+    gateway: str
+    bridge: str
+    domain: str
+    created: float
+    vms: int
+
+
+class NetworkNic(TypedDict):
+    """A VM's NIC on a network; ``address`` carries the prefix (10.20.0.2/24)."""
+
+    vm: str
+    index: int
+    mac: str
+    address: str
+    name: str
+
+
+class NetworkLease(TypedDict):
+    """A lease dnsmasq handed out; ``expires`` None is infinite."""
+
+    mac: str
+    address: str
+    hostname: str
+    expires: float | None
+
+
+class NetworkDetail(NetworkInfo):
+    """``network inspect``: the network, its VMs' NICs, dnsmasq's leases and PID."""
+
+    nics: list[NetworkNic]
+    leases: list[NetworkLease]
+    dnsmasq_pid: int | None
 
 
 class NewProject(ProjectInfo):

@@ -3,7 +3,8 @@
 A VM started from a snapshot carries on from the moment the snapshot was
 taken, so its wall clock is behind, and a clone would otherwise share the
 identity of the machine it was copied from: its hostname, machine-id, the
-kernel's random pool and its MAC address. ``sync`` puts each right; the host
+kernel's random pool, its MAC address and, on a private network, its NICs'
+addresses (``nics``). ``sync`` puts each right; the host
 sends it after every start from a snapshot, after ``resume`` (clock only) and
 once at first boot (machine-id).
 
@@ -52,7 +53,55 @@ def sync(message: dict[str, Any], root: str = "/") -> list[str]:
     if message.get("mac"):
         set_mac(INTERFACE, str(message["mac"]))
         done.append("mac")
+    for nic in message.get("nics") or ():
+        configure_nic(nic, root)
+        done.append("nic " + str(nic["interface"]))
     return done
+
+
+def configure_nic(nic: dict[str, Any], root: str = "/") -> None:
+    """Give a NIC on a private network its MAC and address (``ADDRESS/PREFIX``), and for
+    the first one the default route, name server and search domain, with iproute2's ``ip``
+    as the guest's /init does at boot. ``nic``: interface, mac, address[, gateway, dns,
+    search]; without an interface, the one with that MAC (a NIC plugged in while the
+    guest runs, waited for up to 10 s). ValueError for an interface the guest does not
+    have or ``ip`` refusing."""
+    interface = str(nic.get("interface") or _by_mac(str(nic["mac"])))
+    if not os.path.exists(f"/sys/class/net/{interface}"):
+        raise ValueError(f"the guest has no network interface {interface}")
+    set_mac(interface, str(nic["mac"]))
+    _ip("addr", "flush", "dev", interface)
+    _ip("addr", "add", str(nic["address"]), "dev", interface)
+    _ip("link", "set", interface, "up")
+    if nic.get("gateway"):
+        _ip("route", "replace", "default", "via", str(nic["gateway"]), "dev", interface)
+    if nic.get("dns"):
+        lines = "nameserver " + str(nic["dns"]) + "\n"
+        if nic.get("search"):
+            lines += "search " + str(nic["search"]) + "\n"
+        _replace(os.path.join(root, "etc/resolv.conf"), lines)
+
+
+def _by_mac(mac: str, timeout: float = 10.0) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        for name in os.listdir("/sys/class/net"):
+            try:
+                with open(f"/sys/class/net/{name}/address") as handle:
+                    if handle.read().strip() == mac:
+                        return name
+            except OSError:
+                continue
+        if time.monotonic() >= deadline:
+            raise ValueError(f"no network interface with the MAC {mac} appeared in the guest")
+        time.sleep(0.05)
+
+
+def _ip(*args: str) -> None:
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+    status = os.spawnvpe(os.P_WAIT, "ip", ["ip", *args], env)
+    if status != 0:
+        raise ValueError("ip " + " ".join(args) + " failed with status " + str(status))
 
 
 def set_hostname(name: str) -> None:

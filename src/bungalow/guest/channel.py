@@ -337,10 +337,15 @@ class AgentChannel:
         machine_id: str | None = None,
         entropy: bytes | None = None,
         mac: str | None = None,
+        nics: list[dict[str, str]] | None = None,
     ) -> list[str]:
-        """Set the guest's wall clock and identity; returns what the agent changed."""
+        """Set the guest's wall clock and identity; returns what the agent changed.
+
+        ``nics``: each NIC on a private network as ``nics.guest_nics`` (daemon/vms) makes
+        it, its MAC and address set in the guest (see agent_identity.configure_nic).
+        """
         fields: dict[str, Any] = {"time": time, "hostname": hostname}
-        fields.update(machine_id=machine_id, mac=mac)
+        fields.update(machine_id=machine_id, mac=mac, nics=nics)
         if entropy is not None:
             fields["entropy"] = base64.b64encode(entropy).decode()
         reply = await self._call(protocol.OP_SYNC, **{k: v for k, v in fields.items() if v})

@@ -1,8 +1,9 @@
 """Finding and ending the processes bungalowd started, from /proc alone.
 
 Every long-lived process the daemon starts (a VM's QEMU, a snapshot's
-converter QEMU, a VM's network shaper) runs detached and names its own pidfile
-on its command line (``-pidfile PATH`` or ``--pidfile PATH``), and that
+converter QEMU, a VM's network shaper, a network's dnsmasq) runs detached and names
+its own pidfile on its command line (``-pidfile PATH``, ``--pidfile PATH`` or
+``--pid-file=PATH``), and that
 pidfile lives in the run directory of what it belongs to. So a daemon that
 starts after a crash finds every one of them by reading ``/proc/*/cmdline``,
 whatever the database or the pidfiles say (libvirt's promise that a VM
@@ -25,6 +26,8 @@ from bungalow.errors import QemuError
 
 #: The command-line options that name a pidfile: QEMU's and the network shaper's.
 _PIDFILE_OPTIONS = (b"-pidfile", b"--pidfile")
+#: dnsmasq's, whose argument is optional and so given in the same word.
+_PIDFILE_PREFIX = b"--pid-file="
 #: Seconds a process gets to exit on SIGTERM (QEMU flushes its disks) before SIGKILL.
 TERM_TIMEOUT = 5.0
 KILL_TIMEOUT = 5.0
@@ -54,6 +57,8 @@ def _pidfile_of(argv: list[bytes]) -> Path | None:
     for index, arg in enumerate(argv[:-1]):
         if arg in _PIDFILE_OPTIONS:
             return Path(os.fsdecode(argv[index + 1]))
+        if arg.startswith(_PIDFILE_PREFIX):
+            return Path(os.fsdecode(arg.removeprefix(_PIDFILE_PREFIX)))
     return None
 
 
@@ -140,3 +145,30 @@ def end_all(root: Path, timeout: float = TERM_TIMEOUT) -> list[HostProcess]:
             "kernel, so check the host's logs."
         )
     return ended
+
+
+def reap_exited_children(program: str, keep: int = 0) -> list[int]:
+    """Collect our exited children whose name starts with ``program``, never ``keep``; the
+    PIDs collected.
+
+    A program that daemonizes itself (QEMU's ``-daemonize``, dnsmasq) forks twice; the
+    middle process exits at once and, in a subreaper such as bungalowd, becomes our
+    zombie child. Only those are waited for, by PID: a ``waitpid(-1)`` would steal the
+    exit status of a child someone else waits on.
+    """
+    me = str(os.getpid())
+    reaped = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == keep:
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        comm = stat[stat.find("(") + 1 : stat.rfind(")")]
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if fields[0] == "Z" and fields[1] == me and comm.startswith(program):
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(int(entry.name), os.WNOHANG)
+                reaped.append(int(entry.name))
+    return reaped

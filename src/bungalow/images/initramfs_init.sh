@@ -28,6 +28,8 @@ hostname=
 machine_id=
 address=10.0.2.15/24
 gateway=10.0.2.2
+dns=
+search=
 read -r cmdline </proc/cmdline
 for word in $cmdline; do
     case "$word" in
@@ -36,6 +38,8 @@ for word in $cmdline; do
         bungalow.machine_id=*) machine_id="${word#*=}" ;;
         bungalow.ip=*) address="${word#*=}" ;;
         bungalow.gw=*) gateway="${word#*=}" ;;
+        bungalow.dns=*) dns="${word#*=}" ;;
+        bungalow.search=*) search="${word#*=}" ;;
     esac
 done
 
@@ -73,6 +77,10 @@ if [ -e /sys/class/net/eth0 ]; then
     ip addr add "$address" dev eth0 && ip link set eth0 up \
         && ip route add default via "$gateway" \
         || echo "bungalow-init: configuring eth0 failed; the VM has no network."
+fi
+# On a private network its dnsmasq answers for the VMs' names under the network's domain.
+if [ -n "$dns" ]; then
+    { echo "nameserver $dns"; [ -z "$search" ] || echo "search $search"; } >/newroot/etc/resolv.conf
 fi
 
 if [ -n "$hostname" ]; then

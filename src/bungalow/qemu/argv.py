@@ -37,6 +37,7 @@ GUEST_GATEWAY = "10.0.2.2"
 # Two fixed octets leave four random ones, so collisions stay unlikely on a shared bridge.
 MAC_PREFIX = "0e:b6"
 _MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+_NIC_ID_RE = re.compile(r"^nic[0-9]$")
 _FORWARD_RE = re.compile(
     r"^(?:(?P<addr>[^:/]+):)?(?P<host>[^:/]+):(?P<guest>[^:/]+)(?:/(?P<proto>\w+))?$"
 )
@@ -45,6 +46,8 @@ _FORWARD_RE = re.compile(
 SANDBOX = "on,obsolete=deny,resourcecontrol=deny"
 #: What QEMU 7.2 prints on every start of a relayed NIC (see ``_network_args``): no reason.
 RELAY_WARNING = "warning: hub 0 with no nics"
+#: The kernel command line word that lets a micro guest hot-plug PCIe devices.
+HOTPLUG_WORD = "pcie_ports=native"
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,49 @@ class PortForward:
 
 
 @dataclass(frozen=True)
+class NicSpec:
+    """A NIC on a private network: QEMU's ``-netdev tap,fd=`` with a TAP the daemon opened.
+
+    ``fd`` is the daemon's descriptor for the TAP (host/net/tap.py), passed to QEMU's
+    process as is; None for a QEMU that never runs its guest (a snapshot's converter),
+    whose NIC needs no backend. ``id`` names the netdev and device (``nic0``,
+    ``nic1``...), which a migration stream and a later hot-unplug refer to.
+    """
+
+    id: str
+    fd: int | None
+    mac: str
+
+    def __post_init__(self) -> None:
+        if not _NIC_ID_RE.match(self.id):
+            raise ValueError(f"the NIC id {self.id!r} is not nic0-nic9")
+        check_mac(self.mac)
+
+
+@dataclass(frozen=True)
+class NetConfig:
+    """How the guest's first NIC is configured at boot (micro images read it from the
+    kernel command line: ``bungalow.ip``, ``bungalow.gw``, ``bungalow.dns``,
+    ``bungalow.search``); the network's DNS server is its gateway's dnsmasq."""
+
+    address: str  # ADDRESS/PREFIX
+    gateway: str
+    dns: str = ""
+    search: str = ""
+
+    def words(self) -> list[str]:
+        words = [f"bungalow.ip={self.address}", f"bungalow.gw={self.gateway}"]
+        if self.dns:
+            words.append(f"bungalow.dns={self.dns}")
+        if self.search:
+            words.append(f"bungalow.search={self.search}")
+        return words
+
+
+USER_NET = NetConfig(address=GUEST_IP, gateway=GUEST_GATEWAY)
+
+
+@dataclass(frozen=True)
 class RunFiles:
     """The files of one running VM, all inside its run directory."""
 
@@ -148,6 +194,12 @@ class RunFiles:
         return (self.qmp, self.agent, self.console, self.net_nic, self.net_wan)
 
 
+def check_mac(mac: str) -> None:
+    """UserError unless ``mac`` is a unicast MAC address written as QEMU takes it."""
+    if not _MAC_RE.match(mac) or int(mac[:2], 16) & 1:
+        raise UserError(f"The MAC address {mac!r} is not a unicast address like 0e:b6:12:34:56:78.")
+
+
 def random_mac() -> str:
     """A fresh locally administered unicast MAC address under bungalow's prefix."""
     return MAC_PREFIX + "".join(f":{byte:02x}" for byte in secrets.token_bytes(4))
@@ -192,6 +244,12 @@ class MachineSpec:
     #: The NIC's frames pass through a relay outside QEMU (the network shaper) on two
     #: sockets QEMU listens on; see ``_network_args``.
     net_relay: bool = False
+    #: NICs on private networks (TAPs); with any, the VM has no user-mode network.
+    nics: tuple[NicSpec, ...] = ()
+    #: The first NIC's configuration at boot; None for user-mode networking's fixed one.
+    net: NetConfig | None = None
+    #: Empty PCIe root ports (``hp1``...) a NIC can be hot-plugged into while it runs.
+    hotplug_ports: int = 0
 
     def __post_init__(self) -> None:
         validate_name(self.name)
@@ -212,9 +270,16 @@ class MachineSpec:
             raise UserError("The micro profile has no CD-ROM drive; use the pc profile for ISOs.")
         if self.initrd is not None and self.kernel is None:
             raise UserError("An initrd needs a kernel to go with it; give both or neither.")
-        if not _MAC_RE.match(self.mac) or int(self.mac[:2], 16) & 1:
+        check_mac(self.mac)
+        if self.nics and self.net_relay:
             raise UserError(
-                f"The MAC address {self.mac!r} is not a unicast address like 0e:b6:12:34:56:78."
+                "A network bandwidth limit applies to user-mode networking only; a VM on a "
+                "private network has none (remove --net-bw)."
+            )
+        if self.nics and self.ports:
+            raise UserError(
+                "A VM on a private network publishes ports through the network's rules, not "
+                "QEMU's user-mode forwards."
             )
         self._check_paths()
         self._check_ports()
@@ -260,9 +325,12 @@ def kernel_cmdline(spec: MachineSpec) -> str:
         "panic=-1",
         "root=/dev/vda",
         f"bungalow.hostname={spec.name}",
-        f"bungalow.ip={GUEST_IP}",
-        f"bungalow.gw={GUEST_GATEWAY}",
+        *(spec.net or USER_NET).words(),
     ]
+    if spec.hotplug_ports and spec.profile == "micro":
+        # microvm's ACPI tables grant the OS no PCIe control (_OSC): without this the
+        # guest's pciehp never sees a NIC plugged into a root port.
+        words.append(HOTPLUG_WORD)
     tsc_khz = _tsc_hint(spec)
     if tsc_khz:
         # TCG's TSC follows the host's clock, but on a busy host the guest's clocksource
@@ -285,10 +353,12 @@ def build_argv(spec: MachineSpec, qemu_binary: str) -> list[str]:
     argv = [qemu_binary, *_machine_args(spec), *_process_args(files)]
     argv += _boot_args(spec)
     argv += _disk_args(spec)
-    argv += _network_args(spec, files)
+    argv += _nic_args(spec) if spec.nics else _network_args(spec, files)
     if spec.agent:
         argv += _agent_args(spec, files)
     argv += ["-device", _device(spec, "virtio-rng")]
+    for port in range(1, spec.hotplug_ports + 1):
+        argv += ["-device", f"pcie-root-port,id=hp{port},chassis={port}"]
     if spec.runas is not None:
         uid, gid = spec.runas
         argv += ["-chroot", str(files.run_dir), "-runas", f"{uid}:{gid}"]
@@ -309,6 +379,8 @@ def _device(spec: MachineSpec, kind: str) -> str:
 
 def _machine_args(spec: MachineSpec) -> list[str]:
     machine = "microvm,acpi=on" if spec.profile == "micro" else "q35"
+    if spec.hotplug_ports and spec.profile == "micro":
+        machine += ",pcie=on"
     memory: list[str] = []
     if spec.memory_file is not None:
         # Named as QEMU names anonymous RAM, so streams from either kind load into the other.
@@ -413,6 +485,25 @@ def _network_args(spec: MachineSpec, files: RunFiles) -> list[str]:
         "-netdev", f"{stream},id=wan0,addr.path={files.net_wan}",
         "-netdev", "hubport,id=hub0wan,hubid=0,netdev=wan0",
     ]  # fmt: skip
+
+
+def _nic_args(spec: MachineSpec) -> list[str]:
+    """One virtio-net per NIC, each on a TAP whose descriptor QEMU inherits."""
+    args: list[str] = []
+    for nic in spec.nics:
+        device = _device(spec, "virtio-net") + f",id={nic.id},mac={nic.mac}"
+        if spec.profile == "pc":
+            device += ",romfile="
+        if nic.fd is None:
+            args += ["-device", device]
+        else:
+            args += [
+                "-netdev",
+                f"tap,id={nic.id},fd={nic.fd}",
+                "-device",
+                f"{device},netdev={nic.id}",
+            ]
+    return args
 
 
 def _agent_args(spec: MachineSpec, files: RunFiles) -> list[str]:

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from bungalow.errors import QemuError
+from bungalow.host.processes import reap_exited_children
 from bungalow.qemu.argv import MachineSpec, RunFiles, build_argv
 from bungalow.qemu.refusal import explain_refusal
 
@@ -78,7 +79,8 @@ def launch(
     if spec.runas is not None:
         _prepare_root(files.run_dir)
     try:
-        returncode = _run_foreground(argv, files, timeout)
+        fds = tuple(nic.fd for nic in spec.nics if nic.fd is not None)
+        returncode = _run_foreground(argv, files, timeout, fds)
     except QemuError:
         _discard(files, had_console_log)
         raise
@@ -116,28 +118,18 @@ def _prepare_root(run_dir: Path) -> None:
 
 
 def reap_daemonize_leftovers(keep: int) -> None:
-    """Collect the middle process of QEMU's double fork.
+    """Collect the middle process of QEMU's double fork (``-daemonize``), never ``keep``
+    (the VM itself, whose exit status matters)."""
+    reap_exited_children("qemu-system", keep)
 
-    ``-daemonize`` forks twice; the middle process exits at once and, in a
-    subreaper, becomes our zombie child. Only exited children named like QEMU are
-    collected, and never ``keep`` (the VM itself, whose exit status matters).
+
+def _run_foreground(
+    argv: list[str], files: RunFiles, timeout: float, pass_fds: tuple[int, ...] = ()
+) -> int:
+    """Run QEMU's foreground process to its exit; its stderr lands in qemu.err.
+
+    ``pass_fds`` (the NICs' TAPs) stay open in QEMU, through its daemonizing fork.
     """
-    me = str(os.getpid())
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == keep:
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        comm = stat[stat.find("(") + 1 : stat.rfind(")")]
-        fields = stat[stat.rfind(")") + 2 :].split()
-        if fields[0] == "Z" and fields[1] == me and comm.startswith("qemu-system"):
-            reap(int(entry.name))
-
-
-def _run_foreground(argv: list[str], files: RunFiles, timeout: float) -> int:
-    """Run QEMU's foreground process to its exit; its stderr lands in qemu.err."""
     try:
         with files.stderr.open("wb") as stderr:
             completed = subprocess.run(
@@ -147,6 +139,7 @@ def _run_foreground(argv: list[str], files: RunFiles, timeout: float) -> int:
                 stderr=stderr,
                 timeout=timeout,
                 start_new_session=True,
+                pass_fds=pass_fds,
                 check=False,
             )
     except subprocess.TimeoutExpired:

@@ -5,7 +5,7 @@ the same gate. With a project's token (``Authorization: Bearer bgw_...``):
 
 - a path naming a VM (``/v1/vms/NAME...``) of another project, or of none,
   answers exactly as if that VM did not exist;
-- projects, image building, importing and removal are the admin's;
+- projects, networks, image building, importing and removal are the admin's;
 - list routes see only the project's VMs (they read ``scope["state"]["project"]``).
 """
 
@@ -34,6 +34,7 @@ App = Callable[[Scope, Receive, Send], Awaitable[None]]
 _VM_PATH = re.compile(r"^/v1/vms/([^/]+)")
 _ADMIN_ONLY = (
     (re.compile(r"^/v1/projects"), None),
+    (re.compile(r"^/v1/networks"), None),
     (re.compile(r"^/v1/images/(build|import)"), None),
     (re.compile(r"^/v1/images/[^/]+$"), "DELETE"),
 )

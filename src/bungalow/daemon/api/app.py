@@ -29,6 +29,7 @@ from bungalow.daemon.api import (
     images,
     leases,
     metrics,
+    networks,
     projects,
     sandboxes,
     snapshots,
@@ -44,7 +45,9 @@ from bungalow.errors import BungalowError, CapacityError
 log = logging.getLogger(__name__)
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
-_ROUTERS = (vms, guest, snapshots, sandboxes, images, leases, sprawl, projects, costs, metrics)
+_ROUTERS = (
+    vms, guest, snapshots, sandboxes, images, leases, sprawl, projects, networks, costs, metrics,
+)  # fmt: skip
 
 
 def _error(

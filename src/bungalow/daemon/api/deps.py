@@ -17,6 +17,7 @@ from bungalow.daemon.accounting.ledger import UsageLedger
 from bungalow.daemon.api.access import caller_project
 from bungalow.daemon.api.views import Views
 from bungalow.daemon.images.service import Images
+from bungalow.daemon.networks.service import NetworkService
 from bungalow.daemon.policies.idle import Idleness
 from bungalow.daemon.policies.leases import Leases
 from bungalow.daemon.policies.noisy import NoisyWatch
@@ -41,6 +42,7 @@ class Services:
     sandboxes: Sandboxes
     images: Images
     projects: Projects
+    networks: NetworkService
     ledger: UsageLedger
     metrics: Metrics
     noisy: NoisyWatch

@@ -11,6 +11,7 @@ from bungalow.daemon.api.schemas import (
     AccelInfo,
     HostInfo,
     ImageInfo,
+    NicInfo,
     SnapshotInfo,
     VmCostInfo,
     VmInfo,
@@ -74,6 +75,10 @@ class Views:
             idle=vm.idle,
             quiet_for=quiet,
             operation=vm.operation,
+            networks=[
+                NicInfo(network=nic.network, address=str(nic.address), mac=nic.mac)
+                for nic in self.vms.nics_of(vm)
+            ],
         )
 
     def snapshot(self, snapshot: SnapshotRecord) -> SnapshotInfo:

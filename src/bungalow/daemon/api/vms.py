@@ -14,6 +14,7 @@ from bungalow.daemon.api.schemas import (
     Health,
     HostInfo,
     LimitsUpdate,
+    NicConnect,
     StopRequest,
     VmCreate,
     VmInfo,
@@ -22,7 +23,9 @@ from bungalow.daemon.api.schemas.fields import LabelFilter, ProjectName
 from bungalow.daemon.policies.settings import idle_changes
 from bungalow.daemon.state.lifecycle import VmState
 from bungalow.daemon.state.records import VmRecord
+from bungalow.daemon.vms import connections
 from bungalow.daemon.vms.limits import Limits
+from bungalow.daemon.vms.nics import NetworkChoice
 from bungalow.daemon.vms.requests import CreateRequest, Ownership
 from bungalow.errors import ForbiddenError
 from bungalow.units import parse_size
@@ -94,6 +97,7 @@ async def create_vm(body: VmCreate, svc: Svc, caller: Caller) -> VmInfo:
         memory=parse_size(body.memory, what="memory size"),
         disk=None if body.disk is None else parse_size(body.disk, what="disk size"),
         ports=tuple(body.ports),
+        networks=tuple(NetworkChoice.parse(text) for text in body.networks),
         accel=body.accel,
         profile=body.profile,
         expires_at=expires_at,
@@ -147,6 +151,21 @@ async def resume_vm(name: str, svc: Svc) -> VmInfo:
 async def set_limits(name: str, body: LimitsUpdate, svc: Svc) -> VmInfo:
     """Change a VM's limits; a running VM's QEMU gets them at once."""
     return svc.views.vm(await svc.vms.set_limits(name, limit_fields(body)))
+
+
+@router.post("/vms/{name}/networks")
+async def connect_network(name: str, body: NicConnect, svc: Svc) -> VmInfo:
+    """Give the VM a NIC on a network: at once on a running micro VM that booted on one,
+    else from its next start (a running VM that cannot is refused with a sentence)."""
+    await connections.connect(svc.vms, name, body.network, body.address)
+    return svc.views.vm(svc.vms.get(name))
+
+
+@router.delete("/vms/{name}/networks/{network}")
+async def disconnect_network(name: str, network: str, svc: Svc) -> VmInfo:
+    """Remove the VM's NIC on a network (at once if it was connected while it runs)."""
+    await connections.disconnect(svc.vms, name, network)
+    return svc.views.vm(svc.vms.get(name))
 
 
 @router.get("/host")

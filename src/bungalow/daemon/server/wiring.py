@@ -3,7 +3,7 @@ collaborators when it is made (Firecracker's ``builder.rs``), and the lifespan t
 recovery and the background tasks.
 
 Order matters and is the layering read bottom-up: state (database, clock, the
-usage ledger that observes it) -> tenancy -> vms -> snapshots -> sandboxes,
+usage ledger that observes it) -> tenancy -> networks -> vms -> snapshots -> sandboxes,
 telemetry, policies -> the API. Nothing sets a hook on an object after it is
 made: what a lower service calls back (the project quota, the snapshot keeper
 when a VM goes, the noisy watch on each sample) is passed to its constructor.
@@ -24,6 +24,8 @@ from bungalow.daemon.api.app import create_app
 from bungalow.daemon.api.deps import Services
 from bungalow.daemon.api.views import Views
 from bungalow.daemon.images.service import Images
+from bungalow.daemon.networks.kernel import Kernel
+from bungalow.daemon.networks.service import NetworkService
 from bungalow.daemon.policies.actions import PolicyActions
 from bungalow.daemon.policies.idle import Idleness
 from bungalow.daemon.policies.leases import Leases
@@ -63,6 +65,7 @@ class Daemon:
     data: DataDir
     store: Store
     ledger: UsageLedger
+    networks: NetworkService
     vms: VmManager
     keeper: SnapshotKeeper
     suspender: Suspender
@@ -79,11 +82,12 @@ def build(data: DataDir, config: Config, host: HostFacts, clock: Clock | None = 
     ledger = UsageLedger(UsageTable(db), clock, config.rates, config.currency)
     store = Store(db, clock, observer=ledger)
     projects = Projects(store)
+    networks = NetworkService(store, Kernel(data.root), clock)
     keeper = SnapshotKeeper(store, data)
     admission = Admission(store.vms, data.root, config.ratios, quota=projects.check)
     vms = VmManager(
         data=data, store=store, images=ImageStore(data.images), admission=admission,
-        host=host, clock=clock, on_removed=keeper.vm_removed,
+        host=host, clock=clock, on_removed=keeper.vm_removed, networks=networks,
     )  # fmt: skip
     snapshots = Snapshots(vms, keeper)
     suspender = Suspender(snapshots)
@@ -107,17 +111,21 @@ def build(data: DataDir, config: Config, host: HostFacts, clock: Clock | None = 
     images = Images(vms.images, store.vms, keeper)
     services = Services(
         vms=vms, snapshots=snapshots, suspender=suspender, sandboxes=sandboxes, images=images,
-        projects=projects, ledger=ledger, metrics=metrics, noisy=noisy, leases=leases,
-        idleness=idleness, sprawl=sprawl, restorable=restorable, events=store.events,
+        projects=projects, networks=networks, ledger=ledger, metrics=metrics, noisy=noisy,
+        leases=leases, idleness=idleness, sprawl=sprawl, restorable=restorable, events=store.events,
         views=Views(vms, ledger, images), sandbox_timeout=config.sandbox_timeout,
     )  # fmt: skip
-    return Daemon(data, store, ledger, vms, keeper, suspender, pool, metrics, reaper, services)
+    return Daemon(
+        data, store, ledger, networks, vms, keeper, suspender, pool, metrics, reaper, services
+    )
 
 
 async def recover(daemon: Daemon) -> None:
-    """Account for whatever an earlier daemon left: snapshot work, then every VM and
-    process (vms/recovery.py), dated at its last heartbeat; then the caches."""
+    """Account for whatever an earlier daemon left: the networks (bridges, dnsmasq, rules:
+    VMs' NICs plug into them), snapshot work, then every VM and process (vms/recovery.py),
+    dated at its last heartbeat; then the caches."""
     store = daemon.store
+    await daemon.networks.adopt()
     with daemon.ledger.backdated():  # what changed while no daemon ran is dated at its last beat
         pairs = [(s, store.snapshots.charged_to(s)) for s in store.snapshots.list()]
         daemon.ledger.reconcile(store.vms.list(), pairs)

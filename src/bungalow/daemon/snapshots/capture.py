@@ -19,6 +19,7 @@ import shutil
 from pathlib import Path
 
 from bungalow.daemon.vms.confine import launch_confined
+from bungalow.daemon.vms.nics import with_taps
 from bungalow.errors import QemuError
 from bungalow.host.files import sparse_copy
 from bungalow.qemu import migration
@@ -35,8 +36,8 @@ SAVE_TIMEOUT = 300.0
 QUIT_TIMEOUT = 10.0
 
 
-async def capture_running(monitor: Monitor, spec: MachineSpec, target: Path) -> None:
-    """Write the VM behind ``monitor`` (started from ``spec``) into ``target``.
+async def capture_running(monitor: Monitor, spec: MachineSpec, target: Path, vm_id: str) -> None:
+    """Write the VM ``vm_id`` behind ``monitor`` (started from ``spec``) into ``target``.
 
     The VM is paused for the duration and continues afterwards if it was
     running; on failure ``target`` may hold partial files, which the caller
@@ -56,7 +57,8 @@ async def capture_running(monitor: Monitor, spec: MachineSpec, target: Path) -> 
     )
     pid: int | None = None
     try:
-        pid = await asyncio.to_thread(launch_confined, converter)
+        async with with_taps(converter, vm_id, ()) as tapped:
+            pid = await asyncio.to_thread(launch_confined, tapped)
         files = RunFiles(converter.run_dir)
         async with await Monitor.connect(files.qmp, timeout=10) as receiver:
             await migration.send(monitor, receiver, SAVE_TIMEOUT)

@@ -36,19 +36,21 @@ from bungalow.daemon.state.records import Operation, Purpose, SnapshotRecord, Vm
 from bungalow.daemon.state.store import Store
 from bungalow.daemon.vms import boot, netshaping
 from bungalow.daemon.vms.manager import VmManager, message_of
+from bungalow.daemon.vms.nics import AttachedNic, NetworkChoice, with_taps
 from bungalow.daemon.vms.plan import clone_origin, plan_clone
 from bungalow.daemon.vms.requests import CloneRequest, Ownership
 from bungalow.errors import (
     BungalowError,
     ConflictError,
     InvalidStateError,
+    SnapshotError,
     SnapshotNotFoundError,
     UserError,
 )
 from bungalow.host.files import sparse_copy, tree_allocated
 from bungalow.images.store import Image
 from bungalow.names import validate_name
-from bungalow.qemu.argv import MachineSpec
+from bungalow.qemu import hotplug
 from bungalow.qemu.monitor import Monitor
 
 log = logging.getLogger(__name__)
@@ -140,6 +142,13 @@ class Snapshots:
     ) -> SnapshotRecord:
         image = self.vms.images.get(vm.image_id)
         accel = self.vms.accel_for(vm)
+        nics = await asyncio.to_thread(self.vms.nics_of, vm)
+        if monitor is not None and await hotplug.plugged(monitor):
+            raise InvalidStateError(
+                f"{vm.name} has a NIC connected while it runs, which a saved machine state "
+                f"cannot hold yet; stop and start it (`bungalow stop {vm.name}`, `bungalow "
+                f"start {vm.name}`), then try again."
+            )
         snapshot = SnapshotRecord(
             id=secrets.token_hex(6),
             name=name,
@@ -160,14 +169,15 @@ class Snapshots:
             base_snapshot=vm.base_snapshot,
             template_key=template_key,
             created=self.store.clock.now(),
+            networks=[nic.network for nic in nics],
         )
         directory = self.keeper.directory(snapshot)
         directory.mkdir(parents=True, mode=0o700)
         try:
             began = time.monotonic()
             if monitor is not None:
-                spec = await asyncio.to_thread(self.vms.spec_for, vm, image, accel)
-                await capture_running(monitor, spec, directory)
+                spec = await asyncio.to_thread(self.vms.spec_for, vm, image, accel, nics)
+                await capture_running(monitor, spec, directory, vm.id)
             else:
                 await capture_disk(self.vms.vm_dir(vm) / "disk.qcow2", directory)
             names = FULL_FILES if monitor is not None else DISK_FILES
@@ -256,18 +266,21 @@ class Snapshots:
         self, vm: VmRecord, snapshot: SnapshotRecord, image: Image, *, identity: bool
     ) -> VmRecord:
         """Run ``vm`` from ``snapshot``'s memory and devices (its disk is already in place)."""
+        nics = await asyncio.to_thread(self.vms.nics_of, vm)
+        check_devices(snapshot, nics)
         vm = self.store.vms.set_state(vm.id, VmState.STARTING, error=None)
-        spec: MachineSpec = await asyncio.to_thread(self.vms.spec_for, vm, image, snapshot.accel)
+        spec = await asyncio.to_thread(self.vms.spec_for, vm, image, snapshot.accel, nics)
         directory = self.keeper.directory(snapshot)
-        runtime = await boot.resume_snapshot(
-            spec,
-            directory / "state",
-            cmdline=snapshot.cmdline,
-            ram=directory / "ram",
-            net_bw=netshaping.net_bw(vm),
-        )
+        async with with_taps(spec, vm.id, nics) as tapped:
+            runtime = await boot.resume_snapshot(
+                tapped,
+                directory / "state",
+                cmdline=snapshot.cmdline,
+                ram=directory / "ram",
+                net_bw=netshaping.net_bw(vm),
+            )
         try:
-            await boot.sync_guest(runtime, vm, identity=identity)
+            await boot.sync_guest(runtime, vm, identity=identity, nics=nics if identity else ())
             await self.vms.apply_limits(vm, runtime)
         except BaseException:
             await boot.kill(runtime)
@@ -350,6 +363,7 @@ class Snapshots:
             vm = await self.vms.make(
                 vm, image, backing=disk, bring_up=bring_up,
                 event=f"cloned from {clone_origin(snapshot)}",
+                networks=tuple(NetworkChoice(network) for network in snapshot.networks),
             )  # fmt: skip
         log.info("%s cloned: checks %.3fs, made %.3fs", vm.name, t1 - t0, time.monotonic() - t1)
         return vm
@@ -362,3 +376,19 @@ class Snapshots:
             self.keeper.refuse_if_used(snapshot)
             await self.keeper.discard(snapshot)
             self.store.events.add(vm_name, "snapshot-removed", f"snapshot {name} removed")
+
+
+def check_devices(snapshot: SnapshotRecord, nics: Sequence[AttachedNic]) -> None:
+    """SnapshotError unless the VM has the NICs ``snapshot``'s saved devices include (a
+    full snapshot loads only into a machine of the same devices)."""
+    if snapshot.kind != "full":
+        return
+    have = [nic.network for nic in nics]
+    if have != snapshot.networks:
+        saved = ", ".join(snapshot.networks) or "no private network"
+        now = ", ".join(have) or "no private network"
+        raise SnapshotError(
+            f"The snapshot {snapshot.name} was taken with NICs on {saved}, and the VM now "
+            f"has them on {now}; connect or disconnect networks to match while it is "
+            "stopped, or clone the snapshot instead."
+        )

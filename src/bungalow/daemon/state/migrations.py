@@ -180,8 +180,44 @@ def _operations_and_subjects(db: sqlite3.Connection) -> None:
     )
 
 
+def _networks(db: sqlite3.Connection) -> None:
+    """Private networks and the NICs VMs have on them (daemon/networks/)."""
+    db.execute(
+        """CREATE TABLE networks (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            name TEXT NOT NULL UNIQUE,
+            subnet TEXT NOT NULL,
+            gateway TEXT NOT NULL,
+            bridge TEXT NOT NULL,
+            domain TEXT NOT NULL,
+            created REAL NOT NULL,
+            operation TEXT
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE nics (
+            vm_id TEXT NOT NULL,
+            network_id INTEGER NOT NULL REFERENCES networks (id),
+            "index" INTEGER NOT NULL,
+            mac TEXT NOT NULL UNIQUE,
+            address TEXT NOT NULL,
+            hostname TEXT NOT NULL,
+            PRIMARY KEY (vm_id, network_id),
+            UNIQUE (network_id, address)
+        )"""
+    )
+
+
+def _snapshot_networks(db: sqlite3.Connection) -> None:
+    """The networks a snapshot's VM had NICs on, in NIC order: a clone goes on the same
+    ones, and a saved machine state carries those NICs as devices."""
+    db.execute("ALTER TABLE snapshots ADD COLUMN networks TEXT NOT NULL DEFAULT '[]'")
+
+
 #: Every migration, oldest first; the database's ``user_version`` counts those it has had.
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _baseline,
     _operations_and_subjects,
+    _networks,
+    _snapshot_networks,
 )

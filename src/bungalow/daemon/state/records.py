@@ -1,5 +1,5 @@
 """The rows the daemon keeps, as frozen dataclasses: VMs, snapshots, projects, deleted VMs,
-usage intervals.
+usage intervals, networks and their NICs.
 
 Records are plain values: the layers below the daemon (qemu, images, guest)
 never see SQL, and the daemon's own services change a row only through the
@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Any, Literal
 
 from bungalow.daemon.state.lifecycle import VmState
@@ -143,6 +144,8 @@ class SnapshotRecord:
     base_snapshot: str | None = None
     template_key: str | None = None
     created: float = field(default_factory=time.time)
+    #: The networks its VM had NICs on, in NIC order (a full snapshot's NIC devices).
+    networks: list[str] = field(default_factory=list)
 
     def with_changes(self, **changes: Any) -> SnapshotRecord:
         return replace(self, **changes)
@@ -214,3 +217,41 @@ class Interval:
     project: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
     snapshot_id: str | None = None
+
+
+class NetworkOperation(StrEnum):
+    """The change under way on a network, written before its first step and cleared after
+    the last, so a daemon killed half-way settles it at start (daemon/networks/recovery.py)."""
+
+    #: Bridge, dnsmasq and rules being made: rolled back (nothing half made is kept).
+    CREATE = "create"
+    #: Being taken down: finished.
+    REMOVE = "remove"
+
+
+@dataclass(frozen=True)
+class NetworkRecord:
+    """A private network: a bridge whose host address is ``gateway`` (the subnet's first),
+    one dnsmasq serving names under ``domain``, and NAT out."""
+
+    id: int
+    name: str
+    subnet: IPv4Network
+    gateway: IPv4Interface
+    bridge: str
+    domain: str
+    created: float
+    operation: NetworkOperation | None = None
+
+
+@dataclass(frozen=True)
+class NicRecord:
+    """A VM's NIC on a network: ``index`` orders a VM's NICs (0 first, in attach order);
+    ``hostname`` is the VM's name as DNS serves it under the network's domain."""
+
+    vm_id: str
+    network_id: int
+    index: int
+    mac: str
+    address: IPv4Address
+    hostname: str

@@ -32,6 +32,7 @@ class SnapshotObserver(Protocol):
 def _record(row: sqlite3.Row) -> SnapshotRecord:
     data = dict(row)
     data["digests"] = json.loads(data["digests"])
+    data["networks"] = json.loads(data["networks"])
     data["purpose"] = Purpose(data["purpose"])
     return SnapshotRecord(**data)
 
@@ -81,6 +82,7 @@ class SnapshotTable:
         """Add a finished snapshot; ConflictError when its VM has one of that name."""
         data = asdict(snapshot)
         data["digests"] = json.dumps(snapshot.digests)
+        data["networks"] = json.dumps(snapshot.networks)
         data["purpose"] = str(snapshot.purpose)
         columns = ", ".join(data)
         marks = ", ".join(f":{key}" for key in data)

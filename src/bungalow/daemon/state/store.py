@@ -2,8 +2,8 @@
 
 :class:`Store` is what the daemon's services are given. It holds the VM and
 snapshot tables (whose writes the usage ledger observes), the audit log, the
-projects and the deleted VMs; nothing outside the state package runs SQL or
-sees the connection.
+projects, the deleted VMs, the networks and their NICs; nothing outside the state
+package runs SQL or sees the connection.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from bungalow.daemon.state.audit import EventLog
 from bungalow.daemon.state.clock import Clock
 from bungalow.daemon.state.db import Database
 from bungalow.daemon.state.deleted import DeletedTable
+from bungalow.daemon.state.networks import NetworkTable, NicTable
 from bungalow.daemon.state.projects import ProjectTable
 from bungalow.daemon.state.snapshots import SnapshotObserver, SnapshotTable
 from bungalow.daemon.state.vms import VmObserver, VmTable
@@ -37,6 +38,8 @@ class Store:
         self.events = EventLog(db, self.clock)
         self.projects = ProjectTable(db)
         self.deleted = DeletedTable(db)
+        self.networks = NetworkTable(db)
+        self.nics = NicTable(db)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:

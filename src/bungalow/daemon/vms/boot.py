@@ -14,11 +14,13 @@ import dataclasses
 import logging
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from bungalow.daemon.state.records import VmRecord
 from bungalow.daemon.vms import diskfull, netshaping, timeline
 from bungalow.daemon.vms.confine import launch_confined
+from bungalow.daemon.vms.nics import AttachedNic, guest_nics, machine_nics
 from bungalow.daemon.vms.runtime import VmRuntime
 from bungalow.errors import AgentError, QemuError, UserError
 from bungalow.guest.channel import AgentChannel
@@ -56,12 +58,19 @@ def create_disk(vm_dir: Path, backing: Path, size: int) -> None:
 
 
 def machine_spec(
-    vm_dir: Path, vm: VmRecord, image: Image, images: ImageStore, accel: str
+    vm_dir: Path,
+    vm: VmRecord,
+    image: Image,
+    images: ImageStore,
+    accel: str,
+    nics: Sequence[AttachedNic] = (),
 ) -> MachineSpec:
     """The machine ``vm`` runs as; blocks while the image's initramfs is made (once).
 
     The guest's /init writes the VM's machine-id from the kernel command line, so
-    a booting VM needs no request to its agent before it counts as running.
+    a booting VM needs no request to its agent before it counts as running. With
+    ``nics`` (private networks) those are its only network, without TAPs yet
+    (nics.with_taps opens them around QEMU's start).
     """
     initrd = images.initrd_for(image) if image.kind == "linux" else None
     spec = MachineSpec(
@@ -80,8 +89,17 @@ def machine_spec(
         agent=image.kind == "linux",
         net_relay=netshaping.net_bw(vm) is not None,
     )
+    spec = machine_nics(spec, nics)
     # The command line its guest booted with is kept, so a snapshot of it loads.
     return spec if vm.cmdline is None else dataclasses.replace(spec, cmdline=vm.cmdline)
+
+
+def boot_sets_network(spec: MachineSpec) -> bool:
+    """Whether the guest's /init configures every NIC of ``spec`` from the command line it
+    boots with; else the agent must (a second NIC, or a command line kept from before)."""
+    if not spec.nics or spec.net is None:
+        return True
+    return len(spec.nics) == 1 and set(spec.net.words()) <= set(kernel_cmdline(spec).split())
 
 
 def machine_id_word(machine_id: str) -> str:
@@ -174,8 +192,15 @@ async def resume_snapshot(
     return runtime
 
 
-async def sync_guest(runtime: VmRuntime, vm: VmRecord, *, identity: bool = True) -> None:
-    """Set the guest's clock (and with ``identity`` its name, machine-id, MAC and entropy)."""
+async def sync_guest(
+    runtime: VmRuntime,
+    vm: VmRecord,
+    *,
+    identity: bool = True,
+    nics: Sequence[AttachedNic] = (),
+) -> None:
+    """Set the guest's clock (and with ``identity`` its name, machine-id, MAC or ``nics``'
+    MACs and addresses, and entropy)."""
     if runtime.agent is None:
         return
     if not identity:
@@ -186,7 +211,8 @@ async def sync_guest(runtime: VmRuntime, vm: VmRecord, *, identity: bool = True)
         hostname=vm.name,
         machine_id=vm.machine_id or None,
         entropy=os.urandom(64),
-        mac=vm.mac,
+        mac=None if nics else vm.mac,
+        nics=guest_nics(nics) or None,
     )
 
 

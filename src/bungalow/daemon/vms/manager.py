@@ -17,7 +17,7 @@ import contextlib
 import contextvars
 import logging
 import shutil
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -31,10 +31,11 @@ from bungalow.daemon.vms.admission import Admission
 from bungalow.daemon.vms.host import HostFacts
 from bungalow.daemon.vms.limits import Limits
 from bungalow.daemon.vms.locks import VmLocks
+from bungalow.daemon.vms.nics import AttachedNic, NetworkChoice, Networks, guest_nics, with_taps
 from bungalow.daemon.vms.plan import check_ports_free, claimed_ports, plan_vm
 from bungalow.daemon.vms.requests import CreateRequest
 from bungalow.daemon.vms.runtime import VmRuntime
-from bungalow.errors import AgentError, BungalowError, InvalidStateError, QemuError
+from bungalow.errors import AgentError, BungalowError, InvalidStateError, QemuError, UserError
 from bungalow.guest.channel import AgentChannel
 from bungalow.host import processes
 from bungalow.images.store import Image, ImageStore
@@ -71,6 +72,7 @@ class VmManager:
         host: HostFacts,
         clock: Clock,
         on_removed: OnRemoved | None = None,
+        networks: Networks | None = None,
     ) -> None:
         self.data = data
         self.store = store
@@ -79,6 +81,8 @@ class VmManager:
         self.host = host
         self.clock = clock
         self._on_removed = on_removed
+        #: The networks room (None: a daemon without private networks, not run as root).
+        self.networks = networks
         self._runtimes: dict[str, VmRuntime] = {}
         self._locks = VmLocks()
         #: Room for the daemon's own writes when a guest fills the disk (diskfull.py).
@@ -114,9 +118,24 @@ class VmManager:
     def accel_for(self, vm: VmRecord) -> str:
         return self.host.accel(None if vm.accel == "auto" else vm.accel)
 
-    def spec_for(self, vm: VmRecord, image: Image, accel: str) -> MachineSpec:
-        """The machine a VM's QEMU runs as (blocks once per image for its initramfs)."""
-        return boot.machine_spec(self.vm_dir(vm), vm, image, self.images, accel)
+    def spec_for(
+        self,
+        vm: VmRecord,
+        image: Image,
+        accel: str,
+        nics: Sequence[AttachedNic] | None = None,
+    ) -> MachineSpec:
+        """The machine a VM's QEMU runs as (blocks once per image for its initramfs, and
+        reads the VM's NICs unless given ``nics``)."""
+        if nics is None:
+            nics = self.nics_of(vm)
+        return boot.machine_spec(self.vm_dir(vm), vm, image, self.images, accel, nics)
+
+    def nics_of(self, vm: VmRecord) -> Sequence[AttachedNic]:
+        """The VM's NICs on private networks, in index order (blocking: a database read)."""
+        if self.networks is None:
+            return ()
+        return sorted(self.networks.nics(vm.id), key=lambda nic: nic.index)
 
     def monitor(self, vm: VmRecord) -> Monitor:
         runtime = self._runtimes.get(vm.name)
@@ -141,22 +160,35 @@ class VmManager:
                 vm = plan_vm(request, image)
                 vm = await self.make(
                     vm, image, backing=image.disk, bring_up=lambda made: self.boot(made, image),
-                    event=f"created from {image.name}",
+                    event=f"created from {image.name}", networks=request.networks,
                 )  # fmt: skip
             spent.mark("ready")
         log.info("%s booted: %s", vm.name, spent.describe())
         return vm
 
     async def make(
-        self, vm: VmRecord, image: Image, *, backing: Path, bring_up: BringUp, event: str
+        self,
+        vm: VmRecord,
+        image: Image,
+        *,
+        backing: Path,
+        bring_up: BringUp,
+        event: str,
+        networks: Sequence[NetworkChoice] = (),
     ) -> VmRecord:
-        """Admit a planned VM, insert it, make its disk on ``backing`` and bring it up; all
-        or nothing. The caller holds the VM's lock."""
+        """Admit a planned VM, insert it, put it on ``networks``, make its disk on ``backing``
+        and bring it up; all or nothing. The caller holds the VM's lock."""
         self.admission.check(vm, creating=True)
         check_ports_free(vm.ports, self.ports_claimed())
+        if networks and self.networks is None:
+            raise UserError(
+                "Private networks need bungalowd to run as root; launch without --network "
+                "(the VM then has user-mode networking)."
+            )
         vm = self.store.vms.insert(vm.with_changes(operation=Operation.CREATE))
         timeline.mark("api")
         try:
+            await self._attach(vm, networks)
             await asyncio.to_thread(boot.create_disk, self.vm_dir(vm), backing, vm.disk_size)
             timeline.mark("disk")
             vm = await bring_up(vm)
@@ -166,6 +198,17 @@ class VmManager:
         self.store.vms.end(vm.id)
         self.store.events.add(vm.name, "created", event)
         return self.get(vm.name)
+
+    async def _attach(self, vm: VmRecord, networks: Sequence[NetworkChoice]) -> None:
+        """Give the VM a NIC on each of ``networks`` (the first keeps the VM's own MAC) and
+        publish its ports on the first one's address (the network's DNAT rules)."""
+        if not networks or self.networks is None:
+            return
+        for position, choice in enumerate(networks):
+            mac = vm.mac if position == 0 else None
+            address = None if choice.address is None else str(choice.address)
+            await self.networks.attach(vm.id, vm.name, choice.network, address, mac)
+        timeline.mark("nics")
 
     async def start(self, name: str) -> VmRecord:
         """Boot a stopped, created or failed VM (a suspended one is woken by snapshots)."""
@@ -199,10 +242,14 @@ class VmManager:
         # taken back here too: a VM held once may have been stopped rather than resumed.
         await asyncio.to_thread(self._reserve.keep)
         vm = self.store.vms.set_state(vm.id, VmState.STARTING, error=None)
-        spec = await asyncio.to_thread(self.spec_for, vm, image, accel)
+        nics = await asyncio.to_thread(self.nics_of, vm)
+        spec = await asyncio.to_thread(self.spec_for, vm, image, accel, nics)
         timeline.mark("spec")
-        runtime = await boot.boot_until_ready(spec, image, netshaping.net_bw(vm))
+        async with with_taps(spec, vm.id, nics) as tapped:
+            runtime = await boot.boot_until_ready(tapped, image, netshaping.net_bw(vm))
         try:
+            if runtime.agent and not boot.boot_sets_network(spec):
+                await runtime.agent.sync(nics=guest_nics(nics))
             if (
                 runtime.agent
                 and vm.machine_id
@@ -407,6 +454,8 @@ class VmManager:
             await self._forget_runtime(vm.name)
         await self._end_processes(vm)
         await asyncio.to_thread(shutil.rmtree, self.vm_dir(vm), True)
+        if self.networks is not None:  # its QEMU gone, its TAPs went with it
+            await self.networks.detach_all(vm.id)
         self.store.vms.delete(vm.id)
         if self._on_removed is not None:
             await self._on_removed(vm)

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 
 from bungalow.daemon.state.lifecycle import VmState
 from bungalow.daemon.state.records import Purpose, SnapshotRecord, VmRecord
+from bungalow.daemon.vms.nics import check_choices
 from bungalow.daemon.vms.requests import CloneRequest, CreateRequest
 from bungalow.errors import ConflictError, UserError
 from bungalow.host.ports import port_in_use
@@ -42,6 +43,12 @@ def plan_vm(request: CreateRequest, image: Image) -> VmRecord:
     if profile == "micro" and image.kind != "linux":
         raise UserError(
             f"The image {image.name} is a plain disk and needs firmware; use --profile pc."
+        )
+    check_choices(request.networks)
+    if request.networks and request.limits.get("net_bw"):
+        raise UserError(
+            "A network bandwidth limit (--net-bw) applies to user-mode networking only; "
+            "a VM on a private network has none, so drop --net-bw or --network."
         )
     ownership = request.ownership
     return VmRecord(

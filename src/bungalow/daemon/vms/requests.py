@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bungalow.daemon.state.records import VmRecord
+from bungalow.daemon.vms.nics import NetworkChoice
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,8 @@ class CreateRequest:
     limits: dict[str, Any] = field(default_factory=dict)
     ownership: Ownership = field(default_factory=Ownership)
     origin: str = ""
+    #: Private networks, first one first; none: user-mode networking.
+    networks: tuple[NetworkChoice, ...] = ()
 
 
 @dataclass(frozen=True)

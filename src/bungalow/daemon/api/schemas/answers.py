@@ -1,4 +1,5 @@
-"""What the daemon answers: VMs, snapshots, images, the host, projects, costs, metrics.
+"""What the daemon answers: VMs, snapshots, images, the host, projects, networks, costs,
+metrics.
 
 Sizes are bytes, times seconds since the epoch (the daemon's clock), durations
 seconds, money in the currency of ``[prices]``.
@@ -18,6 +19,14 @@ class VmCostInfo(BaseModel):
     so_far: float = Field(description="all the VM has cost until now, its snapshots included")
     per_hour: float = Field(description="what it costs per hour as it is now")
     currency: str
+
+
+class NicInfo(BaseModel):
+    """A VM's NIC on a private network: its address with the network's prefix."""
+
+    network: str
+    address: str
+    mac: str
 
 
 class VmInfo(BaseModel):
@@ -61,6 +70,9 @@ class VmInfo(BaseModel):
     quiet_for: float | None = Field(default=None, description="seconds since last activity")
     operation: Operation | None = Field(
         default=None, description="the lifecycle operation under way, if any"
+    )
+    networks: list[NicInfo] = Field(
+        default_factory=list, description="NICs on private networks, first one first"
     )
 
 
@@ -266,3 +278,34 @@ class VmMetrics(BaseModel):
 class MetricsHistory(BaseModel):
     vm: str
     history: list[dict[str, float]] = Field(description="one entry per sample, oldest first")
+
+
+class NetworkInfo(BaseModel):
+    name: str
+    subnet: str
+    gateway: str = Field(description="the host's address on the network, the VMs' router and DNS")
+    bridge: str
+    domain: str = Field(description="VMs' names resolve as NAME.DOMAIN, from VMs and the host")
+    created: float
+    vms: int = Field(description="how many VMs have a NIC on it")
+
+
+class NetworkNic(BaseModel):
+    vm: str
+    index: int = Field(description="the NIC's place among the VM's private NICs, 0 first")
+    mac: str
+    address: str = Field(description="with the subnet's prefix, as 10.20.0.2/24")
+    name: str = Field(description="the name it answers to, NAME.DOMAIN")
+
+
+class NetworkLease(BaseModel):
+    mac: str
+    address: str
+    hostname: str = Field(description="what the guest asked to be called; * none")
+    expires: float | None = Field(description="None: infinite")
+
+
+class NetworkDetail(NetworkInfo):
+    nics: list[NetworkNic]
+    leases: list[NetworkLease] = Field(description="what dnsmasq has handed out")
+    dnsmasq_pid: int | None = Field(description="None: not running (it is started again at once)")

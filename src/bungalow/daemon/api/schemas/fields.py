@@ -28,6 +28,7 @@ from pydantic import Field, PlainValidator
 from pydantic_core import PydanticCustomError
 
 from bungalow.daemon.policies.settings import ACTIONS, Action
+from bungalow.daemon.vms.nics import NetworkChoice
 from bungalow.daemon.vms.plan import ACCELS, PROFILES
 from bungalow.errors import BungalowError, InvalidNameError, UserError
 from bungalow.guest.protocol import MAX_EXEC_ARG
@@ -68,6 +69,8 @@ TEXT_PATTERN = r"^[^\x00]*$"
 _BASE64_PATTERN = r"^([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
 #: An image by name, or by the first 4 or more hex digits of its id (images/store.py).
 _IMAGE_PATTERN = r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?|[0-9a-f]{4,64})$"
+IPV4_PATTERN = r"^([0-9]{1,3}\.){3}[0-9]{1,3}$"
+_NETWORK_PATTERN = NAME_PATTERN[:-1] + "(:" + IPV4_PATTERN[1:-1] + ")?$"
 _PORT_PATTERN = r"^(([0-9]{1,3}\.){3}[0-9]{1,3}:)?[0-9]{1,5}:[0-9]{1,5}(/(tcp|udp))?$"
 #: Words that lift a limit, besides 0.
 _LIFTS = ("none", "")
@@ -311,6 +314,15 @@ GuestPath = Annotated[
 VmName = Annotated[str, name("VM")]
 SnapshotName = Annotated[str, name("snapshot")]
 ProjectName = Annotated[str, name("project")]
+NetworkName = Annotated[str, name("network")]
+#: The text is checked here for its form; the network service judges the numbers.
+Subnet = Annotated[
+    str,
+    text(
+        r"^[0-9]{1,3}(\.[0-9]{1,3}){3}/[0-9]{1,2}$",
+        "an IPv4 network in CIDR form, such as 10.20.0.0/24",
+    ),
+]
 ImageName = Annotated[str, name("image")]
 ImageRef = Annotated[
     str,
@@ -343,6 +355,15 @@ PortText = Annotated[
         "a port forward HOST:GUEST, ADDRESS:HOST:GUEST or HOST:GUEST/udp, ports 1 to 65535, "
         "such as 8080:80",
         lambda value: matches(_PORT_PATTERN, value) and _parses(PortForward.parse, value),
+    ),
+]
+NetworkText = Annotated[
+    str,
+    rule(
+        Annotated[str, Field(pattern=_NETWORK_PATTERN)],
+        f"a network: its name ({NAME_RULE}), or NAME:ADDRESS for a fixed IPv4 address "
+        "such as backend:10.20.0.5",
+        lambda value: matches(_NETWORK_PATTERN, value) and _parses(NetworkChoice.parse, value),
     ),
 ]
 Base64 = Annotated[str, text(_BASE64_PATTERN, "bytes in base64 (RFC 4648, with padding)")]

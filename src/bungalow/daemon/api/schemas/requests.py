@@ -13,6 +13,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field
 
 from bungalow.daemon.api.schemas.fields import (
+    IPV4_PATTERN,
     Accel,
     Base64,
     Command,
@@ -34,6 +35,8 @@ from bungalow.daemon.api.schemas.fields import (
     Iops,
     Labels,
     Memory,
+    NetworkName,
+    NetworkText,
     OnExpiry,
     Owner,
     PortText,
@@ -45,10 +48,13 @@ from bungalow.daemon.api.schemas.fields import (
     SizeLimit,
     SnapshotName,
     StopTimeout,
+    Subnet,
     TerminalSize,
     UserName,
     VmName,
+    text,
 )
+from bungalow.daemon.vms.nics import MAX_NICS
 from bungalow.guest.protocol import MAX_EXEC_ARGS
 
 
@@ -85,6 +91,10 @@ class VmCreate(LimitsUpdate):
     memory: Memory = "512M"
     disk: Disk | None = None
     ports: Annotated[list[PortText], Field(max_length=64)] = Field(default_factory=list)
+    networks: Annotated[list[NetworkText], Field(max_length=MAX_NICS)] = Field(
+        default_factory=list,
+        description="private networks, first one first; none: user-mode networking",
+    )
     accel: Accel = "auto"
     profile: Profile | None = None
     owner: Owner | None = Field(default=None, description="person or team the VM is for")
@@ -93,6 +103,13 @@ class VmCreate(LimitsUpdate):
     on_expiry: OnExpiry | None = Field(default=None, description="what the lease's end does")
     idle_after: Duration | None = Field(default=None, description="idle this long: 30m")
     on_idle: IdleAction | None = Field(default=None, description="what idleness does")
+
+
+class NicConnect(Request):
+    network: NetworkName
+    address: Annotated[str, text(IPV4_PATTERN, "an IPv4 address such as 10.20.0.5")] | None = Field(
+        default=None, description="a fixed address; none: the next free one"
+    )
 
 
 class SnapshotCreate(Request):
@@ -192,3 +209,10 @@ class ProjectQuota(Request):
 
 class ProjectCreate(ProjectQuota):
     name: ProjectName
+
+
+class NetworkCreate(Request):
+    name: NetworkName
+    subnet: Subnet | None = Field(
+        default=None, description="CIDR, /16 to /29; a free /24 of 10.77.0.0/16 when left out"
+    )
