@@ -45,6 +45,7 @@ from bungalow.daemon.api.schemas.requests import (
     SnapshotCreate,
     StopRequest,
     VmCreate,
+    WaitRequest,
 )
 
 __all__ = [
@@ -85,4 +86,5 @@ __all__ = [
     "VmCreate",
     "VmInfo",
     "VmMetrics",
+    "WaitRequest",
 ]
