@@ -8,6 +8,7 @@ import secrets
 import sys
 from typing import TYPE_CHECKING, Annotated, Any
 
+import click
 import typer
 
 from bungalow.cli.common import AsJson, VmName, VmNames, client, each, given
@@ -25,13 +26,13 @@ from bungalow.cli.limits import (
     MemoryLimit,
     NetBw,
 )
-from bungalow.cli.output import age, error, print_json, progress, say, size, table
+from bungalow.cli.output import age, error, print_json, progress, say, size, table, waiting
 from bungalow.cli.params import Count, Duration
 from bungalow.errors import BungalowError, NotFoundError, UserError
 from bungalow.names import parse_labels
 
 if TYPE_CHECKING:
-    from bungalow.client.shapes import VmInfo
+    from bungalow.client.shapes import VmInfo, WaitDone
 
 Cpus = Annotated[int, typer.Option("--cpus", "-c", help="Virtual CPUs.")]
 Memory = Annotated[str, typer.Option("--memory", "-m", help="Memory, e.g. 512M or 2G.")]
@@ -130,8 +131,25 @@ def launch(
         str | None,
         typer.Option("--on-idle", help="stop, suspend, snapshot-and-delete, delete or none."),
     ] = None,
+    wait: Annotated[
+        str | None,
+        typer.Option(
+            "--wait",
+            click_type=click.Choice(["services"]),
+            help="services: also wait until systemd says the system is running (a server "
+            "image; at once for a micro one), showing its progress.",
+        ),
+    ] = None,
+    wait_timeout: Annotated[
+        float,
+        typer.Option("--timeout", click_type=Duration(), help="How long --wait waits: 10m, 30m..."),
+    ] = 600.0,
 ) -> None:
-    """Create a VM from an image and boot it."""
+    """Create a VM from an image and boot it.
+
+    It is running once its agent answers (exec, cp and shell work); with a server
+    image, systemd may still be starting services then: --wait services waits for them.
+    """
     body = given(
         cpu_weight=cpu_weight, cpu_cap=cpu_cap, memory_limit=memory_limit, disk_iops=disk_iops,
         disk_bw=disk_bw, disk_iops_burst=disk_iops_burst, disk_bw_burst=disk_bw_burst,
@@ -143,6 +161,19 @@ def launch(
     body["networks"] = network_choices(networks or [], ip)
     vm = _launch(name, image, cpus, memory, disk, ports or [], accel, profile, body)
     say(f"{vm['name']} is running ({vm['image']}, {vm['cpus']} CPU, {size(vm['memory'])})")
+    if wait is not None:
+        say(services_sentence(name, waiting(client().wait_vm(name, wait, wait_timeout), name)))
+
+
+def services_sentence(name: str, done: WaitDone | None) -> str:
+    """What ``--wait services`` found, in a sentence."""
+    if done is None or done["state"] == "no-systemd":
+        return f"{name} has no systemd (a micro image): there are no services to wait for"
+    took = f"after {done['elapsed']:.0f}s"
+    if done["state"] == "degraded":
+        failed = ", ".join(done["failed"]) or "see `systemctl --failed`"
+        return f"{name}'s services have started {took}, but some failed: {failed}"
+    return f"{name}'s services have started ({done['state']}) {took}"
 
 
 def network_choices(networks: list[str], ip: str | None) -> list[str]:

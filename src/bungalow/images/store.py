@@ -39,6 +39,7 @@ from bungalow.errors import ConflictError, ImageError, NotFoundError, UserError
 from bungalow.images import disk as disks
 from bungalow.images._tools import Progress, is_no_space, no_space_error, require_space
 from bungalow.images.initramfs import build_initramfs, gather_inputs
+from bungalow.images.recipes import Flavour
 from bungalow.names import validate_name
 
 ImageKind = Literal["linux", "disk"]
@@ -80,6 +81,9 @@ class Image:
     recipe_version: int | None = None
     #: The guest's python3 version ("3.11"), when the builder recorded it.
     python: str | None = None
+    #: ``server`` when the guest boots systemd, ``micro`` when the agent is its PID 1
+    #: (images/recipes.py); imported disks count as ``micro``: they have no bungalow init.
+    flavour: Flavour = "micro"
 
     @property
     def short_id(self) -> str:
@@ -330,6 +334,7 @@ class ImageStore:
                 source=manifest.get("source") or "",
                 recipe_version=manifest.get("recipe_version"),
                 python=manifest.get("python"),
+                flavour="server" if manifest.get("flavour") == "server" else "micro",
             )
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise ImageError(

@@ -52,6 +52,7 @@ from bungalow.daemon.api.schemas.requests import (
     SnapshotCreate,
     StopRequest,
     VmCreate,
+    WaitRequest,
 )
 
 __all__ = [
@@ -99,4 +100,5 @@ __all__ = [
     "VmCreate",
     "VmInfo",
     "VmMetrics",
+    "WaitRequest",
 ]
