@@ -31,6 +31,8 @@ from peers import (
     parse_rtt,
 )
 
+from bungalow.daemon.vms.boot import server_words
+
 SPEC = DomainSpec(
     name="peer-lv-0",
     memory_mib=512,
@@ -211,6 +213,10 @@ def test_cmdline_hands_over_to_systemd_with_the_tsc_hint_only_when_known() -> No
     assert "bungalow.hostname={name}" in words
     assert {"tsc_early_khz=2596122", "tsc=reliable"} <= set(words)
     assert not any(word.startswith("tsc") for word in libvirt_cmdline(0).split())
+
+
+def test_cmdline_hands_over_as_bungalow_does_for_a_server_image() -> None:
+    assert set(server_words(None)) <= set(libvirt_cmdline(0).split())
 
 
 def test_median_ratio_is_ours_over_theirs_and_na_without_theirs() -> None:
