@@ -51,7 +51,9 @@ from _support import KILL_WAIT_SECONDS, BenchFailed, processes_naming
 
 URI = "qemu:///system"
 #: What the bench installs when libvirt is missing (``--no-install-recommends``).
-DEBIAN_PACKAGES = ("libvirt-daemon-system", "libvirt-clients")
+DEBIAN_PACKAGES = ("libvirt-daemon-system", "libvirt-clients", "iperf3")
+#: A program of each package, to tell whether it is installed.
+PROGRAMS = ("libvirtd", "virsh", "iperf3")
 RUN_DIR = Path("/run/libvirt")
 SOCKET = RUN_DIR / "libvirt-sock"
 #: libvirt's drivers that autostart things; each skips that when its marker exists.
@@ -70,8 +72,8 @@ WRITE_CHUNK = 64 * 1024
 
 
 def ensure_installed() -> None:
-    """Install libvirt from Debian (``apt-get``, no recommends) if libvirtd or virsh is missing."""
-    if shutil.which("libvirtd") and shutil.which("virsh"):
+    """Install libvirt and iperf3 from Debian (``apt-get``, no recommends) if one is missing."""
+    if all(shutil.which(program) for program in PROGRAMS):
         return
     print(f"installing {' '.join(DEBIAN_PACKAGES)} from Debian", flush=True)
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
@@ -342,9 +344,11 @@ class LibvirtHost:
 
     def __enter__(self) -> LibvirtHost:
         if running := _foreign_daemons():
+            pids = " ".join(str(pid) for pid in running)
             raise BenchFailed(
-                f"a libvirtd or virtlogd this bench did not start is running (PIDs {running});"
-                " stop it first, the bench starts its own"
+                f"libvirtd or virtlogd is already running (PIDs {pids}), started by the system"
+                " or left by a bench run that was killed; stop it (kill "
+                f"{pids}) and run again: the bench starts its own"
             )
         try:
             self._start()
