@@ -47,7 +47,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from _support import KILL_WAIT_SECONDS, BenchFailed, processes_naming
+from _support import KILL_WAIT_SECONDS, BenchFailed, processes_naming, wait_gone
 
 URI = "qemu:///system"
 #: What the bench installs when libvirt is missing (``--no-install-recommends``).
@@ -419,10 +419,7 @@ class LibvirtHost:
             for pid in pids:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + KILL_WAIT_SECONDS
-            while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
-                time.sleep(0.1)
-            for pid in pids:
+            for pid in wait_gone(pids, KILL_WAIT_SECONDS):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
 
@@ -466,14 +463,6 @@ def _dnsmasq_of(prefix: str) -> list[int]:
         for pid, args in processes_naming(DNSMASQ_DIR).items()
         if any(arg.startswith(conf) for arg in args)
     ]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rfind(")") + 2] not in "ZX"
 
 
 def _wait_for_socket(path: Path, seconds: float) -> None:

@@ -162,7 +162,7 @@ def clear(path: Path) -> None:
     for pid in leftovers:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-    if alive := _wait_gone(leftovers, KILL_WAIT_SECONDS):
+    if alive := wait_gone(leftovers, KILL_WAIT_SECONDS):
         raise BenchFailed(f"processes {alive} under {path} outlived SIGKILL; end them by hand")
     try:
         _remove_groups(path)
@@ -176,10 +176,10 @@ def stop_daemons(path: Path) -> None:
     for pid in daemons:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-    for pid in _wait_gone(daemons, DAEMON_STOP_SECONDS):
+    for pid in wait_gone(daemons, DAEMON_STOP_SECONDS):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-    if alive := _wait_gone(daemons, KILL_WAIT_SECONDS):
+    if alive := wait_gone(daemons, KILL_WAIT_SECONDS):
         raise BenchFailed(f"the daemon {alive} of {path} outlived SIGKILL; end it by hand")
 
 
@@ -219,7 +219,7 @@ def processes_naming(path: Path) -> dict[int, list[bytes]]:
     return found
 
 
-def _wait_gone(pids: Collection[int], seconds: float) -> list[int]:
+def wait_gone(pids: Collection[int], seconds: float) -> list[int]:
     """Wait until every process has exited (a zombie has); those still alive after ``seconds``."""
     deadline = time.monotonic() + seconds
     while True:

@@ -207,7 +207,7 @@ class Pair:
     client: str
 
 
-def make_pair(side: Side, subnet: ipaddress.IPv4Network, tools: dict[str, bytes]) -> Pair:
+def make_pair(side: Side, subnet: ipaddress.IPv4Network, tools: dict[Path, bytes]) -> Pair:
     """Boot two VMs, wait for systemd and their addresses, give both iperf3, start its server."""
     server, client = f"{PREFIX}{side.label[:2]}-a", f"{PREFIX}{side.label[:2]}-b"
     for name in (server, client):
@@ -217,8 +217,10 @@ def make_pair(side: Side, subnet: ipaddress.IPv4Network, tools: dict[str, bytes]
         wait_running(side, name)
         addresses[name] = wait_address(side, name, subnet)
         side.run(name, ["mkdir", "-p", GUEST_TOOLS])
-        for file_name, data in tools.items():
-            side.put(name, f"{GUEST_TOOLS}/{file_name}", data)
+        for path, data in tools.items():
+            # A library the guest has at the same path (the same Debian release) stays.
+            if path.name == "iperf3" or side.run(name, ["test", "-e", str(path)]).exit_code:
+                side.put(name, f"{GUEST_TOOLS}/{path.name}", data)
     started = side.run(server, [*iperf3(), "-s", "-D"])
     if started.exit_code != 0:
         raise BenchFailed(f"iperf3's server in {side.label}'s {server} failed: {started.stderr}")
@@ -240,15 +242,15 @@ def iperf3() -> list[str]:
     return ["env", f"LD_LIBRARY_PATH={GUEST_TOOLS}", f"{GUEST_TOOLS}/iperf3"]
 
 
-def host_tools() -> dict[str, bytes]:
-    """The host's iperf3 and the libraries it links beyond glibc, by file name."""
+def host_tools() -> dict[Path, bytes]:
+    """The host's iperf3 and the libraries it links beyond glibc, by their host path."""
     binary = Path("/usr/bin/iperf3")
     if not binary.exists():
         raise BenchFailed("the host has no /usr/bin/iperf3; install Debian's iperf3")
     ldd = subprocess.run(["ldd", str(binary)], capture_output=True, text=True, check=True)
-    files = {"iperf3": binary.read_bytes()}
+    files = {binary: binary.read_bytes()}
     for library in parse_ldd(ldd.stdout):
-        files[library.name] = library.read_bytes()
+        files[library] = library.read_bytes()
     return files
 
 
