@@ -31,8 +31,15 @@ from _libvirt import (
 )
 from _support import BUNGALOW, BenchFailed, cli
 
+from bungalow.client.http import Client
+from bungalow.paths import DataDir
+
 #: How long a guest may take from the command to its agent answering (TCG, busy host).
 AGENT_TIMEOUT = 300.0
+#: How long systemd may take from there to finishing its boot.
+RUNNING_TIMEOUT = 900.0
+#: ``systemctl is-system-running``'s words for a boot that has finished.
+SETTLED = ("running", "degraded")
 
 
 @dataclass(frozen=True)
@@ -51,6 +58,10 @@ class Side(Protocol):
 
     def boot(self, name: str) -> float:
         """Boot ``name``; seconds from the command to the end of the first ``true`` in it."""
+        ...
+
+    def wait_running(self, name: str) -> None:
+        """Wait until the guest's systemd says its boot is over (running or degraded)."""
         ...
 
     def run(self, name: str, argv: Sequence[str], timeout: float = 60) -> Ran: ...
@@ -84,6 +95,12 @@ class BungalowSide:
         if ran.exit_code != 0:
             raise BenchFailed(f"`true` in bungalow's {name} exited {ran.exit_code}: {ran.stderr}")
         return finished - started
+
+    def wait_running(self, name: str) -> None:
+        """``launch --wait services``' wait: bungalowd asks the agent once a second."""
+        with Client(DataDir(Path(self.env["BUNGALOW_HOME"])), autostart=False) as client:
+            for _event in client.wait_vm(name, "services", RUNNING_TIMEOUT):
+                pass
 
     def run(self, name: str, argv: Sequence[str], timeout: float = 60) -> Ran:
         try:
@@ -172,6 +189,17 @@ class LibvirtSide:
                 time.sleep(0.1)
         if status.exit_code != 0:
             raise BenchFailed(f"`true` in libvirt's {name} exited {status.exit_code}")
+
+    def wait_running(self, name: str) -> None:
+        """``systemctl is-system-running`` through qemu-guest-agent, once a second."""
+        deadline = time.monotonic() + RUNNING_TIMEOUT
+        while True:
+            state = self.run(name, ["systemctl", "is-system-running"]).stdout.strip()
+            if state in SETTLED:
+                return
+            if state in ("maintenance", "stopping", "offline") or time.monotonic() > deadline:
+                raise BenchFailed(f"libvirt's {name} never finished booting (systemd: {state})")
+            time.sleep(1.0)
 
     def run(self, name: str, argv: Sequence[str], timeout: float = 60) -> Ran:
         status = guest_exec(name, argv, timeout)
