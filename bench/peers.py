@@ -38,9 +38,8 @@ hits both sides alike:
   network: iperf3 (the host's binary and its libraries, copied into the guests
   through the side's own agent, so no guest needs the internet) and ping.
 
-The image flavours are compared on bungalow too: the micro ``debian-12`` (the
-agent is PID 1, it has no systemd) against the server image, to the agent and
-to ``running``.
+The server image against the micro ``debian-12`` on bungalow alone (to the
+agent, to ``running``) is bench/server_boot.py's.
 
     .venv/bin/python bench/peers.py [--rounds 3] [--memory 512M] [--iperf-seconds 10]
                                     [--pings 20] [--quick]
@@ -84,7 +83,6 @@ from bungalow.images.store import ImageStore
 from bungalow.qemu.accel import TCG_TB_SIZE_MIB, host_tsc_khz
 
 SERVER_IMAGE = "debian-12-server"
-MICRO_IMAGE = "debian-12"
 #: The bench's own names and addresses (10.204.0.0/16, ``peer*``), apart from other users'.
 PREFIX = "peer-"
 LIBVIRT_NETWORK, LIBVIRT_BRIDGE = "peer-lv", "peerlv0"
@@ -282,20 +280,17 @@ def network_rounds(sides: list[tuple[Side, ipaddress.IPv4Network]], args: argpar
     return results
 
 
-def boot_rounds(ours: Side, theirs: Side, micro: Side, rounds: int) -> dict[str, list[BootSample]]:
-    samples: dict[str, list[BootSample]] = {"bungalow": [], "libvirt": [], "micro": []}
+def boot_rounds(ours: Side, theirs: Side, rounds: int) -> dict[str, list[BootSample]]:
+    samples: dict[str, list[BootSample]] = {"bungalow": [], "libvirt": []}
     for index in range(rounds):
         b = boot_round(ours, f"{PREFIX}bg-{index}", systemd=True)
         lv = boot_round(theirs, f"{PREFIX}lv-{index}", systemd=True)
-        m = boot_round(micro, f"{PREFIX}mi-{index}", systemd=False)
         samples["bungalow"].append(b)
         samples["libvirt"].append(lv)
-        samples["micro"].append(m)
         print(
             f"boot round {index + 1}: bungalow {b.to_command:.2f}s (running {b.to_running:.1f}s,"
             f" {(b.pss or 0) / 1024:.0f} MiB)  libvirt {lv.to_command:.2f}s (running"
-            f" {lv.to_running:.1f}s, {(lv.pss or 0) / 1024:.0f} MiB)"
-            f"  micro {m.to_command:.2f}s",
+            f" {lv.to_running:.1f}s, {(lv.pss or 0) / 1024:.0f} MiB)",
             flush=True,
         )
     return samples
@@ -310,6 +305,8 @@ def print_results(samples: dict[str, list[BootSample]],
     b, lv, r = median_ratio([s.to_command for s in ours], [s.to_command for s in theirs])
     print(f"  boot to first command  bungalow {b:6.2f} s     libvirt {lv:6.2f} s     "
           f"ratio {r} (target <= 1.00)")  # fmt: skip
+    b, lv, r = median_ratio([s.to_running or 0 for s in ours], [s.to_running or 0 for s in theirs])
+    print(f"  boot to systemd running bungalow {b:5.1f} s     libvirt {lv:6.1f} s     ratio {r}")
     b, lv, r = median_ratio([s.pss or 0 for s in ours], [s.pss or 0 for s in theirs])
     print(f"  idle QEMU PSS          bungalow {b / 1024:6.0f} MiB   libvirt {lv / 1024:6.0f} MiB"
           f"   ratio {r} (target <= 1.05)")  # fmt: skip
@@ -320,18 +317,6 @@ def print_results(samples: dict[str, list[BootSample]],
     print(f"  VM-to-VM ping          bungalow {b:6.2f} ms    libvirt {lv:6.2f} ms    ratio {r}")
     shown = "  ".join(f"{name} {kib / 1024:.0f} MiB" for name, kib in daemons.items())
     print(f"  shared daemons' PSS (not in the above): {shown}")
-    print("\nimage flavours: median seconds from the command to the agent's first command,"
-          " and to systemd's running")  # fmt: skip
-    rows = (
-        (f"bungalow  {MICRO_IMAGE} (micro)", samples["micro"]),
-        (f"bungalow  {SERVER_IMAGE}", ours),
-        (f"libvirt   {SERVER_IMAGE}", theirs),
-    )
-    for label, rows_samples in rows:
-        agent = statistics.median(s.to_command for s in rows_samples)
-        running = [s.to_running for s in rows_samples if s.to_running is not None]
-        to_running = f"{statistics.median(running):7.1f}" if running else "      - (no systemd)"
-        print(f"  {label:<34} {agent:7.2f} {to_running}")
 
 
 def daemons_pss(home: Path, libvirt_dir: Path) -> dict[str, int]:
@@ -374,7 +359,6 @@ def main() -> None:
     with scratch_dir("peers") as home, scratch_dir("libvirt") as libvirt_dir:
         env = bungalow_env(home)
         build_image(env, SERVER_IMAGE)
-        build_image(env, MICRO_IMAGE)
         store = ImageStore(images_dir())
         image = store.get(SERVER_IMAGE)
         if image.kernel is None:
@@ -393,7 +377,6 @@ def main() -> None:
             tb_cache_mib=TCG_TB_SIZE_MIB,
         )  # fmt: skip
         ours = BungalowSide(env, SERVER_IMAGE, BUNGALOW_NETWORK, args.memory)
-        micro = BungalowSide(env, MICRO_IMAGE, BUNGALOW_NETWORK, args.memory)
         with (
             bungalow_network(env, BUNGALOW_NETWORK, BUNGALOW_SUBNET),
             LibvirtHost(libvirt_dir, PREFIX, LIBVIRT_BRIDGE[:6]),
@@ -403,7 +386,7 @@ def main() -> None:
             # The pairs' boots are each side's warm-up too (libvirt's capabilities
             # cache, bungalowd's first initramfs): their times are not counted.
             network = network_rounds([(ours, BUNGALOW_SUBNET), (theirs, LIBVIRT_SUBNET)], args)
-            samples = boot_rounds(ours, theirs, micro, args.rounds)
+            samples = boot_rounds(ours, theirs, args.rounds)
             daemons = daemons_pss(home, libvirt_dir)
         print_results(samples, network, daemons)
 
