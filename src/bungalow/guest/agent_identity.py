@@ -61,10 +61,10 @@ def sync(message: dict[str, Any], root: str = "/") -> list[str]:
 def configure_nic(nic: dict[str, Any], root: str = "/") -> str:
     """Give a NIC on a private network its MAC and address (``ADDRESS/PREFIX``), and for
     the first one the default route, name server and search domain, with iproute2's ``ip``
-    as the guest's /init does at boot; returns the interface's name. ``nic``: interface, mac, address[, gateway, dns,
-    search]; without an interface, the one with that MAC (a NIC plugged in while the
-    guest runs, waited for up to 10 s). ValueError for an interface the guest does not
-    have or ``ip`` refusing."""
+    as the guest's /init does at boot; returns the interface's name. ``nic``: interface,
+    mac, address[, gateway, dns, search]; without an interface, the one with that MAC (a
+    NIC plugged in while the guest runs, waited for up to 10 s). ValueError for an
+    interface the guest does not have or ``ip`` refusing."""
     interface = str(nic.get("interface") or _by_mac(str(nic["mac"])))
     if not os.path.exists(f"/sys/class/net/{interface}"):
         raise ValueError(f"the guest has no network interface {interface}")
