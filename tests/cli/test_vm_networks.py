@@ -232,3 +232,19 @@ def test_bad_network_choices_are_refused_and_leave_nothing(
     assert sentence in result.stderr and "Traceback" not in result.stderr
     assert "x " not in lab.env.run("ls").stdout
     assert not lab.env.qemu_pids() or len(lab.env.qemu_pids()) == 3
+
+
+def test_a_sandbox_on_a_network_has_a_name_there_and_leaves_no_tap(lab: Lab) -> None:
+    from bungalow import Sandbox
+
+    with Sandbox(network=NET1, home=lab.env.home) as sandbox:
+        nic = sandbox.info()["networks"][0]
+        assert nic["network"] == NET1
+        vm_id = sandbox.info()["id"]
+        assert (
+            lab.sh("b", f"getent hosts {sandbox.name}.{NET1}").split()[0]
+            == nic["address"].split("/")[0]
+        )
+        result = sandbox.exec(["getent", "hosts", f"a.{NET1}"])
+        assert result.exit_code == 0
+    assert not Path(f"/sys/class/net/bt{vm_id}0").exists()
