@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 from ipaddress import IPv4Address, IPv4Interface
 from pathlib import Path
 
 import pytest
 
 from bungalow.cli.vms import network_choices
+from bungalow.daemon.networks.nic import Nic
 from bungalow.daemon.vms.boot import boot_sets_network, with_cmdline
 from bungalow.daemon.vms.nics import (
     NetworkChoice,
@@ -19,18 +19,6 @@ from bungalow.daemon.vms.nics import (
 )
 from bungalow.errors import InvalidNameError, UserError
 from bungalow.qemu.argv import HOTPLUG_WORD, MIB, MachineSpec, kernel_cmdline
-
-
-@dataclasses.dataclass(frozen=True)
-class Nic:
-    network: str
-    bridge: str
-    mac: str
-    address: IPv4Interface
-    gateway: IPv4Address
-    domain: str
-    index: int
-
 
 BACKEND = Nic("backend", "bgl1", "0e:b6:00:00:00:01", IPv4Interface("10.20.0.5/24"),
               IPv4Address("10.20.0.1"), "backend", 0)  # fmt: skip
