@@ -12,9 +12,10 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from ipaddress import IPv4Address, IPv4Interface
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
@@ -27,10 +28,11 @@ from bungalow.daemon.state.records import VmRecord
 from bungalow.daemon.state.store import Store
 from bungalow.errors import ConflictError
 from bungalow.host.net import hostsfile
-from tests.daemon.networks.kit import UDHCPC_SCRIPT, Guests, leftovers, sh
+from tests.daemon.networks.kit import UDHCPC_SCRIPT, Guest, Guests, leftovers, sh
 from tests.support import free_port, wait_until
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="networks need root")
+T = TypeVar("T")
 
 
 class Setup:
@@ -44,8 +46,15 @@ class Setup:
         script.chmod(0o755)
         self.guests = Guests(script)
 
-    def run(self, coroutine: object) -> object:
-        return asyncio.run(coroutine)  # type: ignore[arg-type]
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run(coroutine)
+
+    def join(self, vm: str, network: str, address: str | None = None) -> Guest:
+        """A guest plugged into ``network``'s bridge as VM ``vm``'s NIC, with its lease."""
+        guest = self.guests.plug(self.service.get(network).bridge)
+        self.run(self.service.attach(self.vm(vm), vm, network, address, guest.mac))
+        assert guest.dhcp(self.guests.script)
+        return guest
 
     def vm(self, name: str, ports: list[str] | None = None) -> str:
         """A VM row (never booted) whose published ports the rules are made from."""
@@ -82,14 +91,14 @@ def net() -> Iterator[Setup]:
 
 def test_guests_get_their_addresses_and_names_and_reach_each_other(net: Setup) -> None:
     network = net.run(net.service.create("netapp", "10.201.10.0/24"))
-    a = net.guests.plug(network.bridge)  # type: ignore[attr-defined]
-    b = net.guests.plug(network.bridge)  # type: ignore[attr-defined]
+    a = net.guests.plug(network.bridge)
+    b = net.guests.plug(network.bridge)
     nic_a = net.run(net.service.attach(net.vm("alpha"), "alpha", "netapp", mac=a.mac))
     nic_b = net.run(
         net.service.attach(net.vm("beta"), "beta", "netapp", address="10.201.10.77", mac=b.mac)
     )
-    assert nic_a.address == IPv4Interface("10.201.10.2/24")  # type: ignore[attr-defined]
-    assert nic_b.address == IPv4Interface("10.201.10.77/24")  # type: ignore[attr-defined]
+    assert nic_a.address == IPv4Interface("10.201.10.2/24")
+    assert nic_b.address == IPv4Interface("10.201.10.77/24")
     assert a.dhcp(net.guests.script) == "10.201.10.2/24"
     assert b.dhcp(net.guests.script) == "10.201.10.77/24"
 
@@ -103,18 +112,14 @@ def test_guests_get_their_addresses_and_names_and_reach_each_other(net: Setup) -
     assert a.ping("192.0.2.1")
 
     detail = net.run(net.service.inspect("netapp"))
-    leases = {lease.mac: str(lease.address) for lease in detail.leases}  # type: ignore[attr-defined]
+    leases = {lease.mac: str(lease.address) for lease in detail.leases}
     assert leases == {a.mac: "10.201.10.2", b.mac: "10.201.10.77"}
 
 
 def test_two_networks_cannot_reach_each_other(net: Setup) -> None:
-    one = net.run(net.service.create("netone", "10.201.11.0/24"))
-    two = net.run(net.service.create("nettwo", "10.201.12.0/24"))
-    a = net.guests.plug(one.bridge)  # type: ignore[attr-defined]
-    b = net.guests.plug(two.bridge)  # type: ignore[attr-defined]
-    net.run(net.service.attach(net.vm("a"), "a", "netone", mac=a.mac))
-    net.run(net.service.attach(net.vm("b"), "b", "nettwo", mac=b.mac))
-    assert a.dhcp(net.guests.script) and b.dhcp(net.guests.script)
+    net.run(net.service.create("netone", "10.201.11.0/24"))
+    net.run(net.service.create("nettwo", "10.201.12.0/24"))
+    a, b = net.join("a", "netone"), net.join("b", "nettwo")
     assert a.ping("192.0.2.1") and b.ping("192.0.2.1")  # each reaches out
     assert not a.ping("10.201.12.2")
     assert not b.ping("10.201.11.2")
@@ -137,12 +142,8 @@ def test_traffic_passes_a_docker_like_forward_policy_of_drop(net: Setup) -> None
         check=True,
     )
     try:
-        network = net.run(net.service.create("netdock", "10.201.13.0/24"))
-        a = net.guests.plug(network.bridge)  # type: ignore[attr-defined]
-        b = net.guests.plug(network.bridge)  # type: ignore[attr-defined]
-        net.run(net.service.attach(net.vm("a"), "a", "netdock", mac=a.mac))
-        net.run(net.service.attach(net.vm("b"), "b", "netdock", mac=b.mac))
-        assert a.dhcp(net.guests.script) and b.dhcp(net.guests.script)
+        net.run(net.service.create("netdock", "10.201.13.0/24"))
+        a, _ = net.join("a", "netdock"), net.join("b", "netdock")
         assert a.ping("10.201.13.3") and a.ping("192.0.2.1")
         sh("nft", "flush", "chain", "ip", table, "DOCKER-USER")
         assert not a.ping("10.201.13.3") and not a.ping("192.0.2.1")
@@ -159,7 +160,7 @@ def test_traffic_passes_a_docker_like_forward_policy_of_drop(net: Setup) -> None
 
 def test_a_port_published_on_127_0_0_1_reaches_the_guest(net: Setup) -> None:
     network = net.run(net.service.create("netpub", "10.201.14.0/24"))
-    guest = net.guests.plug(network.bridge)  # type: ignore[attr-defined]
+    guest = net.guests.plug(network.bridge)
     port = free_port()
     vm = net.vm("web", ports=[f"127.0.0.1:{port}:8000/tcp"])
     net.run(net.service.attach(vm, "web", "netpub", mac=guest.mac))
@@ -181,7 +182,7 @@ def test_a_port_published_on_127_0_0_1_reaches_the_guest(net: Setup) -> None:
 
 def test_a_nic_removed_frees_its_address_name_and_lease_at_once(net: Setup) -> None:
     network = net.run(net.service.create("netre", "10.201.15.0/24"))
-    old = net.guests.plug(network.bridge)  # type: ignore[attr-defined]
+    old = net.guests.plug(network.bridge)
     net.run(net.service.attach(net.vm("old"), "old", "netre", mac=old.mac))
     assert old.dhcp(net.guests.script) == "10.201.15.2/24"
     assert sh("getent", "hosts", "old.netre", check=False).returncode == 0
@@ -189,9 +190,9 @@ def test_a_nic_removed_frees_its_address_name_and_lease_at_once(net: Setup) -> N
     assert sh("getent", "hosts", "old.netre", check=False).returncode != 0
     assert "10.201.15.2" not in old.run("busybox", "nslookup", "old.netre", "10.201.15.1").stdout
     # another MAC gets the same address at once: the old lease was released
-    new = net.guests.plug(network.bridge)  # type: ignore[attr-defined]
+    new = net.guests.plug(network.bridge)
     nic = net.run(net.service.attach(net.vm("new"), "new", "netre", mac=new.mac))
-    assert nic.address.ip == IPv4Address("10.201.15.2")  # type: ignore[attr-defined]
+    assert nic.address.ip == IPv4Address("10.201.15.2")
     assert new.dhcp(net.guests.script) == "10.201.15.2/24"
 
 
