@@ -8,13 +8,14 @@ import os
 import secrets
 import signal
 import sqlite3
+import subprocess
 from collections.abc import Iterator
 
 import pytest
 
 from bungalow.host.net import hostsfile
 from bungalow.host.net.naming import HostNames
-from tests.conftest import Env
+from tests.conftest import BUNGALOW, Env
 from tests.daemon.networks.kit import leftovers, sh
 from tests.support import wait_until
 
@@ -119,3 +120,21 @@ def test_an_interrupted_create_is_rolled_back_and_strays_are_swept(bwn: Env) -> 
     assert stray not in links
     assert "10.201.25.1" not in sh("ip", "-4", "-br", "addr").stdout
     assert len(sh("pgrep", "-f", f"dnsmasq.*{bwn.home}/", check=False).stdout.split()) == 1
+
+
+def test_a_daemon_not_root_refuses_networks_and_still_serves(installation: Env) -> None:
+    """``unshare --user`` runs the CLI, and the daemon it starts, with uid 65534 in a user
+    namespace of their own (still able to read this checkout, owned by root)."""
+    command = ["unshare", "--user", *BUNGALOW]
+    refused = subprocess.run(
+        [*command, "network", "create", "netnoroot", "--subnet", "10.201.27.0/24"],
+        env=installation.env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("error: Private networks need root")
+    assert "runs as uid 65534" in refused.stderr
+    listed = subprocess.run(
+        [*command, "network", "ls", "--json"],
+        env=installation.env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert listed.returncode == 0 and json.loads(listed.stdout) == []

@@ -355,10 +355,11 @@ class NetworkService:
         make or find every network's bridge and dnsmasq (a running dnsmasq is kept), sweep
         this daemon's bridges and directories no row names, and apply the rules."""
         networks = self.store.networks.list()
-        if not networks and not await asyncio.to_thread(self.kernel.anything_left):
-            return
         if not self._is_root() or missing_tools():
-            log.warning("not root or %s missing: networks left down", ", ".join(TOOLS))
+            if networks:
+                log.warning("not root or %s missing: networks left down", ", ".join(TOOLS))
+            return
+        if not networks and not await asyncio.to_thread(self.kernel.anything_left):
             return
         for network in networks:
             if network.operation is not None:
