@@ -154,7 +154,7 @@ class NetworkService:
                 self.kernel.names.bridge, self.clock.now(),
             )  # fmt: skip
             try:
-                await asyncio.to_thread(self.kernel.bring_up, network, [])
+                await asyncio.to_thread(self.kernel.serve, network, [])
                 await self.refresh()
             except BaseException:
                 await self._undo(network)
@@ -369,7 +369,7 @@ class NetworkService:
                 continue
             nics = self.store.nics.on_network(network.id)
             try:
-                await asyncio.to_thread(self.kernel.bring_up, network, nics)
+                await asyncio.to_thread(self.kernel.serve, network, nics)
             except Exception as error:  # one broken network does not keep the daemon down
                 log.error("network %s could not be brought up: %s", network.name, error)
         networks = self.store.networks.list()
