@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 from collections.abc import Coroutine, Iterator
@@ -201,3 +202,34 @@ def test_a_daemon_not_root_is_refused_and_makes_nothing(net: Setup) -> None:
     with pytest.raises(ConflictError, match="Private networks need root"):
         asyncio.run(service.create("netnoroot", "10.201.16.0/24"))
     assert net.service.list() == [] and net.leftovers() == []
+
+
+def test_nics_attached_at_once_get_distinct_addresses_and_a_rename_moves_the_name(
+    net: Setup,
+) -> None:
+    net.run(net.service.create("netmany", "10.201.17.0/24"))
+
+    async def attach_all() -> list[str]:
+        nics = await asyncio.gather(
+            *(net.service.attach(net.vm(f"vm{n}"), f"vm{n}", "netmany") for n in range(6))
+        )
+        return [str(nic.address.ip) for nic in nics]
+
+    addresses = net.run(attach_all())
+    assert sorted(addresses) == [f"10.201.17.{n}" for n in range(2, 8)]
+    net.run(net.service.rename("id-vm0", "renamed"))
+    assert sh("getent", "hosts", "renamed.netmany").stdout.split()[0] == addresses[0]
+    assert sh("getent", "hosts", "vm0.netmany", check=False).returncode != 0
+    assert [nic.index for nic in net.service.nics("id-vm0")] == [0]
+
+
+def test_a_dead_dnsmasq_is_started_again_by_the_next_change(net: Setup) -> None:
+    net.run(net.service.create("netheal", "10.201.18.0/24"))
+    pid = net.run(net.service.inspect("netheal")).dnsmasq_pid
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    wait_until(
+        "dnsmasq to die", lambda: net.run(net.service.inspect("netheal")).dnsmasq_pid is None
+    )
+    guest = net.join("healed", "netheal")
+    assert guest.run("busybox", "nslookup", "healed.netheal", "10.201.18.1").returncode == 0
