@@ -49,7 +49,7 @@ def server_image(image_cache: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def srv(bw_module: Env, server_image: Path) -> Env:
-    bw_module.run("launch", "srv", "--image", SERVER, timeout=600)
+    bw_module.run("launch", "srv", "--image", SERVER, "--disk", "6G", timeout=600)
     return bw_module
 
 
@@ -89,6 +89,18 @@ def test_the_image_is_clean_and_its_guest_has_an_identity(srv: Env) -> None:
         srv.run("image", "ls", "--json").stdout
     )}  # fmt: skip
     assert flavours[SERVER] == "server"
+    # The agent grew the root file system to the 6G disk, as PID 1 does in a micro image.
+    root_kib = wait_until(
+        "the root file system grown to the disk",
+        lambda: (kib := int(_sh(srv, "srv", "df -k --output=size / | tail -1"))) > 5 << 20 and kib,
+        timeout=120,
+        interval=1.0,
+    )
+    assert root_kib <= 6 << 20
+    # The image's whole module tree is there for modprobe (nftables inside the guest).
+    assert _sh(srv, "srv", "modprobe nf_tables && cat /sys/module/nf_tables/initstate").strip() == (
+        "live"
+    )
 
 
 def test_an_enabled_unit_survives_a_clean_stop_and_start(srv: Env) -> None:
