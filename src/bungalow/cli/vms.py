@@ -6,6 +6,7 @@ import os
 import pwd
 import secrets
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -27,6 +28,7 @@ from bungalow.cli.limits import (
 )
 from bungalow.cli.output import age, error, print_json, progress, say, size, table
 from bungalow.cli.params import Count, Duration
+from bungalow.cli.provisioning import read_cloud_init, read_ssh_keys
 from bungalow.errors import BungalowError, NotFoundError
 from bungalow.names import parse_labels
 
@@ -119,6 +121,14 @@ def launch(
         str | None,
         typer.Option("--on-idle", help="stop, suspend, snapshot-and-delete, delete or none."),
     ] = None,
+    cloud_init: Annotated[
+        Path | None,
+        typer.Option("--cloud-init", help="cloud-init user-data file (#cloud-config YAML...)."),
+    ] = None,
+    ssh_keys: Annotated[
+        list[Path] | None,
+        typer.Option("--ssh-key", help="SSH public key file for root; repeat for more."),
+    ] = None,
 ) -> None:
     """Create a VM from an image and boot it."""
     body = given(
@@ -129,6 +139,10 @@ def launch(
     )  # fmt: skip
     body["owner"] = owner or invoking_user()
     body["labels"] = parse_labels(labels or [])
+    if cloud_init is not None:
+        body["user_data"] = read_cloud_init(cloud_init)
+    if ssh_keys:
+        body["ssh_keys"] = read_ssh_keys(ssh_keys)
     vm = _launch(name, image, cpus, memory, disk, ports or [], accel, profile, body)
     say(f"{vm['name']} is running ({vm['image']}, {vm['cpus']} CPU, {size(vm['memory'])})")
 

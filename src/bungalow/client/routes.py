@@ -113,6 +113,10 @@ def set_limits(name: str, limits: Mapping[str, object]) -> Call[VmInfo]:
     return Call("PATCH", _vm(name, "/limits"), json=dict(limits))
 
 
+def add_ssh_keys(name: str, keys: list[str]) -> Call[VmInfo]:
+    return Call("POST", _vm(name, "/ssh-keys"), json={"keys": keys})
+
+
 def logs(name: str, tail: int) -> Call[str | None]:
     return Call("GET", _vm(name, "/logs"), params={"tail": tail})
 

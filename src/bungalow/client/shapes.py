@@ -36,7 +36,8 @@ class VmInfo(TypedDict):
     ``started`` and ``expires_at`` unix times; ``expires_in`` and ``quiet_for``
     seconds. ``ports`` are ``[ADDR:]HOST:GUEST[/udp]`` forwards. ``operation`` is the
     lifecycle operation under way (create, start, stop, remove, snapshot, restore,
-    suspend, wake) or None.
+    suspend, wake) or None. ``cloud_init`` says whether it has a NoCloud seed;
+    ``ssh_keys`` are the fingerprints (``SHA256:...``) of the keys its agent installs for root.
     """
 
     id: str
@@ -76,6 +77,8 @@ class VmInfo(TypedDict):
     idle: dict[str, float | str]
     quiet_for: float | None
     operation: str | None
+    cloud_init: bool
+    ssh_keys: list[str]
 
 
 class DeletedVm(TypedDict):

@@ -80,6 +80,11 @@ class Image:
     recipe_version: int | None = None
     #: The guest's python3 version ("3.11"), when the builder recorded it.
     python: str | None = None
+    #: Whether the image runs cloud-init (/usr/bin/cloud-init, seen by the builder in the
+    #: root file system); None for an imported disk, which bungalow does not look into.
+    cloud_init: bool | None = None
+    #: Whether the image has an SSH server (/usr/sbin/sshd), as cloud_init.
+    sshd: bool | None = None
 
     @property
     def short_id(self) -> str:
@@ -330,6 +335,9 @@ class ImageStore:
                 source=manifest.get("source") or "",
                 recipe_version=manifest.get("recipe_version"),
                 python=manifest.get("python"),
+                # Builders before these keys made only micro images, which have neither.
+                cloud_init=bool(manifest.get("cloud_init")) if linux else None,
+                sshd=bool(manifest.get("sshd")) if linux else None,
             )
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise ImageError(

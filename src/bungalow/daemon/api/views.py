@@ -21,6 +21,7 @@ from bungalow.daemon.state.records import SnapshotRecord, VmRecord
 from bungalow.daemon.vms.manager import VmManager
 from bungalow.host.files import allocated
 from bungalow.images.store import Image
+from bungalow.provision.sshkeys import fingerprint
 
 
 class Views:
@@ -74,6 +75,8 @@ class Views:
             idle=vm.idle,
             quiet_for=quiet,
             operation=vm.operation,
+            cloud_init=vm.user_data is not None,
+            ssh_keys=[fingerprint(key) for key in vm.ssh_keys],
         )
 
     def snapshot(self, snapshot: SnapshotRecord) -> SnapshotInfo:

@@ -14,6 +14,7 @@ from bungalow.daemon.api.schemas import (
     Health,
     HostInfo,
     LimitsUpdate,
+    SshKeysAdd,
     StopRequest,
     VmCreate,
     VmInfo,
@@ -106,6 +107,8 @@ async def create_vm(body: VmCreate, svc: Svc, caller: Caller) -> VmInfo:
             labels=body.labels,
             created_by=creator(caller),
         ),
+        user_data=body.user_data,
+        ssh_keys=tuple(body.ssh_keys),
     )
     return svc.views.vm(await svc.vms.create(request))
 
@@ -147,6 +150,13 @@ async def resume_vm(name: str, svc: Svc) -> VmInfo:
 async def set_limits(name: str, body: LimitsUpdate, svc: Svc) -> VmInfo:
     """Change a VM's limits; a running VM's QEMU gets them at once."""
     return svc.views.vm(await svc.vms.set_limits(name, limit_fields(body)))
+
+
+@router.post("/vms/{name}/ssh-keys")
+async def add_ssh_keys(name: str, body: SshKeysAdd, svc: Svc) -> VmInfo:
+    """Add SSH public keys to a VM: recorded (installed on every start) and, while it runs,
+    installed in the guest now (what `bungalow ssh` does with the user's own key)."""
+    return svc.views.vm(await svc.vms.add_ssh_keys(name, body.keys))
 
 
 @router.get("/host")

@@ -180,8 +180,16 @@ def _operations_and_subjects(db: sqlite3.Connection) -> None:
     )
 
 
+def _provisioning(db: sqlite3.Connection) -> None:
+    """What a VM is provisioned with: cloud-init user-data (its NoCloud seed is made from
+    it, for the VM and each of its clones) and SSH public keys (the agent installs them)."""
+    db.execute("ALTER TABLE vms ADD COLUMN user_data TEXT")
+    db.execute("ALTER TABLE vms ADD COLUMN ssh_keys TEXT NOT NULL DEFAULT '[]'")
+
+
 #: Every migration, oldest first; the database's ``user_version`` counts those it has had.
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _baseline,
     _operations_and_subjects,
+    _provisioning,
 )

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from bungalow.daemon.state.records import VmRecord
-from bungalow.daemon.vms import diskfull, netshaping, timeline
+from bungalow.daemon.vms import diskfull, netshaping, provisioning, timeline
 from bungalow.daemon.vms.confine import launch_confined
 from bungalow.daemon.vms.runtime import VmRuntime
 from bungalow.errors import AgentError, QemuError, UserError
@@ -79,6 +79,7 @@ def machine_spec(
         run_dir=vm_dir / "run",
         agent=image.kind == "linux",
         net_relay=netshaping.net_bw(vm) is not None,
+        seed=provisioning.seed_of(vm_dir, vm),
     )
     # The command line its guest booted with is kept, so a snapshot of it loads.
     return spec if vm.cmdline is None else dataclasses.replace(spec, cmdline=vm.cmdline)

@@ -43,6 +43,7 @@ from bungalow.daemon.api.schemas.requests import (
     Request,
     SandboxCreate,
     SnapshotCreate,
+    SshKeysAdd,
     StopRequest,
     VmCreate,
 )
@@ -80,6 +81,7 @@ __all__ = [
     "SnapshotCreate",
     "SnapshotInfo",
     "SprawlResult",
+    "SshKeysAdd",
     "StopRequest",
     "VmCostInfo",
     "VmCreate",

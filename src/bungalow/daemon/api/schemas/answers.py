@@ -62,6 +62,10 @@ class VmInfo(BaseModel):
     operation: Operation | None = Field(
         default=None, description="the lifecycle operation under way, if any"
     )
+    cloud_init: bool = Field(default=False, description="has a cloud-init NoCloud seed")
+    ssh_keys: list[str] = Field(
+        default_factory=list, description="fingerprints (SHA256:...) of its SSH keys for root"
+    )
 
 
 class SnapshotInfo(BaseModel):

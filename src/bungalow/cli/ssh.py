@@ -1,0 +1,206 @@
+"""``bungalow ssh NAME [-- CMD...]``: the system's ssh to a VM, through bungalowd and its agent.
+
+No port is forwarded and no address is needed: ssh's ProxyCommand is
+``bungalow _ssh-proxy NAME``, which relays its stdin and stdout through an
+interactive exec (the exec websocket) to a small relay in the guest
+(:mod:`bungalow.guest.sshrelay`) connected to the guest's 127.0.0.1:22. So it
+works alike for user-mode NAT and private networks.
+
+Before ssh runs, one exec (:mod:`bungalow.guest.sshprobe`) asks the guest whether
+it has an SSH server, whether it listens, and for its host keys, which go into
+``<data dir>/ssh/known_hosts`` under ``HostKeyAlias=NAME``: host key checking
+stays on, with the keys learnt through the daemon (rewritten on every call, so a
+VM name used again by a new VM is no reason for a warning).
+
+Keys: a VM launched with ``--ssh-key`` is left as it is (ssh offers the user's
+agent and default keys). A VM with no key is given the user's default public key
+(``~/.ssh/id_ed25519.pub``...), or a key pair bungalow makes in
+``<data dir>/ssh/`` when the user has none, as ``gcloud compute ssh`` does.
+
+Exit status: ssh's (the remote command's, 255 for ssh's own errors); 1 with one
+sentence when the VM does not run or has no SSH server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+import bungalow.guest.sshprobe as sshprobe_module
+import bungalow.guest.sshrelay as sshrelay_module
+from bungalow.cli.common import VmName, client
+from bungalow.cli.output import warn
+from bungalow.client.http import Client
+from bungalow.errors import InvalidStateError, UserError
+from bungalow.provision.sshkeys import fingerprint, parse_public_key
+
+#: Key files looked for in ~/.ssh, in the order ssh itself tries them.
+DEFAULT_KEYS = ("id_ed25519", "id_ecdsa", "id_rsa")
+#: Seconds to wait for a guest's sshd to listen (a server image may still be booting).
+LISTEN_WAIT = 90.0
+
+
+def ssh(
+    name: VmName,
+    command: Annotated[
+        list[str] | None, typer.Argument(help="Command to run instead of a shell, after --.")
+    ] = None,
+    user: Annotated[str, typer.Option("--user", "-l", help="Log in as this user.")] = "root",
+) -> None:
+    """Log in to a running VM with ssh (its SSH server, through bungalowd: no port needed).
+
+    Exit status: ssh's, which is the remote command's (255: ssh itself failed);
+    1 when the VM does not run or has no SSH server.
+    """
+    api = client()
+    vm = api.get_vm(name)
+    if vm["state"] != "running":
+        raise InvalidStateError(
+            f"The VM {name} is {vm['state']}, not running; start it with "
+            f"`bungalow start {name}` first."
+        )
+    host_keys = _wait_for_sshd(api, name)
+    data = api.data.root / "ssh"
+    data.mkdir(mode=0o700, parents=True, exist_ok=True)
+    known_hosts = data / "known_hosts"
+    _write_known_hosts(known_hosts, name, host_keys)
+    identity = _ensure_key(api, name, vm["ssh_keys"], data)
+    raise typer.Exit(_run_ssh(name, user, command or [], known_hosts, identity))
+
+
+def ssh_proxy(name: VmName) -> None:
+    """Relay stdin and stdout to the VM's port 22 (ssh's ProxyCommand; not for people)."""
+    from bungalow.cli.terminal import interactive_exec
+
+    argv = ["python3", "-S", "-c", _source(sshrelay_module), "127.0.0.1", "22"]
+    raise typer.Exit(interactive_exec(client(), name, argv, tty=False))
+
+
+def _source(module: Any) -> str:
+    return Path(module.__file__).read_text()
+
+
+def _probe(api: Client, name: str) -> dict[str, Any]:
+    out = bytearray()
+    status = None
+    argv = ["python3", "-S", "-c", _source(sshprobe_module)]
+    for event in api.exec_events(name, argv, timeout=30):
+        if event["type"] == "exit":
+            status = event.get("exit_code")
+        elif event["type"] == "stdout":
+            out += event["data"]
+    try:
+        answer = json.loads(out) if status == 0 else None
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict):
+        raise UserError(
+            f"Could not ask the VM {name} about its SSH server (python3 in the guest "
+            f"answered with status {status}); use `bungalow shell {name}` instead."
+        )
+    return answer
+
+
+def _wait_for_sshd(api: Client, name: str) -> list[str]:
+    """The guest's host keys once its sshd listens; UserError if it has none or never does."""
+    deadline = time.monotonic() + LISTEN_WAIT
+    said = False
+    while True:
+        answer = _probe(api, name)
+        if not answer.get("sshd"):
+            raise UserError(
+                f"The VM {name} runs no SSH server; use `bungalow shell {name}`, or launch "
+                "from debian-12-server."
+            )
+        if answer.get("listening") and answer.get("host_keys"):
+            return [str(key) for key in answer["host_keys"]]
+        if time.monotonic() > deadline:
+            raise UserError(
+                f"The SSH server of {name} does not listen on port 22 after "
+                f"{LISTEN_WAIT:.0f} s; see `bungalow exec {name} -- systemctl status ssh`."
+            )
+        if not said:
+            warn(f"waiting for the SSH server of {name} to start")
+            said = True
+        time.sleep(1.0)
+
+
+def _write_known_hosts(path: Path, name: str, host_keys: list[str]) -> None:
+    """Put ``name``'s keys in ``path`` in place of any it had; other VMs' lines stay."""
+    lines = []
+    if path.exists():
+        lines = [line for line in path.read_text().splitlines() if line.split(" ", 1)[0] != name]
+    for key in host_keys:
+        kind, blob = key.split()[:2]
+        lines.append(f"{name} {kind} {blob}")
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text("".join(line + "\n" for line in lines))
+    os.replace(temporary, path)
+
+
+def _ensure_key(api: Client, name: str, installed: list[str], data: Path) -> Path | None:
+    """The identity file to offer besides ssh's defaults, installing a key if the VM has none."""
+    own = data / "id_ed25519"
+    if installed:
+        return own if own.exists() else None
+    for stem in DEFAULT_KEYS:
+        public = Path.home() / ".ssh" / f"{stem}.pub"
+        if public.exists() and (Path.home() / ".ssh" / stem).exists():
+            key = parse_public_key(public.read_text().strip(), what=f"The SSH key {public}")
+            break
+    else:
+        if not own.exists():
+            _make_key_pair(own)
+        key = parse_public_key(own.with_suffix(".pub").read_text().strip())
+    api.add_ssh_keys(name, [key])
+    warn(f"installed the SSH key {fingerprint(key)} for root in {name}")
+    return own if own.exists() else None
+
+
+def _make_key_pair(path: Path) -> None:
+    keygen = shutil.which("ssh-keygen")
+    if keygen is None:
+        raise UserError("ssh-keygen is not installed; install the Debian package openssh-client.")
+    subprocess.run(
+        [keygen, "-q", "-t", "ed25519", "-N", "", "-C", "bungalow", "-f", str(path)],
+        check=True,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def _run_ssh(
+    name: str, user: str, command: list[str], known_hosts: Path, identity: Path | None
+) -> int:
+    program = shutil.which("ssh")
+    if program is None:
+        raise UserError("ssh is not installed; install the Debian package openssh-client.")
+    proxy = shlex.join([sys.executable, "-m", "bungalow.cli.main", "_ssh-proxy", name])
+    argv = [
+        program,
+        "-o", f"ProxyCommand={proxy}",
+        "-o", f"HostKeyAlias={name}",
+        "-o", f"UserKnownHostsFile={known_hosts}",
+        "-o", "StrictHostKeyChecking=yes",
+        "-o", "CheckHostIP=no",
+        "-o", "LogLevel=ERROR",
+    ]  # fmt: skip
+    if identity is not None:
+        argv += ["-i", str(identity)]
+    argv += [f"{user}@{name}"]
+    if command:
+        argv += ["--", *command]
+    return subprocess.run(argv, check=False).returncode
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(ssh)
+    app.command("_ssh-proxy", hidden=True)(ssh_proxy)
