@@ -110,7 +110,7 @@ def vm_info(name: str = "web", **changes: Any) -> dict[str, Any]:
         "limits_pending": [], "project": None, "owner": "ada", "labels": {}, "created_by": "admin",
         "origin": "", "cost": {"so_far": 0.0412, "per_hour": 0.0412, "currency": "USD"},
         "on_expiry": None, "expires_in": None, "lease_warned": False, "idle": {},
-        "quiet_for": 12.5, "operation": None,
+        "quiet_for": 12.5, "operation": None, "cloud_init": False, "ssh_keys": [],
     }  # fmt: skip
     return {**vm, **changes}
 

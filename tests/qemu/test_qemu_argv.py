@@ -309,3 +309,17 @@ def test_a_relayed_nic_reaches_the_user_network_through_a_hub(tmp_path: Path, qc
         "-netdev", "hubport,id=hub0wan,hubid=0,netdev=wan0",
     ]  # fmt: skip
     assert RunFiles(tmp_path / "run").net_nic in RunFiles(tmp_path / "run").sockets()
+
+
+@pytest.mark.parametrize(
+    ("profile", "device"), [("micro", "virtio-blk-device"), ("pc", "virtio-blk-pci")]
+)
+def test_a_cloud_init_seed_is_a_read_only_disk_after_the_root(
+    tmp_path: Path, qcow2: Path, profile: str, device: str
+) -> None:
+    seed = tmp_path / "seed.iso"
+    argv = build_argv(spec(tmp_path, disk=qcow2, profile=profile, seed=seed), "qemu-system-x86_64")
+    drives = [argv[i + 1] for i, word in enumerate(argv) if word == "-drive"]
+    assert drives[0].startswith(f"file={qcow2},")  # the root stays /dev/vda
+    assert drives[1] == f"file={seed},if=none,id=seed0,format=raw,readonly=on"
+    assert f"{device},drive=seed0" in argv
