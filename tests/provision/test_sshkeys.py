@@ -51,3 +51,10 @@ def test_keys_ssh_keygen_makes_pass_with_its_fingerprint(tmp_path: Path) -> None
             check=True, capture_output=True, text=True,
         ).stdout.split()[1]  # fmt: skip
         assert fingerprint(parsed) == shown
+
+
+def test_a_remote_command_is_one_shell_line_or_an_exact_argv() -> None:
+    from bungalow.cli.ssh import remote_command
+
+    assert remote_command(["ls | wc -l"]) == "ls | wc -l"
+    assert remote_command(["sh", "-c", "exit 7"]) == "sh -c 'exit 7'"

@@ -12,10 +12,13 @@ it has an SSH server, whether it listens, and for its host keys, which go into
 stays on, with the keys learnt through the daemon (rewritten on every call, so a
 VM name used again by a new VM is no reason for a warning).
 
-Keys: a VM launched with ``--ssh-key`` is left as it is (ssh offers the user's
-agent and default keys). A VM with no key is given the user's default public key
-(``~/.ssh/id_ed25519.pub``...), or a key pair bungalow makes in
-``<data dir>/ssh/`` when the user has none, as ``gcloud compute ssh`` does.
+Keys: when one of the user's keys (``-i``'s, ssh-agent's, ``~/.ssh/id_*``, bungalow's
+own) is among the VM's, ssh simply offers them. Otherwise the user's default public key
+(``~/.ssh/id_ed25519.pub``...), or a key pair bungalow makes in ``<data dir>/ssh/``
+when the user has none, is installed first, as ``gcloud compute ssh`` does.
+
+A command after ``--`` is run as ssh runs it when it is one argument (a shell command
+line), and quoted word by word when it is several, so ``-- sh -c 'exit 7'`` runs that argv.
 
 Exit status: ssh's (the remote command's, 255 for ssh's own errors); 1 with one
 sentence when the VM does not run or has no SSH server.
@@ -23,6 +26,7 @@ sentence when the VM does not run or has no SSH server.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -55,6 +59,10 @@ def ssh(
         list[str] | None, typer.Argument(help="Command to run instead of a shell, after --.")
     ] = None,
     user: Annotated[str, typer.Option("--user", "-l", help="Log in as this user.")] = "root",
+    identity: Annotated[
+        Path | None,
+        typer.Option("--identity", "-i", help="Private key file for ssh to offer first."),
+    ] = None,
 ) -> None:
     """Log in to a running VM with ssh (its SSH server, through bungalowd: no port needed).
 
@@ -73,8 +81,10 @@ def ssh(
     data.mkdir(mode=0o700, parents=True, exist_ok=True)
     known_hosts = data / "known_hosts"
     _write_known_hosts(known_hosts, name, host_keys)
-    identity = _ensure_key(api, name, vm["ssh_keys"], data)
-    raise typer.Exit(_run_ssh(name, user, command or [], known_hosts, identity))
+    identities = [identity] if identity is not None else []
+    own = _ensure_key(api, name, vm["ssh_keys"], data, identity)
+    identities += [own] if own is not None else []
+    raise typer.Exit(_run_ssh(name, user, command or [], known_hosts, identities))
 
 
 def ssh_proxy(name: VmName) -> None:
@@ -147,23 +157,54 @@ def _write_known_hosts(path: Path, name: str, host_keys: list[str]) -> None:
     os.replace(temporary, path)
 
 
-def _ensure_key(api: Client, name: str, installed: list[str], data: Path) -> Path | None:
-    """The identity file to offer besides ssh's defaults, installing a key if the VM has none."""
+def _ensure_key(
+    api: Client, name: str, installed: list[str], data: Path, identity: Path | None
+) -> Path | None:
+    """The identity file bungalow made to offer besides ssh's own, if any; when none of the
+    user's keys (``-i``, ssh-agent's, ~/.ssh's defaults, bungalow's) is among the VM's,
+    the user's default public key (or bungalow's, made if need be) is installed first."""
     own = data / "id_ed25519"
-    if installed:
-        return own if own.exists() else None
+    mine = _users_keys(identity, own)
+    if not {fingerprint(key) for key in mine} & set(installed):
+        default = next(iter(_default_keys()), None)
+        if default is None:
+            if not own.exists():
+                _make_key_pair(own)
+            default = parse_public_key(own.with_suffix(".pub").read_text().strip())
+        api.add_ssh_keys(name, [default])
+        warn(f"installed the SSH key {fingerprint(default)} for root in {name}")
+    return own if own.exists() else None
+
+
+def _default_keys() -> list[str]:
+    """The public keys of ~/.ssh's default key pairs, in the order ssh tries them."""
+    keys = []
     for stem in DEFAULT_KEYS:
         public = Path.home() / ".ssh" / f"{stem}.pub"
-        if public.exists() and (Path.home() / ".ssh" / stem).exists():
-            key = parse_public_key(public.read_text().strip(), what=f"The SSH key {public}")
-            break
-    else:
-        if not own.exists():
-            _make_key_pair(own)
-        key = parse_public_key(own.with_suffix(".pub").read_text().strip())
-    api.add_ssh_keys(name, [key])
-    warn(f"installed the SSH key {fingerprint(key)} for root in {name}")
-    return own if own.exists() else None
+        if public.exists() and public.with_suffix("").exists():
+            with contextlib.suppress(UserError, OSError):
+                keys.append(parse_public_key(public.read_text().strip()))
+    return keys
+
+
+def _users_keys(identity: Path | None, own: Path) -> list[str]:
+    """Every public key ssh may offer: -i's, ssh-agent's, the defaults, bungalow's own."""
+    files = [own.with_suffix(".pub")]
+    if identity is not None:
+        files.append(Path(f"{identity}.pub"))
+    keys = _default_keys()
+    for public in files:
+        with contextlib.suppress(UserError, OSError):
+            keys.append(parse_public_key(public.read_text().strip()))
+    adder = shutil.which("ssh-add")
+    if adder and os.environ.get("SSH_AUTH_SOCK"):
+        listed = subprocess.run(
+            [adder, "-L"], capture_output=True, text=True, timeout=10, check=False
+        ).stdout
+        for line in listed.splitlines():
+            with contextlib.suppress(UserError):
+                keys.append(parse_public_key(line))
+    return keys
 
 
 def _make_key_pair(path: Path) -> None:
@@ -178,7 +219,7 @@ def _make_key_pair(path: Path) -> None:
 
 
 def _run_ssh(
-    name: str, user: str, command: list[str], known_hosts: Path, identity: Path | None
+    name: str, user: str, command: list[str], known_hosts: Path, identities: list[Path]
 ) -> int:
     program = shutil.which("ssh")
     if program is None:
@@ -193,12 +234,19 @@ def _run_ssh(
         "-o", "CheckHostIP=no",
         "-o", "LogLevel=ERROR",
     ]  # fmt: skip
-    if identity is not None:
+    for identity in identities:
         argv += ["-i", str(identity)]
     argv += [f"{user}@{name}"]
     if command:
-        argv += ["--", *command]
+        argv += ["--", remote_command(command)]
     return subprocess.run(argv, check=False).returncode
+
+
+def remote_command(command: list[str]) -> str:
+    """The command line the guest's shell runs: one argument as it is (a shell command, as
+    ssh takes it: ``-- 'ls | wc -l'``), several quoted each (the exact argv, as exec takes
+    it: ``-- sh -c 'exit 7'``, which plain ssh would join into ``sh -c exit 7``)."""
+    return command[0] if len(command) == 1 else shlex.join(command)
 
 
 def register(app: typer.Typer) -> None:

@@ -158,7 +158,7 @@ class VmManager:
         timeline.mark("api")
         try:
             await asyncio.to_thread(boot.create_disk, self.vm_dir(vm), backing, vm.disk_size)
-            await asyncio.to_thread(provisioning.make_seed, self.vm_dir(vm), vm)
+            await asyncio.to_thread(provisioning.make_seed, self.vm_dir(vm), vm, image)
             timeline.mark("disk")
             vm = await bring_up(vm)
         except BaseException:

@@ -22,8 +22,11 @@ from bungalow.provision.userdata import check_user_data
 
 #: Seconds the agent has to install keys (a shell and a few file operations).
 KEYS_TIMEOUT = 30.0
-#: Run by /bin/sh with the keys as its arguments: adds each key not yet in root's
-#: authorized_keys, with the modes sshd's StrictModes wants (0700 and 0600).
+#: Run by /bin/sh with the keys as its arguments: puts each key in root's authorized_keys
+#: as a line of its own, with the modes sshd's StrictModes wants (0700 and 0600). A line
+#: holding the same key with options goes: cloud-init's ``disable_root`` (its default) puts
+#: ``command="echo 'Please login as the user \"debian\"...'"`` before root's keys, and
+#: sshd takes the first line a key matches. The file is rewritten only when it changes.
 _INSTALL_KEYS = r"""
 set -e
 umask 077
@@ -31,9 +34,15 @@ home=$(getent passwd root | cut -d: -f6); home=${home:-/root}
 mkdir -p "$home/.ssh"
 keys="$home/.ssh/authorized_keys"
 touch "$keys"
+new="$keys.bungalow"
+cp "$keys" "$new"
 for key in "$@"; do
-    grep -qxF -- "$key" "$keys" || printf '%s\n' "$key" >> "$keys"
+    blob=$(printf '%s\n' "$key" | cut -d' ' -f2)
+    grep -vF -- "$blob" "$new" > "$new.tmp" || true
+    mv "$new.tmp" "$new"
+    printf '%s\n' "$key" >> "$new"
 done
+if cmp -s "$new" "$keys"; then rm "$new"; else mv "$new" "$keys"; fi
 chown root:root "$home/.ssh" "$keys"
 chmod 0700 "$home/.ssh"
 chmod 0600 "$keys"
@@ -76,15 +85,21 @@ def seed_of(vm_dir: Path, vm: VmRecord) -> Path | None:
     return vm_dir / SEED if vm.user_data is not None else None
 
 
-def make_seed(vm_dir: Path, vm: VmRecord) -> None:
-    """Write the VM's seed (instance-id: its id; hostname: its name). Blocks: use a thread."""
+def make_seed(vm_dir: Path, vm: VmRecord, image: Image) -> None:
+    """Write the VM's seed (instance-id: its id; hostname: its name). Blocks: use a thread.
+
+    Its SSH keys go into the meta-data only for an image without the bungalow agent (an
+    imported disk), whose cloud-init then gives them to the image's default user; where
+    the agent installs them, cloud-init's own handling (root's keys made to print
+    "login as debian") would only get in the way.
+    """
     if vm.user_data is not None:
         build_seed(
             vm_dir,
             vm.user_data,
             instance_id=vm.id,
             hostname=vm.name,
-            public_keys=vm.ssh_keys,
+            public_keys=vm.ssh_keys if image.kind != "linux" else (),
         )
 
 
