@@ -115,7 +115,7 @@ def test_ext4_superblock_is_read(tmp_path: Path) -> None:
     subprocess.run([mkfs, "-q", "-F", "-b", "4096", str(image), "8M"], check=True)
     assert agent_init._ext4_size(str(image)) == (16 << 20, 8 << 20)
     # The root of this machine is not on that file: nothing is grown.
-    assert agent_init._grow_root(str(image)) is None
+    assert agent_init.grow_root(str(image)) is None
     plain = tmp_path / "plain"
     plain.write_bytes(b"\0" * 4096)
     assert agent_init._ext4_size(str(plain)) is None

@@ -11,7 +11,11 @@ from bungalow.names import validate_name
 
 def test_the_three_debian_suites_are_there() -> None:
     suites = {name: recipe.suite for name, recipe in RECIPES.items()}
-    assert suites == {"debian-11": "bullseye", "debian-12": "bookworm", "debian-13": "trixie"}
+    assert {name: suite for name, suite in suites.items() if "server" not in name} == {
+        "debian-11": "bullseye",
+        "debian-12": "bookworm",
+        "debian-13": "trixie",
+    }
     assert DEFAULT_RECIPE == "debian-12"
     assert isinstance(RECIPE_VERSION, int)
 
@@ -27,5 +31,10 @@ def test_every_recipe_can_run_the_agent(name: str) -> None:
 
 
 def test_an_unknown_recipe_names_the_known_ones() -> None:
-    with pytest.raises(NotFoundError, match="debian-11, debian-12, debian-13"):
+    with pytest.raises(NotFoundError, match="debian-11, debian-11-server, debian-12"):
         get_recipe("ubuntu-24")
+
+
+def test_the_default_stays_micro() -> None:
+    assert get_recipe(DEFAULT_RECIPE).flavour == "micro"
+    assert all(name.endswith("-server") for name, r in RECIPES.items() if r.flavour == "server")

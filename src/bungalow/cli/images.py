@@ -17,7 +17,13 @@ app = typer.Typer(no_args_is_help=True)
 
 @app.command()
 def build(
-    name: Annotated[str, typer.Argument(help="debian-12, debian-13 or debian-11.")] = "debian-12",
+    name: Annotated[
+        str,
+        typer.Argument(
+            help="debian-12, debian-13, debian-11 (micro: no init system), or the same "
+            "with -server (systemd, sshd, cloud-init).",
+        ),
+    ] = "debian-12",
     force: Annotated[bool, typer.Option("--force", help="Rebuild even if present.")] = False,
 ) -> None:
     """Build an image from Debian packages (skipped when it is already there)."""
@@ -33,10 +39,11 @@ def list_images(as_json: AsJson = False) -> None:
         print_json(images)
         return
     table(
-        ["NAME", "ID", "KIND", "OS", "SIZE", "CREATED", "USED BY"],
+        ["NAME", "ID", "KIND", "FLAVOUR", "OS", "SIZE", "CREATED", "USED BY"],
         (
             [
-                image["name"], image["id"][:12], image["kind"], image["os_release"] or "-",
+                image["name"], image["id"][:12], image["kind"], image["flavour"],
+                image["os_release"] or "-",
                 size(image["size"]),
                 time.strftime("%Y-%m-%d %H:%M", time.localtime(image["created"])),
                 ",".join(image["used_by"]) or "-",

@@ -21,7 +21,7 @@ from bungalow.units import format_size, format_span
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from bungalow.client.shapes import BuildEvent, ImageInfo
+    from bungalow.client.shapes import BuildEvent, ImageInfo, WaitDone, WaitEvent
 
 # Rich is imported on first use: `bungalow exec` prints nothing of its own, and
 # every command's start-up time counts in boot-to-exec.
@@ -165,6 +165,23 @@ def until(when: float | None) -> str:
 
 def size(value: int | None) -> str:
     return format_size(value) if value else "-"
+
+
+def waiting(events: Iterator[WaitEvent], name: str) -> WaitDone | None:
+    """Say each change while a VM's services start (one line each, on stderr); the
+    ``done`` event, if one came (an ``error`` event raises in the iterator)."""
+    console = _console(True)
+    for event in events:
+        if event["type"] == "progress":
+            jobs = event["jobs"]
+            console.print(
+                f"{name}: systemd {event['state']}, {jobs} job{'s' * (jobs != 1)} queued "
+                f"({event['elapsed']:.0f}s)",
+                highlight=False,
+            )
+        elif event["type"] == "done":
+            return event
+    return None
 
 
 def progress(events: Iterator[BuildEvent], title: str) -> ImageInfo | None:

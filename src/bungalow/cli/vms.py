@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
+import click
 import typer
 
 from bungalow.cli.common import AsJson, VmName, VmNames, client, each, given
@@ -26,14 +27,14 @@ from bungalow.cli.limits import (
     MemoryLimit,
     NetBw,
 )
-from bungalow.cli.output import age, error, print_json, progress, say, size, table
+from bungalow.cli.output import age, error, print_json, progress, say, size, table, waiting
 from bungalow.cli.params import Count, Duration
 from bungalow.cli.provisioning import read_cloud_init, read_ssh_keys
 from bungalow.errors import BungalowError, NotFoundError
 from bungalow.names import parse_labels
 
 if TYPE_CHECKING:
-    from bungalow.client.shapes import VmInfo
+    from bungalow.client.shapes import VmInfo, WaitDone
 
 Cpus = Annotated[int, typer.Option("--cpus", "-c", help="Virtual CPUs.")]
 Memory = Annotated[str, typer.Option("--memory", "-m", help="Memory, e.g. 512M or 2G.")]
@@ -129,8 +130,25 @@ def launch(
         list[Path] | None,
         typer.Option("--ssh-key", help="SSH public key file for root; repeat for more."),
     ] = None,
+    wait: Annotated[
+        str | None,
+        typer.Option(
+            "--wait",
+            click_type=click.Choice(["services"]),
+            help="services: also wait until systemd says the system is running (a server "
+            "image; at once for a micro one), showing its progress.",
+        ),
+    ] = None,
+    wait_timeout: Annotated[
+        float,
+        typer.Option("--timeout", click_type=Duration(), help="How long --wait waits: 10m, 30m..."),
+    ] = 600.0,
 ) -> None:
-    """Create a VM from an image and boot it."""
+    """Create a VM from an image and boot it.
+
+    It is running once its agent answers (exec, cp and shell work); with a server
+    image, systemd may still be starting services then: --wait services waits for them.
+    """
     body = given(
         cpu_weight=cpu_weight, cpu_cap=cpu_cap, memory_limit=memory_limit, disk_iops=disk_iops,
         disk_bw=disk_bw, disk_iops_burst=disk_iops_burst, disk_bw_burst=disk_bw_burst,
@@ -145,6 +163,19 @@ def launch(
         body["ssh_keys"] = read_ssh_keys(ssh_keys)
     vm = _launch(name, image, cpus, memory, disk, ports or [], accel, profile, body)
     say(f"{vm['name']} is running ({vm['image']}, {vm['cpus']} CPU, {size(vm['memory'])})")
+    if wait is not None:
+        say(services_sentence(name, waiting(client().wait_vm(name, wait, wait_timeout), name)))
+
+
+def services_sentence(name: str, done: WaitDone | None) -> str:
+    """What ``--wait services`` found, in a sentence."""
+    if done is None or done["state"] == "no-systemd":
+        return f"{name} has no systemd (a micro image): there are no services to wait for"
+    took = f"after {done['elapsed']:.0f}s"
+    if done["state"] == "degraded":
+        failed = ", ".join(done["failed"]) or "see `systemctl --failed`"
+        return f"{name}'s services have started {took}, but some failed: {failed}"
+    return f"{name}'s services have started ({done['state']}) {took}"
 
 
 def run(

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
         SprawlOutcome,
         VmInfo,
         VmMetrics,
+        WaitEvent,
     )
 
 __all__ = ["Client"]
@@ -207,6 +208,13 @@ class Client:
     def stop_vm(self, name: str, timeout: float = 30.0) -> VmInfo:
         """Shut the VM down, forcing it off after ``timeout`` seconds."""
         return self.send(routes.stop_vm(name, timeout))
+
+    def wait_vm(
+        self, name: str, until: str = "services", timeout: float = 600.0
+    ) -> Iterator[WaitEvent]:
+        """Wait for the running VM's services (systemd running or degraded): its progress
+        events, then done; InvalidStateError with a sentence after ``timeout`` seconds."""
+        return self.events(routes.wait_vm(name, until, timeout))
 
     def remove_vm(self, name: str) -> None:
         self.send(routes.remove_vm(name))

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
         SprawlOutcome,
         VmInfo,
         VmMetrics,
+        WaitEvent,
     )
 
 
@@ -91,6 +92,10 @@ def start_vm(name: str) -> Call[VmInfo]:
 
 def stop_vm(name: str, timeout: float) -> Call[VmInfo]:
     return Call("POST", _vm(name, "/stop"), json={"timeout": timeout})
+
+
+def wait_vm(name: str, until: str, timeout: float) -> Call[WaitEvent]:
+    return Call("POST", _vm(name, "/wait"), json={"until": until, "timeout": timeout})
 
 
 def remove_vm(name: str) -> Call[None]:

@@ -130,6 +130,7 @@ class ImageInfo(TypedDict):
     id: str
     name: str
     kind: str
+    flavour: Literal["micro", "server"]
     size: int
     virtual_size: int
     created: float
@@ -152,6 +153,30 @@ class BuildDone(TypedDict):
 
 #: The events of ``POST /v1/images/build``: progress, then done (an error event raises).
 BuildEvent = BuildProgress | BuildDone
+
+
+class WaitProgress(TypedDict):
+    type: Literal["progress"]
+    state: str
+    """``systemctl is-system-running``: initializing, starting... or unknown."""
+    jobs: int
+    """Jobs systemd still has queued."""
+    elapsed: float
+    """Seconds since the wait began."""
+
+
+class WaitDone(TypedDict):
+    type: Literal["done"]
+    state: str
+    """running, degraded, or no-systemd (an image without systemd: nothing to wait for)."""
+    failed: list[str]
+    """The failed units of a degraded system."""
+    elapsed: float
+
+
+#: The events of ``POST /v1/vms/NAME/wait``: progress as it changes, then done (an error
+#: event, such as the timeout, raises).
+WaitEvent = WaitProgress | WaitDone
 
 
 # -- the host ------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ Only the standard library: this runs inside the guest (Python 3.9+).
 from __future__ import annotations
 
 import _socket  # socket itself would import enum and selectors: seconds of TCG time
+import _thread
 import binascii
 import fcntl  # built into Debian's python3
 import os
@@ -41,10 +42,12 @@ def sync(message: dict[str, Any], root: str = "/") -> list[str]:
         time.clock_settime(time.CLOCK_REALTIME, float(message["time"]))
         done.append("time")
     if message.get("hostname"):
-        set_hostname(str(message["hostname"]))
+        set_hostname(str(message["hostname"]), root)
         done.append("hostname")
     if message.get("machine_id"):
-        set_machine_id(str(message["machine_id"]), root)
+        if set_machine_id(str(message["machine_id"]), root) and under_systemd(root):
+            renew_ssh_host_keys(root)
+            done.append("ssh_host_keys")
         done.append("machine_id")
     if message.get("entropy"):
         add_entropy(binascii.a2b_base64(message["entropy"]))
@@ -55,23 +58,62 @@ def sync(message: dict[str, Any], root: str = "/") -> list[str]:
     return done
 
 
-def set_hostname(name: str) -> None:
+def set_hostname(name: str, root: str = "/") -> None:
     """The kernel's hostname, as the initramfs sets it at boot from the command line.
 
     /etc/hostname is left as the image has it, like on a freshly booted VM: only
-    an init that reads it at boot would care, and the write costs a clone about
-    0.1 s of emulated file-system code.
+    an init that reads it at boot would care (a micro image has none, and the
+    write costs a clone about 0.1 s of emulated file-system code). systemd does
+    read it, so under systemd a /etc/hostname that exists (cloud-init writes one)
+    gets the new name too.
     """
     _socket.sethostname(name)
+    etc_hostname = os.path.join(root, "etc/hostname")
+    if under_systemd(root) and os.path.isfile(etc_hostname):
+        _replace(etc_hostname, name + "\n")
 
 
-def set_machine_id(machine_id: str, root: str = "/") -> None:
+def set_machine_id(machine_id: str, root: str = "/") -> bool:
+    """Write ``machine_id`` to /etc/machine-id (and dbus's own copy); True if it changed."""
     if len(machine_id) != 32 or any(c not in "0123456789abcdef" for c in machine_id):
         raise ValueError(f"{machine_id!r} is not a machine-id (32 lowercase hex digits)")
-    _replace(os.path.join(root, "etc/machine-id"), machine_id + "\n")
+    path = os.path.join(root, "etc/machine-id")
+    try:
+        with open(path) as current:
+            if current.read().strip() == machine_id:
+                return False
+    except OSError:
+        pass
+    _replace(path, machine_id + "\n")
     dbus = os.path.join(root, "var/lib/dbus/machine-id")
     if os.path.isfile(dbus) and not os.path.islink(dbus):
         _replace(dbus, machine_id + "\n")
+    return True
+
+
+def under_systemd(root: str = "/") -> bool:
+    """Whether systemd is the guest's init (sd_booted(3): /run/systemd/system exists)."""
+    return os.path.isdir(os.path.join(root, "run/systemd/system"))
+
+
+def renew_ssh_host_keys(root: str = "/") -> None:
+    """Give a guest that took a new identity (a clone) SSH host keys of its own.
+
+    The old keys go at once; new ones are made and sshd restarted in the
+    background (a key pair costs a TCG guest about a second), so the host's
+    ``sync`` is not held up. Nothing happens in a guest without sshd.
+    """
+    ssh = os.path.join(root, "etc/ssh")
+    if not os.path.isdir(ssh):
+        return
+    for name in os.listdir(ssh):
+        if name.startswith("ssh_host_") and ("_key" in name):
+            os.unlink(os.path.join(ssh, name))
+    if root != "/":
+        return  # tests on the host: the files are all there is to it
+    script = "ssh-keygen -A && systemctl try-restart ssh.service"
+    pid = os.posix_spawnp("sh", ["sh", "-c", script], dict(os.environ))
+    _thread.start_new_thread(os.waitpid, (pid, 0))
 
 
 def add_entropy(data: bytes) -> None:

@@ -82,7 +82,7 @@ def run(serve: Callable[[], int]) -> None:
     try:
         _mount_basics()  # first: a tty exec needs /dev/pts from the first request on
         server = _start_server(serve)
-        grower = _grow_root() if real else None
+        grower = grow_root() if real else None
         while True:
             try:
                 pid, status = os.wait()
@@ -186,7 +186,7 @@ def _ext4_size(device: str) -> tuple[int, int] | None:
     return device_size, blocks * block_size
 
 
-def _grow_root(device: str = ROOT_DEVICE) -> int | None:
+def grow_root(device: str = ROOT_DEVICE) -> int | None:
     """Start resize2fs when the root disk outgrew its file system; its pid, or None."""
     try:
         if os.stat("/").st_dev != os.stat(device).st_rdev:

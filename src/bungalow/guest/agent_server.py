@@ -3,6 +3,9 @@
 Inside a VM the agent is started as ``python3 -S /run/bungalow/agent.py --init``
 and is PID 1 (see agent_init.py); its server child finds the virtio-serial
 port named :data:`protocol.PORT_NAME` and speaks :mod:`protocol` over it.
+In a server image systemd is PID 1 and starts ``agent.py --systemd`` as
+``bungalow-agent.service`` (images/server.py): the same server, which grows the
+root file system itself and powers off by asking systemd.
 For tests it runs as an ordinary process: ``--listen-unix PATH`` makes it
 listen on a Unix socket the way QEMU's chardev does, so the host side
 connects unchanged.
@@ -48,7 +51,7 @@ if TYPE_CHECKING:
         def cancel(self) -> None: ...
 
 
-USAGE = "usage: agent.py [--init] [--port DEVICE | --listen-unix PATH] [--console PATH]"
+USAGE = "usage: agent.py [--init | --systemd] [--port DEVICE | --listen-unix PATH] [--console PATH]"
 VIRTIO_PORTS = "/sys/class/virtio-ports"
 #: How often to look again while no host is connected: the port then reports
 #: POLLHUP at once, so poll() cannot wait for a host to arrive.
@@ -383,6 +386,7 @@ def _warm_up() -> None:
 
 class Options:
     init = False
+    systemd = False
     port: str | None = None
     listen_unix: str | None = None
     console: str | None = None
@@ -396,12 +400,16 @@ def parse_args(argv: list[str]) -> Options:
         flag = args.pop(0)
         if flag == "--init":
             options.init = True
+        elif flag == "--systemd":
+            options.systemd = True
         elif flag in ("--port", "--listen-unix", "--console") and args:
             setattr(options, flag[2:].replace("-", "_"), args.pop(0))
         else:
             sys.exit(f"bungalow-agent: unknown argument {flag!r}\n{USAGE}")
     if options.port and options.listen_unix:
         sys.exit("bungalow-agent: give --port or --listen-unix, not both.")
+    if options.init and options.systemd:
+        sys.exit("bungalow-agent: give --init or --systemd, not both.")
     if options.console is None and options.listen_unix is None and options.port is None:
         options.console = "/dev/console"
     return options
@@ -417,6 +425,11 @@ def serve(options: Options, init_mode: bool) -> int:
     def on_shutdown() -> None:
         if init_mode:
             os.kill(1, 15)  # PID 1 ends everything, syncs and powers off
+        elif options.systemd:
+            import signal
+
+            # systemd's own "poweroff" signal: a clean shutdown, units stopped in order.
+            os.kill(1, signal.SIGRTMIN + 4)
         elif options.port is None and options.listen_unix is None:
             # A guest booted with another init (systemd): ask it to power off.
             os.posix_spawnp("poweroff", ["poweroff"], dict(os.environ))
@@ -437,4 +450,23 @@ def main(argv: list[str] | None = None) -> int:
             import agent_init  # type: ignore[no-redef]
         agent_init.run(lambda: serve(options, init_mode=True))
         return 0
+    if options.systemd:
+        _grow_root_in_background()
     return serve(options, init_mode=False)
+
+
+def _grow_root_in_background() -> None:
+    """Under systemd, grow the root file system to the disk as PID 1 would (agent_init.py)."""
+    if __package__:
+        from . import agent_init
+    else:
+        import agent_init  # type: ignore[no-redef]
+
+    def grow() -> None:
+        pid = agent_init.grow_root()
+        if pid is not None:
+            _, status = os.waitpid(pid, 0)
+            if status != 0:
+                _log(f"growing the root file system failed (wait status {status})")
+
+    _thread.start_new_thread(grow, ())

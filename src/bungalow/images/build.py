@@ -15,7 +15,7 @@ from bungalow.errors import ImageError
 from bungalow.images._tools import Progress, is_no_space, no_space_error, require_space
 from bungalow.images.disk import convert_to_qcow2, make_ext4
 from bungalow.images.kernel import install_kernel
-from bungalow.images.recipes import RECIPE_VERSION, Recipe, get_recipe
+from bungalow.images.recipes import Recipe, get_recipe
 from bungalow.images.rootfs import (
     BOOTSTRAP_DONE,
     bootstrap,
@@ -23,6 +23,7 @@ from bungalow.images.rootfs import (
     guest_python,
     pretty_name,
 )
+from bungalow.images.server import check_hygiene, configure_server
 from bungalow.images.store import DISK, Image, ImageStore
 
 #: The most a build holds on disk at once: the root file system, the kernel
@@ -50,7 +51,7 @@ def build_image(
     with store.build_lock(name):
         if store.has(name) and not force:
             current = store.get(name)
-            if current.recipe_version == RECIPE_VERSION:
+            if current.recipe_version == recipe.version:
                 report("already built", 1.0)
                 return current
         try:
@@ -82,6 +83,10 @@ def _build(store: ImageStore, recipe: Recipe, staging: Path, report: Progress) -
     report("installing the kernel", BOOTSTRAP_DONE)
     kernel_version, kernel_file = install_kernel(kernel_dir, rootfs, staged)
     configure(rootfs)
+    if recipe.flavour == "server":
+        report("configuring systemd", 0.75)
+        configure_server(recipe, rootfs)
+        check_hygiene(recipe, rootfs)
     os_release = pretty_name(rootfs)
     python = guest_python(rootfs)
     # What provisioning can count on (bungalow.provision): looked for, not taken from the recipe.
@@ -113,10 +118,11 @@ def _build(store: ImageStore, recipe: Recipe, staging: Path, report: Progress) -
             "cloud_init": cloud_init,
             "sshd": sshd,
             "kernel": kernel_file,
-            "source": f"Debian {recipe.suite}, recipe {recipe.name} version {RECIPE_VERSION}",
+            "source": f"Debian {recipe.suite}, recipe {recipe.name} version {recipe.version}",
             "suite": recipe.suite,
             "recipe": recipe.name,
-            "recipe_version": RECIPE_VERSION,
+            "recipe_version": recipe.version,
+            "flavour": recipe.flavour,
             "packages": list(recipe.packages),
         },
     )

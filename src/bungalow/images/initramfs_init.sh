@@ -24,6 +24,7 @@ while read -r module; do
 done </lib/modules/load-order
 
 root=/dev/vda
+init=agent
 hostname=
 machine_id=
 address=10.0.2.15/24
@@ -32,6 +33,7 @@ read -r cmdline </proc/cmdline
 for word in $cmdline; do
     case "$word" in
         root=/dev/*) root="${word#root=}" ;;
+        bungalow.init=*) init="${word#*=}" ;;
         bungalow.hostname=*) hostname="${word#*=}" ;;
         bungalow.machine_id=*) machine_id="${word#*=}" ;;
         bungalow.ip=*) address="${word#*=}" ;;
@@ -67,6 +69,16 @@ case "$machine_id" in
         ;;
     ?*) echo "bungalow-init: ignoring the malformed machine-id $machine_id" ;;
 esac
+
+# A server image (images/server.py): systemd is PID 1, mounts the rest, and its
+# systemd-networkd configures the NICs; udev starts the agent from /run/bungalow.
+if [ "$init" = systemd ]; then
+    [ -z "$hostname" ] || echo "$hostname" >/proc/sys/kernel/hostname
+    mount --move /proc /newroot/proc || fail "moving /proc failed"
+    mount --move /sys /newroot/sys || fail "moving /sys failed"
+    mount --move /dev /newroot/dev || fail "moving /dev failed"
+    exec switch_root /newroot /sbin/init
+fi
 
 ip link set lo up
 if [ -e /sys/class/net/eth0 ]; then

@@ -7,13 +7,22 @@ any recipe into an image the same way, so adding a suite is adding a line here.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from bungalow.errors import NotFoundError
 
-#: Bump whenever the way a recipe becomes an image changes (packages, files
+#: What boots a guest: ``micro`` images switch from bungalow's initramfs straight to
+#: the agent as PID 1 (no init system, the fast path sandboxes use); ``server`` images
+#: switch to systemd, which starts the agent through udev (images/server.py).
+Flavour = Literal["micro", "server"]
+
+#: Bump whenever the way a recipe becomes a micro image changes (packages, files
 #: written into the root file system, kernel handling), so that images built by
 #: an older builder can be told apart through their manifest.
 RECIPE_VERSION = 5
+#: The same for server images, kept apart so that a change to the server build
+#: does not make every cached micro image stale.
+SERVER_RECIPE_VERSION = 1
 
 #: The packages every image gets on top of mmdebstrap's ``minbase`` variant
 #: (Essential packages plus apt). The agent needs python3; the rest is what a
@@ -29,17 +38,56 @@ BASE_PACKAGES: tuple[str, ...] = (
     "libnss-myhostname",  # the VM's own name resolves without rewriting /etc/hosts
 )
 
+#: What a server image adds: systemd as PID 1 and what a person expects of a
+#: small Debian server (anchors-next.md 2.3). systemd-resolved is a package of its
+#: own from bookworm on; bullseye's is inside systemd (:func:`server_packages`).
+SERVER_PACKAGES: tuple[str, ...] = (
+    "systemd-sysv",  # systemd as /sbin/init
+    "udev",  # devices, and the rule that starts the agent (images/server.py)
+    "dbus",  # systemctl, hostnamectl, loginctl talk to it
+    "openssh-server",
+    "cloud-init",  # NoCloud seeds: users, keys, packages, files at first boot
+    "qemu-guest-agent",  # what libvirt and plain-QEMU tools expect to find
+    "less",
+    "vim-tiny",
+    "curl",
+    "iputils-ping",
+    "sudo",
+)
+
 DEFAULT_RECIPE = "debian-12"
 
 
 @dataclass(frozen=True)
 class Recipe:
-    """How to build one image: a Debian suite and the packages installed on it."""
+    """How to build one image: a Debian suite, its flavour and the packages installed on it."""
 
     name: str
     suite: str
     description: str
     packages: tuple[str, ...] = BASE_PACKAGES
+    flavour: Flavour = "micro"
+
+    @property
+    def version(self) -> int:
+        """The builder version recorded in the image's manifest (``recipe_version``)."""
+        return SERVER_RECIPE_VERSION if self.flavour == "server" else RECIPE_VERSION
+
+
+def server_packages(suite: str) -> tuple[str, ...]:
+    """The packages of a ``server`` image of ``suite``: the base, then what a server adds."""
+    extra = SERVER_PACKAGES if suite == "bullseye" else (*SERVER_PACKAGES, "systemd-resolved")
+    return (*BASE_PACKAGES, *extra)
+
+
+def _server(name: str, suite: str, release: str) -> Recipe:
+    return Recipe(
+        name,
+        suite,
+        f"Debian {release} ({suite}) server: systemd, openssh-server, cloud-init",
+        server_packages(suite),
+        "server",
+    )
 
 
 RECIPES: dict[str, Recipe] = {
@@ -48,6 +96,9 @@ RECIPES: dict[str, Recipe] = {
         Recipe("debian-12", "bookworm", "Debian 12 (bookworm), minimal, with python3"),
         Recipe("debian-13", "trixie", "Debian 13 (trixie), minimal, with python3"),
         Recipe("debian-11", "bullseye", "Debian 11 (bullseye), minimal, with python3"),
+        _server("debian-12-server", "bookworm", "12"),
+        _server("debian-13-server", "trixie", "13"),
+        _server("debian-11-server", "bullseye", "11"),
     )
 }
 

@@ -44,6 +44,16 @@ chroot "$1" sh -c 'cd /tmp && apt-get download -q "$0"' "$real"
 mv "$1"/tmp/linux-image-*.deb "$BUNGALOW_KERNEL_DIR"/
 """
 
+# systemd-resolved's postinst (server images) points /etc/resolv.conf at its stub,
+# which no resolved answers inside the chroot: the kernel hook's download would find
+# no name server. The host's copy stands in until images/server.py links it back.
+_RESOLV_HOOK = r"""set -eu
+if [ -L "$1/etc/resolv.conf" ]; then
+    rm "$1/etc/resolv.conf"
+    cp /etc/resolv.conf "$1/etc/resolv.conf"
+fi
+"""
+
 # dpkg leaves documentation, manual pages and translations out of the image
 # (and out of whatever the guest installs later, as the setting stays in it).
 _DPKG_OPTIONS = (
@@ -114,6 +124,7 @@ def mmdebstrap_argv(recipe: Recipe, target: Path) -> list[str]:
         f"--include={','.join(recipe.packages)}",
         f"--hook-dir={_MERGED_USR_HOOKS}",
         *(f"--dpkgopt={option}" for option in _DPKG_OPTIONS),
+        *([f"--customize-hook={_RESOLV_HOOK}"] if recipe.flavour == "server" else []),
         f"--customize-hook={_KERNEL_HOOK}",
         recipe.suite,
         str(target),

@@ -39,6 +39,7 @@ from bungalow.errors import ConflictError, ImageError, NotFoundError, UserError
 from bungalow.images import disk as disks
 from bungalow.images._tools import Progress, is_no_space, no_space_error, require_space
 from bungalow.images.initramfs import build_initramfs, gather_inputs
+from bungalow.images.recipes import Flavour
 from bungalow.names import validate_name
 
 ImageKind = Literal["linux", "disk"]
@@ -85,6 +86,9 @@ class Image:
     cloud_init: bool | None = None
     #: Whether the image has an SSH server (/usr/sbin/sshd), as cloud_init.
     sshd: bool | None = None
+    #: ``server`` when the guest boots systemd, ``micro`` when the agent is its PID 1
+    #: (images/recipes.py); imported disks count as ``micro``: they have no bungalow init.
+    flavour: Flavour = "micro"
 
     @property
     def short_id(self) -> str:
@@ -335,9 +339,15 @@ class ImageStore:
                 source=manifest.get("source") or "",
                 recipe_version=manifest.get("recipe_version"),
                 python=manifest.get("python"),
-                # Builders before these keys made only micro images, which have neither.
-                cloud_init=bool(manifest.get("cloud_init")) if linux else None,
-                sshd=bool(manifest.get("sshd")) if linux else None,
+                flavour="server" if manifest.get("flavour") == "server" else "micro",
+                # Builders before these keys made only micro images, which have neither; a
+                # server image built before them has both.
+                cloud_init=bool(manifest.get("cloud_init", manifest.get("flavour") == "server"))
+                if linux
+                else None,
+                sshd=bool(manifest.get("sshd", manifest.get("flavour") == "server"))
+                if linux
+                else None,
             )
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise ImageError(

@@ -105,6 +105,7 @@ class Views:
             id=image.id,
             name=image.name or image.short_id,
             kind=image.kind,
+            flavour=image.flavour,
             size=image.size,
             virtual_size=image.virtual_size,
             created=image.created.timestamp(),

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 
 from bungalow import __version__
 from bungalow.daemon.api.deps import Caller, Svc, creator
+from bungalow.daemon.api.guest import error_json
+from bungalow.daemon.api.responses import NdjsonResponse
 from bungalow.daemon.api.schemas import (
     Health,
     HostInfo,
@@ -18,6 +21,7 @@ from bungalow.daemon.api.schemas import (
     StopRequest,
     VmCreate,
     VmInfo,
+    WaitRequest,
 )
 from bungalow.daemon.api.schemas.fields import LabelFilter, ProjectName
 from bungalow.daemon.policies.settings import idle_changes
@@ -25,8 +29,8 @@ from bungalow.daemon.state.lifecycle import VmState
 from bungalow.daemon.state.records import VmRecord
 from bungalow.daemon.vms.limits import Limits
 from bungalow.daemon.vms.requests import CreateRequest, Ownership
-from bungalow.errors import ForbiddenError
-from bungalow.units import parse_size
+from bungalow.errors import BungalowError, ForbiddenError
+from bungalow.units import parse_duration, parse_size
 
 router = APIRouter(prefix="/v1")
 
@@ -133,6 +137,25 @@ async def start_vm(name: str, svc: Svc) -> VmInfo:
 async def stop_vm(name: str, svc: Svc, body: StopRequest | None = None) -> VmInfo:
     timeout = body.timeout if body is not None else 30.0
     return svc.views.vm(await svc.vms.stop(name, timeout))
+
+
+@router.post("/vms/{name}/wait", response_class=NdjsonResponse)
+async def wait_vm(name: str, svc: Svc, body: WaitRequest | None = None) -> NdjsonResponse:
+    """Wait until the running VM's services have started: NDJSON ``progress`` events
+    (systemd's state, its queued jobs, seconds so far) as they change, then ``done``
+    (``running``, ``degraded`` with the failed units, or ``no-systemd``) or ``error``."""
+    body = body or WaitRequest()
+    timeout = parse_duration(body.timeout, what="timeout")
+    events = await svc.vms.wait_services(name, timeout)
+
+    async def stream() -> AsyncIterator[bytes]:
+        try:
+            async for event in events:
+                yield (json.dumps(event) + "\n").encode()
+        except BungalowError as exc:
+            yield (json.dumps(error_json(exc)) + "\n").encode()
+
+    return NdjsonResponse(stream())
 
 
 @router.post("/vms/{name}/pause")

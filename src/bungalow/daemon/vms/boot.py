@@ -61,9 +61,14 @@ def machine_spec(
     """The machine ``vm`` runs as; blocks while the image's initramfs is made (once).
 
     The guest's /init writes the VM's machine-id from the kernel command line, so
-    a booting VM needs no request to its agent before it counts as running.
+    a booting VM needs no request to its agent before it counts as running. A
+    server image's guest gets the words that hand it over to systemd
+    (:func:`server_words`).
     """
     initrd = images.initrd_for(image) if image.kind == "linux" else None
+    extra = machine_id_word(vm.machine_id) if initrd and vm.machine_id else ""
+    if initrd and image.flavour == "server":
+        extra = " ".join(filter(None, (extra, *server_words(vm.machine_id))))
     spec = MachineSpec(
         name=vm.name,
         cpus=vm.cpus,
@@ -72,7 +77,7 @@ def machine_spec(
         disk=vm_dir / "disk.qcow2",
         kernel=image.kernel,
         initrd=initrd,
-        cmdline_extra=machine_id_word(vm.machine_id) if initrd and vm.machine_id else "",
+        cmdline_extra=extra,
         accel=accel,
         ports=tuple(PortForward.parse(text) for text in vm.ports),
         mac=vm.mac,
@@ -83,6 +88,20 @@ def machine_spec(
     )
     # The command line its guest booted with is kept, so a snapshot of it loads.
     return spec if vm.cmdline is None else dataclasses.replace(spec, cmdline=vm.cmdline)
+
+
+def server_words(machine_id: str | None) -> tuple[str, ...]:
+    """The kernel command line words of a server image's guest.
+
+    ``bungalow.init=systemd`` makes /init switch root to /sbin/init
+    (images/initramfs_init.sh); ``systemd.machine_id=`` is the id systemd takes
+    at boot, over whatever /etc/machine-id says; ``net.ifnames=0`` keeps the
+    first NIC ``eth0``, as the agent and the metrics know it.
+    """
+    words = ["bungalow.init=systemd", "net.ifnames=0"]
+    if machine_id:
+        words.append(f"systemd.machine_id={machine_id}")
+    return tuple(words)
 
 
 def machine_id_word(machine_id: str) -> str:

@@ -17,7 +17,7 @@ import contextlib
 import contextvars
 import logging
 import shutil
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -26,7 +26,15 @@ from bungalow.daemon.state.clock import Clock
 from bungalow.daemon.state.lifecycle import VmState, require_running, transition
 from bungalow.daemon.state.records import Operation, VmRecord
 from bungalow.daemon.state.store import Store
-from bungalow.daemon.vms import boot, diskfull, limits, netshaping, provisioning, timeline
+from bungalow.daemon.vms import (
+    boot,
+    diskfull,
+    limits,
+    netshaping,
+    provisioning,
+    readiness,
+    timeline,
+)
 from bungalow.daemon.vms.admission import Admission
 from bungalow.daemon.vms.host import HostFacts
 from bungalow.daemon.vms.limits import Limits
@@ -200,7 +208,10 @@ class VmManager:
         # taken back here too: a VM held once may have been stopped rather than resumed.
         await asyncio.to_thread(self._reserve.keep)
         vm = self.store.vms.set_state(vm.id, VmState.STARTING, error=None)
-        spec = await asyncio.to_thread(self.spec_for, vm, image, accel)
+        # systemd takes the machine-id from the command line over /etc/machine-id, so a
+        # server guest boots with its own, never the one a clone's source booted with.
+        booted = vm.with_changes(cmdline=None) if image.flavour == "server" else vm
+        spec = await asyncio.to_thread(self.spec_for, booted, image, accel)
         timeline.mark("spec")
         runtime = await boot.boot_until_ready(spec, image, netshaping.net_bw(vm))
         try:
@@ -544,6 +555,21 @@ class VmManager:
         channel = await self.agent_unlocked(vm, action)
         self.store.vms.touch_active(name, self.clock.now())
         return channel
+
+    async def wait_services(self, name: str, timeout: float) -> AsyncIterator[dict[str, Any]]:
+        """The events of waiting for VM ``name``'s services (vms/readiness.py), once it is
+        checked to be running with an agent; the waiting happens as they are read."""
+        vm = self.get(name)
+        action = "wait for its services"
+        require_running(name, vm.state, action, vm.error)
+        image = self.images.get(vm.image_id)
+        await self.agent_unlocked(vm, action)  # refuses an imported disk with a sentence
+        return readiness.wait_services(
+            name,
+            lambda: self.agent(name, action),
+            systemd=image.flavour == "server",
+            timeout=timeout,
+        )
 
     async def agent_unlocked(self, vm: VmRecord, action: str) -> AgentChannel:
         """The VM's agent channel, reconnected if it dropped."""

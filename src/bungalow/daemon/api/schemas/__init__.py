@@ -46,6 +46,7 @@ from bungalow.daemon.api.schemas.requests import (
     SshKeysAdd,
     StopRequest,
     VmCreate,
+    WaitRequest,
 )
 
 __all__ = [
@@ -87,4 +88,5 @@ __all__ = [
     "VmCreate",
     "VmInfo",
     "VmMetrics",
+    "WaitRequest",
 ]

@@ -112,6 +112,9 @@ class ImageInfo(BaseModel):
     id: str
     name: str
     kind: str
+    flavour: Literal["micro", "server"] = Field(
+        description="server: systemd is the guest's init; micro: the agent is (no init system)"
+    )
     size: int
     virtual_size: int
     created: float

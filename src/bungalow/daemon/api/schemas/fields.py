@@ -285,6 +285,8 @@ Iops = Annotated[
 Quota = Annotated[int, whole(0, 1_000_000)]
 ForkCount = Annotated[int, whole(1, 64)]
 StopTimeout = Annotated[float, seconds(0, 3600)]
+#: What ``POST /v1/vms/NAME/wait`` waits for (daemon/vms/readiness.py).
+WaitTarget = Annotated[str, choice(("services",))]
 #: A working directory: text without NUL, at most 4096 characters (PATH_MAX).
 ExecText = Annotated[str, plain(4096)]
 #: A command's argument or an environment value: text without NUL, at most what a guest's

@@ -50,6 +50,7 @@ from bungalow.daemon.api.schemas.fields import (
     UserData,
     UserName,
     VmName,
+    WaitTarget,
 )
 from bungalow.guest.protocol import MAX_EXEC_ARGS
 
@@ -140,6 +141,15 @@ class StopRequest(Request):
     timeout: StopTimeout = Field(
         default=30.0, description="seconds to wait for the guest before forcing it off"
     )
+
+
+class WaitRequest(Request):
+    until: WaitTarget = Field(
+        default="services",
+        description="services: the guest's systemd reports running or degraded (at once for "
+        "an image without systemd)",
+    )
+    timeout: Duration = Field(default=600.0, description="give up after this long: 90s, 10m...")
 
 
 class ExecRequest(Request):
