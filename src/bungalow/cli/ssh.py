@@ -27,7 +27,6 @@ sentence when the VM does not run or has no SSH server.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shlex
 import shutil
@@ -108,11 +107,8 @@ def _probe(api: Client, name: str) -> dict[str, Any]:
             status = event.get("exit_code")
         elif event["type"] == "stdout":
             out += event["data"]
-    try:
-        answer = json.loads(out) if status == 0 else None
-    except ValueError:
-        answer = None
-    if not isinstance(answer, dict):
+    answer = sshprobe_module.parse(out.decode(errors="replace")) if status == 0 else {}
+    if not answer:
         raise UserError(
             f"Could not ask the VM {name} about its SSH server (python3 in the guest "
             f"answered with status {status}); use `bungalow shell {name}` instead."

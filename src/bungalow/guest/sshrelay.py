@@ -2,9 +2,11 @@
 
 Run inside the guest by an interactive exec (``python3 -S -c SOURCE HOST PORT``,
 the source sent by the CLI, so it works whichever way an image carries the
-agent). Standard library only. One thread, ``select`` on stdin and the socket
-(no busy loop); bytes pass unchanged both ways; the end of stdin is passed on as
-a half-close (``shutdown(SHUT_WR)``), and the relay ends when the server closes.
+agent). Standard library only, and only its C modules (``_socket``, ``select``):
+under TCG on a busy host, ``import socket`` alone took seconds. One thread,
+``select`` on stdin and the socket (no busy loop); bytes pass unchanged both
+ways; the end of stdin is passed on as a half-close (``shutdown(SHUT_WR)``),
+and the relay ends when the server closes.
 
 Exit status: 0 when the server closed the connection, :data:`REFUSED` when
 nothing listens on the port (with one line on stderr).
@@ -12,9 +14,9 @@ nothing listens on the port (with one line on stderr).
 
 from __future__ import annotations
 
+import _socket  # socket itself would import enum and selectors: seconds of TCG time
 import os
 import select
-import socket
 import sys
 
 REFUSED = 3
@@ -22,13 +24,15 @@ CHUNK = 65536
 
 
 def relay(host: str, port: int) -> int:
+    conn = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)
     try:
-        conn = socket.create_connection((host, port), timeout=10)
+        conn.settimeout(10)
+        conn.connect((host, port))
     except OSError as error:
         sys.stderr.write(f"nothing answers on {host}:{port} in the guest ({error.strerror})\n")
         return REFUSED
     conn.settimeout(None)
-    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    conn.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
     sources = [sys.stdin.fileno(), conn.fileno()]
     while True:
         ready, _, _ = select.select(sources, [], [])
@@ -42,7 +46,7 @@ def relay(host: str, port: int) -> int:
             if data:
                 conn.sendall(data)
             else:
-                conn.shutdown(socket.SHUT_WR)
+                conn.shutdown(_socket.SHUT_WR)
                 sources.remove(sys.stdin.fileno())
 
 
