@@ -117,3 +117,24 @@ def test_comma_in_imported_disk_path_is_harmless(bw: Env, tmp_path: Path) -> Non
     assert result.returncode == 0, result.stderr
     assert "weird" in bw.run("image", "ls").stdout
     bw.run("image", "rm", "weird")
+
+
+def test_refused_provisioning_leaves_nothing(bw_module: Env, tmp_path: Path) -> None:
+    """Not YAML, YAML without its header, a private key given as --ssh-key, and user-data for
+    an image without cloud-init: one sentence each, before anything is made."""
+    (tmp_path / "bad.yaml").write_text("#cloud-config\nruncmd:\n  - a: b: c\n")
+    (tmp_path / "bare.yaml").write_text("runcmd: [[true]]\n")
+    (tmp_path / "good.yaml").write_text("#cloud-config\nruncmd: [[true]]\n")
+    key = tmp_path / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key], check=True)
+    cases = [
+        (["--cloud-init", tmp_path / "bad.yaml"], ["not valid YAML at line 3, column 9"]),
+        (["--cloud-init", tmp_path / "bare.yaml"], ["add #cloud-config as its first line"]),
+        (["--cloud-init", tmp_path / "nowhere.yaml"], ["cannot be read"]),
+        (["--ssh-key", key], ["private key", ".pub"]),
+        (["--cloud-init", tmp_path / "good.yaml"], ["does not run cloud-init", "debian-12-server"]),
+    ]
+    for options, words in cases:
+        result = bw_module.run("launch", "prov", *map(str, options), check=False)
+        _assert_clean_refusal(result, *words)
+        _assert_nothing_left(bw_module)

@@ -110,7 +110,8 @@ def vm_info(name: str = "web", **changes: Any) -> dict[str, Any]:
         "limits_pending": [], "project": None, "owner": "ada", "labels": {}, "created_by": "admin",
         "origin": "", "cost": {"so_far": 0.0412, "per_hour": 0.0412, "currency": "USD"},
         "on_expiry": None, "expires_in": None, "lease_warned": False, "idle": {},
-        "quiet_for": 12.5, "operation": None, "networks": [],
+        "quiet_for": 12.5, "operation": None, "networks": [], "cloud_init": False,
+        "ssh_keys": [],
     }  # fmt: skip
     return {**vm, **changes}
 
@@ -128,9 +129,8 @@ def snapshot_info(name: str = "before", vm: str = "web", **changes: Any) -> dict
 def image_info(name: str = "debian-12") -> dict[str, Any]:
     return {
         "id": "a1b2c3d4e5f6a7b8c9d0", "name": name, "kind": "linux", "flavour": "micro",
-        "size": 400 << 20,
-        "virtual_size": 2 << 30, "created": NOW - 86400, "os_release": "Debian GNU/Linux 12",
-        "kernel_version": "6.1.0", "used_by": ["web"],
+        "size": 400 << 20, "virtual_size": 2 << 30, "created": NOW - 86400,
+        "os_release": "Debian GNU/Linux 12", "kernel_version": "6.1.0", "used_by": ["web"],
     }  # fmt: skip
 
 

@@ -365,3 +365,17 @@ def test_nic_spec_is_checked() -> None:
         NicSpec(id="eth0", fd=3, mac=MAC)
     with pytest.raises(UserError, match="unicast"):
         NicSpec(id="nic0", fd=3, mac="01:00:5e:00:00:01")
+
+
+@pytest.mark.parametrize(
+    ("profile", "device"), [("micro", "virtio-blk-device"), ("pc", "virtio-blk-pci")]
+)
+def test_a_cloud_init_seed_is_a_read_only_disk_after_the_root(
+    tmp_path: Path, qcow2: Path, profile: str, device: str
+) -> None:
+    seed = tmp_path / "seed.iso"
+    argv = build_argv(spec(tmp_path, disk=qcow2, profile=profile, seed=seed), "qemu-system-x86_64")
+    drives = [argv[i + 1] for i, word in enumerate(argv) if word == "-drive"]
+    assert drives[0].startswith(f"file={qcow2},")  # the root stays /dev/vda
+    assert drives[1] == f"file={seed},if=none,id=seed0,format=raw,readonly=on"
+    assert f"{device},drive=seed0" in argv

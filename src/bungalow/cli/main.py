@@ -34,6 +34,7 @@ from bungalow.cli import (
     projects,
     snapshots,
     sprawl,
+    ssh,
     top,
     vms,
 )  # fmt: skip
@@ -147,6 +148,7 @@ cost.register(app)
 leases.register(app)
 sprawl.register(app)
 events.register(app)
+ssh.register(app)
 app.add_typer(images.app, name="image", help="Build, import, list and remove images.")
 app.add_typer(host.app, name="host", help="What this host has and how it runs VMs.")
 

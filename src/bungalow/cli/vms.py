@@ -6,6 +6,7 @@ import os
 import pwd
 import secrets
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import click
@@ -28,6 +29,7 @@ from bungalow.cli.limits import (
 )
 from bungalow.cli.output import age, error, print_json, progress, say, size, table, waiting
 from bungalow.cli.params import Count, Duration
+from bungalow.cli.provisioning import read_cloud_init, read_ssh_keys
 from bungalow.errors import BungalowError, NotFoundError, UserError
 from bungalow.names import parse_labels
 
@@ -131,6 +133,14 @@ def launch(
         str | None,
         typer.Option("--on-idle", help="stop, suspend, snapshot-and-delete, delete or none."),
     ] = None,
+    cloud_init: Annotated[
+        Path | None,
+        typer.Option("--cloud-init", help="cloud-init user-data file (#cloud-config YAML...)."),
+    ] = None,
+    ssh_keys: Annotated[
+        list[Path] | None,
+        typer.Option("--ssh-key", help="SSH public key file for root; repeat for more."),
+    ] = None,
     wait: Annotated[
         str | None,
         typer.Option(
@@ -160,6 +170,10 @@ def launch(
     body["labels"] = parse_labels(labels or [])
     if networks or ip:
         body["networks"] = network_choices(networks or [], ip)
+    if cloud_init is not None:
+        body["user_data"] = read_cloud_init(cloud_init)
+    if ssh_keys:
+        body["ssh_keys"] = read_ssh_keys(ssh_keys)
     vm = _launch(name, image, cpus, memory, disk, ports or [], accel, profile, body)
     say(f"{vm['name']} is running ({vm['image']}, {vm['cpus']} CPU, {size(vm['memory'])})")
     if wait is not None:

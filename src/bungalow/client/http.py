@@ -241,6 +241,10 @@ class Client:
     def disconnect_network(self, name: str, network: str) -> VmInfo:
         return self.send(routes.disconnect_network(name, network))
 
+    def add_ssh_keys(self, name: str, keys: list[str]) -> VmInfo:
+        """Give root in the VM these SSH public keys: recorded, and installed now if it runs."""
+        return self.send(routes.add_ssh_keys(name, keys))
+
     def logs(self, name: str, tail: int = 0) -> str:
         """The VM's serial console output; its last ``tail`` lines when tail > 0."""
         return self.send(routes.logs(name, tail)) or ""

@@ -131,6 +131,10 @@ def disconnect_network(name: str, network: str) -> Call[VmInfo]:
     return Call("DELETE", _vm(name, f"/networks/{network}"))
 
 
+def add_ssh_keys(name: str, keys: list[str]) -> Call[VmInfo]:
+    return Call("POST", _vm(name, "/ssh-keys"), json={"keys": keys})
+
+
 def logs(name: str, tail: int) -> Call[str | None]:
     return Call("GET", _vm(name, "/logs"), params={"tail": tail})
 

@@ -46,6 +46,8 @@ class VmInfo(TypedDict):
     lifecycle operation under way (create, start, stop, remove, snapshot, restore,
     suspend, wake) or None. ``networks`` are its NICs on private networks, first
     one first (empty: user-mode networking).
+    suspend, wake) or None. ``cloud_init`` says whether it has a NoCloud seed;
+    ``ssh_keys`` are the fingerprints (``SHA256:...``) of the keys its agent installs for root.
     """
 
     id: str
@@ -86,6 +88,8 @@ class VmInfo(TypedDict):
     quiet_for: float | None
     operation: str | None
     networks: list[NicInfo]
+    cloud_init: bool
+    ssh_keys: list[str]
 
 
 class DeletedVm(TypedDict):

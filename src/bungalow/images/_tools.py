@@ -35,6 +35,8 @@ PACKAGE_OF = {
     "lz4": "lz4",
     "unshare": "util-linux",
     "chroot": "coreutils",
+    "cloud-localds": "cloud-image-utils",
+    "ssh-keygen": "openssh-client",
 }
 
 # Daemons started from cron or sudo often lack the sbin directories in PATH.

@@ -7,6 +7,7 @@ but the log of its last attempt (``.logs/<name>.log`` in the store).
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -88,6 +89,9 @@ def _build(store: ImageStore, recipe: Recipe, staging: Path, report: Progress) -
         check_hygiene(recipe, rootfs)
     os_release = pretty_name(rootfs)
     python = guest_python(rootfs)
+    # What provisioning can count on (bungalow.provision): looked for, not taken from the recipe.
+    cloud_init = os.path.lexists(rootfs / "usr/bin/cloud-init")
+    sshd = os.path.lexists(rootfs / "usr/sbin/sshd")
 
     report("making the file system", 0.78)
     raw = staging / "root.ext4"
@@ -111,6 +115,8 @@ def _build(store: ImageStore, recipe: Recipe, staging: Path, report: Progress) -
             "os_release": os_release,
             "kernel_version": kernel_version,
             "python": python,
+            "cloud_init": cloud_init,
+            "sshd": sshd,
             "kernel": kernel_file,
             "source": f"Debian {recipe.suite}, recipe {recipe.name} version {recipe.version}",
             "suite": recipe.suite,

@@ -81,6 +81,11 @@ class Image:
     recipe_version: int | None = None
     #: The guest's python3 version ("3.11"), when the builder recorded it.
     python: str | None = None
+    #: Whether the image runs cloud-init (/usr/bin/cloud-init, seen by the builder in the
+    #: root file system); None for an imported disk, which bungalow does not look into.
+    cloud_init: bool | None = None
+    #: Whether the image has an SSH server (/usr/sbin/sshd), as cloud_init.
+    sshd: bool | None = None
     #: ``server`` when the guest boots systemd, ``micro`` when the agent is its PID 1
     #: (images/recipes.py); imported disks count as ``micro``: they have no bungalow init.
     flavour: Flavour = "micro"
@@ -335,6 +340,14 @@ class ImageStore:
                 recipe_version=manifest.get("recipe_version"),
                 python=manifest.get("python"),
                 flavour="server" if manifest.get("flavour") == "server" else "micro",
+                # Builders before these keys made only micro images, which have neither; a
+                # server image built before them has both.
+                cloud_init=bool(manifest.get("cloud_init", manifest.get("flavour") == "server"))
+                if linux
+                else None,
+                sshd=bool(manifest.get("sshd", manifest.get("flavour") == "server"))
+                if linux
+                else None,
             )
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise ImageError(

@@ -256,6 +256,9 @@ class MachineSpec:
     #: the machine state of a VM that ran on one (a sandbox template), which the VM's
     #: NIC replaces (see ``USER_STUB_WARNING``).
     user_stub: bool = False
+    #: A cloud-init NoCloud seed (ISO 9660 labelled cidata), attached read-only after the
+    #: root disk: /dev/vdb on both profiles, where cloud-init's ds-identify finds it by label.
+    seed: Path | None = None
 
     def __post_init__(self) -> None:
         validate_name(self.name)
@@ -298,6 +301,7 @@ class MachineSpec:
             ("CD-ROM image path", self.cdrom),
             ("run directory", self.run_dir),
             ("memory file", self.memory_file),
+            ("cloud-init seed path", self.seed),
         ):
             if path is not None:
                 validate_option_path(str(path), what=what)
@@ -458,6 +462,11 @@ def _disk_args(spec: MachineSpec) -> list[str]:
     if spec.profile == "pc":
         blk += ",bootindex=1"
     args = ["-drive", drive, "-device", blk]
+    if spec.seed is not None:
+        # Read-only and raw: QEMU never writes it, and two QEMUs (a VM and its snapshot's
+        # converter) may open it at once.
+        seed = f"file={spec.seed.absolute()},if=none,id=seed0,format=raw,readonly=on"
+        args += ["-drive", seed, "-device", _device(spec, "virtio-blk") + ",drive=seed0"]
     if spec.cdrom is not None:
         cdrom = f"file={spec.cdrom.absolute()},if=none,id=cd0,media=cdrom,readonly=on,format=raw"
         args += ["-drive", cdrom, "-device", "ide-cd,drive=cd0,bus=ide.0,bootindex=0"]

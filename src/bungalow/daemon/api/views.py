@@ -22,6 +22,7 @@ from bungalow.daemon.state.records import SnapshotRecord, VmRecord
 from bungalow.daemon.vms.manager import VmManager
 from bungalow.host.files import allocated
 from bungalow.images.store import Image
+from bungalow.provision.sshkeys import fingerprint
 
 
 class Views:
@@ -79,6 +80,8 @@ class Views:
                 NicInfo(network=nic.network, address=str(nic.address), mac=nic.mac)
                 for nic in self.vms.nics_of(vm)
             ],
+            cloud_init=vm.user_data is not None,
+            ssh_keys=[fingerprint(key) for key in vm.ssh_keys],
         )
 
     def snapshot(self, snapshot: SnapshotRecord) -> SnapshotInfo:

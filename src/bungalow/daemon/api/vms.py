@@ -18,6 +18,7 @@ from bungalow.daemon.api.schemas import (
     HostInfo,
     LimitsUpdate,
     NicConnect,
+    SshKeysAdd,
     StopRequest,
     VmCreate,
     VmInfo,
@@ -114,6 +115,8 @@ async def create_vm(body: VmCreate, svc: Svc, caller: Caller) -> VmInfo:
             labels=body.labels,
             created_by=creator(caller),
         ),
+        user_data=body.user_data,
+        ssh_keys=tuple(body.ssh_keys),
     )
     return svc.views.vm(await svc.vms.create(request))
 
@@ -189,6 +192,13 @@ async def disconnect_network(name: str, network: str, svc: Svc) -> VmInfo:
     """Remove the VM's NIC on a network (at once if it was connected while it runs)."""
     await connections.disconnect(svc.vms, name, network)
     return svc.views.vm(svc.vms.get(name))
+
+
+@router.post("/vms/{name}/ssh-keys")
+async def add_ssh_keys(name: str, body: SshKeysAdd, svc: Svc) -> VmInfo:
+    """Add SSH public keys to a VM: recorded (installed on every start) and, while it runs,
+    installed in the guest now (what `bungalow ssh` does with the user's own key)."""
+    return svc.views.vm(await svc.vms.add_ssh_keys(name, body.keys))
 
 
 @router.get("/host")

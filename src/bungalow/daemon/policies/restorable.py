@@ -29,7 +29,7 @@ from bungalow.errors import ConflictError, InvalidStateError, NotFoundError
 #: What of the VM's record comes back with it.
 _KEPT = (
     "owner", "labels", "project", "limits", "idle", "created_by", "origin", "sandbox", "state",
-    "ports",
+    "ports", "user_data", "ssh_keys",
 )  # fmt: skip
 
 
@@ -113,6 +113,7 @@ class Restorable:
             name=name, parent="", sandbox=bool(kept["sandbox"]),
             ownership=Ownership(owner_project, kept["owner"], kept["labels"], kept["created_by"]),
             limits=kept["limits"], idle=kept["idle"], origin=kept["origin"], ports=ports,
+            user_data=kept.get("user_data"), ssh_keys=tuple(kept.get("ssh_keys", ())),
         )  # fmt: skip
         vm = await self.snapshots.clone_from(snapshot, request)
         with self.store.transaction():

@@ -214,10 +214,18 @@ def _snapshot_networks(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE snapshots ADD COLUMN networks TEXT NOT NULL DEFAULT '[]'")
 
 
+def _provisioning(db: sqlite3.Connection) -> None:
+    """What a VM is provisioned with: cloud-init user-data (its NoCloud seed is made from
+    it, for the VM and each of its clones) and SSH public keys (the agent installs them)."""
+    db.execute("ALTER TABLE vms ADD COLUMN user_data TEXT")
+    db.execute("ALTER TABLE vms ADD COLUMN ssh_keys TEXT NOT NULL DEFAULT '[]'")
+
+
 #: Every migration, oldest first; the database's ``user_version`` counts those it has had.
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _baseline,
     _operations_and_subjects,
     _networks,
     _snapshot_networks,
+    _provisioning,
 )

@@ -110,6 +110,11 @@ class VmRecord:
     lease_warned: float | None = None
     #: The operation under way, None when none is (see :class:`Operation`).
     operation: Operation | None = None
+    #: cloud-init user-data (``launch --cloud-init``), checked; the VM's NoCloud seed is made
+    #: from it with the VM's id as instance-id. Clones inherit it. None: no seed.
+    user_data: str | None = None
+    #: SSH public keys (``type base64 [comment]``) the agent installs for root on every start.
+    ssh_keys: list[str] = field(default_factory=list)
 
     def with_changes(self, **changes: Any) -> VmRecord:
         """A copy with ``changes``: for records not yet inserted (a plan), never to write back."""

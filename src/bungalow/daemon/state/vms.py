@@ -22,7 +22,8 @@ from bungalow.daemon.state.lifecycle import VmState, transition
 from bungalow.daemon.state.records import Operation, VmRecord
 from bungalow.errors import ConflictError, InvalidStateError, VmNotFoundError
 
-_JSON_COLUMNS = ("ports", "limits", "labels", "idle")
+_JSON_COLUMNS = ("ports", "limits", "labels", "idle", "ssh_keys")
+_LIST_COLUMNS = ("ports", "ssh_keys")
 #: What may change together with the state (what a start, stop or failure records).
 _STATE_FIELDS = frozenset({"pid", "started", "error", "cmdline", "base_snapshot", "operation"})
 
@@ -38,7 +39,7 @@ def _record(row: sqlite3.Row) -> VmRecord:
     data = dict(row)
     data["state"] = VmState(data["state"])
     for column in _JSON_COLUMNS:
-        data[column] = json.loads(data[column] or ("[]" if column == "ports" else "{}"))
+        data[column] = json.loads(data[column] or ("[]" if column in _LIST_COLUMNS else "{}"))
     data["sandbox"] = bool(data["sandbox"])
     data["operation"] = None if data["operation"] is None else Operation(data["operation"])
     return VmRecord(**data)
@@ -146,6 +147,9 @@ class VmTable:
 
     def set_limits(self, vm_id: str, limits: dict[str, Any]) -> VmRecord:
         return self._update(vm_id, limits=json.dumps(limits))
+
+    def set_ssh_keys(self, vm_id: str, keys: builtins.list[str]) -> VmRecord:
+        return self._update(vm_id, ssh_keys=json.dumps(keys))
 
     def set_idle(self, vm_id: str, idle: dict[str, Any]) -> VmRecord:
         return self._update(vm_id, idle=json.dumps(idle))

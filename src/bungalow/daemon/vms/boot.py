@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bungalow.daemon.state.records import VmRecord
-from bungalow.daemon.vms import diskfull, netshaping, timeline
+from bungalow.daemon.vms import diskfull, netshaping, provisioning, timeline
 from bungalow.daemon.vms.confine import launch_confined
 from bungalow.daemon.vms.nics import AttachedNic, guest_nics, machine_nics
 from bungalow.daemon.vms.runtime import VmRuntime
@@ -101,6 +101,7 @@ def machine_spec(
         run_dir=vm_dir / "run",
         agent=image.kind == "linux",
         net_relay=netshaping.net_bw(vm) is not None,
+        seed=provisioning.seed_of(vm_dir, vm),
     )
     spec = machine_nics(spec, nics)
     # The command line its guest booted with is kept, so a snapshot of it loads.

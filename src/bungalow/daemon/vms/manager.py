@@ -26,7 +26,15 @@ from bungalow.daemon.state.clock import Clock
 from bungalow.daemon.state.lifecycle import VmState, require_running, transition
 from bungalow.daemon.state.records import Operation, VmRecord
 from bungalow.daemon.state.store import Store
-from bungalow.daemon.vms import boot, diskfull, limits, netshaping, readiness, timeline
+from bungalow.daemon.vms import (
+    boot,
+    diskfull,
+    limits,
+    netshaping,
+    provisioning,
+    readiness,
+    timeline,
+)
 from bungalow.daemon.vms.admission import Admission
 from bungalow.daemon.vms.host import HostFacts
 from bungalow.daemon.vms.limits import Limits
@@ -190,6 +198,7 @@ class VmManager:
         try:
             await self._attach(vm, networks)
             await asyncio.to_thread(boot.create_disk, self.vm_dir(vm), backing, vm.disk_size)
+            await asyncio.to_thread(provisioning.make_seed, self.vm_dir(vm), vm, image)
             timeline.mark("disk")
             vm = await bring_up(vm)
         except BaseException:
@@ -259,6 +268,8 @@ class VmManager:
                 and not boot.boot_sets_machine_id(spec, vm.machine_id)
             ):
                 await runtime.agent.sync(machine_id=vm.machine_id)
+            if runtime.agent:
+                await provisioning.install_keys(runtime.agent, vm)
             await self.apply_limits(vm, runtime)
             timeline.mark("limits")
         except BaseException:
@@ -317,6 +328,23 @@ class VmManager:
             vm = self.store.vms.set_limits(vm.id, new.to_json())
             shown = ", ".join(f"{k}={v}" for k, v in sorted(new.to_json().items()))
             self.store.events.add(name, "limits", f"limits set: {shown}")
+            return vm
+
+    async def add_ssh_keys(self, name: str, keys: builtins.list[str]) -> VmRecord:
+        """Record more SSH keys for root and, while the VM runs, install them now.
+
+        UserError for a key that is not one (nothing recorded then); the keys are recorded
+        only once the guest has them, so a VM that runs never lists a key it lacks.
+        """
+        async with self.locked(name):
+            vm = self.get(name)
+            wanted = provisioning.checked_keys([*vm.ssh_keys, *keys])
+            if vm.state is VmState.RUNNING:
+                channel = await self.agent_unlocked(vm, "install SSH keys")
+                await provisioning.install_keys(channel, vm, wanted)
+            if wanted != vm.ssh_keys:
+                vm = self.store.vms.set_ssh_keys(vm.id, wanted)
+                self.store.events.add(name, "ssh-keys", f"{len(wanted)} SSH keys for root")
             return vm
 
     # -- pause / resume ------------------------------------------------------------------------

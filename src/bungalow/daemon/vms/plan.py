@@ -14,6 +14,7 @@ from collections.abc import Iterable
 
 from bungalow.daemon.state.lifecycle import VmState
 from bungalow.daemon.state.records import Purpose, SnapshotRecord, VmRecord
+from bungalow.daemon.vms import provisioning
 from bungalow.daemon.vms.nics import check_choices
 from bungalow.daemon.vms.requests import CloneRequest, CreateRequest
 from bungalow.errors import ConflictError, UserError
@@ -51,6 +52,12 @@ def plan_vm(request: CreateRequest, image: Image) -> VmRecord:
             "a VM on a private network has none, so drop --net-bw or --network."
         )
     ownership = request.ownership
+    user_data = provisioning.checked_user_data(request.user_data, image)
+    ssh_keys = provisioning.checked_keys(list(request.ssh_keys))
+    if ssh_keys and user_data is None and image.kind != "linux":
+        # No bungalow agent in an imported disk: its cloud-init installs the keys, from the
+        # seed's meta-data, for the image's default user.
+        user_data = "#cloud-config\n"
     return VmRecord(
         id=secrets.token_hex(6),
         name=request.name,
@@ -75,6 +82,8 @@ def plan_vm(request: CreateRequest, image: Image) -> VmRecord:
         labels=ownership.labels,
         created_by=ownership.created_by,
         origin=request.origin or f"image {image.name or image.short_id}",
+        user_data=user_data,
+        ssh_keys=ssh_keys,
     )
 
 
@@ -123,6 +132,8 @@ def plan_clone(snapshot: SnapshotRecord, request: CloneRequest, image: Image) ->
         limits=request.limits,
         idle=request.idle,
         ports=[str(PortForward.parse(text)) for text in request.ports],
+        user_data=request.user_data,
+        ssh_keys=list(request.ssh_keys),
     )
 
 

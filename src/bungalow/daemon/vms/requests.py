@@ -45,6 +45,10 @@ class CreateRequest:
     origin: str = ""
     #: Private networks, first one first; none: user-mode networking.
     networks: tuple[NetworkChoice, ...] = ()
+    #: cloud-init user-data, unchecked yet (plan.py checks it against the image).
+    user_data: str | None = None
+    #: SSH public keys, one per item, unchecked yet.
+    ssh_keys: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -66,12 +70,17 @@ class CloneRequest:
     origin: str = ""
     #: Networks instead of the snapshot's (a sandbox on a network, from a template).
     networks: tuple[NetworkChoice, ...] = ()
+    #: The source's provisioning: the clone gets a seed of its own (a new instance-id).
+    user_data: str | None = None
+    ssh_keys: tuple[str, ...] = ()
 
     @classmethod
     def inheriting(cls, source: VmRecord, name: str, **changes: Any) -> CloneRequest:
-        """A copy of ``source`` called ``name``: its project, owner, labels and limits."""
+        """A copy of ``source`` called ``name``: its project, owner, labels, limits and
+        provisioning (user-data, SSH keys)."""
         fields: dict[str, Any] = {
             "name": name, "parent": source.name, "ownership": Ownership.of(source),
-            "limits": source.limits,
+            "limits": source.limits, "user_data": source.user_data,
+            "ssh_keys": tuple(source.ssh_keys),
         }  # fmt: skip
         return cls(**{**fields, **changes})

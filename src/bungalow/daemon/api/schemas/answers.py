@@ -74,6 +74,10 @@ class VmInfo(BaseModel):
     networks: list[NicInfo] = Field(
         default_factory=list, description="NICs on private networks, first one first"
     )
+    cloud_init: bool = Field(default=False, description="has a cloud-init NoCloud seed")
+    ssh_keys: list[str] = Field(
+        default_factory=list, description="fingerprints (SHA256:...) of its SSH keys for root"
+    )
 
 
 class SnapshotInfo(BaseModel):

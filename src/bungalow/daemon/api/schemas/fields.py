@@ -44,6 +44,8 @@ from bungalow.names import (
     OWNER_RULE,
     matches,
 )
+from bungalow.provision.sshkeys import MAX_KEY_LENGTH, MAX_KEYS
+from bungalow.provision.userdata import MAX_USER_DATA
 from bungalow.qemu.argv import PortForward
 from bungalow.units import LONGEST_DURATION, format_size, parse_duration, parse_size
 
@@ -295,6 +297,12 @@ ExecText = Annotated[str, plain(4096)]
 #: before the command is sent (guest/channel.py).
 ExecArg = Annotated[str, plain(MAX_EXEC_ARG)]
 Command = Annotated[str, plain(1 << 20, "a shell command")]
+#: cloud-init user-data as text (its content is checked by bungalow.provision.userdata).
+UserData = Annotated[str, plain(MAX_USER_DATA, "cloud-init user-data")]
+#: One SSH public key line, ``type base64 [comment]`` (checked by bungalow.provision.sshkeys).
+SshKey = Annotated[str, plain(MAX_KEY_LENGTH, "an SSH public key")]
+#: A VM's SSH keys.
+SshKeys = Annotated[list[SshKey], Field(max_length=MAX_KEYS)]
 UserName = Annotated[str, plain(255)]
 EnvName = Annotated[
     str,

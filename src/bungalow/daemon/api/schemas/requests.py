@@ -47,9 +47,11 @@ from bungalow.daemon.api.schemas.fields import (
     Size,
     SizeLimit,
     SnapshotName,
+    SshKeys,
     StopTimeout,
     Subnet,
     TerminalSize,
+    UserData,
     UserName,
     VmName,
     WaitTarget,
@@ -104,6 +106,18 @@ class VmCreate(LimitsUpdate):
     on_expiry: OnExpiry | None = Field(default=None, description="what the lease's end does")
     idle_after: Duration | None = Field(default=None, description="idle this long: 30m")
     on_idle: IdleAction | None = Field(default=None, description="what idleness does")
+    user_data: UserData | None = Field(
+        default=None,
+        description="cloud-init user-data (#cloud-config YAML, a #! script or MIME multipart), "
+        "at most 1 MiB; the VM gets a NoCloud seed",
+    )
+    ssh_keys: SshKeys = Field(
+        default_factory=list, description="SSH public keys the agent installs for root"
+    )
+
+
+class SshKeysAdd(Request):
+    keys: Annotated[SshKeys, Field(min_length=1)]
 
 
 class NicConnect(Request):
