@@ -25,6 +25,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 IMAGE_CACHE = Path(os.environ.get("BUNGALOW_TEST_IMAGES", "/var/cache/bungalow-test/images"))
+#: The systemd image the server, provisioning and consolidation tests boot.
+SERVER_IMAGE = "debian-12-server"
 #: An extracted linux-image-*-cloud-amd64, if someone left one; else the kernel cache.
 PREEXTRACTED_KERNEL = Path("/tmp/k/x")
 KERNEL_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "bungalow-tests"
@@ -108,14 +110,36 @@ class Env:
         ]
 
     def shutdown(self) -> None:
-        """Kill every QEMU and the daemon of this installation."""
-        for qemu in self.qemu_pids():
-            with contextlib.suppress(OSError):
-                os.kill(qemu, signal.SIGKILL)
+        """Kill every QEMU and the daemon of this installation, and take down what its
+        private networks left in the kernel (they outlive a daemon by design), so a test
+        that failed half way leaks nothing into the tests after it."""
+        home = str(self.home).encode()
+        for pid, _, cmdline in _processes():
+            if home in cmdline and (b"qemu-system" in cmdline or b"dnsmasq" in cmdline):
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
         daemon = self.daemon_pid()
         if daemon:
             with contextlib.suppress(OSError):
                 os.kill(daemon, signal.SIGTERM)
+        if os.geteuid() == 0:
+            _sweep_networks(self.home)
+
+
+def _sweep_networks(home: Path) -> None:
+    """Remove the bridges, nft table and /etc/hosts block of the daemon of ``home``."""
+    from bungalow.host.net.hostsfile import write_block
+    from bungalow.host.net.naming import HostNames
+
+    names = HostNames(home)
+    for link in Path("/sys/class/net").iterdir():
+        if names.owns_bridge(link.name):
+            subprocess.run(["ip", "link", "del", link.name], capture_output=True, check=False)
+    subprocess.run(
+        ["nft", "delete", "table", "inet", names.table], capture_output=True, check=False
+    )
+    with contextlib.suppress(OSError):
+        write_block(names.hosts_marker(), [])
 
 
 def _processes() -> Iterator[tuple[int, str, bytes]]:
@@ -151,6 +175,19 @@ def _new_env(own_images: bool = False) -> Env:
     # that tests counting processes would see, and CPU the others would miss.
     (home / "config.toml").write_text("[sandboxes]\npool = 0\n")
     return Env(home, home / "images" if own_images else IMAGE_CACHE)
+
+
+@pytest.fixture(scope="session")
+def server_image(image_cache: Path) -> Path:
+    """debian-12-server in the shared image cache, built the first time a session needs it."""
+    home = Path(tempfile.mkdtemp(prefix="bgw-", dir="/tmp"))
+    env = Env(home, image_cache)
+    try:
+        env.run("image", "build", SERVER_IMAGE, timeout=1800)
+    finally:
+        env.shutdown()
+        shutil.rmtree(home, ignore_errors=True)
+    return image_cache
 
 
 @pytest.fixture

@@ -5,22 +5,18 @@ through, and a clone getting a new instance-id."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from bungalow.images.recipes import RECIPES
 from tests.conftest import Env, _finish, _new_env
 from tests.support import wait_until
 
 pytestmark = pytest.mark.vm
 
 SERVER = "debian-12-server"
-#: Where the server image is (built there if missing); by default the shared test store.
-SERVER_IMAGES = os.environ.get("BUNGALOW_TEST_SERVER_IMAGES")
 
 USER_DATA = """#cloud-config
 write_files:
@@ -62,16 +58,8 @@ def test_micro_vm_gets_its_keys_and_ssh_says_what_to_use(bw: Env, key: Path) -> 
 
 
 @pytest.fixture(scope="module")
-def server(image_cache: Path) -> Iterator[Env]:
+def server(server_image: Path) -> Iterator[Env]:
     env = _new_env()
-    if SERVER_IMAGES:
-        env.env["BUNGALOW_IMAGES"] = SERVER_IMAGES
-    images = env.run("image", "ls", "-q", check=False).stdout.split()
-    if SERVER not in images:
-        if SERVER not in RECIPES:
-            _finish(env)
-            pytest.skip(f"no {SERVER} image or recipe on this branch")
-        env.run("image", "build", SERVER, timeout=3600)
     yield env
     _finish(env)
 

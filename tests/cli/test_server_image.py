@@ -9,8 +9,6 @@ the shared image cache (about 2-3 minutes the first time).
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -32,19 +30,6 @@ WantedBy=multi-user.target
 
 def _sh(bw: Env, vm: str, script: str) -> str:
     return bw.run("exec", vm, "--", "sh", "-c", script).stdout
-
-
-@pytest.fixture(scope="session")
-def server_image(image_cache: Path) -> Path:
-    """debian-12-server in the shared image cache, built the first time a session needs it."""
-    home = Path(tempfile.mkdtemp(prefix="bgw-", dir="/tmp"))
-    env = Env(home, image_cache)
-    try:
-        env.run("image", "build", SERVER, timeout=1800)
-    finally:
-        env.shutdown()
-        shutil.rmtree(home, ignore_errors=True)
-    return image_cache
 
 
 @pytest.fixture(scope="module")
