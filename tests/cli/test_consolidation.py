@@ -159,10 +159,10 @@ def box(server_image: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         with ThreadPoolExecutor(3) as pool:
             launches = [
                 pool.submit(_launch, env, "db", files / "db.yaml", "--ip", DB_ADDRESS,
-                            "--memory", "1G"),
+                            "--memory", "1G", "--cpus", "2"),
                 pool.submit(_launch, env, "web", files / "web.yaml", "-p", f"{web_port}:80"),
-                pool.submit(_launch, env, "mail", files / "mail.yaml", "--cpus", "4",
-                            "--cpu-weight", "50"),
+                pool.submit(_launch, env, "mail", files / "mail.yaml", "--cpus", "2",
+                            "--cpu-weight", "10"),
             ]  # fmt: skip
             for launch in launches:
                 launch.result()
@@ -195,34 +195,39 @@ def test_postfix_on_mail_takes_a_message_from_web(box: Box) -> None:
 
 
 def _execution_ms(box: Box) -> float:
-    plan = box.sh("db", f'runuser -u postgres -- psql -Atc "{CPU_QUERY}"')
-    found = re.search(r"Execution Time: ([0-9.]+) ms", plan)
-    assert found, plan
-    return float(found.group(1))
+    """The mean of postgresql's own timings of two copies of the query run at once (one
+    per db vCPU), in milliseconds."""
+    plans = box.sh(
+        "db", f"for i in 1 2; do runuser -u postgres -- psql -Atc '{CPU_QUERY}' & done; wait"
+    )
+    times = [float(ms) for ms in re.findall(r"Execution Time: ([0-9.]+) ms", plans)]
+    assert len(times) == 2, plans
+    return statistics.mean(times)
 
 
 def test_a_cpu_hog_in_mail_leaves_db_what_its_weight_promises(box: Box) -> None:
-    """mail's four vCPUs spin on the host's two CPUs. Weighted by VM (db 100, web 100,
-    mail 50), db's one vCPU is promised a whole CPU whenever it wants one (weighted
-    max-min: 2 x 100/150 > 1), so its query takes about as long as on a quiet host;
-    shared by thread instead, as plain QEMU processes are, db would get 2 of 5 threads'
-    time and take about 2.5 times as long. The bound leaves room for TCG and the host."""
+    """mail's two vCPUs spin on the host's two CPUs while db runs one query per vCPU.
+    Weighted by VM (db 100, mail 10; web idle), db is promised min(2, 2 x 100/110) = 1.8
+    CPUs (weighted max-min), so its queries take about 1.1 times as long as on a quiet
+    host; shared by thread instead, as plain QEMU processes are, or with equal weights,
+    db would get 1 CPU of 2 and take twice as long. The bound between leaves room for
+    TCG and the host's own noise."""
     _execution_ms(box)  # translated once, cached
     quiet = statistics.median(_execution_ms(box) for _ in range(5))
-    box.sh("mail", "for i in 1 2 3 4; do setsid sh -c 'while :; do :; done' "
+    box.sh("mail", "for i in 1 2; do setsid sh -c 'while :; do :; done' "
                    ">/dev/null 2>&1 </dev/null & done")  # fmt: skip
     try:
         wait_until(
-            "mail's hog to take the CPUs",
-            lambda: float(box.sh("mail", "cut -d' ' -f1 /proc/loadavg")) >= 3.0,
+            "mail's hog to take its vCPUs",
+            lambda: float(box.sh("mail", "cut -d' ' -f1 /proc/loadavg")) >= 1.5,
             timeout=120,
             interval=2,
         )
         loaded = statistics.median(_execution_ms(box) for _ in range(5))
     finally:
         box.sh("mail", "pkill -f 'while :; do :; done' || true")
-    took = f"db's query took {loaded:.0f} ms beside the hog, {quiet:.0f} ms alone"
-    assert loaded / quiet < 1.7, took
+    took = f"db's queries took {loaded:.0f} ms beside the hog, {quiet:.0f} ms alone"
+    assert loaded / quiet < 1.5, took
 
 
 def test_services_come_back_after_stop_start_and_a_daemon_kill(box: Box) -> None:
