@@ -26,6 +26,7 @@ import os
 from pathlib import Path
 
 from bungalow.errors import ImageError
+from bungalow.guest.agent_identity import HOST_KEY_TYPES, MAKE_HOST_KEYS
 from bungalow.images._tools import run_tool
 from bungalow.images.recipes import Recipe
 
@@ -62,8 +63,10 @@ SYMLINK+="virtio-ports/org.bungalow.agent", \
 TAG+="systemd", ENV{SYSTEMD_WANTS}+="bungalow-agent.service"
 """
 
+SSHD_HOST_KEYS = "".join(f"HostKey /etc/ssh/ssh_host_{kind}_key\n" for kind in HOST_KEY_TYPES)
+
 #: Debian's ssh.service runs ``sshd -t`` first, which fails without host keys.
-KEYGEN_SERVICE = """\
+KEYGEN_SERVICE = f"""\
 [Unit]
 Description=SSH host keys, made on first boot (bungalow server image)
 After=cloud-init.service
@@ -72,7 +75,7 @@ ConditionPathExists=!/etc/ssh/ssh_host_ed25519_key
 
 [Service]
 Type=oneshot
-ExecStart=/usr/bin/ssh-keygen -A
+ExecStart=/bin/sh -c "{MAKE_HOST_KEYS}"
 
 [Install]
 RequiredBy=ssh.service
@@ -103,6 +106,8 @@ network:
   config: disabled
 # The image has no locales but C.UTF-8; cc_locale would fail on en_US.UTF-8.
 locale: false
+# The host key types sshd is configured for (sshd_config.d/50-bungalow-host-keys.conf).
+ssh_genkeytypes: [ed25519, ecdsa]
 """
 
 #: ``bungalow console`` is a root shell on the serial console, as ``exec`` is.
@@ -127,6 +132,7 @@ FILES: tuple[tuple[str, str], ...] = (
     ("etc/cloud/cloud.cfg.d/90-bungalow.cfg", CLOUD_CFG),
     ("etc/systemd/system/serial-getty@ttyS0.service.d/autologin.conf", GETTY_AUTOLOGIN),
     ("etc/fstab", FSTAB),
+    ("etc/ssh/sshd_config.d/50-bungalow-host-keys.conf", SSHD_HOST_KEYS),
 )
 
 #: Units enabled in the image, by ``systemctl enable`` inside it.
