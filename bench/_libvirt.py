@@ -286,10 +286,14 @@ def parse_exec_status(reply: object) -> ExecStatus:
 
 def guest_exec(domain: str, argv: Sequence[str], timeout: float = 60) -> ExecStatus:
     """Run ``argv`` in the guest through qemu-guest-agent and wait for its end, output captured."""
-    started = guest_exec_start(domain, argv)
+    return guest_exec_wait(domain, guest_exec_start(domain, argv), argv, timeout)
+
+
+def guest_exec_wait(domain: str, pid: int, argv: Sequence[str], timeout: float) -> ExecStatus:
+    """Poll ``guest-exec-status`` of the command ``argv`` started as ``pid`` until it ends."""
     deadline = time.monotonic() + timeout
     while True:
-        status = parse_exec_status(agent_command(domain, "guest-exec-status", {"pid": started}))
+        status = parse_exec_status(agent_command(domain, "guest-exec-status", {"pid": pid}))
         if status.exited:
             return status
         if time.monotonic() > deadline:
