@@ -38,10 +38,10 @@ def test_names_complete_from_a_running_daemon_and_none_is_started(installation: 
     assert installation.daemon_pid() is None
     assert not (installation.home / "bungalowd.sock").exists()
     installation.run("ls")  # starts the daemon
-    assert _complete(installation, "bungalow image rm deb") == [
-        "debian-11", "debian-12", "debian-13"
+    recipes = [
+        "debian-11", "debian-11-server", "debian-12", "debian-12-server", "debian-13",
+        "debian-13-server",
     ]  # fmt: skip
-    assert _complete(installation, "bungalow launch web --image debian-1") == [
-        "debian-11", "debian-12", "debian-13"
-    ]  # fmt: skip
+    assert _complete(installation, "bungalow image rm deb") == recipes
+    assert _complete(installation, "bungalow launch web --image debian-1") == recipes
     assert _complete(installation, "bungalow stop ") == []  # no VM yet

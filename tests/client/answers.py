@@ -127,7 +127,8 @@ def snapshot_info(name: str = "before", vm: str = "web", **changes: Any) -> dict
 
 def image_info(name: str = "debian-12") -> dict[str, Any]:
     return {
-        "id": "a1b2c3d4e5f6a7b8c9d0", "name": name, "kind": "linux", "flavour": "micro", "size": 400 << 20,
+        "id": "a1b2c3d4e5f6a7b8c9d0", "name": name, "kind": "linux", "flavour": "micro",
+        "size": 400 << 20,
         "virtual_size": 2 << 30, "created": NOW - 86400, "os_release": "Debian GNU/Linux 12",
         "kernel_version": "6.1.0", "used_by": ["web"],
     }  # fmt: skip

@@ -73,7 +73,7 @@ def test_the_agent_is_started_by_udev_on_its_own_port() -> None:
     assert "DefaultDependencies=no" in lines
     assert "ExecStart=/usr/bin/python3 -S /run/bungalow/agent.py --systemd" in lines
     assert "Restart=on-failure" in lines
-    assert not any(line.startswith("WantedBy") for line in lines)  # never enabled: udev pulls it
+    assert "WantedBy=sysinit.target" in lines  # early, before udev's coldplug
 
 
 def test_the_network_and_cloud_init_never_wait_for_what_is_not_there() -> None:

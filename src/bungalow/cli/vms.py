@@ -1,4 +1,4 @@
-"""VM lifecycle commands: launch, run, ls, inspect, start, stop, rm, logs."""
+"""VM lifecycle commands: launch, run, ls, inspect, start, stop, rm, logs, wait."""
 
 from __future__ import annotations
 
@@ -163,6 +163,28 @@ def launch(
     say(f"{vm['name']} is running ({vm['image']}, {vm['cpus']} CPU, {size(vm['memory'])})")
     if wait is not None:
         say(services_sentence(name, waiting(client().wait_vm(name, wait, wait_timeout), name)))
+
+
+WaitFor = Annotated[
+    str,
+    typer.Option(
+        "--for",
+        click_type=click.Choice(["services"]),
+        help="services: systemd says the system is running (or degraded).",
+    ),
+]
+WaitTimeout = Annotated[
+    float,
+    typer.Option("--timeout", click_type=Duration(), help="Give up after 10m, 30m..."),
+]
+
+
+def wait(name: VmName, until: WaitFor = "services", timeout: WaitTimeout = 600.0) -> None:
+    """Wait until a running VM's services have started, showing systemd's progress.
+
+    Ends at once for a micro image (no systemd); exits 1 with a sentence after --timeout.
+    """
+    say(services_sentence(name, waiting(client().wait_vm(name, until, timeout), name)))
 
 
 def services_sentence(name: str, done: WaitDone | None) -> str:
@@ -381,5 +403,5 @@ def logs(
 
 
 def register(app: typer.Typer) -> None:
-    for command in (launch, run, ls, inspect, start, stop, rm, logs):
+    for command in (launch, run, ls, inspect, start, stop, rm, logs, wait):
         app.command(cls=ExecCommand if command is run else None)(command)

@@ -146,7 +146,8 @@ def under_systemd(root: str = "/") -> bool:
 
 
 def renew_ssh_host_keys(root: str = "/") -> None:
-    """Give a guest that took a new identity (a clone) SSH host keys of its own.
+    """Give a guest that took a new identity (a clone) SSH host keys of its own, and
+    a journal under its new machine-id.
 
     The old keys go at once; new ones are made and sshd restarted in the
     background (a key pair costs a TCG guest about a second), so the host's
@@ -160,7 +161,11 @@ def renew_ssh_host_keys(root: str = "/") -> None:
             os.unlink(os.path.join(ssh, name))
     if root != "/":
         return  # tests on the host: the files are all there is to it
-    script = "ssh-keygen -A && systemctl try-restart ssh.service"
+    # journald keeps writing under the old machine-id's directory until it restarts.
+    script = (
+        "systemctl try-restart systemd-journald.service; "
+        "ssh-keygen -A && systemctl try-restart ssh.service"
+    )
     pid = os.posix_spawnp("sh", ["sh", "-c", script], dict(os.environ))
     _thread.start_new_thread(os.waitpid, (pid, 0))
 

@@ -32,7 +32,9 @@ from bungalow.images.recipes import Recipe
 AGENT_UNIT = "bungalow-agent.service"
 KEYGEN_UNIT = "bungalow-ssh-keygen.service"
 
-#: Started by udev (below), never enabled: without the port there is no host to serve.
+#: Started by udev (below) when its port appears, and also wanted by sysinit.target:
+#: udev's coldplug comes 10-20 s into a TCG boot, and the port exists from the
+#: initramfs on (virtio_console is loaded there), so the agent answers that much sooner.
 AGENT_SERVICE = """\
 [Unit]
 Description=bungalow guest agent
@@ -48,6 +50,9 @@ RestartSec=1s
 # agent must not end them, only the agent itself.
 KillMode=process
 OOMScoreAdjust=-900
+
+[Install]
+WantedBy=sysinit.target
 """
 
 #: The Incus / qemu-guest-agent pattern: the port's device unit wants the service.
@@ -125,7 +130,12 @@ FILES: tuple[tuple[str, str], ...] = (
 )
 
 #: Units enabled in the image, by ``systemctl enable`` inside it.
-ENABLED_UNITS = ("systemd-networkd.service", "systemd-resolved.service", KEYGEN_UNIT)
+ENABLED_UNITS = (
+    AGENT_UNIT,
+    "systemd-networkd.service",
+    "systemd-resolved.service",
+    KEYGEN_UNIT,
+)
 #: Units disabled: e2fsprogs' scrubbing of LVM snapshots (there is no LVM), which
 #: costs a TCG guest 20 s at every boot.
 DISABLED_UNITS = ("e2scrub_reap.service", "e2scrub_all.timer")

@@ -45,6 +45,7 @@ STREAMED = {
     ("get", "/v1/vms/{name}/files"): "application/octet-stream",
     ("get", "/v1/vms/{name}/logs"): "text/plain",
     ("post", "/v1/images/build"): "application/x-ndjson",
+    ("post", "/v1/vms/{name}/wait"): "application/x-ndjson",
     ("get", "/metrics"): "text/plain",
 }
 
