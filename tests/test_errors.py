@@ -17,6 +17,7 @@ EXPECTED = {
     "vm_not_found": ("VmNotFoundError", "NotFoundError", 404),
     "sandbox_gone": ("SandboxGoneError", "VmNotFoundError", 404),
     "snapshot_not_found": ("SnapshotNotFoundError", "NotFoundError", 404),
+    "network_not_found": ("NetworkNotFoundError", "NotFoundError", 404),
     "file_not_found": ("GuestFileNotFoundError", "NotFoundError", 404),
     "conflict": ("ConflictError", "BungalowError", 409),
     "invalid_state": ("InvalidStateError", "BungalowError", 409),

@@ -58,25 +58,6 @@ except OSError as e:
 """
 
 
-def network_service(env: Env, *call: str) -> None:
-    """Create or remove a network through the daemon's own NetworkService, on the
-    installation's database (the network CLI is the networks room's)."""
-    script = (
-        "import asyncio, sys\n"
-        "from bungalow.paths import DataDir\n"
-        "from bungalow.daemon.state.clock import Clock\n"
-        "from bungalow.daemon.state.db import Database\n"
-        "from bungalow.daemon.state.store import Store\n"
-        "from bungalow.daemon.networks.kernel import Kernel\n"
-        "from bungalow.daemon.networks.service import NetworkService\n"
-        "data = DataDir.from_env(); clock = Clock.from_environment()\n"
-        "svc = NetworkService(Store(Database(data.database), clock), Kernel(data.root), clock)\n"
-        "what, *args = sys.argv[1:]\n"
-        "asyncio.run(svc.create(*args) if what == 'create' else svc.remove(*args))\n"
-    )
-    subprocess.run([sys.executable, "-c", script, *call], env=env.env, check=True)
-
-
 @dataclass
 class Lab:
     env: Env
@@ -138,8 +119,8 @@ def lab(image_cache: Path) -> Iterator[Lab]:
     port = free_port()
     try:
         env.run("ls")  # starts the daemon
-        network_service(env, "create", NET1, SUBNET1)
-        network_service(env, "create", NET2, SUBNET2)
+        env.run("network", "create", NET1, "--subnet", SUBNET1)
+        env.run("network", "create", NET2, "--subnet", SUBNET2)
         env.run("launch", "a", "--network", NET1, "-p", f"{port}:8000")
         env.run("launch", "b", "--network", NET1, "--ip", B_ADDRESS)
         env.run("launch", "c", "--network", NET2)
@@ -148,8 +129,7 @@ def lab(image_cache: Path) -> Iterator[Lab]:
         yield lab
         ids = [lab.vm_id(vm) for vm in ("a", "b", "c")]
         env.run("rm", "--force", "a", "b", "c")
-        network_service(env, "remove", NET1)
-        network_service(env, "remove", NET2)
+        env.run("network", "rm", NET1, NET2)
         links = Path("/sys/class/net")
         assert not [vm for vm in ids if (links / f"bt{vm}0").exists()], "a TAP was left"
         assert (
@@ -216,3 +196,55 @@ def test_vms_stay_reachable_after_the_daemon_is_killed(lab: Lab) -> None:
     lab.env.run("ls")  # a new daemon adopts the VMs and the networks
     assert lab.connect("b", f"a.{NET1}", 8000) == "connected"
     assert http_get(f"http://127.0.0.1:{lab.host_port}/") is not None
+
+
+def test_a_running_vm_is_connected_and_disconnected_live(lab: Lab) -> None:
+    out = lab.env.run("network", "connect", "a", NET2).stdout
+    assert f"a is on {NET2} as" in out and "now" in out
+    address = lab.sh("a", "ip -4 -o addr show eth1").split()[3].split("/")[0]
+    assert lab.sh("c", f"getent hosts a.{NET2}").split()[0] == address
+    assert lab.connect("c", f"a.{NET2}", 8000) == "connected"
+    refused = lab.env.run("snapshot", "create", "a", "s1", check=False)
+    assert refused.returncode != 0 and "connected while it runs" in refused.stderr
+    lab.env.run("network", "disconnect", "a", NET2)
+    assert "eth1" not in lab.sh("a", "ls /sys/class/net")
+    assert lab.connect("c", address, 8000, timeout=3) != "connected"
+    booted = lab.env.run("network", "disconnect", "a", NET1, check=False)
+    assert booted.returncode != 0 and "stop it" in booted.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "sentence"),
+    [
+        (["launch", "x", "--network", "nosuchnet"], "nosuchnet"),
+        (["launch", "x", "--ip", "10.202.10.9"], "add --network"),
+        (["launch", "x", "--network", NET1, "--network", NET1], "given twice"),
+        (["launch", "x", "--network", f"{NET1}:10.202.99.9"], "10.202.99.9"),
+        (["launch", "x", "--network", f"{NET1}:{B_ADDRESS}"], B_ADDRESS),
+        (["launch", "x", "--network", "Bad_Name"], "network"),
+    ],
+)
+def test_bad_network_choices_are_refused_and_leave_nothing(
+    lab: Lab, args: list[str], sentence: str
+) -> None:
+    result = lab.env.run(*args, check=False)
+    assert result.returncode != 0
+    assert sentence in result.stderr and "Traceback" not in result.stderr
+    assert "x " not in lab.env.run("ls").stdout
+    assert len(lab.env.qemu_pids()) == 3  # a, b and c: no QEMU of x started or left
+
+
+def test_a_sandbox_on_a_network_has_a_name_there_and_leaves_no_tap(lab: Lab) -> None:
+    from bungalow import Sandbox
+
+    with Sandbox(network=NET1, home=lab.env.home) as sandbox:
+        nic = sandbox.info()["networks"][0]
+        assert nic["network"] == NET1
+        vm_id = sandbox.info()["id"]
+        assert (
+            lab.sh("b", f"getent hosts {sandbox.name}.{NET1}").split()[0]
+            == nic["address"].split("/")[0]
+        )
+        result = sandbox.exec(["getent", "hosts", f"a.{NET1}"])
+        assert result.exit_code == 0
+    assert not Path(f"/sys/class/net/bt{vm_id}0").exists()

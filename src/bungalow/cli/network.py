@@ -85,5 +85,31 @@ def rm(names: Annotated[list[str], typer.Argument(help="Network names.")]) -> No
     each(names, remove)
 
 
+VmName = Annotated[str, typer.Argument(help="VM name.")]
+
+
+@app.command("connect")
+def connect(
+    vm: VmName,
+    name: NetworkName,
+    ip: Annotated[
+        str | None, typer.Option("--ip", help="Fixed IPv4 address (default: the next free).")
+    ] = None,
+) -> None:
+    """Give a VM a NIC on a network: at once on a running micro VM that booted on a
+    network, else (stopped) from its next start."""
+    info = client().connect_network(vm, name, ip)
+    nic = next(n for n in info["networks"] if n["network"] == name)
+    when = "now" if info["state"] == "running" else "from its next start"
+    say(f"{vm} is on {name} as {nic['address']} ({nic['mac']}) {when}")
+
+
+@app.command("disconnect")
+def disconnect(vm: VmName, name: NetworkName) -> None:
+    """Remove a VM's NIC on a network (a running VM's only if it was connected live)."""
+    client().disconnect_network(vm, name)
+    say(f"{vm} is off {name}")
+
+
 def register(root: typer.Typer) -> None:
     root.add_typer(app, name="network")

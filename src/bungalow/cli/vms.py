@@ -158,7 +158,8 @@ def launch(
     )  # fmt: skip
     body["owner"] = owner or invoking_user()
     body["labels"] = parse_labels(labels or [])
-    body["networks"] = network_choices(networks or [], ip)
+    if networks or ip:
+        body["networks"] = network_choices(networks or [], ip)
     vm = _launch(name, image, cpus, memory, disk, ports or [], accel, profile, body)
     say(f"{vm['name']} is running ({vm['image']}, {vm['cpus']} CPU, {size(vm['memory'])})")
     if wait is not None:

@@ -94,13 +94,15 @@ class Sandbox(SandboxBase):
     """A VM of its own, created when constructed and deleted when closed.
 
     ``Sandbox(image="debian-12", *, cpus=1, memory="512M", disk=None,
-    timeout="10m", name=None, warm=True, home=None, client=None)``:
+    timeout="10m", name=None, warm=True, network=None, home=None, client=None)``:
 
     - ``memory`` and ``disk`` are sizes: ``"512M"``, ``"2G"``, or an int of
       bytes; ``disk=None`` is 4G, or the image's size if that is larger;
     - ``timeout`` is how long the daemon keeps the VM without being told
       otherwise (``"90s"``, ``"10m"``, seconds, a timedelta; None: until deleted);
     - ``warm=False`` boots from cold instead of resuming the image's pre-booted snapshot;
+    - ``network`` puts it on that private network (``bungalow network create``), with a
+      NIC and a name of its own there, instead of user-mode networking;
     - ``home`` is the daemon's data directory (default ``$BUNGALOW_HOME``);
     - ``client`` a :class:`~bungalow.Client` to talk through instead (its data
       directory, token and transport; ``Client(transport=httpx.MockTransport(...))``

@@ -45,6 +45,7 @@ class SandboxOptions(TypedDict, total=False):
     timeout: Duration | None
     name: str | None
     warm: bool
+    network: str | None
 
 
 C = TypeVar("C")
@@ -87,6 +88,7 @@ def sandbox_body(image: str, options: SandboxOptions) -> dict[str, Any]:
         "timeout": lease_seconds(options.get("timeout", DEFAULT_TIMEOUT)),
         "name": options.get("name"),
         "warm": options.get("warm", True),
+        **({"network": options["network"]} if options.get("network") else {}),
     }
 
 

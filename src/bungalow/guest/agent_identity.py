@@ -57,18 +57,17 @@ def sync(message: dict[str, Any], root: str = "/") -> list[str]:
         set_mac(INTERFACE, str(message["mac"]))
         done.append("mac")
     for nic in message.get("nics") or ():
-        configure_nic(nic, root)
-        done.append("nic " + str(nic["interface"]))
+        done.append("nic " + configure_nic(nic, root))
     return done
 
 
-def configure_nic(nic: dict[str, Any], root: str = "/") -> None:
+def configure_nic(nic: dict[str, Any], root: str = "/") -> str:
     """Give a NIC on a private network its MAC and address (``ADDRESS/PREFIX``), and for
     the first one the default route, name server and search domain, with iproute2's ``ip``
-    as the guest's /init does at boot. ``nic``: interface, mac, address[, gateway, dns,
-    search]; without an interface, the one with that MAC (a NIC plugged in while the
-    guest runs, waited for up to 10 s). ValueError for an interface the guest does not
-    have or ``ip`` refusing."""
+    as the guest's /init does at boot; returns the interface's name. ``nic``: interface,
+    mac, address[, gateway, dns, search]; without an interface, the one with that MAC (a
+    NIC plugged in while the guest runs, waited for up to 10 s). ValueError for an
+    interface the guest does not have or ``ip`` refusing."""
     interface = str(nic.get("interface") or _by_mac(str(nic["mac"])))
     if not os.path.exists(f"/sys/class/net/{interface}"):
         raise ValueError(f"the guest has no network interface {interface}")
@@ -83,6 +82,7 @@ def configure_nic(nic: dict[str, Any], root: str = "/") -> None:
         if nic.get("search"):
             lines += "search " + str(nic["search"]) + "\n"
         _replace(os.path.join(root, "etc/resolv.conf"), lines)
+    return interface
 
 
 def _by_mac(mac: str, timeout: float = 10.0) -> str:
@@ -101,8 +101,11 @@ def _by_mac(mac: str, timeout: float = 10.0) -> str:
 
 
 def _ip(*args: str) -> None:
+    # posix_spawn, not fork: the agent has threads, and a forked child running Python
+    # code can deadlock on a lock another thread held at the fork.
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
-    status = os.spawnvpe(os.P_WAIT, "ip", ["ip", *args], env)
+    pid = os.posix_spawnp("ip", ["ip", *args], env)
+    status = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
     if status != 0:
         raise ValueError("ip " + " ".join(args) + " failed with status " + str(status))
 

@@ -46,6 +46,8 @@ _FORWARD_RE = re.compile(
 SANDBOX = "on,obsolete=deny,resourcecontrol=deny"
 #: What QEMU 7.2 prints on every start of a relayed NIC (see ``_network_args``): no reason.
 RELAY_WARNING = "warning: hub 0 with no nics"
+#: What QEMU says of ``user_stub``'s network: no NIC uses it, which is the point.
+USER_STUB_WARNING = "warning: netdev net0 has no peer"
 #: The kernel command line word that lets a micro guest hot-plug PCIe devices.
 HOTPLUG_WORD = "pcie_ports=native"
 
@@ -250,6 +252,10 @@ class MachineSpec:
     net: NetConfig | None = None
     #: Empty PCIe root ports (``hp1``...) a NIC can be hot-plugged into while it runs.
     hotplug_ports: int = 0
+    #: A user-mode network on no NIC beside the NICs: the home of the ``slirp`` state in
+    #: the machine state of a VM that ran on one (a sandbox template), which the VM's
+    #: NIC replaces (see ``USER_STUB_WARNING``).
+    user_stub: bool = False
 
     def __post_init__(self) -> None:
         validate_name(self.name)
@@ -503,6 +509,8 @@ def _nic_args(spec: MachineSpec) -> list[str]:
                 "-device",
                 f"{device},netdev={nic.id}",
             ]
+    if spec.user_stub:
+        args += ["-netdev", "user,id=net0,restrict=on"]
     return args
 
 

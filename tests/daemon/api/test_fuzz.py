@@ -17,7 +17,8 @@ Two daemons:
 
 - one with an empty image store of its own (:func:`test_every_operation`): no VM
   can be made, so every operation runs, quickly, bar ``POST /v1/images/build``,
-  which would build an image (minutes, and network access);
+  which would build an image (minutes, and network access); the networks it makes
+  (as root: bridges, dnsmasq, rules) are removed before the daemon stops;
 - one with the shared image and one VM up (:func:`test_on_a_vm`, marked ``vm``),
   all of its requests made with the token of a project whose quota (1 VM) that VM
   fills: the VM's own routes run with the path's name pinned to it, and creating a
@@ -193,7 +194,11 @@ def bare() -> Iterator[tuple[requests.Session, Any]]:
     try:
         with _session(env) as http:
             schema = http.get(f"{BASE_URL}/openapi.json").json()
-            yield http, schemathesis.openapi.from_dict(schema)
+            try:
+                yield http, schemathesis.openapi.from_dict(schema)
+            finally:  # the networks the fuzzer made are kernel objects: take them down
+                for network in http.get(f"{BASE_URL}/v1/networks").json():
+                    http.delete(f"{BASE_URL}/v1/networks/{network['name']}")
     finally:
         _finish(env)
 

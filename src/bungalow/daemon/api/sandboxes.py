@@ -28,6 +28,7 @@ async def create_sandbox(body: SandboxCreate, svc: Svc, caller: Caller) -> VmInf
         timeout=_timeout(body, svc.sandbox_timeout),
         name=body.name,
         warm=body.warm,
+        network=body.network,
         ownership=Ownership(
             project=caller,
             owner=body.owner,

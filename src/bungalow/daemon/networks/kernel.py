@@ -39,27 +39,23 @@ class Kernel:
     def files(self, network_id: int) -> DnsmasqFiles:
         return DnsmasqFiles(self.root / str(network_id))
 
-    def bring_up(self, network: NetworkRecord, nics: list[NicRecord]) -> int:
-        """Make (or find) the network's bridge and dnsmasq, serving ``nics``; dnsmasq's PID."""
+    def serve(self, network: NetworkRecord, nics: list[NicRecord]) -> int:
+        """Make (or find, or repair) the network's bridge and dnsmasq, serving exactly
+        ``nics``; dnsmasq's PID. New host files are read by dnsmasq's inotify; removed ones
+        are forgotten on a SIGHUP, and their leases released."""
         files = self.files(network.id)
         files.ensure()
-        dnsmasq.write_entries(files, network.domain, entries(nics))
+        removed = dnsmasq.write_entries(files, network.domain, entries(nics))
         bridge.ensure(network.bridge, network.gateway)
         bridge.enable_ip_forward()
         process = dnsmasq.running(files)
         if process is None:
             command = dnsmasq.argv(network.bridge, network.gateway, network.domain, files)
             process = dnsmasq.start(command, files)
-        self.release_stale(network, nics)
-        return process.pid
-
-    def serve(self, network: NetworkRecord, nics: list[NicRecord]) -> None:
-        """Make dnsmasq serve exactly ``nics``: new files are read by inotify, removed ones
-        forgotten on a SIGHUP, and their leases released."""
-        files = self.files(network.id)
-        if dnsmasq.write_entries(files, network.domain, entries(nics)):
+        elif removed:
             dnsmasq.reload(files)
         self.release_stale(network, nics)
+        return process.pid
 
     def release_stale(self, network: NetworkRecord, nics: list[NicRecord]) -> None:
         """Release every lease no NIC row holds (a NIC gone, or an address changed)."""
@@ -122,4 +118,7 @@ class Kernel:
             nftables.apply(nftables.render(table, self.names.bridge_prefix, bridged, published))
         docker.allow(table, self.names.bridge_prefix if networks else None)
         lines = [f"{address} {name}" for address, name in sorted(names)]
-        hostsfile.write_block(self.names.hosts_marker(), lines, self.hosts)
+        try:
+            hostsfile.write_block(self.names.hosts_marker(), lines, self.hosts)
+        except OSError as error:  # a read-only /etc/hosts costs the host its names, no more
+            log.warning("could not write the VMs' names to %s: %s", self.hosts, error)

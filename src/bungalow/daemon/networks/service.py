@@ -154,7 +154,7 @@ class NetworkService:
                 self.kernel.names.bridge, self.clock.now(),
             )  # fmt: skip
             try:
-                await asyncio.to_thread(self.kernel.bring_up, network, [])
+                await asyncio.to_thread(self.kernel.serve, network, [])
                 await self.refresh()
             except BaseException:
                 await self._undo(network)
@@ -355,10 +355,11 @@ class NetworkService:
         make or find every network's bridge and dnsmasq (a running dnsmasq is kept), sweep
         this daemon's bridges and directories no row names, and apply the rules."""
         networks = self.store.networks.list()
-        if not networks and not await asyncio.to_thread(self.kernel.anything_left):
-            return
         if not self._is_root() or missing_tools():
-            log.warning("not root or %s missing: networks left down", ", ".join(TOOLS))
+            if networks:
+                log.warning("not root or %s missing: networks left down", ", ".join(TOOLS))
+            return
+        if not networks and not await asyncio.to_thread(self.kernel.anything_left):
             return
         for network in networks:
             if network.operation is not None:
@@ -368,7 +369,7 @@ class NetworkService:
                 continue
             nics = self.store.nics.on_network(network.id)
             try:
-                await asyncio.to_thread(self.kernel.bring_up, network, nics)
+                await asyncio.to_thread(self.kernel.serve, network, nics)
             except Exception as error:  # one broken network does not keep the daemon down
                 log.error("network %s could not be brought up: %s", network.name, error)
         networks = self.store.networks.list()

@@ -23,6 +23,7 @@ from bungalow.daemon.sandboxes.pool import Pool
 from bungalow.daemon.sandboxes.templates import Templates
 from bungalow.daemon.snapshots.operations import Snapshots
 from bungalow.daemon.state.records import VmRecord
+from bungalow.daemon.vms.nics import NetworkChoice
 from bungalow.daemon.vms.requests import CloneRequest, CreateRequest, Ownership
 from bungalow.errors import UserError
 
@@ -39,6 +40,8 @@ class SandboxRequest:
     name: str | None = None
     warm: bool = True
     ownership: Ownership = field(default_factory=Ownership)
+    #: A private network to put it on (None: user-mode networking).
+    network: str | None = None
 
 
 class Sandboxes:
@@ -51,33 +54,37 @@ class Sandboxes:
 
     async def create(self, request: SandboxRequest) -> VmRecord:
         """A sandbox: from the pool, cloned from its shape's template, or booted (``warm``
-        False). Its timeout counts from when it is ready."""
+        False). Its timeout counts from when it is ready. One on a ``network`` is a clone
+        with a NIC of its own there (the pool holds only sandboxes without networks)."""
         if request.timeout is not None and request.timeout <= 0:
             raise UserError("A sandbox timeout must be positive, such as 90s, 10m or 1h.")
         name = request.name or f"sb-{secrets.token_hex(4)}"
         # The row has a deadline from its insertion on, so a daemon that dies during the
         # start still reaps it; it is moved to count from the moment the sandbox is ready.
         expires = None if request.timeout is None else self.vms.clock.now() + request.timeout
+        networks = () if request.network is None else (NetworkChoice(request.network),)
         if not request.warm:
             create = CreateRequest(
                 name=name, image=request.image, cpus=request.cpus, memory=request.memory,
                 disk=request.disk, sandbox=True, expires_at=expires,
                 ownership=request.ownership, origin=f"image {request.image} (sandbox)",
+                networks=networks,
             )  # fmt: skip
             return self._deadline_from_now(await self.vms.create(create), request.timeout)
         template = await self.templates.get(
             request.image, request.cpus, request.memory, request.disk
         )
         await self.pool.drain()  # a template just replaced leaves its pool behind
-        if request.name is None and request.ownership.project is None:
+        if request.name is None and request.ownership.project is None and not networks:
             # Pooled VMs belong to no project: a project's sandbox is always its own clone,
             # and only an ask the pool could answer keeps (or makes) the pool warm.
             pooled = self.pool.claim(template, expires, request.ownership)
             if pooled is not None:
                 return pooled
         clone = CloneRequest(
-            name=name, parent="", sandbox=True, expires_at=expires, ownership=request.ownership
-        )
+            name=name, parent="", sandbox=True, expires_at=expires, ownership=request.ownership,
+            networks=networks,
+        )  # fmt: skip
         vm = await self.snapshots.clone_from(template, clone)
         return self._deadline_from_now(vm, request.timeout)
 

@@ -363,7 +363,8 @@ class Snapshots:
             vm = await self.vms.make(
                 vm, image, backing=disk, bring_up=bring_up,
                 event=f"cloned from {clone_origin(snapshot)}",
-                networks=tuple(NetworkChoice(network) for network in snapshot.networks),
+                networks=request.networks
+                or tuple(NetworkChoice(network) for network in snapshot.networks),
             )  # fmt: skip
         log.info("%s cloned: checks %.3fs, made %.3fs", vm.name, t1 - t0, time.monotonic() - t1)
         return vm
@@ -380,10 +381,14 @@ class Snapshots:
 
 def check_devices(snapshot: SnapshotRecord, nics: Sequence[AttachedNic]) -> None:
     """SnapshotError unless the VM has the NICs ``snapshot``'s saved devices include (a
-    full snapshot loads only into a machine of the same devices)."""
+    full snapshot loads only into a machine of the same devices). One NIC may stand in
+    for a snapshot's user-mode one: the same virtio-net in the same slot, whose saved
+    features are a subset of what a TAP with a vnet header offers."""
     if snapshot.kind != "full":
         return
     have = [nic.network for nic in nics]
+    if not snapshot.networks and len(have) == 1:
+        return  # its user-mode NIC's device, now on a TAP (a sandbox on a network)
     if have != snapshot.networks:
         saved = ", ".join(snapshot.networks) or "no private network"
         now = ", ".join(have) or "no private network"

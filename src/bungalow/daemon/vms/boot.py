@@ -27,7 +27,16 @@ from bungalow.guest.channel import AgentChannel
 from bungalow.images.store import Image, ImageStore
 from bungalow.names import validate_option_path
 from bungalow.qemu import migration
-from bungalow.qemu.argv import RELAY_WARNING, MachineSpec, PortForward, RunFiles, kernel_cmdline
+from bungalow.qemu.argv import (
+    HOTPLUG_WORD,
+    RELAY_WARNING,
+    USER_NET,
+    USER_STUB_WARNING,
+    MachineSpec,
+    PortForward,
+    RunFiles,
+    kernel_cmdline,
+)
 from bungalow.qemu.disk import create_overlay
 from bungalow.qemu.monitor import Monitor
 from bungalow.qemu.process import pid_alive, terminate, wait_exit
@@ -95,7 +104,21 @@ def machine_spec(
     )
     spec = machine_nics(spec, nics)
     # The command line its guest booted with is kept, so a snapshot of it loads.
-    return spec if vm.cmdline is None else dataclasses.replace(spec, cmdline=vm.cmdline)
+    return spec if vm.cmdline is None else with_cmdline(spec, vm.cmdline)
+
+
+def with_cmdline(spec: MachineSpec, cmdline: str | None) -> MachineSpec:
+    """``spec`` booted (or saved) with ``cmdline``, and so with the devices that machine had:
+    PCIe root ports only if it let the guest hot-plug, and with NICs, a user-mode network
+    stub if it booted on user-mode networking (a sandbox template's clone on a network)."""
+    if cmdline is None:
+        return spec
+    words = cmdline.split()
+    if HOTPLUG_WORD not in words:
+        spec = dataclasses.replace(spec, hotplug_ports=0)
+    if spec.nics and set(USER_NET.words()) <= set(words):
+        spec = dataclasses.replace(spec, user_stub=True)
+    return dataclasses.replace(spec, cmdline=cmdline)
 
 
 def boot_sets_network(spec: MachineSpec) -> bool:
@@ -184,7 +207,7 @@ async def resume_snapshot(
     started from one snapshot shares the pages none of them has written.
     """
     spec = dataclasses.replace(
-        spec, memory_file=ram, memory_shared=False, incoming=True, cmdline=cmdline
+        with_cmdline(spec, cmdline), memory_file=ram, memory_shared=False, incoming=True
     )
     began = time.monotonic()
     pid = await start_qemu(spec, net_bw)
@@ -204,6 +227,15 @@ async def resume_snapshot(
             "%s resumed: qemu start %.3fs, load %.3fs, agent %.3fs",
             spec.name, launched - began, loaded - launched, time.monotonic() - loaded,
         )  # fmt: skip
+    except QemuError as exc:
+        # QEMU's own reason (a device the saved state has and this machine lacks) is in
+        # qemu.err, which goes with the run directory.
+        reason = await asyncio.to_thread(exit_reason, spec.run_dir)
+        with contextlib.suppress(OSError):
+            said = RunFiles(spec.run_dir).stderr.read_text(errors="replace").strip()
+            log.warning("%s: resuming failed; QEMU said: %s", spec.name, said[-2000:])
+        await kill(runtime)
+        raise QemuError(f"{exc.message.rstrip('.')}; {reason}.") from None
     except BaseException:
         await kill(runtime)
         raise
@@ -365,7 +397,9 @@ def exit_reason(run_dir: Path) -> str:
     for path in (files.stderr, files.console_log):
         with contextlib.suppress(OSError):
             lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines()]
-            lines = [ln for ln in lines if ln and RELAY_WARNING not in ln]
+            lines = [
+                ln for ln in lines if ln and RELAY_WARNING not in ln and USER_STUB_WARNING not in ln
+            ]
             if lines:
                 return f"QEMU exited; last output: {lines[-1][:200]}"
     return "QEMU exited without a message"

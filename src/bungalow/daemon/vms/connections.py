@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from bungalow.daemon.state.records import VmRecord
     from bungalow.daemon.vms.manager import VmManager
 
+#: Seconds the agent gets to configure a NIC plugged in while the VM runs.
+SYNC_TIMEOUT = 30.0
 #: States in which the VM has no QEMU, so a change is only recorded.
 _AT_REST = (VmState.CREATED, VmState.STOPPED, VmState.FAILED)
 
@@ -105,7 +107,8 @@ async def _plug(vms: VmManager, vm: VmRecord, nic: AttachedNic) -> None:
         opened.close()  # QEMU holds the TAP now, or nobody does and it is gone
     try:
         agent = await vms.agent_unlocked(vm, "configure its new NIC")
-        await agent.sync(nics=[hotplugged_config(nic)])
+        # Bounded: the agent waits up to 10 s for the guest's kernel to name the NIC.
+        await asyncio.wait_for(agent.sync(nics=[hotplugged_config(nic)]), SYNC_TIMEOUT)
     except BaseException:
         await hotplug.unplug(monitor, nic_id)
         raise

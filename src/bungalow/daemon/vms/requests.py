@@ -64,6 +64,8 @@ class CloneRequest:
     ports: tuple[str, ...] = ()
     #: The creation record; by default which snapshot of which VM it came from.
     origin: str = ""
+    #: Networks instead of the snapshot's (a sandbox on a network, from a template).
+    networks: tuple[NetworkChoice, ...] = ()
 
     @classmethod
     def inheriting(cls, source: VmRecord, name: str, **changes: Any) -> CloneRequest:

@@ -31,19 +31,23 @@ def _end(marker: str) -> str:
 
 
 def replace_block(text: str, marker: str, lines: list[str]) -> str:
-    """``text`` with the block marked ``marker`` holding ``lines`` (gone when empty),
-    everything else kept as it was. Pure."""
+    """``text`` with the block marked ``marker`` holding ``lines`` where it stood (at the
+    end when there was none; gone when ``lines`` is empty), everything else kept. Pure."""
+    new = [_begin(marker), *lines, _end(marker)] if lines else []
     kept: list[str] = []
-    inside = False
+    inside = placed = False
     for line in text.splitlines():
         if line == _begin(marker):
             inside = True
+            if not placed:
+                kept += new
+                placed = True
         elif line == _end(marker):
             inside = False
         elif not inside:
             kept.append(line)
-    if lines:
-        kept += [_begin(marker), *lines, _end(marker)]
+    if not placed:
+        kept += new
     return "".join(f"{line}\n" for line in kept)
 
 

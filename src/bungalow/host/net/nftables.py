@@ -145,9 +145,9 @@ def apply(script: str) -> None:
 
 def tables() -> list[tuple[str, str]]:
     """Every nft table on the host, as (family, name)."""
-    result = subprocess.run(
-        ["nft", "-j", "list", "tables"], capture_output=True, text=True, check=True
-    )
+    result = subprocess.run(["nft", "-j", "list", "tables"], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise BungalowError(f"nft could not list the tables: {result.stderr.strip()}")
     found = []
     for item in json.loads(result.stdout)["nftables"]:
         if "table" in item:

@@ -136,6 +136,9 @@ class SandboxCreate(Request):
     )
     name: VmName | None = None
     warm: bool = True
+    network: NetworkName | None = Field(
+        default=None, description="a private network to put it on (a clone with a NIC there)"
+    )
     owner: Owner | None = None
     labels: Labels = Field(default_factory=dict)
 
