@@ -47,7 +47,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from _support import KILL_WAIT_SECONDS, BenchFailed, processes_naming, wait_gone
+from _support import KILL_WAIT_SECONDS, BenchFailed, processes_naming, terminate
 
 URI = "qemu:///system"
 #: What the bench installs when libvirt is missing (``--no-install-recommends``).
@@ -286,10 +286,14 @@ def parse_exec_status(reply: object) -> ExecStatus:
 
 def guest_exec(domain: str, argv: Sequence[str], timeout: float = 60) -> ExecStatus:
     """Run ``argv`` in the guest through qemu-guest-agent and wait for its end, output captured."""
-    started = guest_exec_start(domain, argv)
+    return guest_exec_wait(domain, guest_exec_start(domain, argv), argv, timeout)
+
+
+def guest_exec_wait(domain: str, pid: int, argv: Sequence[str], timeout: float) -> ExecStatus:
+    """Poll ``guest-exec-status`` of the command ``argv`` started as ``pid`` until it ends."""
     deadline = time.monotonic() + timeout
     while True:
-        status = parse_exec_status(agent_command(domain, "guest-exec-status", {"pid": started}))
+        status = parse_exec_status(agent_command(domain, "guest-exec-status", {"pid": pid}))
         if status.exited:
             return status
         if time.monotonic() > deadline:
@@ -416,12 +420,7 @@ class LibvirtHost:
         # libvirtd first: it keeps virtlogd busy with its QEMUs' output.
         for daemon in (b"libvirtd", b"virtlogd"):
             pids = [pid for pid, args in self._daemon_pids().items() if daemon in args[0]]
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGTERM)
-            for pid in wait_gone(pids, KILL_WAIT_SECONDS):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+            terminate(pids, KILL_WAIT_SECONDS)
 
     def _tidy_host(self) -> None:
         for pid in _dnsmasq_of(self.prefix):

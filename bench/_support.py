@@ -173,14 +173,19 @@ def clear(path: Path) -> None:
 def stop_daemons(path: Path) -> None:
     """Stop the daemon of the data directory ``path`` (its VMs keep running), if one runs."""
     daemons = [pid for pid, args in processes_naming(path).items() if DAEMON_MODULE in args]
-    for pid in daemons:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-    for pid in wait_gone(daemons, DAEMON_STOP_SECONDS):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+    terminate(daemons, DAEMON_STOP_SECONDS)
     if alive := wait_gone(daemons, KILL_WAIT_SECONDS):
         raise BenchFailed(f"the daemon {alive} of {path} outlived SIGKILL; end it by hand")
+
+
+def terminate(pids: Collection[int], seconds: float) -> None:
+    """SIGTERM each process, then SIGKILL those still alive ``seconds`` later."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    for pid in wait_gone(pids, seconds):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def _remove_groups(path: Path) -> None:
