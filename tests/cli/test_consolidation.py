@@ -289,7 +289,9 @@ def test_a_clone_gets_a_new_address_and_name(box: Box) -> None:
     assert box.sh("web2", "hostname") == "web2"
     # A seed of its own: cloud-init reads the clone's instance-id at its next boot (it
     # carries on from web's memory now). Read past the guest's cache of web's seed.
-    seed = box.sh("web2", "dd if=/dev/vdb bs=64k iflag=direct 2>/dev/null | grep -ao 'instance-id: [0-9a-f]*'")
+    seed = box.sh(
+        "web2", "dd if=/dev/vdb bs=64k iflag=direct 2>/dev/null | grep -ao 'instance-id: [0-9a-f]*'"
+    )
     assert box.vm_id("web2") in seed
     fingerprint = "ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub | cut -d' ' -f2"
     wait_until(

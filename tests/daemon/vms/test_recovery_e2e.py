@@ -14,6 +14,7 @@ import json
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -21,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import BUNGALOW, Env
+from tests.support import gone, wait_until
 
 pytestmark = pytest.mark.vm
 
@@ -105,3 +107,39 @@ def test_no_process_is_lost_whenever_the_daemon_dies(bw: Env) -> None:
         bw.run("rm", str(record["name"]))
     assert bw.qemu_pids() == []
     assert list((bw.home / "vms").iterdir()) == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="private networks need root")
+def test_a_start_finished_after_a_kill_tells_the_guest_what_a_start_does(
+    bw: Env, tmp_path: Path
+) -> None:
+    """A start cut short by a SIGKILL after its guest came up is finished by the next
+    daemon, which tells the guest what the start had not yet: its second NIC's address
+    and its SSH keys. The cut is made exact: the daemon dies with the VM running, and its
+    row is put back to where a start stands between the guest answering and its end."""
+    key = tmp_path / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key], check=True)
+    suffix = os.getpid() % 10000
+    one, two = f"rcva{suffix}", f"rcvb{suffix}"
+    bw.run("network", "create", one, "--subnet", "10.209.1.0/24")
+    bw.run("network", "create", two, "--subnet", "10.209.2.0/24")
+    bw.run("launch", "two", "--network", one, "--network", f"{two}:10.209.2.20",
+           "--ssh-key", str(key.with_suffix(".pub")))  # fmt: skip
+    # What a start's last steps do, undone in the guest.
+    bw.run("exec", "two", "--", "sh", "-c",
+           "ip addr flush dev eth1 && rm /root/.ssh/authorized_keys")  # fmt: skip
+    daemon = bw.daemon_pid()
+    assert daemon is not None
+    os.kill(daemon, signal.SIGKILL)
+    wait_until("the daemon to die", lambda: gone(daemon))
+    with sqlite3.connect(bw.home / "bungalow.db") as db:
+        db.execute("UPDATE vms SET state = 'starting', operation = 'start' WHERE name = 'two'")
+
+    assert json.loads(bw.run("inspect", "two").stdout)["state"] == "running"
+    shown = bw.run("exec", "two", "--", "sh", "-c",
+                   "ip -4 -o addr show eth1; cat /root/.ssh/authorized_keys").stdout  # fmt: skip
+    assert "10.209.2.20/24" in shown
+    assert key.with_suffix(".pub").read_text().split()[1] in shown
+    assert "finished after the restart" in bw.run("events", "--vm", "two").stdout
+    bw.run("rm", "--force", "two")
+    bw.run("network", "rm", one, two)

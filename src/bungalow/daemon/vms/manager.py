@@ -252,24 +252,13 @@ class VmManager:
         await asyncio.to_thread(self._reserve.keep)
         vm = self.store.vms.set_state(vm.id, VmState.STARTING, error=None)
         nics = await asyncio.to_thread(self.nics_of, vm)
-        # systemd takes the machine-id from the command line over /etc/machine-id, so a
-        # server guest boots with its own, never the one a clone's source booted with.
-        booted = vm.with_changes(cmdline=None) if image.flavour == "server" else vm
-        spec = await asyncio.to_thread(self.spec_for, booted, image, accel, nics)
+        spec = await asyncio.to_thread(self.boot_spec, vm, image, accel, nics)
         timeline.mark("spec")
         async with with_taps(spec, vm.id, nics) as tapped:
             runtime = await boot.boot_until_ready(tapped, image, netshaping.net_bw(vm))
         try:
-            if runtime.agent and not boot.boot_sets_network(spec):
-                await runtime.agent.sync(nics=guest_nics(nics))
-            if (
-                runtime.agent
-                and vm.machine_id
-                and not boot.boot_sets_machine_id(spec, vm.machine_id)
-            ):
-                await runtime.agent.sync(machine_id=vm.machine_id)
             if runtime.agent:
-                await provisioning.install_keys(runtime.agent, vm)
+                await self.prepare_guest(vm, runtime.agent, spec, nics)
             await self.apply_limits(vm, runtime)
             timeline.mark("limits")
         except BaseException:
@@ -277,6 +266,27 @@ class VmManager:
             raise
         cmdline = kernel_cmdline(spec) if spec.kernel is not None else None
         return self.adopt(vm, runtime, cmdline=cmdline)
+
+    def boot_spec(
+        self, vm: VmRecord, image: Image, accel: str, nics: Sequence[AttachedNic]
+    ) -> MachineSpec:
+        """The machine a start boots (blocking: reads files). systemd takes the machine-id
+        from the command line over /etc/machine-id, so a server guest boots with its own
+        command line, never one a clone's source booted with."""
+        booted = vm.with_changes(cmdline=None) if image.flavour == "server" else vm
+        return self.spec_for(booted, image, accel, nics)
+
+    async def prepare_guest(
+        self, vm: VmRecord, agent: AgentChannel, spec: MachineSpec, nics: Sequence[AttachedNic]
+    ) -> None:
+        """What a guest that booted from ``spec`` is told before its start counts as done:
+        its NICs' addresses and its machine-id where the kernel command line could not say
+        them, and its SSH keys (installed on every start). Raises what the agent raises."""
+        if not boot.boot_sets_network(spec):
+            await agent.sync(nics=guest_nics(nics))
+        if vm.machine_id and not boot.boot_sets_machine_id(spec, vm.machine_id):
+            await agent.sync(machine_id=vm.machine_id)
+        await provisioning.install_keys(agent, vm)
 
     def adopt(self, vm: VmRecord, runtime: VmRuntime, *, cmdline: str | None) -> VmRecord:
         """Make a freshly started QEMU the VM's: record it running and watch it."""

@@ -36,7 +36,7 @@ from bungalow.daemon.vms.manager import VmManager
 from bungalow.errors import BungalowError
 from bungalow.host import processes
 from bungalow.host.processes import HostProcess
-from bungalow.qemu.argv import kernel_cmdline
+from bungalow.qemu.argv import MachineSpec, kernel_cmdline
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ class Recovery:
         if operation is Operation.START or vm.state is VmState.STARTING:
             finished = await self._finish_start(vm, procs)
             if finished is not None:
-                await self._adopt(finished, procs, identity=True)
+                await self._adopt(finished[0], procs, started=finished[1])
                 return
             await self._end(vm, procs, "ended: it was starting when bungalowd stopped")
             self._fail(vm, "its start was interrupted when bungalowd stopped; start it again")
@@ -115,9 +115,12 @@ class Recovery:
         if vm.operation is not None:
             self.store.vms.end(vm.id)
 
-    async def _finish_start(self, vm: VmRecord, procs: list[HostProcess]) -> VmRecord | None:
+    async def _finish_start(
+        self, vm: VmRecord, procs: list[HostProcess]
+    ) -> tuple[VmRecord, MachineSpec] | None:
         """A start that got as far as a running guest whose agent answers is finished: the
-        VM is recorded running, with the command line its kernel booted with. None if not."""
+        VM is recorded running, with the command line its kernel booted with; the record
+        and the machine it booted. None if not."""
         qemus = [p for p in procs if p.is_qemu]
         if vm.state is not VmState.STARTING or len(qemus) != 1:
             return None
@@ -125,7 +128,8 @@ class Recovery:
         if not await boot.answers(qemus[0].run_dir, agent=image.kind == "linux"):
             return None
         accel = self.vms.accel_for(vm)
-        spec = await asyncio.to_thread(self.vms.spec_for, vm, image, accel)
+        nics = await asyncio.to_thread(self.vms.nics_of, vm)
+        spec = await asyncio.to_thread(self.vms.boot_spec, vm, image, accel, nics)
         cmdline = kernel_cmdline(spec) if spec.kernel is not None else None
         finished = self.store.vms.set_state(
             vm.id, VmState.RUNNING, pid=qemus[0].pid, started=self.vms.clock.now(), error=None,
@@ -133,13 +137,15 @@ class Recovery:
         )  # fmt: skip
         self.store.events.add(vm.name, "started", "started (its guest had come up before "
                               "bungalowd stopped; finished after the restart)")  # fmt: skip
-        return finished
+        return finished, spec
 
     async def _adopt(
-        self, vm: VmRecord, procs: list[HostProcess], *, identity: bool = False
+        self, vm: VmRecord, procs: list[HostProcess], *, started: MachineSpec | None = None
     ) -> None:
-        """Take the VM's QEMU back; its guest's clock is set (it may have been held paused),
-        and with ``identity`` its machine-id (a start cut short may not have set it)."""
+        """Take the VM's QEMU back; its guest's clock is set (it may have been held paused).
+        For a start finished here (``started``: the machine it booted) the guest is also
+        told what a start tells it (NICs, machine-id, SSH keys): the start cut short may
+        not have."""
         qemus = [p for p in procs if p.is_qemu]
         mine = next((p for p in qemus if p.pid == vm.pid), qemus[0] if qemus else None)
         strays = [p for p in qemus if p is not mine]
@@ -158,10 +164,12 @@ class Recovery:
             log.info("%s runs as pid %s, recorded %s", vm.name, mine.pid, vm.pid)
         if runtime.agent is not None:
             try:
-                machine_id = vm.machine_id if identity and vm.machine_id else None
-                await runtime.agent.sync(time=time.time(), machine_id=machine_id)
+                await runtime.agent.sync(time=time.time())
+                if started is not None:
+                    nics = await asyncio.to_thread(self.vms.nics_of, vm)
+                    await self.vms.prepare_guest(vm, runtime.agent, started, nics)
             except BungalowError as exc:
-                log.warning("could not set the clock of %s: %s", vm.name, exc.message)
+                log.warning("could not set up the guest of %s: %s", vm.name, exc.message)
         # A dead shaper is replaced first: the watch follows the shaper that runs.
         await netshaping.reattach(vm, mine.run_dir, self._event(vm.name))
         self.vms.watch_adopted(vm, runtime)
