@@ -74,6 +74,7 @@ def test_network_commands_and_their_refusals(bwn: Env) -> None:
         bwn, "network", "create", "netsmall", "--subnet", "10.201.23.0/30"
     )
     assert "no network named netnone" in _refused(bwn, "network", "inspect", "netnone")
+    assert "does not start with a letter" in _refused(bwn, "network", "create", "1")
     # rm goes on past a name that is not there, and exits 1
     result = bwn.run("network", "rm", "netnone", "netcli", check=False)
     assert result.returncode == 1 and "network netcli is removed" in result.stdout

@@ -31,7 +31,7 @@ from bungalow.daemon.networks.nic import Nic
 from bungalow.daemon.state.clock import Clock
 from bungalow.daemon.state.records import NetworkOperation, NetworkRecord, NicRecord
 from bungalow.daemon.state.store import Store
-from bungalow.errors import BungalowError, ConflictError, UserError
+from bungalow.errors import BungalowError, ConflictError, InvalidNameError, UserError
 from bungalow.host.net import subnets
 from bungalow.host.net.dnsmasq import Lease
 from bungalow.host.net.nftables import Published
@@ -138,6 +138,12 @@ class NetworkService:
         """
         validate_name(name, what="network")
         domain = validate_name(domain or name, what="domain")
+        if not domain[0].isalpha():
+            raise InvalidNameError(
+                f"The network name {domain!r} does not start with a letter; its VMs' names end "
+                f"in it (db.{domain}), and a name of digits would read as an address. Choose "
+                "a name starting with a letter."
+            )
         self._require_root()
         wanted = None if subnet is None else subnets.parse_subnet(subnet)
         async with self._structure:
