@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import pwd
 import secrets
@@ -224,6 +225,13 @@ def network_choices(networks: list[str], ip: str | None) -> list[str]:
             f"The network {networks[0]} already names its address; give it once, "
             "either as --network NAME:ADDRESS or with --ip."
         )
+    try:
+        ipaddress.IPv4Address(ip)
+    except ValueError:
+        raise UserError(
+            f"--ip {ip} is not an IPv4 address; give one inside the network's subnet, such as "
+            "10.20.0.5."
+        ) from None
     return [f"{networks[0]}:{ip}", *networks[1:]]
 
 

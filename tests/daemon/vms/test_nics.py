@@ -63,6 +63,8 @@ def test_the_cli_joins_ip_to_the_first_network() -> None:
         network_choices([], "10.0.0.5")
     with pytest.raises(UserError, match="give it once"):
         network_choices(["a:10.0.0.4"], "10.0.0.5")
+    with pytest.raises(UserError, match="--ip banana is not an IPv4 address"):
+        network_choices(["a"], "banana")
 
 
 def test_the_first_nic_is_configured_at_boot_and_every_nic_by_the_agent(tmp_path: Path) -> None:
