@@ -28,7 +28,7 @@ from bungalow.daemon.state.lifecycle import VmState
 from bungalow.daemon.state.records import VmRecord
 from bungalow.daemon.state.store import Store
 from bungalow.errors import ConflictError
-from bungalow.host.net import hostsfile
+from bungalow.host.net import hostsfile, tap
 from tests.daemon.networks.kit import UDHCPC_SCRIPT, Guest, Guests, leftovers, sh
 from tests.support import free_port, wait_until
 
@@ -235,3 +235,29 @@ def test_a_dead_dnsmasq_is_started_again_by_the_next_change(net: Setup) -> None:
     )
     guest = net.join("healed", "netheal")
     assert guest.run("busybox", "nslookup", "healed.netheal", "10.201.18.1").returncode == 0
+
+
+def test_a_lost_dnsmasq_or_bridge_is_put_back_with_its_taps(net: Setup) -> None:
+    """What the networks' watch does (daemon/networks/watch.py): a dnsmasq killed and a
+    bridge deleted under a running daemon come back, and a running VM's TAP (held open
+    here as QEMU would) goes back on the new bridge."""
+    net.run(net.service.create("netfix", "10.201.14.0/24"))
+    nic = net.run(net.service.attach(net.vm("fix"), "fix", "netfix"))
+    held = tap.open_tap(tap.tap_name("id-fix", nic.index), nic.bridge)
+    try:
+        assert net.run(net.service.repair()) == []  # all stands: nothing done
+        network = net.service.get("netfix")
+        first = net.kernel.dnsmasq_pid(network)
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+        wait_until("dnsmasq to die", lambda: net.kernel.dnsmasq_pid(network) is None)
+        sh("ip", "link", "del", nic.bridge)
+        assert net.run(net.service.repair()) == ["netfix"]
+        again = net.kernel.dnsmasq_pid(network)
+        assert again is not None and again != first
+        master = Path(f"/sys/class/net/{held.name}/master").resolve().name
+        assert master == nic.bridge
+    finally:
+        held.close()
+        net.run(net.service.detach("id-fix", "netfix"))
+        net.run(net.service.remove("netfix"))

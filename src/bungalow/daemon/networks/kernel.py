@@ -15,7 +15,7 @@ from ipaddress import IPv4Address
 from pathlib import Path
 
 from bungalow.daemon.state.records import NetworkRecord, NicRecord
-from bungalow.host.net import bridge, dnsmasq, docker, hostsfile, nftables
+from bungalow.host.net import bridge, dnsmasq, docker, hostsfile, nftables, tap
 from bungalow.host.net.dnsmasq import DnsmasqFiles, HostEntry, Lease
 from bungalow.host.net.naming import HostNames
 from bungalow.host.net.nftables import BridgedNetwork, Published
@@ -56,6 +56,15 @@ class Kernel:
             dnsmasq.reload(files)
         self.release_stale(network, nics)
         return process.pid
+
+    def stands(self, network: NetworkRecord) -> bool:
+        """Whether the network's bridge exists and its dnsmasq runs (reads only)."""
+        return tap.exists(network.bridge) and dnsmasq.running(self.files(network.id)) is not None
+
+    def rejoin_taps(self, network: NetworkRecord, nics: list[NicRecord]) -> None:
+        """Put the TAPs of ``nics`` that exist (their VMs run) back on the bridge."""
+        for nic in nics:
+            tap.rejoin(tap.tap_name(nic.vm_id, nic.index), network.bridge)
 
     def release_stale(self, network: NetworkRecord, nics: list[NicRecord]) -> None:
         """Release every lease no NIC row holds (a NIC gone, or an address changed)."""

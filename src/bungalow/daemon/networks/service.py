@@ -354,6 +354,27 @@ class NetworkService:
             networks = self.store.networks.list()
             await asyncio.to_thread(self.kernel.apply, networks, self.published(), self._names())
 
+    async def repair(self) -> builtins.list[str]:
+        """Serve again every settled network whose bridge or dnsmasq is gone, put its
+        VMs' TAPs back on its bridge and apply the rules again; the names of the networks
+        repaired (empty, and nothing run but reads, when all stand)."""
+        if not self._is_root():
+            return []
+        repaired: builtins.list[str] = []
+        for network in self.store.networks.list():
+            if network.operation is not None:
+                continue
+            if await asyncio.to_thread(self.kernel.stands, network):
+                continue
+            async with self._locks[network.id]:
+                nics = self.store.nics.on_network(network.id)
+                await asyncio.to_thread(self.kernel.serve, network, nics)
+                await asyncio.to_thread(self.kernel.rejoin_taps, network, nics)
+            repaired.append(network.name)
+        if repaired:
+            await self.refresh()
+        return repaired
+
     # -- start-up ------------------------------------------------------------------------------
 
     async def adopt(self) -> None:

@@ -24,6 +24,7 @@ from bungalow.daemon.api.app import create_app
 from bungalow.daemon.api.deps import Services
 from bungalow.daemon.api.views import Views
 from bungalow.daemon.images.service import Images
+from bungalow.daemon.networks import watch as networks_watch
 from bungalow.daemon.networks.kernel import Kernel
 from bungalow.daemon.networks.service import NetworkService
 from bungalow.daemon.policies.actions import PolicyActions
@@ -138,7 +139,8 @@ async def recover(daemon: Daemon) -> None:
 
 def app_for(daemon: Daemon) -> FastAPI:
     """The API over ``daemon``, with a lifespan that recovers, runs the background tasks
-    (reaper, metrics, heartbeat) and lets go of every VM at the end (they outlive it)."""
+    (reaper, metrics, heartbeat, the networks' watch) and lets go of every VM at the end
+    (they outlive it)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -147,6 +149,7 @@ def app_for(daemon: Daemon) -> FastAPI:
             asyncio.create_task(daemon.reaper.run(), name="reaper"),
             asyncio.create_task(daemon.metrics.run(), name="metrics"),
             asyncio.create_task(daemon.ledger.run_heartbeat(), name="usage"),
+            asyncio.create_task(networks_watch.run(daemon.networks), name="networks"),
         ]
         log.info("bungalowd ready on %s", daemon.data.socket)
         try:

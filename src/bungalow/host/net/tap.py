@@ -128,6 +128,21 @@ def open_all(pairs: list[tuple[str, str | None]]) -> list[Tap]:
     return taps
 
 
+def rejoin(name: str, bridge: str) -> bool:
+    """Put the existing TAP ``name`` back on ``bridge`` if it is on no bridge or another
+    (its bridge was deleted and made again); True if it moved. A TAP that is gone (its
+    QEMU ended) is left alone. Raises BungalowError if the bridge is missing."""
+    if not exists(name):
+        return False
+    master = os.path.realpath(f"/sys/class/net/{name}/master") if os.path.exists(
+        f"/sys/class/net/{name}/master"
+    ) else ""
+    if os.path.basename(master) == bridge:
+        return False
+    _enslave(name, bridge)
+    return True
+
+
 def exists(name: str) -> bool:
     """Whether a network interface ``name`` exists on the host (from /sys)."""
     return os.path.exists(f"/sys/class/net/{name}")
