@@ -16,6 +16,7 @@ would need the same port layout to load, so a VM holding one is not saved
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 from bungalow.errors import InvalidStateError, QemuError
@@ -28,12 +29,31 @@ HOTPLUG_PORTS = 2
 UNPLUG_TIMEOUT = 15.0
 POLL_INTERVAL = 0.1
 _PCI_NIC = "child<virtio-net-pci>"
+_MMIO_NIC = "child<virtio-net-device>"
 
 
 def can_hotplug(profile: str, cmdline: str | None) -> bool:
     """Whether a VM booted with ``cmdline`` (the one recorded at its start) has root ports
     its guest hot-plugs into: a micro VM that booted with NICs."""
     return profile == "micro" and HOTPLUG_WORD in (cmdline or "").split()
+
+
+async def boot_nics(monitor: Monitor) -> set[str]:
+    """The ids of the NICs the VM booted with (virtio-mmio devices) that QEMU still has."""
+    found = await monitor.execute("qom-list", {"path": "/machine/peripheral"})
+    entries = found if isinstance(found, list) else []
+    return {
+        str(entry["name"])
+        for entry in entries
+        if isinstance(entry, dict) and entry.get("type") == _MMIO_NIC
+    }
+
+
+async def drop_backend(monitor: Monitor, nic_id: str) -> None:
+    """Remove the TAP backend ``nic_id`` whose device is already gone (an unplug cut short
+    between the guest letting go and ``netdev_del``); nothing if there is none."""
+    with contextlib.suppress(QemuError):
+        await monitor.execute("netdev_del", {"id": nic_id})
 
 
 async def plugged(monitor: Monitor) -> set[str]:

@@ -143,11 +143,23 @@ class Snapshots:
         image = self.vms.images.get(vm.image_id)
         accel = self.vms.accel_for(vm)
         nics = await asyncio.to_thread(self.vms.nics_of, vm)
-        if monitor is not None and await hotplug.plugged(monitor):
+        # Only micro VMs take NICs live (pc boots its NICs as virtio-net-pci already).
+        live_nics = monitor is not None and vm.profile == "micro"
+        if live_nics and monitor is not None and await hotplug.plugged(monitor):
             raise InvalidStateError(
                 f"{vm.name} has a NIC connected while it runs, which a saved machine state "
                 f"cannot hold yet; stop and start it (`bungalow stop {vm.name}`, `bungalow "
                 f"start {vm.name}`), then try again."
+            )
+        if (
+            live_nics
+            and monitor is not None
+            and {f"nic{nic.index}" for nic in nics} - await hotplug.boot_nics(monitor)
+        ):
+            raise InvalidStateError(
+                f"{vm.name}'s NICs are not the ones its records name (a network disconnect "
+                f"was cut short); run `bungalow network disconnect` for it again, or stop and "
+                f"start it, then try again."
             )
         snapshot = SnapshotRecord(
             id=secrets.token_hex(6),

@@ -70,12 +70,15 @@ async def disconnect(vms: VmManager, name: str, network: str) -> None:
             _require_hotplug(vm, "disconnect")
             monitor = vms.monitor(vm)
             nic_id = f"nic{nic.index}"
-            if nic_id not in await hotplug.plugged(monitor):
+            if nic_id in await hotplug.plugged(monitor):
+                await hotplug.unplug(monitor, nic_id)
+            elif nic_id in await hotplug.boot_nics(monitor):
                 raise InvalidStateError(
                     f"{name} booted with its NIC on {network}, which cannot be removed while "
                     f"it runs; stop it (`bungalow stop {name}`), then disconnect."
                 )
-            await hotplug.unplug(monitor, nic_id)
+            else:  # a disconnect cut short (bungalowd killed) after the guest let go
+                await hotplug.drop_backend(monitor, nic_id)
         await networks.detach(vm.id, network)
         vms.store.events.add(name, "disconnected", f"disconnected from {network}")
 
