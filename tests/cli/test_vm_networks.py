@@ -1,6 +1,7 @@
 """VMs on private networks, end to end: real bridges, TAPs, dnsmasq, nftables and guests.
 
-Three micro VMs for the module: ``a`` and ``b`` on one network, ``c`` on another.
+Three micro VMs for the module: ``a`` and ``b`` on one network, ``c`` on another
+(and ``d``, on both, for one test).
 The outside world is a network namespace this module makes (never the internet):
 a host on a veth pair the VMs reach only through the host's NAT.
 """
@@ -204,6 +205,11 @@ def test_a_running_vm_is_connected_and_disconnected_live(lab: Lab) -> None:
     address = lab.sh("a", "ip -4 -o addr show eth1").split()[3].split("/")[0]
     assert lab.sh("c", f"getent hosts a.{NET2}").split()[0] == address
     assert lab.connect("c", f"a.{NET2}", 8000) == "connected"
+    # a asks NET1's dnsmasq (its first nameserver), which now forwards NET2's names, and
+    # the agent added NET2 to a's search list
+    c_address = lab.eth0("c")[1].split("/")[0]
+    assert lab.sh("a", f"getent hosts c.{NET2}").split()[0] == c_address
+    assert lab.sh("a", "getent hosts c").split()[0] == c_address
     refused = lab.env.run("snapshot", "create", "a", "s1", check=False)
     assert refused.returncode != 0 and "connected while it runs" in refused.stderr
     lab.env.run("network", "disconnect", "a", NET2)
@@ -211,6 +217,17 @@ def test_a_running_vm_is_connected_and_disconnected_live(lab: Lab) -> None:
     assert lab.connect("c", address, 8000, timeout=3) != "connected"
     booted = lab.env.run("network", "disconnect", "a", NET1, check=False)
     assert booted.returncode != 0 and "stop it" in booted.stderr
+
+
+def test_a_vm_booted_on_two_networks_resolves_names_on_both(lab: Lab) -> None:
+    lab.env.run("launch", "d", "--network", NET2, "--network", NET1)
+    try:
+        assert lab.sh("d", "sed -n 's/^search //p' /etc/resolv.conf") == f"{NET2} {NET1}"
+        # through NET2's dnsmasq, which forwards NET1's names while d is on both
+        assert lab.sh("d", f"getent hosts b.{NET1}").split()[0] == B_ADDRESS
+        assert lab.sh("d", "getent hosts b").split()[0] == B_ADDRESS
+    finally:
+        lab.env.run("rm", "--force", "d")
 
 
 @pytest.mark.parametrize(

@@ -50,3 +50,16 @@ def test_systemd_mode_is_its_own_flag() -> None:
     assert options.console == "/dev/console"
     with pytest.raises(SystemExit, match="--init or --systemd, not both"):
         parse_args(["--init", "--systemd"])
+
+
+def test_a_new_nics_domain_joins_the_search_line_once(tmp_path: Path) -> None:
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text("nameserver 10.20.0.1\nsearch backend\n")
+    agent_identity.add_search(str(resolv), "front")
+    agent_identity.add_search(str(resolv), "front")
+    assert resolv.read_text() == "nameserver 10.20.0.1\nsearch backend front\n"
+    resolv.write_text("nameserver 10.0.2.3\n")
+    agent_identity.add_search(str(resolv), "front")
+    assert resolv.read_text() == "nameserver 10.0.2.3\nsearch front\n"
+    agent_identity.add_search(str(tmp_path / "none"), "front")
+    assert not (tmp_path / "none").exists()

@@ -79,6 +79,7 @@ def test_the_agent_is_started_by_udev_on_its_own_port() -> None:
 def test_the_network_and_cloud_init_never_wait_for_what_is_not_there() -> None:
     assert "DHCP=yes" in NETWORK_FILE.splitlines()
     assert "ClientIdentifier=mac" in NETWORK_FILE.splitlines()
+    assert "UseDomains=yes" in NETWORK_FILE.splitlines()
     assert "datasource_list: [NoCloud, ConfigDrive, None]" in CLOUD_CFG.splitlines()
     paths = [path for path, _ in FILES]
     assert len(paths) == len(set(paths))

@@ -65,8 +65,9 @@ def configure_nic(nic: dict[str, Any], root: str = "/") -> str:
     """Give a NIC on a private network its MAC and address (``ADDRESS/PREFIX``), and for
     the first one the default route, name server and search domain, with iproute2's ``ip``
     as the guest's /init does at boot; returns the interface's name. ``nic``: interface,
-    mac, address[, gateway, dns, search]; without an interface, the one with that MAC (a
-    NIC plugged in while the guest runs, waited for up to 10 s). ValueError for an
+    mac, address[, gateway, dns, search (comma-separated), domain]; without an interface,
+    the one with that MAC (a NIC plugged in while the guest runs, waited for up to 10 s),
+    whose ``domain`` is added to resolv.conf's search line. ValueError for an
     interface the guest does not have or ``ip`` refusing."""
     interface = str(nic.get("interface") or _by_mac(str(nic["mac"])))
     if not os.path.exists(f"/sys/class/net/{interface}"):
@@ -77,12 +78,35 @@ def configure_nic(nic: dict[str, Any], root: str = "/") -> str:
     _ip("link", "set", interface, "up")
     if nic.get("gateway"):
         _ip("route", "replace", "default", "via", str(nic["gateway"]), "dev", interface)
+    resolv = os.path.join(root, "etc/resolv.conf")
     if nic.get("dns"):
         lines = "nameserver " + str(nic["dns"]) + "\n"
         if nic.get("search"):
-            lines += "search " + str(nic["search"]) + "\n"
-        _replace(os.path.join(root, "etc/resolv.conf"), lines)
+            lines += "search " + str(nic["search"]).replace(",", " ") + "\n"
+        _replace(resolv, lines)
+    elif nic.get("domain"):
+        add_search(resolv, str(nic["domain"]))
     return interface
+
+
+def add_search(path: str, domain: str) -> None:
+    """Append ``domain`` to the search line of the resolv.conf at ``path`` (made if it has
+    none); nothing when it is there already or the file does not exist."""
+    try:
+        with open(path) as handle:
+            lines = handle.read().splitlines()
+    except FileNotFoundError:
+        return
+    for position, line in enumerate(lines):
+        words = line.split()
+        if words[:1] == ["search"]:
+            if domain in words[1:]:
+                return
+            lines[position] = " ".join([*words, domain])
+            break
+    else:
+        lines.append("search " + domain)
+    _replace(path, "\n".join(lines) + "\n")
 
 
 def _by_mac(mac: str, timeout: float = 10.0) -> str:

@@ -91,8 +91,10 @@ if [ -e /sys/class/net/eth0 ]; then
         || echo "bungalow-init: configuring eth0 failed; the VM has no network."
 fi
 # On a private network its dnsmasq answers for the VMs' names under the network's domain.
+# bungalow.search lists every network's domain, comma-separated (the first NIC's first).
 if [ -n "$dns" ]; then
-    { echo "nameserver $dns"; [ -z "$search" ] || echo "search $search"; } >/newroot/etc/resolv.conf
+    ifs=$IFS; IFS=,; set -- $search; IFS=$ifs
+    { echo "nameserver $dns"; [ -z "$search" ] || echo "search $*"; } >/newroot/etc/resolv.conf
 fi
 
 if [ -n "$hostname" ]; then

@@ -22,7 +22,7 @@ Flavour = Literal["micro", "server"]
 RECIPE_VERSION = 5
 #: The same for server images, kept apart so that a change to the server build
 #: does not make every cached micro image stale.
-SERVER_RECIPE_VERSION = 3
+SERVER_RECIPE_VERSION = 4
 
 #: The packages every image gets on top of mmdebstrap's ``minbase`` variant
 #: (Essential packages plus apt). The agent needs python3; the rest is what a

@@ -84,6 +84,9 @@ RequiredBy=ssh.service
 NETWORK_FILE = """\
 # Every ethernet NIC asks DHCP: QEMU's user-mode network, or a bungalow network's
 # dnsmasq. The client id is the MAC, so a clone (new MAC, same disk) gets its own lease.
+# UseDomains: the network's domain (dnsmasq's --domain) becomes this link's search and
+# routing domain, so systemd-resolved asks each network's names of that network's
+# dnsmasq, not only the first NIC's.
 [Match]
 Name=eth* en*
 
@@ -92,6 +95,7 @@ DHCP=yes
 
 [DHCPv4]
 ClientIdentifier=mac
+UseDomains=yes
 """
 
 CLOUD_CFG = """\

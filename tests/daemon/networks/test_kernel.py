@@ -261,3 +261,22 @@ def test_a_lost_dnsmasq_or_bridge_is_put_back_with_its_taps(net: Setup) -> None:
         held.close()
         net.run(net.service.detach("id-fix", "netfix"))
         net.run(net.service.remove("netfix"))
+
+
+def test_a_network_answers_another_ones_names_only_while_a_vm_is_on_both(net: Setup) -> None:
+    """glibc asks a VM's first nameserver only: the first network's dnsmasq forwards the
+    names of every network sharing a VM with it (its servers file), and no other."""
+    net.run(net.service.create("dnsback", "10.240.1.0/24"))
+    net.run(net.service.create("dnsfront", "10.240.2.0/24"))
+    guest = net.join("dnsg", "dnsback")
+    net.join("dnsx", "dnsfront", "10.240.2.50")
+
+    def answers() -> bool:
+        found = guest.run("busybox", "nslookup", "dnsx.dnsfront", "10.240.1.1").stdout
+        return "10.240.2.50" in found
+
+    assert not answers()
+    net.run(net.service.attach("id-dnsg", "dnsg", "dnsfront"))  # a second NIC, on front
+    wait_until("back's dnsmasq answers dnsx.dnsfront", answers, timeout=10)
+    net.run(net.service.detach("id-dnsg", "dnsfront"))
+    wait_until("back's dnsmasq forgets dnsfront", lambda: not answers(), timeout=10)

@@ -70,16 +70,16 @@ def test_the_cli_joins_ip_to_the_first_network() -> None:
 def test_the_first_nic_is_configured_at_boot_and_every_nic_by_the_agent(tmp_path: Path) -> None:
     made = machine_nics(spec(tmp_path), [FRONT, BACKEND])
     assert [nic.id for nic in made.nics] == ["nic0", "nic1"]
-    assert made.net == boot_config(BACKEND)
+    assert made.net == boot_config([FRONT, BACKEND])
     words = kernel_cmdline(made).split()
-    assert {"bungalow.ip=10.20.0.5/24", "bungalow.dns=10.20.0.1", "bungalow.search=backend",
+    assert {"bungalow.ip=10.20.0.5/24", "bungalow.dns=10.20.0.1", "bungalow.search=backend,front",
             HOTPLUG_WORD} <= set(words)  # fmt: skip
     assert made.hotplug_ports == 2 and not made.ports
     assert not boot_sets_network(made)  # a second NIC: the agent configures it
     assert boot_sets_network(machine_nics(spec(tmp_path), [BACKEND]))
     assert guest_nics([FRONT, BACKEND]) == [
         {"interface": "eth0", "mac": BACKEND.mac, "address": "10.20.0.5/24",
-         "gateway": "10.20.0.1", "dns": "10.20.0.1", "search": "backend"},
+         "gateway": "10.20.0.1", "dns": "10.20.0.1", "search": "backend,front"},
         {"interface": "eth1", "mac": FRONT.mac, "address": "10.30.0.9/24"},
     ]  # fmt: skip
 

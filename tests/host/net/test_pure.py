@@ -92,6 +92,7 @@ def test_dnsmasq_binds_the_bridge_alone_and_names_its_pidfile() -> None:
         "--dhcp-range=10.20.0.0,static,255.255.255.0,infinite",
         "--dhcp-hostsdir=/data/networks/3/hosts.d", "--hostsdir=/data/networks/3/dns.d",
         "--domain=backend", "--local=/backend/", "--expand-hosts",
+        "--servers-file=/data/networks/3/servers",
     ):  # fmt: skip
         assert option in command
     # host/processes.py's census finds it by the pidfile its command line names

@@ -27,6 +27,11 @@ def entries(nics: Iterable[NicRecord]) -> list[HostEntry]:
     return [HostEntry(nic.vm_id, nic.mac, nic.address, nic.hostname) for nic in nics]
 
 
+def servers(peers: Iterable[NetworkRecord]) -> str:
+    """The servers file of a network whose VMs are also on ``peers``."""
+    return dnsmasq.servers_text([(peer.domain, peer.gateway.ip) for peer in peers])
+
+
 class Kernel:
     """The kernel side of the networks of the daemon whose data directory is ``data_root``;
     each network's files are in ``<data_root>/networks/<id>/``."""
@@ -39,13 +44,20 @@ class Kernel:
     def files(self, network_id: int) -> DnsmasqFiles:
         return DnsmasqFiles(self.root / str(network_id))
 
-    def serve(self, network: NetworkRecord, nics: list[NicRecord]) -> int:
+    def serve(
+        self,
+        network: NetworkRecord,
+        nics: list[NicRecord],
+        peers: Iterable[NetworkRecord] = (),
+    ) -> int:
         """Make (or find, or repair) the network's bridge and dnsmasq, serving exactly
-        ``nics``; dnsmasq's PID. New host files are read by dnsmasq's inotify; removed ones
-        are forgotten on a SIGHUP, and their leases released."""
+        ``nics`` and forwarding the names of ``peers`` (networks sharing a VM with it) to
+        their dnsmasq; dnsmasq's PID. New host files are read by dnsmasq's inotify; removed
+        ones and a changed servers file are read on a SIGHUP, and stale leases released."""
         files = self.files(network.id)
         files.ensure()
         removed = dnsmasq.write_entries(files, network.domain, entries(nics))
+        removed |= dnsmasq.write_servers(files, servers(peers))
         bridge.ensure(network.bridge, network.gateway)
         bridge.enable_ip_forward()
         process = dnsmasq.running(files)
@@ -65,6 +77,13 @@ class Kernel:
         """Put the TAPs of ``nics`` that exist (their VMs run) back on the bridge."""
         for nic in nics:
             tap.rejoin(tap.tap_name(nic.vm_id, nic.index), network.bridge)
+
+    def route(self, network: NetworkRecord, peers: Iterable[NetworkRecord]) -> None:
+        """Make the network's dnsmasq forward exactly ``peers``' names (a SIGHUP when
+        its servers file changed); nothing else is touched."""
+        files = self.files(network.id)
+        if dnsmasq.write_servers(files, servers(peers)):
+            dnsmasq.reload(files)
 
     def release_stale(self, network: NetworkRecord, nics: list[NicRecord]) -> None:
         """Release every lease no NIC row holds (a NIC gone, or an address changed)."""

@@ -22,7 +22,7 @@ import re
 import secrets
 import shutil
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
@@ -91,6 +91,20 @@ TOOLS = {"dnsmasq": "dnsmasq-base", "dhcp_release": "dnsmasq-utils", "nft": "nft
 def missing_tools() -> list[str]:
     """What :data:`TOOLS` lacks on this host's PATH, as ``program (package)``."""
     return [f"{tool} ({deb})" for tool, deb in TOOLS.items() if shutil.which(tool) is None]
+
+
+def peers_of(
+    network_id: int, nics: Iterable[NicRecord], networks: Iterable[NetworkRecord]
+) -> builtins.list[NetworkRecord]:
+    """The networks other than ``network_id`` that share at least one VM with it (a VM
+    with NICs on both), by id: the ones whose names its dnsmasq forwards to theirs, so a
+    guest asking its first NIC's dnsmasq (glibc asks the first nameserver only) finds
+    the names of its other networks too."""
+    on: defaultdict[str, set[int]] = defaultdict(set)
+    for nic in nics:
+        on[nic.vm_id].add(nic.network_id)
+    shared = set().union(*(ids for ids in on.values() if network_id in ids)) - {network_id}
+    return sorted((n for n in networks if n.id in shared), key=lambda n: n.id)
 
 
 class NetworkService:
@@ -276,6 +290,7 @@ class NetworkService:
                 self.store.nics.delete(vm_id, record.id)
                 await self._serve(record)
                 raise
+        await self._route(vm_id)
         await self.refresh()
         return Nic.of(record, nic)
 
@@ -286,9 +301,20 @@ class NetworkService:
             if mac not in taken:
                 return mac
 
+    def _peers(self, network: NetworkRecord) -> builtins.list[NetworkRecord]:
+        return peers_of(network.id, self.store.nics.list(), self.store.networks.list())
+
     async def _serve(self, network: NetworkRecord) -> None:
         nics = self.store.nics.on_network(network.id)
-        await asyncio.to_thread(self.kernel.serve, network, nics)
+        await asyncio.to_thread(self.kernel.serve, network, nics, self._peers(network))
+
+    async def _route(self, vm_id: str) -> None:
+        """Rewrite the servers file of every network the VM is on (its NICs changed, so
+        which networks share a VM with which did too)."""
+        for nic in self.store.nics.of_vm(vm_id):
+            network = self.store.networks.by_id(nic.network_id)
+            if network is not None:
+                await asyncio.to_thread(self.kernel.route, network, self._peers(network))
 
     async def detach(self, vm_id: str, network: str) -> bool:
         """Remove the VM's NIC on ``network`` (its address is free at once); False when it
@@ -298,6 +324,7 @@ class NetworkService:
             if not self.store.nics.delete(vm_id, record.id):
                 return False
             await self._serve(record)
+        await self._route(vm_id)
         await self.refresh()
         return True
 
@@ -394,9 +421,8 @@ class NetworkService:
                 await asyncio.to_thread(self.kernel.tear_down, network.id, network.bridge)
                 self.store.networks.delete(network.id)
                 continue
-            nics = self.store.nics.on_network(network.id)
             try:
-                await asyncio.to_thread(self.kernel.serve, network, nics)
+                await self._serve(network)
             except Exception as error:  # one broken network does not keep the daemon down
                 log.error("network %s could not be brought up: %s", network.name, error)
         networks = self.store.networks.list()

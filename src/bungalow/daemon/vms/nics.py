@@ -125,18 +125,24 @@ def check_choices(choices: Sequence[NetworkChoice]) -> None:
         seen.add(choice.network)
 
 
-def boot_config(nic: AttachedNic) -> NetConfig:
-    """The first NIC's configuration the guest's /init applies at boot."""
-    gateway = ipaddress.ip_interface(str(nic.gateway)).ip
+def boot_config(nics: Sequence[AttachedNic]) -> NetConfig:
+    """The first NIC's configuration the guest's /init applies at boot (``nics`` not
+    empty); its search list holds every NIC's domain, the first NIC's first, joined by
+    commas (a kernel command line word has no spaces: /init and the agent make them
+    spaces). The first network's dnsmasq answers the others' names (its servers file)."""
+    ordered = sorted(nics, key=lambda n: n.index)
+    gateway = ipaddress.ip_interface(str(ordered[0].gateway)).ip
+    search = ",".join(dict.fromkeys(nic.domain for nic in ordered))
     return NetConfig(
-        address=str(nic.address), gateway=str(gateway), dns=str(gateway), search=nic.domain
+        address=str(ordered[0].address), gateway=str(gateway), dns=str(gateway), search=search
     )
 
 
 def hotplugged_config(nic: AttachedNic) -> dict[str, str]:
     """What the agent's ``sync`` sets on a NIC plugged in while the VM runs, which the
-    guest finds by its MAC (the kernel names it when pciehp sees it)."""
-    return {"mac": nic.mac, "address": str(nic.address)}
+    guest finds by its MAC (the kernel names it when pciehp sees it), and its domain,
+    which the agent adds to the guest's search list."""
+    return {"mac": nic.mac, "address": str(nic.address), "domain": nic.domain}
 
 
 def guest_nics(nics: Sequence[AttachedNic]) -> list[dict[str, str]]:
@@ -146,7 +152,7 @@ def guest_nics(nics: Sequence[AttachedNic]) -> list[dict[str, str]]:
     for position, nic in enumerate(sorted(nics, key=lambda n: n.index)):
         config = {"interface": f"eth{position}", "mac": nic.mac, "address": str(nic.address)}
         if position == 0:
-            boot = boot_config(nic)
+            boot = boot_config(nics)
             config.update(gateway=boot.gateway, dns=boot.dns, search=boot.search)
         configs.append(config)
     return configs
@@ -162,7 +168,7 @@ def machine_nics(spec: MachineSpec, nics: Sequence[AttachedNic]) -> MachineSpec:
     return dataclasses.replace(
         spec,
         nics=specs,
-        net=boot_config(ordered[0]),
+        net=boot_config(ordered),
         ports=(),
         net_relay=False,
         hotplug_ports=HOTPLUG_PORTS if spec.profile == "micro" else 0,

@@ -25,6 +25,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import threading
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface
 from pathlib import Path
@@ -61,6 +62,11 @@ class DnsmasqFiles:
     @property
     def dns_hosts(self) -> Path:
         return self.root / "dns.d"
+
+    @property
+    def servers(self) -> Path:
+        """``--servers-file``: where other networks' names are asked (re-read on SIGHUP)."""
+        return self.root / "servers"
 
     @property
     def log(self) -> Path:
@@ -116,6 +122,7 @@ def argv(bridge: str, gateway: IPv4Interface, domain: str, files: DnsmasqFiles) 
         f"--local=/{domain}/",
         "--expand-hosts",
         f"--dhcp-option=option:domain-search,{domain}",
+        f"--servers-file={files.servers}",
         f"--log-facility={files.log}",
     ]
 
@@ -181,6 +188,25 @@ def write_entries(files: DnsmasqFiles, domain: str, entries: list[HostEntry]) ->
             temporary.write_text(text)
             temporary.replace(path)
     return removed
+
+
+def servers_text(peers: list[tuple[str, IPv4Address]]) -> str:
+    """``--servers-file`` syntax: ``server=/<domain>/<gateway>`` for each (domain,
+    gateway) of another network, sorted, so its names are asked of that network's dnsmasq."""
+    return "".join(f"server=/{domain}/{gateway}\n" for domain, gateway in sorted(peers))
+
+
+def write_servers(files: DnsmasqFiles, text: str) -> bool:
+    """Make the servers file say ``text`` (written under a dot name, then renamed);
+    True when it changed, and dnsmasq needs a SIGHUP to read it."""
+    files.ensure()
+    with contextlib.suppress(FileNotFoundError):
+        if files.servers.read_text() == text:
+            return False
+    temporary = files.root / f".servers.{threading.get_ident()}.new"
+    temporary.write_text(text)
+    temporary.replace(files.servers)
+    return True
 
 
 @dataclass(frozen=True)
