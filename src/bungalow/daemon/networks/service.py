@@ -394,8 +394,8 @@ class NetworkService:
             if await asyncio.to_thread(self.kernel.stands, network):
                 continue
             async with self._locks[network.id]:
+                await self._serve(network)
                 nics = self.store.nics.on_network(network.id)
-                await asyncio.to_thread(self.kernel.serve, network, nics)
                 await asyncio.to_thread(self.kernel.rejoin_taps, network, nics)
             repaired.append(network.name)
         if repaired:
