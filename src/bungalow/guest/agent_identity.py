@@ -73,8 +73,16 @@ def configure_nic(nic: dict[str, Any], root: str = "/") -> str:
     if not os.path.exists(f"/sys/class/net/{interface}"):
         raise ValueError(f"the guest has no network interface {interface}")
     set_mac(interface, str(nic["mac"]))
+    if under_systemd(root):
+        # systemd-networkd owns a server guest's addresses, routes and (through resolved)
+        # its name servers: a static address or resolv.conf would fight its DHCP lease and
+        # resolved's per-NIC domains. It is asked for a lease under the new MAC instead
+        # (dnsmasq pins the MAC to the address bungalow chose).
+        _run("networkctl", "reconfigure", interface)
+        return interface
     _ip("addr", "flush", "dev", interface)
-    _ip("addr", "add", str(nic["address"]), "dev", interface)
+    # replace, not add: idempotent when a sync is repeated (a recovered start).
+    _ip("addr", "replace", str(nic["address"]), "dev", interface)
     _ip("link", "set", interface, "up")
     if nic.get("gateway"):
         _ip("route", "replace", "default", "via", str(nic["gateway"]), "dev", interface)
@@ -125,13 +133,17 @@ def _by_mac(mac: str, timeout: float = 10.0) -> str:
 
 
 def _ip(*args: str) -> None:
+    _run("ip", *args)
+
+
+def _run(program: str, *args: str) -> None:
     # posix_spawn, not fork: the agent has threads, and a forked child running Python
     # code can deadlock on a lock another thread held at the fork.
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
-    pid = os.posix_spawnp("ip", ["ip", *args], env)
+    pid = os.posix_spawnp(program, [program, *args], env)
     status = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
     if status != 0:
-        raise ValueError("ip " + " ".join(args) + " failed with status " + str(status))
+        raise ValueError(program + " " + " ".join(args) + " failed with status " + str(status))
 
 
 def set_hostname(name: str, root: str = "/") -> None:

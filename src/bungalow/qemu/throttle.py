@@ -17,6 +17,9 @@ from bungalow.qemu.monitor import Monitor
 DISK = "disk0"
 #: How long a burst may last, in seconds.
 BURST_SECONDS = 10
+#: The largest value QEMU's throttling takes for a rate, and for a burst rate times its
+#: length (THROTTLE_VALUE_MAX in QEMU's include/qemu/throttle.h: 10^15).
+THROTTLE_VALUE_MAX = 10**15
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,14 @@ class DiskLimits:
             if burst is not None and (base is None or burst < base):
                 raise UserError(
                     f"A disk {what} burst needs a {what} limit and must be at least that limit."
+                )
+            if (base or 0) > THROTTLE_VALUE_MAX or (burst or 0) * BURST_SECONDS > (
+                THROTTLE_VALUE_MAX
+            ):
+                raise UserError(
+                    f"A disk {what} limit or burst that high is more than QEMU can meter (a "
+                    f"burst at most {THROTTLE_VALUE_MAX // BURST_SECONDS}, a limit at most "
+                    f"{THROTTLE_VALUE_MAX}); give a smaller one, or leave it out for none."
                 )
 
     def qmp_arguments(self, device: str = DISK) -> dict[str, object]:

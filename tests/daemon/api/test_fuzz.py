@@ -181,8 +181,19 @@ def _breaks_on_the_wire(case: schemathesis.Case) -> bool:
 
 def _admitted(parameter: Any, values: list[str]) -> bool:
     """Whether the query ``parameter``'s schema takes the ``values`` sent for it: all of
-    them for a repeatable one, the last for one that takes a single value."""
+    them for a repeatable one, the last for one that takes a single value. A number with
+    no fraction (``0.0``) is an integer, as JSON Schema counts it (draft 6 on) and as
+    pydantic reads it."""
+    values = [_integral(value) for value in values]
     return bool(parameter.is_valid(values)) or bool(parameter.is_valid(values[-1]))
+
+
+def _integral(value: str) -> str:
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return str(int(number)) if number.is_integer() and "." in value else value
 
 
 # -- a daemon without images: every operation ------------------------------------------------
