@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -146,10 +147,15 @@ def allocated_size(path: Path) -> int:
     """Bytes a file or directory tree really takes on the host's disk (sparse files count less)."""
     if path.is_file():
         return path.stat().st_blocks * 512
-    return (
-        sum(entry.lstat().st_blocks * 512 for entry in path.rglob("*") if not entry.is_symlink())
-        + path.stat().st_blocks * 512
-    )
+    total = path.stat().st_blocks * 512
+    for entry in path.rglob("*"):
+        try:  # a file renamed or pruned meanwhile (an initramfs another start just made)
+            info = entry.lstat()
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISLNK(info.st_mode):
+            total += info.st_blocks * 512
+    return total
 
 
 def check_importable(path: Path) -> tuple[Path, str, int]:

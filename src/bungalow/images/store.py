@@ -408,8 +408,13 @@ def _prune_initrds(directory: Path) -> None:
     it starts, so only a VM between initrd_for() and its QEMU's start could
     still need an old one, and it would need one of the newest.
     """
-    initrds = sorted(directory.glob("initrd-*.img"), key=lambda path: path.stat().st_mtime)
-    for old in initrds[:-_INITRDS_KEPT]:
+    used: list[tuple[float, Path]] = []
+    for path in directory.glob("initrd-*.img"):
+        try:  # another start (or daemon: image stores are shared) may prune it meanwhile
+            used.append((path.stat().st_mtime, path))
+        except FileNotFoundError:
+            continue
+    for _, old in sorted(used)[:-_INITRDS_KEPT]:
         old.unlink(missing_ok=True)
 
 
