@@ -32,6 +32,7 @@ from bungalow.cli import (
     network,
     output,
     projects,
+    screen,
     snapshots,
     sprawl,
     ssh,
@@ -149,6 +150,7 @@ leases.register(app)
 sprawl.register(app)
 events.register(app)
 ssh.register(app)
+screen.register(app)
 app.add_typer(images.app, name="image", help="Build, import, list and remove images.")
 app.add_typer(host.app, name="host", help="What this host has and how it runs VMs.")
 

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
         SprawlOutcome,
         VmInfo,
         VmMetrics,
+        VncInfo,
         WaitEvent,
     )
 
@@ -255,6 +256,25 @@ class Client:
         removed). Leaving the loop early closes the stream."""
         with self.stream(routes.follow_logs(name, tail)) as response:
             yield from response.iter_bytes()
+
+    # -- a pc VM's screen and keyboard -----------------------------------------------------------
+
+    def screenshot(self, name: str) -> bytes:
+        """What the pc VM's display shows now, as PNG bytes."""
+        with self.stream(routes.screenshot(name)) as response:
+            return response.read()
+
+    def send_keys(self, name: str, keys: Sequence[str]) -> None:
+        """Press each combination (``ret``, ``ctrl-alt-delete``: QEMU qcodes joined by -)."""
+        self.send(routes.send_keys(name, keys))
+
+    def type_text(self, name: str, text: str, layout: str = "us") -> None:
+        """Type ``text`` (a newline is Enter) as a guest using ``layout`` reads it."""
+        self.send(routes.type_text(name, text, layout))
+
+    def open_vnc(self, name: str) -> VncInfo:
+        """A one-time VNC endpoint on 127.0.0.1 and its password."""
+        return self.send(routes.open_vnc(name))
 
     # -- sandboxes, leases, idleness -------------------------------------------------------------
 

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
         SprawlOutcome,
         VmInfo,
         VmMetrics,
+        VncInfo,
         WaitEvent,
     )
 
@@ -142,6 +143,26 @@ def logs(name: str, tail: int) -> Call[str | None]:
 def follow_logs(name: str, tail: int) -> Call[bytes]:
     """The console's last ``tail`` lines, then its output as written, until QEMU ends."""
     return Call("GET", _vm(name, "/logs"), params={"tail": tail, "follow": "true"})
+
+
+# -- a pc VM's screen and keyboard ---------------------------------------------------------------
+
+
+def screenshot(name: str) -> Call[bytes]:
+    """The display as PNG bytes (``image/png``)."""
+    return Call("GET", _vm(name, "/screenshot"))
+
+
+def send_keys(name: str, keys: Sequence[str]) -> Call[None]:
+    return Call("POST", _vm(name, "/keys"), json={"keys": list(keys)})
+
+
+def type_text(name: str, text: str, layout: str) -> Call[None]:
+    return Call("POST", _vm(name, "/type"), json={"text": text, "layout": layout})
+
+
+def open_vnc(name: str) -> Call[VncInfo]:
+    return Call("POST", _vm(name, "/vnc"))
 
 
 # -- sandboxes, leases, idleness -----------------------------------------------------------------

@@ -35,6 +35,17 @@ class NicInfo(TypedDict):
     mac: str
 
 
+class VncInfo(TypedDict):
+    """A one-time VNC endpoint (``POST /v1/vms/NAME/vnc``): the first connection to
+    ``host``:``port`` gets in with ``password``, within ``expires_in`` seconds."""
+
+    url: str
+    host: str
+    port: int
+    password: str
+    expires_in: int
+
+
 class VmInfo(TypedDict):
     """One VM as ``GET /v1/vms/NAME`` shows it.
 

@@ -185,6 +185,11 @@ class RunFiles:
         return self.run_dir / "net-wan.sock"
 
     @property
+    def vnc(self) -> Path:
+        """Where QEMU's VNC server listens, password required, for a VM with a display."""
+        return self.run_dir / "vnc.sock"
+
+    @property
     def stderr(self) -> Path:
         """QEMU's own messages: why it refused to start, and later why it stopped."""
         return self.run_dir / "qemu.err"
@@ -193,7 +198,7 @@ class RunFiles:
         return (self.qmp, self.agent, self.console, self.console_log, self.pidfile, self.stderr)
 
     def sockets(self) -> tuple[Path, ...]:
-        return (self.qmp, self.agent, self.console, self.net_nic, self.net_wan)
+        return (self.qmp, self.agent, self.console, self.net_nic, self.net_wan, self.vnc)
 
 
 def check_mac(mac: str) -> None:
@@ -259,6 +264,9 @@ class MachineSpec:
     #: A cloud-init NoCloud seed (ISO 9660 labelled cidata), attached read-only after the
     #: root disk: /dev/vdb on both profiles, where cloud-init's ds-identify finds it by label.
     seed: Path | None = None
+    #: A screen: a VGA adapter and QEMU's VNC server on ``RunFiles.vnc`` (pc only; see
+    #: ``_display_args``).
+    display: bool = False
 
     def __post_init__(self) -> None:
         validate_name(self.name)
@@ -277,6 +285,8 @@ class MachineSpec:
             raise UserError("The micro profile boots a kernel directly; give the image's kernel.")
         if self.profile == "micro" and self.cdrom is not None:
             raise UserError("The micro profile has no CD-ROM drive; use the pc profile for ISOs.")
+        if self.profile == "micro" and self.display:
+            raise UserError("The micro profile has no display; use the pc profile for a screen.")
         if self.initrd is not None and self.kernel is None:
             raise UserError("An initrd needs a kernel to go with it; give both or neither.")
         check_mac(self.mac)
@@ -330,6 +340,8 @@ def kernel_cmdline(spec: MachineSpec) -> str:
     if spec.cmdline is not None:
         return spec.cmdline
     words = [
+        # The last console= is /dev/console (the serial log); tty0 puts the boot on the screen.
+        *(["console=tty0"] if spec.display else []),
         "console=ttyS0",
         "quiet",
         "panic=-1",
@@ -367,6 +379,8 @@ def build_argv(spec: MachineSpec, qemu_binary: str) -> list[str]:
     if spec.agent:
         argv += _agent_args(spec, files)
     argv += ["-device", _device(spec, "virtio-rng")]
+    if spec.display:
+        argv += _display_args(files)
     for port in range(1, spec.hotplug_ports + 1):
         argv += ["-device", f"pcie-root-port,id=hp{port},chassis={port}"]
     if spec.runas is not None:
@@ -529,3 +543,18 @@ def _agent_args(spec: MachineSpec, files: RunFiles) -> list[str]:
         "-chardev", f"socket,id=agent,path={files.agent},server=on,wait=off",
         "-device", f"virtserialport,bus=vser0.0,chardev=agent,name={AGENT_PORT_NAME}",
     ]  # fmt: skip
+
+
+def _display_args(files: RunFiles) -> list[str]:
+    """The standard VGA adapter and a VNC server on a Unix socket, password required.
+
+    ``VGA`` (QEMU's "std" VGA, the Bochs VBE adapter) is what SeaBIOS's text mode,
+    OVMF's GOP (QemuVideoDxe) and a Linux guest's vgacon and bochs-drm all drive;
+    ``virtio-vga`` needs a virtio-gpu driver in the guest, ``cirrus-vga`` is slower
+    and deprecated as a default, ``bochs-display`` has no legacy VGA for BIOS text
+    mode. ``-display none`` stays: VNC is an extra display with no window. The
+    password is unset until the daemon sets one over QMP (``set_password``), so a
+    client reaching the socket cannot get in. The keyboard is q35's built-in i8042
+    (PS/2), which firmware and every kernel drive.
+    """
+    return ["-device", "VGA", "-vnc", f"unix:{files.vnc},password=on"]

@@ -130,6 +130,20 @@ class Monitor:
             raise QemuError(f"Could not pass a file to QEMU ({error}); is it running?") from None
         await self.execute("getfd", {"fdname": name})
 
+    async def add_fd(self, fd: int) -> int:
+        """Hand QEMU an open file descriptor into a new fd set; returns the set's id, which
+        commands taking a file name reach as ``/dev/fdset/ID`` (the access mode must be the
+        one QEMU opens with). Release it with ``remove-fd``."""
+        try:
+            self._client.send_fd_scm(fd)
+        except (QMPError, OSError) as error:
+            raise QemuError(f"Could not pass a file to QEMU ({error}); is it running?") from None
+        result = await self.execute("add-fd")
+        fdset = result.get("fdset-id") if isinstance(result, dict) else None
+        if not isinstance(fdset, int):
+            raise QemuError(f"QEMU answered add-fd with {result!r}; upgrade QEMU.")
+        return fdset
+
     async def powerdown(self) -> None:
         """Press the ACPI power button; the guest decides whether and when to power off."""
         await self.execute("system_powerdown")

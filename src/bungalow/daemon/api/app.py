@@ -32,6 +32,7 @@ from bungalow.daemon.api import (
     networks,
     projects,
     sandboxes,
+    screen,
     snapshots,
     sprawl,
     vms,
@@ -47,6 +48,7 @@ log = logging.getLogger(__name__)
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 _ROUTERS = (
     vms, guest, snapshots, sandboxes, images, leases, sprawl, projects, networks, costs, metrics,
+    screen,
 )  # fmt: skip
 
 

@@ -102,6 +102,7 @@ def machine_spec(
         agent=image.kind == "linux",
         net_relay=netshaping.net_bw(vm) is not None,
         seed=provisioning.seed_of(vm_dir, vm),
+        display=vm.profile == "pc",
     )
     spec = machine_nics(spec, nics)
     # The command line its guest booted with is kept, so a snapshot of it loads.

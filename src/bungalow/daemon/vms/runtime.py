@@ -11,6 +11,7 @@ import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bungalow.daemon.vms.vnc_relay import VncRelay
 from bungalow.guest.channel import AgentChannel
 from bungalow.qemu.monitor import Monitor
 
@@ -39,6 +40,8 @@ class VmRuntime:
     io_error: str | None = None
     #: Set with :attr:`io_error`, for the VM service's watcher to record the pause.
     io_stopped: asyncio.Event = field(default_factory=asyncio.Event)
+    #: The one-time VNC listener ``bungalow vnc`` opened last, if any (vnc_relay.py).
+    vnc_relay: VncRelay | None = None
     _event_task: asyncio.Task[None] | None = None
 
     def attach_monitor(self, monitor: Monitor) -> None:
@@ -62,6 +65,9 @@ class VmRuntime:
         self.io_stopped.set()
 
     async def close_channels(self) -> None:
+        if self.vnc_relay is not None:
+            await self.vnc_relay.close()
+            self.vnc_relay = None
         if self.shaper_watcher is not None:
             self.shaper_watcher.cancel()
             self.shaper_watcher = None

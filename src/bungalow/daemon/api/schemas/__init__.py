@@ -55,6 +55,7 @@ from bungalow.daemon.api.schemas.requests import (
     VmCreate,
     WaitRequest,
 )
+from bungalow.daemon.api.schemas.screen import KeysRequest, TypeRequest, VncInfo
 
 __all__ = [
     "AccelInfo",
@@ -75,6 +76,7 @@ __all__ = [
     "ImageBuild",
     "ImageImport",
     "ImageInfo",
+    "KeysRequest",
     "LeaseRenewal",
     "LeaseRequest",
     "LimitsUpdate",
@@ -98,9 +100,11 @@ __all__ = [
     "SprawlResult",
     "SshKeysAdd",
     "StopRequest",
+    "TypeRequest",
     "VmCostInfo",
     "VmCreate",
     "VmInfo",
     "VmMetrics",
+    "VncInfo",
     "WaitRequest",
 ]
