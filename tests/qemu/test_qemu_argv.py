@@ -287,6 +287,8 @@ def test_run_files(tmp_path: Path) -> None:
         "qemu.pid",
         "qemu.err",
     ]
+    assert files.vnc == tmp_path / "vnc.sock"
+    assert files.vnc in files.sockets()  # its path length is checked with the others
 
 
 def test_random_mac_is_local_unicast_and_fresh() -> None:
@@ -379,3 +381,26 @@ def test_a_cloud_init_seed_is_a_read_only_disk_after_the_root(
     assert drives[0].startswith(f"file={qcow2},")  # the root stays /dev/vda
     assert drives[1] == f"file={seed},if=none,id=seed0,format=raw,readonly=on"
     assert f"{device},drive=seed0" in argv
+
+
+# --- the display ---------------------------------------------------------------------
+
+
+def test_a_display_is_a_vga_and_a_password_vnc_server_on_a_socket(
+    tmp_path: Path, qcow2: Path
+) -> None:
+    machine = spec(tmp_path, profile="pc", display=True)
+    argv = build_argv(machine, "qemu-system-x86_64")
+    assert argv[argv.index("-vnc") + 1] == f"unix:{tmp_path}/run/vnc.sock,password=on"
+    assert "VGA" in [argv[i + 1] for i, arg in enumerate(argv) if arg == "-device"]
+    assert argv[argv.index("-display") + 1] == "none"  # no window: VNC is the only display
+    # The boot on the screen, the serial console still /dev/console (the last one).
+    assert kernel_cmdline(machine).startswith("console=tty0 console=ttyS0 ")
+    plain = build_argv(spec(tmp_path, profile="pc"), "qemu-system-x86_64")
+    assert "-vnc" not in plain and "VGA" not in plain
+    assert kernel_cmdline(spec(tmp_path, profile="pc")).startswith("console=ttyS0 ")
+
+
+def test_a_micro_vm_has_no_display(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="The micro profile has no display"):
+        spec(tmp_path, display=True)
