@@ -54,6 +54,7 @@ MIRRORS: list[tuple[type, str, tuple[str, ...]]] = [
     (shapes.NetworkDetail, "NetworkDetail", ()),
     (shapes.NetworkNic, "NetworkNic", ()),
     (shapes.NetworkLease, "NetworkLease", ()),
+    (shapes.VncInfo, "VncInfo", ()),
 ]
 
 

@@ -47,6 +47,7 @@ STREAMED = {
     ("post", "/v1/images/build"): "application/x-ndjson",
     ("post", "/v1/vms/{name}/wait"): "application/x-ndjson",
     ("get", "/metrics"): "text/plain",
+    ("get", "/v1/vms/{name}/screenshot"): "image/png",
 }
 
 

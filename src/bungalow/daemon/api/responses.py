@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 
 class NdjsonResponse(StreamingResponse):
@@ -16,3 +16,9 @@ class BytesResponse(StreamingResponse):
     """A file's bytes; a folder comes as a tar stream (header ``X-Bungalow-Kind: dir``)."""
 
     media_type = "application/octet-stream"
+
+
+class PngResponse(Response):
+    """An image in PNG (a VM's screen)."""
+
+    media_type = "image/png"

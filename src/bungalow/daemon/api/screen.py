@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter
 
 from bungalow.daemon.api.deps import Svc
+from bungalow.daemon.api.responses import PngResponse
 from bungalow.daemon.api.schemas import KeysRequest, TypeRequest, VncInfo
 from bungalow.daemon.vms import screen
 
 router = APIRouter(prefix="/v1/vms/{name}")
 
 
-@router.get(
-    "/screenshot",
-    response_class=Response,
-    responses={200: {"content": {"image/png": {}}, "description": "the display as a PNG"}},
-)
-async def screenshot(name: str, svc: Svc) -> Response:
+@router.get("/screenshot", response_class=PngResponse)
+async def screenshot(name: str, svc: Svc) -> PngResponse:
     """What the running pc VM's display shows now, as a PNG (a micro VM, or a VM that is
     not running, is refused with a sentence)."""
-    return Response(await screen.screenshot(svc.vms, name), media_type="image/png")
+    return PngResponse(await screen.screenshot(svc.vms, name))
 
 
 @router.post("/keys", status_code=204)
