@@ -40,6 +40,8 @@ class VmRuntime:
     io_error: str | None = None
     #: Set with :attr:`io_error`, for the VM service's watcher to record the pause.
     io_stopped: asyncio.Event = field(default_factory=asyncio.Event)
+    #: Held while keys are pressed, so that two ``type`` calls do not interleave their keys.
+    keyboard: asyncio.Lock = field(default_factory=asyncio.Lock)
     #: The one-time VNC listener ``bungalow vnc`` opened last, if any (vnc_relay.py).
     vnc_relay: VncRelay | None = None
     _event_task: asyncio.Task[None] | None = None

@@ -12,14 +12,14 @@ import secrets
 import string
 from dataclasses import dataclass
 
-from bungalow.daemon.state.lifecycle import require_running
+from bungalow.daemon.state.lifecycle import VmState, require_running
 from bungalow.daemon.state.records import VmRecord
 from bungalow.daemon.vms.manager import VmManager
 from bungalow.daemon.vms.vnc_relay import LIFETIME, VncRelay
-from bungalow.errors import InvalidStateError, UserError
+from bungalow.errors import InvalidStateError, QemuError, UserError
 from bungalow.qemu import display
 from bungalow.qemu.argv import RunFiles
-from bungalow.qemu.keys import combos_of, text_combos
+from bungalow.qemu.keys import Combo, combos_of, text_combos
 from bungalow.qemu.monitor import Monitor
 
 _PASSWORD_ALPHABET = string.ascii_letters + string.digits
@@ -61,19 +61,34 @@ async def screenshot(vms: VmManager, name: str) -> bytes:
 async def send_keys(vms: VmManager, name: str, keys: list[str]) -> None:
     """Press each key combination (``ctrl-alt-delete``, ``ret``) in turn; UserError naming
     a key QEMU does not know, before any is pressed."""
-    combos = combos_of(keys)
-    async with vms.locked(name):
-        monitor = _screen_monitor(vms, vms.get(name), "send keys")
-        await display.send_combos(monitor, combos)
+    await _press(vms, name, "send keys", combos_of(keys))
 
 
 async def type_text(vms: VmManager, name: str, text: str, layout: str) -> None:
     """Type ``text`` on the VM's keyboard as a guest using ``layout`` reads it; UserError
     naming a character the layout cannot type, before any is typed."""
-    combos = text_combos(text, layout)
+    await _press(vms, name, "type", text_combos(text, layout))
+
+
+async def _press(vms: VmManager, name: str, action: str, combos: list[Combo]) -> None:
+    """Press ``combos`` one after another, holding the VM's keyboard (not its lock: 4096
+    characters take minutes, and a stop need not wait for them)."""
     async with vms.locked(name):
-        monitor = _screen_monitor(vms, vms.get(name), "type")
-        await display.send_combos(monitor, combos)
+        monitor = _screen_monitor(vms, vms.get(name), action)
+        runtime = vms.runtime(name)
+    if runtime is None:
+        raise InvalidStateError(f"bungalowd has no connection to {name} now; retry in a moment.")
+    async with runtime.keyboard:
+        try:
+            await display.send_combos(monitor, combos)
+        except QemuError:
+            vm = vms.store.vms.find(name)
+            if vm is not None and vm.state is VmState.RUNNING and monitor.connected:
+                raise
+            raise InvalidStateError(
+                f"Cannot {action}: the VM {name} stopped before every key was pressed; "
+                "start it and send them again."
+            ) from None
 
 
 async def open_vnc(vms: VmManager, name: str) -> VncEndpoint:
