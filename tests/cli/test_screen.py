@@ -164,16 +164,26 @@ def test_a_micro_vm_and_bad_keys_are_refused_with_a_sentence(scr: Env) -> None:
     assert accent.returncode == 1 and "'é' (position 4) cannot be typed" in accent.stderr
 
 
-def test_the_display_survives_suspend_and_clone_and_its_listener_goes_with_the_vm(
+def test_the_screen_survives_snapshot_restore_suspend_and_clone_and_the_listener_goes_with_the_vm(
     scr: Env,
 ) -> None:
-    scr.run("exec", "scr", "--", "python3", "/root/draw.py", "20", "BEFORE THE SUSPEND")
-    drawn = screenshot(scr, "scr").crop((0, 20 * 16, 18 * 9, 21 * 16)).tobytes()
+    band = (0, 20 * 16, 20 * 9, 21 * 16)
+
+    def row_20() -> bytes:
+        return screenshot(scr, "scr").crop(band).tobytes()
+
+    scr.run("exec", "scr", "--", "python3", "/root/draw.py", "20", "AT THE SNAPSHOT     ")
+    drawn = row_20()
+    scr.run("snapshot", "create", "scr", "drawn")
+    scr.run("exec", "scr", "--", "python3", "/root/draw.py", "20", "DRAWN AFTERWARDS    ")
+    assert row_20() != drawn
+    scr.run("snapshot", "restore", "scr", "drawn")
+    assert row_20() == drawn  # the VGA's memory is in the snapshot's device state
     scr.run("suspend", "scr")
     scr.run("start", "scr")
-    assert screenshot(scr, "scr").crop((0, 20 * 16, 18 * 9, 21 * 16)).tobytes() == drawn
+    assert row_20() == drawn
     scr.run("clone", "scr", "twin")
-    assert screenshot(scr, "twin").crop((0, 20 * 16, 18 * 9, 21 * 16)).tobytes() == drawn
+    assert screenshot(scr, "twin").crop(band).tobytes() == drawn
     endpoint = json.loads(scr.run("vnc", "twin", "--json").stdout)
     scr.run("rm", "-f", "twin")
     with (

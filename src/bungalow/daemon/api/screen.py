@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from fastapi import APIRouter
 
 from bungalow.daemon.api.deps import Svc
@@ -37,10 +39,4 @@ async def open_vnc(name: str, svc: Svc) -> VncInfo:
     """A new one-time VNC endpoint on 127.0.0.1 with a fresh password; the VM's last one
     stops working."""
     endpoint = await screen.open_vnc(svc.vms, name)
-    return VncInfo(
-        url=endpoint.url,
-        host=endpoint.host,
-        port=endpoint.port,
-        password=endpoint.password,
-        expires_in=endpoint.expires_in,
-    )
+    return VncInfo(url=endpoint.url, **dataclasses.asdict(endpoint))
