@@ -379,10 +379,10 @@ def build_argv(spec: MachineSpec, qemu_binary: str) -> list[str]:
     if spec.agent:
         argv += _agent_args(spec, files)
     argv += ["-device", _device(spec, "virtio-rng")]
-    if spec.display:
-        argv += _display_args(files)
     for port in range(1, spec.hotplug_ports + 1):
         argv += ["-device", f"pcie-root-port,id=hp{port},chassis={port}"]
+    if spec.display:  # last: the PCI slots of the devices before it stay as they were
+        argv += _display_args(files)
     if spec.runas is not None:
         uid, gid = spec.runas
         argv += ["-chroot", str(files.run_dir), "-runas", f"{uid}:{gid}"]
