@@ -11,9 +11,11 @@ import os
 import shutil
 from pathlib import Path
 
+from bungalow.arch import DEFAULT_ARCH
 from bungalow.errors import ImageError
 from bungalow.images._tools import Progress, is_no_space, no_space_error, require_space
 from bungalow.images.disk import convert_to_qcow2, make_ext4
+from bungalow.images.guest_busybox import install_guest_busybox
 from bungalow.images.kernel import install_kernel
 from bungalow.images.recipes import Recipe, get_recipe
 from bungalow.images.rootfs import (
@@ -82,6 +84,8 @@ def _build(store: ImageStore, recipe: Recipe, staging: Path, report: Progress) -
     bootstrap(recipe, rootfs, kernel_dir, log=log, progress=report)
     report("installing the kernel", BOOTSTRAP_DONE)
     kernel_version, kernel_file = install_kernel(kernel_dir, rootfs, staged)
+    if recipe.arch != DEFAULT_ARCH:
+        install_guest_busybox(rootfs, staged)
     configure(rootfs)
     if recipe.flavour == "server":
         report("configuring systemd", 0.75)
@@ -123,6 +127,7 @@ def _build(store: ImageStore, recipe: Recipe, staging: Path, report: Progress) -
             "recipe": recipe.name,
             "recipe_version": recipe.version,
             "flavour": recipe.flavour,
+            "arch": recipe.arch,
             "packages": list(recipe.packages),
         },
     )

@@ -17,6 +17,7 @@ import time
 from collections import deque
 from pathlib import Path
 
+from bungalow.arch import ARCH_INFO, Arch, binfmt_registered
 from bungalow.errors import ImageError
 from bungalow.images._tools import Progress, find_tool, no_space_error
 from bungalow.images.recipes import Recipe
@@ -33,12 +34,13 @@ _MERGED_USR_HOOKS = Path("/usr/share/mmdebstrap/hooks/maybe-merged-usr")
 
 # Runs on the host as mmdebstrap's customize hook, "$1" being the new root file
 # system, while that system's apt still has its package lists: it resolves the
-# linux-image-cloud-amd64 metapackage to the versioned kernel package and
-# downloads that package, without installing it, into $BUNGALOW_KERNEL_DIR.
+# recipe's kernel metapackage ($BUNGALOW_KERNEL_PACKAGE: linux-image-cloud-amd64...)
+# to the versioned kernel package and downloads that package, without installing
+# it, into $BUNGALOW_KERNEL_DIR.
 _KERNEL_HOOK = r"""set -eu
-real=$(chroot "$1" apt-cache depends linux-image-cloud-amd64 \
+real=$(chroot "$1" apt-cache depends "$BUNGALOW_KERNEL_PACKAGE" \
     | sed -n 's/^ *Depends: \(linux-image-[^ <>]*\).*/\1/p' | head -n 1)
-[ -n "$real" ] || { echo "E: linux-image-cloud-amd64 depends on no kernel package" >&2; exit 1; }
+[ -n "$real" ] || { echo "E: $BUNGALOW_KERNEL_PACKAGE depends on no kernel package" >&2; exit 1; }
 echo "bungalow: kernel package $real"
 chroot "$1" sh -c 'cd /tmp && apt-get download -q "$0"' "$real"
 mv "$1"/tmp/linux-image-*.deb "$BUNGALOW_KERNEL_DIR"/
@@ -121,6 +123,7 @@ def mmdebstrap_argv(recipe: Recipe, target: Path) -> list[str]:
         find_tool("mmdebstrap"),
         "--mode=root",
         "--variant=minbase",
+        f"--architectures={ARCH_INFO[recipe.arch].debian}",
         f"--include={','.join(recipe.packages)}",
         f"--hook-dir={_MERGED_USR_HOOKS}",
         *(f"--dpkgopt={option}" for option in _DPKG_OPTIONS),
@@ -144,6 +147,8 @@ def bootstrap(
     """
     if os.geteuid() != 0:
         raise ImageError("Building an image needs root (mmdebstrap and chroot); run it as root.")
+    if not binfmt_registered(recipe.arch):
+        raise binfmt_missing(recipe.arch)
     if not _MERGED_USR_HOOKS.is_dir():
         raise ImageError(f"{_MERGED_USR_HOOKS} is missing; install a newer mmdebstrap.")
     # mmdebstrap leaves temporary GnuPG homes in $TMPDIR when it fails or is
@@ -153,6 +158,7 @@ def bootstrap(
     env = {
         **os.environ,
         "BUNGALOW_KERNEL_DIR": str(kernel_dir),
+        "BUNGALOW_KERNEL_PACKAGE": recipe.kernel_package,
         "LC_ALL": "C.UTF-8",
         "TMPDIR": str(tmpdir),
     }
@@ -183,6 +189,17 @@ def bootstrap(
             process.wait()
     if process.returncode != 0:
         raise _bootstrap_error(recipe, list(tail), target, log)
+
+
+def binfmt_missing(arch: Arch) -> ImageError:
+    """The sentence for building an image whose programs this host cannot run."""
+    handler = ARCH_INFO[arch].binfmt
+    return ImageError(
+        f"Building a {arch} image runs its programs through qemu-user-static, and no "
+        f"binfmt_misc handler {handler} is registered; install qemu-user-static and "
+        f"binfmt-support and run `update-binfmts --enable {handler}` (scripts/install does "
+        "both, mounting binfmt_misc first if needed)."
+    )
 
 
 def _kill_process_group(process: subprocess.Popen[str]) -> None:

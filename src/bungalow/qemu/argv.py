@@ -2,13 +2,20 @@
 
 A :class:`MachineSpec` is checked when it is built, so a bad path or port is a
 clear error before any file exists; :func:`build_argv` then turns it into the
-``qemu-system-x86_64`` argv for one of two profiles:
+QEMU argv for one of two profiles:
 
 - ``micro``: ``-M microvm`` with virtio-mmio devices and direct kernel boot, the
   fastest start (1.7 s to an idle guest against 2.2 s for q35 under TCG). ACPI
   stays on because the Debian kernel finds virtio-mmio devices through it.
 - ``pc``: ``-M q35`` with virtio-pci devices and SeaBIOS, which boots any disk or
   ISO, for other and older operating systems.
+
+The guest's architecture (``arch``) picks the board: x86_64 and i386 guests
+run on the machines above (qemu-system-x86_64 runs 32-bit kernels too); an
+aarch64 guest runs on ``-M virt`` under qemu-system-aarch64, with its kernel
+booted directly (QEMU's loader takes Debian's gzip'd ``Image``), virtio-mmio
+devices found through the device tree QEMU writes, and its console on the
+PL011 (``ttyAMA0``). See :data:`BOARDS`.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from bungalow.arch import ARCH_INFO, DEFAULT_ARCH, Arch
 from bungalow.errors import UserError
 from bungalow.names import validate_name, validate_option_path
 from bungalow.qemu.accel import ACCEL_NAMES, accel_arg, host_tsc_khz
@@ -50,6 +58,35 @@ RELAY_WARNING = "warning: hub 0 with no nics"
 USER_STUB_WARNING = "warning: netdev net0 has no peer"
 #: The kernel command line word that lets a micro guest hot-plug PCIe devices.
 HOTPLUG_WORD = "pcie_ports=native"
+
+
+@dataclass(frozen=True)
+class Board:
+    """What QEMU emulates for one guest architecture on the micro profile (and pc, if any)."""
+
+    micro: str  # -M value of the micro profile
+    pc: str | None  # -M value of the pc profile; None where there is none
+    console: str  # the kernel's name for the first serial port
+    #: QEMU's name for the machine's RAM on each profile, which a migration stream names.
+    micro_ram: str
+    pc_ram: str | None
+    #: -cpu under TCG. On aarch64, pauth-impdef swaps the architected QARMA pointer
+    #: authentication (costly to emulate) for QEMU's own cheap hash: the guest cannot tell.
+    tcg_cpu: str = "max"
+    #: Whether the guest kernel takes the TSC hint (tsc_early_khz: x86 only).
+    tsc_hint: bool = True
+
+
+_X86 = Board("microvm,acpi=on", "q35", "ttyS0", "microvm.ram", "pc.ram")
+#: One board per architecture (bungalow/arch.py). gic-version=3 is the GIC TCG emulates
+#: for any number of vCPUs (a GICv2 stops at 8).
+BOARDS: dict[Arch, Board] = {
+    "x86_64": _X86,
+    "i386": _X86,
+    "aarch64": Board(
+        "virt,gic-version=3", None, "ttyAMA0", "mach-virt.ram", None, "max,pauth-impdef=on", False
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -259,6 +296,8 @@ class MachineSpec:
     #: A cloud-init NoCloud seed (ISO 9660 labelled cidata), attached read-only after the
     #: root disk: /dev/vdb on both profiles, where cloud-init's ds-identify finds it by label.
     seed: Path | None = None
+    #: The guest's architecture (bungalow/arch.py): picks QEMU's binary and board.
+    arch: Arch = DEFAULT_ARCH
 
     def __post_init__(self) -> None:
         validate_name(self.name)
@@ -273,6 +312,15 @@ class MachineSpec:
             raise UserError(f"The machine profile {self.profile!r} is not known; use micro or pc.")
         if self.accel not in ACCEL_NAMES:
             raise UserError(f"The accelerator {self.accel!r} is not known; use kvm or tcg.")
+        if self.arch not in BOARDS:
+            raise UserError(f"The architecture {self.arch!r} is not one bungalow runs.")
+        if self.profile == "pc" and BOARDS[self.arch].pc is None:
+            raise UserError(
+                f"An {self.arch} guest runs on QEMU's virt machine (the micro profile); "
+                "drop --profile pc."
+            )
+        if self.accel == "kvm" and ARCH_INFO[self.arch].binfmt is not None:
+            raise UserError(f"KVM runs only this host's own architecture, not {self.arch}.")
         if self.profile == "micro" and self.kernel is None:
             raise UserError("The micro profile boots a kernel directly; give the image's kernel.")
         if self.profile == "micro" and self.cdrom is not None:
@@ -330,7 +378,7 @@ def kernel_cmdline(spec: MachineSpec) -> str:
     if spec.cmdline is not None:
         return spec.cmdline
     words = [
-        "console=ttyS0",
+        f"console={BOARDS[spec.arch].console}",
         "quiet",
         "panic=-1",
         "root=/dev/vda",
@@ -352,7 +400,7 @@ def kernel_cmdline(spec: MachineSpec) -> str:
 
 
 def _tsc_hint(spec: MachineSpec) -> int | None:
-    if spec.accel != "tcg":
+    if spec.accel != "tcg" or not BOARDS[spec.arch].tsc_hint:
         return None
     return host_tsc_khz() if spec.tsc_khz is None else spec.tsc_khz
 
@@ -377,9 +425,15 @@ def build_argv(spec: MachineSpec, qemu_binary: str) -> list[str]:
     return argv
 
 
-def ram_id(profile: Profile) -> str:
+def ram_id(profile: Profile, arch: Arch = DEFAULT_ARCH) -> str:
     """The name QEMU gives the machine's RAM, which a migration stream refers to."""
-    return "microvm.ram" if profile == "micro" else "pc.ram"
+    board = BOARDS[arch]
+    return board.micro_ram if profile == "micro" else board.pc_ram or board.micro_ram
+
+
+def qemu_binary_name(arch: Arch) -> str:
+    """The system emulator that runs an ``arch`` guest (``qemu-system-aarch64``...)."""
+    return ARCH_INFO[arch].qemu_binary
 
 
 def _device(spec: MachineSpec, kind: str) -> str:
@@ -388,13 +442,14 @@ def _device(spec: MachineSpec, kind: str) -> str:
 
 
 def _machine_args(spec: MachineSpec) -> list[str]:
-    machine = "microvm,acpi=on" if spec.profile == "micro" else "q35"
-    if spec.hotplug_ports and spec.profile == "micro":
+    board = BOARDS[spec.arch]
+    machine = board.micro if spec.profile == "micro" else board.pc or board.micro
+    if spec.hotplug_ports and machine.startswith("microvm"):
         machine += ",pcie=on"
     memory: list[str] = []
     if spec.memory_file is not None:
         # Named as QEMU names anonymous RAM, so streams from either kind load into the other.
-        backend = ram_id(spec.profile)
+        backend = ram_id(spec.profile, spec.arch)
         machine += f",memory-backend={backend}"
         share = "on" if spec.memory_shared else "off"
         memory = [
@@ -406,7 +461,7 @@ def _machine_args(spec: MachineSpec) -> list[str]:
         "-name", f"guest={spec.name},debug-threads=on",
         "-M", machine,
         "-accel", accel_arg(spec.accel),
-        "-cpu", "host" if spec.accel == "kvm" else "max",
+        "-cpu", "host" if spec.accel == "kvm" else board.tcg_cpu,
         "-smp", str(spec.cpus),
         "-m", f"{spec.memory // MIB}M",
         "-nodefaults", "-no-user-config", "-display", "none",
