@@ -11,8 +11,8 @@ import os
 import shutil
 from pathlib import Path
 
-from bungalow.arch import DEFAULT_ARCH
-from bungalow.errors import ImageError
+from bungalow.arch import DEFAULT_ARCH, binfmt_registered, emulator_missing
+from bungalow.errors import ImageError, UserError
 from bungalow.images._tools import Progress, is_no_space, no_space_error, require_space
 from bungalow.images.disk import convert_to_qcow2, make_ext4
 from bungalow.images.guest_busybox import install_guest_busybox
@@ -20,6 +20,7 @@ from bungalow.images.kernel import install_kernel
 from bungalow.images.recipes import Recipe, get_recipe
 from bungalow.images.rootfs import (
     BOOTSTRAP_DONE,
+    binfmt_missing,
     bootstrap,
     configure,
     guest_python,
@@ -49,6 +50,7 @@ def build_image(
     ``(stage, fraction of the whole build)`` as the build goes.
     """
     recipe = get_recipe(name)
+    check_buildable(recipe)
     report = _forward_only(progress)
     with store.build_lock(name):
         if store.has(name) and not force:
@@ -69,6 +71,16 @@ def build_image(
             ) from error
     report("done", 1.0)
     return image
+
+
+def check_buildable(recipe: Recipe) -> None:
+    """UserError, before anything is made, when this host could build ``recipe`` but never
+    run it (its QEMU is missing) or cannot run its programs while building (no binfmt)."""
+    missing = emulator_missing(recipe.arch)
+    if missing is not None:
+        raise UserError(f"The recipe {recipe.name} makes an image of {recipe.arch}: {missing}")
+    if not binfmt_registered(recipe.arch):
+        raise binfmt_missing(recipe.arch)
 
 
 def _build(store: ImageStore, recipe: Recipe, staging: Path, report: Progress) -> Image:

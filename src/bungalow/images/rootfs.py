@@ -18,12 +18,15 @@ from collections import deque
 from pathlib import Path
 
 from bungalow.arch import ARCH_INFO, Arch, binfmt_registered
-from bungalow.errors import ImageError
+from bungalow.errors import ImageError, UserError
 from bungalow.images._tools import Progress, find_tool, no_space_error
 from bungalow.images.recipes import Recipe
 
 #: Set this to a Debian mirror URL to build from it instead of deb.debian.org.
 MIRROR_ENV = "BUNGALOW_DEBIAN_MIRROR"
+#: With a mirror set, the security archive to add (``none``: none, for a mirror or proxy
+#: whose copy of one architecture's security archive is out of step with its index).
+SECURITY_MIRROR_ENV = "BUNGALOW_DEBIAN_SECURITY_MIRROR"
 SECURITY_MIRROR = "http://security.debian.org/debian-security"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 
@@ -107,11 +110,11 @@ def mirror_lines(suite: str) -> list[str]:
     mirror = os.environ.get(MIRROR_ENV, "").strip().rstrip("/")
     if not mirror:
         return []
-    return [
-        f"deb {mirror} {suite} main",
-        f"deb {mirror} {suite}-updates main",
-        f"deb {SECURITY_MIRROR} {suite}-security main",
-    ]
+    security = os.environ.get(SECURITY_MIRROR_ENV, "").strip().rstrip("/") or SECURITY_MIRROR
+    lines = [f"deb {mirror} {suite} main", f"deb {mirror} {suite}-updates main"]
+    if security != "none":
+        lines.append(f"deb {security} {suite}-security main")
+    return lines
 
 
 def mmdebstrap_argv(recipe: Recipe, target: Path) -> list[str]:
@@ -191,10 +194,11 @@ def bootstrap(
         raise _bootstrap_error(recipe, list(tail), target, log)
 
 
-def binfmt_missing(arch: Arch) -> ImageError:
-    """The sentence for building an image whose programs this host cannot run."""
+def binfmt_missing(arch: Arch) -> UserError:
+    """The sentence for building an image whose programs this host cannot run (a 4xx:
+    the host is set up short of what the build asks)."""
     handler = ARCH_INFO[arch].binfmt
-    return ImageError(
+    return UserError(
         f"Building a {arch} image runs its programs through qemu-user-static, and no "
         f"binfmt_misc handler {handler} is registered; install qemu-user-static and "
         f"binfmt-support and run `update-binfmts --enable {handler}` (scripts/install does "

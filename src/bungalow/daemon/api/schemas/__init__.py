@@ -7,6 +7,7 @@ daemon answers. Routes import them from here.
 
 from bungalow.daemon.api.schemas.answers import (
     AccelInfo,
+    ArchitectureInfo,
     CostReport,
     CostRow,
     DeletedInfo,
@@ -58,6 +59,7 @@ from bungalow.daemon.api.schemas.requests import (
 
 __all__ = [
     "AccelInfo",
+    "ArchitectureInfo",
     "CloneCreate",
     "CostReport",
     "CostRow",
