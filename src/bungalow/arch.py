@@ -86,17 +86,17 @@ def emulator_missing(arch: Arch) -> str | None:
     )
 
 
-def binfmt_registered(arch: Arch) -> bool:
+def binfmt_registered(arch: Arch, directory: Path = BINFMT_DIR, host: str | None = None) -> bool:
     """Whether this host runs ``arch`` programs (native, or a binfmt_misc handler enabled).
 
     Read from /proc/sys/fs/binfmt_misc/<handler>, whose first line is ``enabled``
     once ``update-binfmts --enable`` (or scripts/install) registered it.
     """
     handler = ARCH_INFO[arch].binfmt
-    if handler is None or runs_natively(arch):
+    if handler is None or runs_natively(arch, host):
         return True
     try:
-        first = (BINFMT_DIR / handler).read_text().split("\n", 1)[0]
+        first = (directory / handler).read_text().split("\n", 1)[0]
     except OSError:
         return False
     return first.strip() == "enabled"

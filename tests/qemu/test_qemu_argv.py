@@ -19,6 +19,7 @@ from bungalow.qemu.argv import (
     RunFiles,
     build_argv,
     kernel_cmdline,
+    ram_id,
     random_mac,
 )
 from bungalow.qemu.disk import DIRECT_NATIVE, DiskIo
@@ -379,3 +380,42 @@ def test_a_cloud_init_seed_is_a_read_only_disk_after_the_root(
     assert drives[0].startswith(f"file={qcow2},")  # the root stays /dev/vda
     assert drives[1] == f"file={seed},if=none,id=seed0,format=raw,readonly=on"
     assert f"{device},drive=seed0" in argv
+
+
+# --- architectures -------------------------------------------------------------------
+
+
+def test_an_aarch64_guest_runs_on_the_virt_board(tmp_path: Path, qcow2: Path) -> None:
+    machine = spec(tmp_path, arch="aarch64", memory_file=tmp_path / "ram", disk=qcow2)
+    argv = build_argv(machine, "/usr/bin/qemu-system-aarch64")
+    joined = " ".join(argv)
+    assert argv[argv.index("-M") + 1].startswith("virt,gic-version=3,memory-backend=mach-virt.ram")
+    assert argv[argv.index("-cpu") + 1] == "max,pauth-impdef=on"
+    assert "virtio-blk-device,drive=disk0" in joined and "-pci" not in joined
+    cmdline = kernel_cmdline(machine).split()
+    assert "console=ttyAMA0" in cmdline
+    assert not any(word.startswith("tsc") for word in cmdline)  # x86 only
+    assert ram_id("micro", "aarch64") == "mach-virt.ram"
+
+
+def test_an_i386_guest_runs_on_the_x86_machines(tmp_path: Path, qcow2: Path) -> None:
+    for profile, ram in (("micro", "microvm.ram"), ("pc", "pc.ram")):
+        machine = spec(tmp_path, arch="i386", profile=profile, disk=qcow2)
+        x86 = spec(tmp_path, profile=profile, disk=qcow2)
+        assert build_argv(machine, "qemu") == build_argv(x86, "qemu")
+        assert ram_id(profile, "i386") == ram
+    assert "console=ttyS0" in kernel_cmdline(spec(tmp_path, arch="i386")).split()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"profile": "pc"}, "aarch64 guest runs on QEMU's virt machine"),
+        ({"accel": "kvm"}, "KVM runs only this host's own architecture, not aarch64"),
+    ],
+)
+def test_what_an_aarch64_guest_cannot_have(
+    tmp_path: Path, overrides: dict[str, object], message: str
+) -> None:
+    with pytest.raises(UserError, match=message):
+        spec(tmp_path, arch="aarch64", **overrides)

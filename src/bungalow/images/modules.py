@@ -34,6 +34,11 @@ BOOT_MODULES: tuple[str, ...] = (
     "virtio_rng",
 )
 
+#: Loaded too where the kernel builds them as modules (Debian's 686 kernel: its cloud
+#: kernels build them in): the root file system's driver, and the crc32c its metadata
+#: checksums need, which ext4 asks the crypto API for rather than naming as a dependency.
+BOOT_MODULES_IF_MODULAR: tuple[str, ...] = ("crc32c_generic", "ext4")
+
 #: The file in a boot-module directory that lists module names, one a line, in load order.
 LOAD_ORDER_FILE = "load-order"
 
@@ -140,8 +145,13 @@ def depends(elf: bytes) -> list[str]:
     return names
 
 
-def load_order(tree: Path, wanted: Iterable[str] = BOOT_MODULES) -> list[tuple[str, Path]]:
-    """``wanted`` and everything they depend on, each after its dependencies.
+def load_order(
+    tree: Path,
+    wanted: Iterable[str] = BOOT_MODULES,
+    optional: Iterable[str] = BOOT_MODULES_IF_MODULAR,
+) -> list[tuple[str, Path]]:
+    """``wanted`` and everything they depend on, each after its dependencies, then the
+    ``optional`` modules the tree has.
 
     Modules built into the kernel are left out; a wanted module that is neither
     built in nor present means the kernel cannot boot a bungalow guest.
@@ -168,6 +178,9 @@ def load_order(tree: Path, wanted: Iterable[str] = BOOT_MODULES) -> list[tuple[s
 
     for name in wanted:
         visit(name.replace("-", "_"), ())
+    for name in optional:
+        if name in index:
+            visit(name, ())
     return order
 
 
