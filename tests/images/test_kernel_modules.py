@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import lzma
-import struct
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,7 @@ from bungalow.images.modules import (
     read_load_order,
 )
 
-from .conftest import MakeModule
+from .conftest import MakeModule, elf_module
 
 
 def _tree(root: Path, modules: dict[str, bytes], builtin: tuple[str, ...] = ()) -> Path:
@@ -47,22 +46,8 @@ def test_modinfo_reads_the_section(make_module: MakeModule) -> None:
 
 def test_modinfo_reads_a_32_bit_module() -> None:
     """i386 kernels' modules are ELF32: other offsets, 4-byte addresses."""
-    info = b"license=GPL\0depends=virtio,virtio_ring\0name=virtio_blk\0"
-    names = b"\0.modinfo\0.shstrtab\0"
-    info_at, names_at = 52, 52 + len(info)
-    table_at = (names_at + len(names) + 3) // 4 * 4
-    header = bytearray(52)
-    header[:6] = b"\x7fELF\x01\x01"
-    struct.pack_into("<I", header, 0x20, table_at)
-    struct.pack_into("<HHH", header, 0x2E, 40, 3, 2)
-
-    def section(name_index: int, kind: int, offset: int, size: int) -> bytes:
-        return struct.pack("<IIIIIIIIII", name_index, kind, 0, 0, offset, size, 0, 0, 1, 0)
-
-    body = bytes(header) + info + names
-    body += b"\0" * (table_at - len(body))
-    elf = body + section(0, 0, 0, 0) + section(1, 1, info_at, len(info))
-    elf += section(10, 3, names_at, len(names))
+    elf = elf_module(depends=("virtio", "virtio_ring"), name="virtio_blk", bits=32)
+    assert elf[4] == 1  # ELFCLASS32
     assert modinfo(elf)["name"] == ["virtio_blk"]
     assert depends(elf) == ["virtio", "virtio_ring"]
 
