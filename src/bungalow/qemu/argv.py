@@ -15,7 +15,7 @@ run on the machines above (qemu-system-x86_64 runs 32-bit kernels too); an
 aarch64 guest runs on ``-M virt`` under qemu-system-aarch64, with its kernel
 booted directly (QEMU's loader takes Debian's gzip'd ``Image``), virtio-mmio
 devices found through the device tree QEMU writes, and its console on the
-PL011 (``ttyAMA0``). See :data:`BOARDS`.
+PL011 (``ttyAMA0``). See :mod:`bungalow.qemu.boards`.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from bungalow.arch import ARCH_INFO, DEFAULT_ARCH, Arch
 from bungalow.errors import UserError
 from bungalow.names import validate_name, validate_option_path
 from bungalow.qemu.accel import ACCEL_NAMES, accel_arg, host_tsc_khz
+from bungalow.qemu.boards import BOARDS, ram_id
 from bungalow.qemu.disk import DiskIo, choose_disk_io, disk_format
 
 Profile = Literal["micro", "pc"]
@@ -58,35 +59,6 @@ RELAY_WARNING = "warning: hub 0 with no nics"
 USER_STUB_WARNING = "warning: netdev net0 has no peer"
 #: The kernel command line word that lets a micro guest hot-plug PCIe devices.
 HOTPLUG_WORD = "pcie_ports=native"
-
-
-@dataclass(frozen=True)
-class Board:
-    """What QEMU emulates for one guest architecture on the micro profile (and pc, if any)."""
-
-    micro: str  # -M value of the micro profile
-    pc: str | None  # -M value of the pc profile; None where there is none
-    console: str  # the kernel's name for the first serial port
-    #: QEMU's name for the machine's RAM on each profile, which a migration stream names.
-    micro_ram: str
-    pc_ram: str | None
-    #: -cpu under TCG. On aarch64, pauth-impdef swaps the architected QARMA pointer
-    #: authentication (costly to emulate) for QEMU's own cheap hash: the guest cannot tell.
-    tcg_cpu: str = "max"
-    #: Whether the guest kernel takes the TSC hint (tsc_early_khz: x86 only).
-    tsc_hint: bool = True
-
-
-_X86 = Board("microvm,acpi=on", "q35", "ttyS0", "microvm.ram", "pc.ram")
-#: One board per architecture (bungalow/arch.py). gic-version=3 is the GIC TCG emulates
-#: for any number of vCPUs (a GICv2 stops at 8).
-BOARDS: dict[Arch, Board] = {
-    "x86_64": _X86,
-    "i386": _X86,
-    "aarch64": Board(
-        "virt,gic-version=3", None, "ttyAMA0", "mach-virt.ram", None, "max,pauth-impdef=on", False
-    ),
-}
 
 
 @dataclass(frozen=True)
@@ -423,17 +395,6 @@ def build_argv(spec: MachineSpec, qemu_binary: str) -> list[str]:
     if spec.incoming:
         argv += ["-incoming", "defer"]
     return argv
-
-
-def ram_id(profile: Profile, arch: Arch = DEFAULT_ARCH) -> str:
-    """The name QEMU gives the machine's RAM, which a migration stream refers to."""
-    board = BOARDS[arch]
-    return board.micro_ram if profile == "micro" else board.pc_ram or board.micro_ram
-
-
-def qemu_binary_name(arch: Arch) -> str:
-    """The system emulator that runs an ``arch`` guest (``qemu-system-aarch64``...)."""
-    return ARCH_INFO[arch].qemu_binary
 
 
 def _device(spec: MachineSpec, kind: str) -> str:
