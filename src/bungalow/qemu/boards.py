@@ -46,4 +46,3 @@ def ram_id(profile: Literal["micro", "pc"], arch: Arch = DEFAULT_ARCH) -> str:
     """The name QEMU gives the machine's RAM, which a migration stream refers to."""
     board = BOARDS[arch]
     return board.micro_ram if profile == "micro" else board.pc_ram or board.micro_ram
-
