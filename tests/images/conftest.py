@@ -72,7 +72,8 @@ def make_module() -> MakeModule:
     return elf_module
 
 
-def elf_module(*, depends: tuple[str, ...] = (), name: str = "mod") -> bytes:
+def elf_module(*, depends: tuple[str, ...] = (), name: str = "mod", bits: int = 64) -> bytes:
+    """A module as the kernel's build lays it out: 64-bit ELF (amd64, arm64) or 32-bit (i386)."""
     modinfo = b"".join(
         entry + b"\0"
         for entry in (
@@ -82,16 +83,20 @@ def elf_module(*, depends: tuple[str, ...] = (), name: str = "mod") -> bytes:
         )
     )
     names = b"\0.modinfo\0.shstrtab\0"
-    modinfo_offset = 64
+    # (header size, e_shoff at, e_shentsize at, section header format, alignment)
+    size, shoff_at, shentsize_at, sh_format, align = (
+        (64, 0x28, 0x3A, "<IIQQQQIIQQ", 8) if bits == 64 else (52, 0x20, 0x2E, "<IIIIIIIIII", 4)
+    )
+    modinfo_offset = size
     names_offset = modinfo_offset + len(modinfo)
-    table_offset = (names_offset + len(names) + 7) // 8 * 8
-    header = bytearray(64)
-    header[:6] = b"\x7fELF\x02\x01"
-    struct.pack_into("<Q", header, 0x28, table_offset)
-    struct.pack_into("<HHH", header, 0x3A, 64, 3, 2)
+    table_offset = (names_offset + len(names) + align - 1) // align * align
+    header = bytearray(size)
+    header[:6] = b"\x7fELF" + bytes([2 if bits == 64 else 1, 1])
+    struct.pack_into("<Q" if bits == 64 else "<I", header, shoff_at, table_offset)
+    struct.pack_into("<HHH", header, shentsize_at, struct.calcsize(sh_format), 3, 2)
 
     def section(name_index: int, kind: int, offset: int, size: int) -> bytes:
-        return struct.pack("<IIQQQQIIQQ", name_index, kind, 0, 0, offset, size, 0, 0, 1, 0)
+        return struct.pack(sh_format, name_index, kind, 0, 0, offset, size, 0, 0, 1, 0)
 
     body = bytes(header) + modinfo + names
     body += b"\0" * (table_offset - len(body))

@@ -19,7 +19,7 @@ from bungalow.images.modules import (
     read_load_order,
 )
 
-from .conftest import MakeModule
+from .conftest import MakeModule, elf_module
 
 
 def _tree(root: Path, modules: dict[str, bytes], builtin: tuple[str, ...] = ()) -> Path:
@@ -44,8 +44,16 @@ def test_modinfo_reads_the_section(make_module: MakeModule) -> None:
     assert depends(make_module()) == []
 
 
+def test_modinfo_reads_a_32_bit_module() -> None:
+    """i386 kernels' modules are ELF32: other offsets, 4-byte addresses."""
+    elf = elf_module(depends=("virtio", "virtio_ring"), name="virtio_blk", bits=32)
+    assert elf[4] == 1  # ELFCLASS32
+    assert modinfo(elf)["name"] == ["virtio_blk"]
+    assert depends(elf) == ["virtio", "virtio_ring"]
+
+
 def test_modinfo_refuses_what_is_not_a_module() -> None:
-    with pytest.raises(ImageError, match="not a 64-bit"):
+    with pytest.raises(ImageError, match="not a little-endian ELF"):
         modinfo(b"#!/bin/sh\n" + b"\0" * 64)
 
 

@@ -19,6 +19,7 @@ from bungalow.qemu.argv import (
     RunFiles,
     build_argv,
     kernel_cmdline,
+    ram_id,
     random_mac,
 )
 from bungalow.qemu.disk import DIRECT_NATIVE, DiskIo
@@ -404,3 +405,40 @@ def test_a_display_is_a_vga_and_a_password_vnc_server_on_a_socket(
 def test_a_micro_vm_has_no_display(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="The micro profile has no display"):
         spec(tmp_path, display=True)
+# --- architectures -------------------------------------------------------------------
+
+
+def test_an_aarch64_guest_runs_on_the_virt_board(tmp_path: Path, qcow2: Path) -> None:
+    machine = spec(tmp_path, arch="aarch64", memory_file=tmp_path / "ram", disk=qcow2)
+    argv = build_argv(machine, "/usr/bin/qemu-system-aarch64")
+    joined = " ".join(argv)
+    assert argv[argv.index("-M") + 1].startswith("virt,gic-version=3,memory-backend=mach-virt.ram")
+    assert argv[argv.index("-cpu") + 1] == "max,pauth-impdef=on"
+    assert "virtio-blk-device,drive=disk0" in joined and "-pci" not in joined
+    cmdline = kernel_cmdline(machine).split()
+    assert "console=ttyAMA0" in cmdline
+    assert not any(word.startswith("tsc") for word in cmdline)  # x86 only
+    assert ram_id("micro", "aarch64") == "mach-virt.ram"
+
+
+def test_an_i386_guest_runs_on_the_x86_machines(tmp_path: Path, qcow2: Path) -> None:
+    for profile, ram in (("micro", "microvm.ram"), ("pc", "pc.ram")):
+        machine = spec(tmp_path, arch="i386", profile=profile, disk=qcow2)
+        x86 = spec(tmp_path, profile=profile, disk=qcow2)
+        assert build_argv(machine, "qemu") == build_argv(x86, "qemu")
+        assert ram_id(profile, "i386") == ram
+    assert "console=ttyS0" in kernel_cmdline(spec(tmp_path, arch="i386")).split()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"profile": "pc"}, "aarch64 guest runs on QEMU's virt machine"),
+        ({"accel": "kvm"}, "KVM runs only this host's own architecture, not aarch64"),
+    ],
+)
+def test_what_an_aarch64_guest_cannot_have(
+    tmp_path: Path, overrides: dict[str, object], message: str
+) -> None:
+    with pytest.raises(UserError, match=message):
+        spec(tmp_path, arch="aarch64", **overrides)

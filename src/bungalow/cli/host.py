@@ -7,6 +7,7 @@ import typer
 from bungalow import __version__
 from bungalow.cli.common import AsJson, client
 from bungalow.cli.output import print_json, say_styled, size, warn
+from bungalow.client.shapes import ArchitectureInfo
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -43,6 +44,19 @@ def info(as_json: AsJson = False) -> None:
                  f"({size(host['disk_free'])} free now in {host['data_dir']})"),
         ("vms", f"{host['vms']} ({host['vms_running']} running)"),
     ]  # fmt: skip
+    for arch in host["architectures"]:
+        rows.append((arch["name"], _architecture(arch, accel["reason"])))
     width = max(len(key) for key, _ in rows)
     for key, value in rows:
         say_styled(f"[bold]{key.ljust(width)}[/]  {value}")
+
+
+def _architecture(arch: ArchitectureInfo, host_reason: str) -> str:
+    """One architecture's line: its emulator, accelerator (and why, unless it is the host's
+    reason) and whether its images can be built."""
+    if not arch["installed"]:
+        return f"[yellow]{arch['qemu_binary']} not installed[/] (apt-get install {arch['package']})"
+    build = "images build" if arch["binfmt"] else "[yellow]no binfmt handler to build images[/]"
+    line = f"{arch['qemu_binary']}, {arch['accel']['name']}, {build}"
+    reason = arch["accel"]["reason"]
+    return line if reason == host_reason else f"{line}: {reason}"

@@ -212,6 +212,20 @@ class AccelInfo(TypedDict):
     probe_ms: float | None
 
 
+class ArchitectureInfo(TypedDict):
+    """One guest architecture (``x86_64``, ``i386``, ``aarch64``: QEMU's names): its emulator,
+    whether it is installed (else ``package`` is the Debian package to install), the
+    accelerator its guests get here and why, and whether building its images can run its
+    programs (``binfmt``: natively or through qemu-user-static)."""
+
+    name: str
+    qemu_binary: str
+    installed: bool
+    package: str
+    accel: AccelInfo
+    binfmt: bool
+
+
 class HostInfo(TypedDict):
     """What the host has, what VMs hold of it, and the allocation ratios.
 
@@ -231,6 +245,7 @@ class HostInfo(TypedDict):
     data_dir: str
     qemu: str
     accel: AccelInfo
+    architectures: list[ArchitectureInfo]
     vms: int
     vms_running: int
     allocated_cpus: int

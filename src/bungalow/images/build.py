@@ -11,13 +11,16 @@ import os
 import shutil
 from pathlib import Path
 
-from bungalow.errors import ImageError
+from bungalow.arch import DEFAULT_ARCH, binfmt_registered, emulator_missing
+from bungalow.errors import ImageError, UserError
 from bungalow.images._tools import Progress, is_no_space, no_space_error, require_space
 from bungalow.images.disk import convert_to_qcow2, make_ext4
+from bungalow.images.guest_busybox import install_guest_busybox
 from bungalow.images.kernel import install_kernel
 from bungalow.images.recipes import Recipe, get_recipe
 from bungalow.images.rootfs import (
     BOOTSTRAP_DONE,
+    binfmt_missing,
     bootstrap,
     configure,
     guest_python,
@@ -47,6 +50,7 @@ def build_image(
     ``(stage, fraction of the whole build)`` as the build goes.
     """
     recipe = get_recipe(name)
+    check_buildable(recipe)
     report = _forward_only(progress)
     with store.build_lock(name):
         if store.has(name) and not force:
@@ -69,6 +73,16 @@ def build_image(
     return image
 
 
+def check_buildable(recipe: Recipe) -> None:
+    """UserError, before anything is made, when this host could build ``recipe`` but never
+    run it (its QEMU is missing) or cannot run its programs while building (no binfmt)."""
+    missing = emulator_missing(recipe.arch)
+    if missing is not None:
+        raise UserError(f"The recipe {recipe.name} makes an image of {recipe.arch}: {missing}")
+    if not binfmt_registered(recipe.arch):
+        raise binfmt_missing(recipe.arch)
+
+
 def _build(store: ImageStore, recipe: Recipe, staging: Path, report: Progress) -> Image:
     rootfs = staging / "rootfs"
     kernel_dir = staging / "kernel"
@@ -82,6 +96,8 @@ def _build(store: ImageStore, recipe: Recipe, staging: Path, report: Progress) -
     bootstrap(recipe, rootfs, kernel_dir, log=log, progress=report)
     report("installing the kernel", BOOTSTRAP_DONE)
     kernel_version, kernel_file = install_kernel(kernel_dir, rootfs, staged)
+    if recipe.arch != DEFAULT_ARCH:
+        install_guest_busybox(rootfs, staged)
     configure(rootfs)
     if recipe.flavour == "server":
         report("configuring systemd", 0.75)
@@ -123,6 +139,7 @@ def _build(store: ImageStore, recipe: Recipe, staging: Path, report: Progress) -
             "recipe": recipe.name,
             "recipe_version": recipe.version,
             "flavour": recipe.flavour,
+            "arch": recipe.arch,
             "packages": list(recipe.packages),
         },
     )

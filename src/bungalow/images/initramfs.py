@@ -15,7 +15,6 @@ import importlib.resources
 import os
 import py_compile
 import stat
-import struct
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,7 @@ from typing import BinaryIO
 
 from bungalow.errors import ImageError
 from bungalow.images._tools import SETUP_HINT, find_tool
+from bungalow.images.guest_busybox import is_static, read_applets
 from bungalow.images.modules import LOAD_ORDER_FILE, read_load_order
 
 #: Bump when the archive's layout changes, so cached initramfs files are rebuilt.
@@ -80,9 +80,16 @@ class Inputs:
 
 
 def gather_inputs(
-    modules: Path, guest_dir: Path | None = None, *, guest_python: str | None = None
+    modules: Path,
+    guest_dir: Path | None = None,
+    *,
+    guest_python: str | None = None,
+    busybox: Path | None = None,
 ) -> Inputs:
     """Find the init script, a static busybox and the guest agent files.
+
+    ``busybox`` is the image's own (an image of another architecture keeps one,
+    images/guest_busybox.py); None takes the host's busybox-static.
 
     ``guest_dir`` overrides where the guest files (every ``*.py`` in it, with
     agent.py the entry point) come from; by default they are the installed
@@ -92,7 +99,7 @@ def gather_inputs(
     guest_files = _read_guest_files(guest_dir)
     return Inputs(
         init_script=init_script.read_bytes(),
-        busybox=find_static_busybox(),
+        busybox=busybox or find_static_busybox(),
         guest_files=guest_files,
         modules=modules,
         bytecode=compile_guest_files(guest_files, guest_python),
@@ -162,7 +169,7 @@ def find_static_busybox() -> Path:
             break
     else:
         path = Path(find_tool("busybox"))
-    if not _is_static(path):
+    if not is_static(path):
         raise ImageError(
             f"{path} is linked dynamically and cannot run in an initramfs; install "
             f"busybox-static ({SETUP_HINT})."
@@ -170,22 +177,15 @@ def find_static_busybox() -> Path:
     return path
 
 
-def _is_static(path: Path) -> bool:
-    """True when the ELF file has no program interpreter (PT_INTERP), i.e. is static."""
-    with path.open("rb") as file:
-        header = file.read(64)
-        if header[:4] != b"\x7fELF" or header[4] != 2:
-            return False
-        (phoff,) = struct.unpack_from("<Q", header, 0x20)
-        phentsize, phnum = struct.unpack_from("<HH", header, 0x36)
-        file.seek(phoff)
-        table = file.read(phentsize * phnum)
-    pt_interp = 3
-    return all(struct.unpack_from("<I", table, i * phentsize)[0] != pt_interp for i in range(phnum))
-
-
 def busybox_applets(busybox: Path) -> list[str]:
-    """Where each applet lives (``usr/bin/ip``...), as the binary itself reports it."""
+    """Where each applet lives (``usr/bin/ip``...), as the binary itself reports it.
+
+    A guest's busybox of another architecture has its list beside it, written when
+    the image was built (running it here may need a binfmt_misc handler).
+    """
+    listed = read_applets(busybox)
+    if listed is not None:
+        return listed
     result = subprocess.run(
         [str(busybox), "--list-full"], capture_output=True, text=True, check=False
     )

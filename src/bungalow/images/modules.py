@@ -14,6 +14,7 @@ import lzma
 import struct
 import subprocess
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from bungalow.errors import ImageError
@@ -32,6 +33,11 @@ BOOT_MODULES: tuple[str, ...] = (
     "virtio_net",
     "virtio_rng",
 )
+
+#: Loaded too where the kernel builds them as modules (Debian's 686 kernel: its cloud
+#: kernels build them in): the root file system's driver, and the crc32c its metadata
+#: checksums need, which ext4 asks the crypto API for rather than naming as a dependency.
+BOOT_MODULES_IF_MODULAR: tuple[str, ...] = ("crc32c_generic", "ext4")
 
 #: The file in a boot-module directory that lists module names, one a line, in load order.
 LOAD_ORDER_FILE = "load-order"
@@ -85,12 +91,17 @@ def read_module(path: Path) -> bytes:
 
 
 def modinfo(elf: bytes) -> dict[str, list[str]]:
-    """The ``key=value`` pairs of a module's ``.modinfo`` section (keys may repeat)."""
-    if elf[:4] != b"\x7fELF" or elf[4] != 2 or elf[5] != 1:
-        raise ImageError("A kernel module is not a 64-bit little-endian ELF file.")
-    (shoff,) = struct.unpack_from("<Q", elf, 0x28)
-    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", elf, 0x3A)
-    sections = [_section(elf, shoff + i * shentsize) for i in range(shnum)]
+    """The ``key=value`` pairs of a module's ``.modinfo`` section (keys may repeat).
+
+    Modules are 64-bit ELF for amd64 and arm64 kernels and 32-bit ELF for i386,
+    little-endian on all three.
+    """
+    if elf[:4] != b"\x7fELF" or elf[4] not in (1, 2) or elf[5] != 1:
+        raise ImageError("A kernel module is not a little-endian ELF file.")
+    layout = _ELF64 if elf[4] == 2 else _ELF32
+    (shoff,) = struct.unpack_from(layout.address, elf, layout.shoff)
+    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", elf, layout.shentsize)
+    sections = [_section(elf, shoff + i * shentsize, layout) for i in range(shnum)]
     names_offset = sections[shstrndx][1]
     info: dict[str, list[str]] = {}
     for name_index, offset, size in sections:
@@ -104,10 +115,25 @@ def modinfo(elf: bytes) -> dict[str, list[str]]:
     return info
 
 
-def _section(elf: bytes, header: int) -> tuple[int, int, int]:
+@dataclass(frozen=True)
+class _ElfLayout:
+    """Where the fields :func:`modinfo` reads sit in one ELF class (the ELF specification)."""
+
+    address: str  # struct format of an address or offset
+    shoff: int  # e_shoff in the file header
+    shentsize: int  # e_shentsize, followed by e_shnum and e_shstrndx
+    sh_offset: int  # sh_offset in a section header, followed by sh_size
+
+
+_ELF64 = _ElfLayout("<Q", 0x28, 0x3A, 24)
+_ELF32 = _ElfLayout("<I", 0x20, 0x2E, 16)
+
+
+def _section(elf: bytes, header: int, layout: _ElfLayout) -> tuple[int, int, int]:
     """(name index, file offset, size) of the section header at ``header``."""
     (name_index,) = struct.unpack_from("<I", elf, header)
-    offset, size = struct.unpack_from("<QQ", elf, header + 24)
+    pair = "<" + layout.address[1] * 2
+    offset, size = struct.unpack_from(pair, elf, header + layout.sh_offset)
     return name_index, offset, size
 
 
@@ -119,8 +145,13 @@ def depends(elf: bytes) -> list[str]:
     return names
 
 
-def load_order(tree: Path, wanted: Iterable[str] = BOOT_MODULES) -> list[tuple[str, Path]]:
-    """``wanted`` and everything they depend on, each after its dependencies.
+def load_order(
+    tree: Path,
+    wanted: Iterable[str] = BOOT_MODULES,
+    optional: Iterable[str] = BOOT_MODULES_IF_MODULAR,
+) -> list[tuple[str, Path]]:
+    """``wanted`` and everything they depend on, each after its dependencies, then the
+    ``optional`` modules the tree has.
 
     Modules built into the kernel are left out; a wanted module that is neither
     built in nor present means the kernel cannot boot a bungalow guest.
@@ -147,6 +178,9 @@ def load_order(tree: Path, wanted: Iterable[str] = BOOT_MODULES) -> list[tuple[s
 
     for name in wanted:
         visit(name.replace("-", "_"), ())
+    for name in optional:
+        if name in index:
+            visit(name, ())
     return order
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from bungalow.arch import DEFAULT_ARCH, Arch
 from bungalow.errors import NotFoundError
 
 #: What boots a guest: ``micro`` images switch from bungalow's initramfs straight to
@@ -55,6 +56,19 @@ SERVER_PACKAGES: tuple[str, ...] = (
     "sudo",
 )
 
+#: What an image of another architecture adds: the initramfs needs a static busybox built
+#: for the guest's CPU, taken from the guest's own root file system (images/foreign.py);
+#: ``file`` shows what a 32-bit or ARM program is (``file /bin/ls``).
+FOREIGN_PACKAGES: tuple[str, ...] = ("busybox-static", "file")
+
+#: The kernel metapackage each architecture's images boot: Debian's cloud kernels where
+#: they exist (amd64, arm64: virtio and little else), the 686 kernel for i386.
+KERNEL_PACKAGES: dict[Arch, str] = {
+    "x86_64": "linux-image-cloud-amd64",
+    "i386": "linux-image-686",
+    "aarch64": "linux-image-cloud-arm64",
+}
+
 DEFAULT_RECIPE = "debian-12"
 
 
@@ -67,6 +81,13 @@ class Recipe:
     description: str
     packages: tuple[str, ...] = BASE_PACKAGES
     flavour: Flavour = "micro"
+    #: The guest's architecture, as QEMU names it (bungalow/arch.py).
+    arch: Arch = DEFAULT_ARCH
+
+    @property
+    def kernel_package(self) -> str:
+        """The kernel metapackage mmdebstrap's hook resolves and downloads."""
+        return KERNEL_PACKAGES[self.arch]
 
     @property
     def version(self) -> int:
@@ -90,6 +111,17 @@ def _server(name: str, suite: str, release: str) -> Recipe:
     )
 
 
+def _foreign(name: str, suite: str, release: str, arch: Arch) -> Recipe:
+    bits = "32-bit x86 (i386), 686 kernel" if arch == "i386" else "64-bit ARM (arm64)"
+    return Recipe(
+        name,
+        suite,
+        f"Debian {release} ({suite}), minimal, with python3, {bits}",
+        (*BASE_PACKAGES, *FOREIGN_PACKAGES),
+        arch=arch,
+    )
+
+
 RECIPES: dict[str, Recipe] = {
     recipe.name: recipe
     for recipe in (
@@ -99,6 +131,9 @@ RECIPES: dict[str, Recipe] = {
         _server("debian-12-server", "bookworm", "12"),
         _server("debian-13-server", "trixie", "13"),
         _server("debian-11-server", "bullseye", "11"),
+        _foreign("debian-12-i386", "bookworm", "12", "i386"),
+        _foreign("debian-11-i386", "bullseye", "11", "i386"),
+        _foreign("debian-12-arm64", "bookworm", "12", "aarch64"),
     )
 }
 

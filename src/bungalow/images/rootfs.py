@@ -17,12 +17,16 @@ import time
 from collections import deque
 from pathlib import Path
 
-from bungalow.errors import ImageError
+from bungalow.arch import ARCH_INFO, Arch, binfmt_registered
+from bungalow.errors import ImageError, UserError
 from bungalow.images._tools import Progress, find_tool, no_space_error
 from bungalow.images.recipes import Recipe
 
 #: Set this to a Debian mirror URL to build from it instead of deb.debian.org.
 MIRROR_ENV = "BUNGALOW_DEBIAN_MIRROR"
+#: With a mirror set, the security archive to add (``none``: none, for a mirror or proxy
+#: whose copy of one architecture's security archive is out of step with its index).
+SECURITY_MIRROR_ENV = "BUNGALOW_DEBIAN_SECURITY_MIRROR"
 SECURITY_MIRROR = "http://security.debian.org/debian-security"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 
@@ -33,12 +37,13 @@ _MERGED_USR_HOOKS = Path("/usr/share/mmdebstrap/hooks/maybe-merged-usr")
 
 # Runs on the host as mmdebstrap's customize hook, "$1" being the new root file
 # system, while that system's apt still has its package lists: it resolves the
-# linux-image-cloud-amd64 metapackage to the versioned kernel package and
-# downloads that package, without installing it, into $BUNGALOW_KERNEL_DIR.
+# recipe's kernel metapackage ($BUNGALOW_KERNEL_PACKAGE: linux-image-cloud-amd64...)
+# to the versioned kernel package and downloads that package, without installing
+# it, into $BUNGALOW_KERNEL_DIR.
 _KERNEL_HOOK = r"""set -eu
-real=$(chroot "$1" apt-cache depends linux-image-cloud-amd64 \
+real=$(chroot "$1" apt-cache depends "$BUNGALOW_KERNEL_PACKAGE" \
     | sed -n 's/^ *Depends: \(linux-image-[^ <>]*\).*/\1/p' | head -n 1)
-[ -n "$real" ] || { echo "E: linux-image-cloud-amd64 depends on no kernel package" >&2; exit 1; }
+[ -n "$real" ] || { echo "E: $BUNGALOW_KERNEL_PACKAGE depends on no kernel package" >&2; exit 1; }
 echo "bungalow: kernel package $real"
 chroot "$1" sh -c 'cd /tmp && apt-get download -q "$0"' "$real"
 mv "$1"/tmp/linux-image-*.deb "$BUNGALOW_KERNEL_DIR"/
@@ -105,11 +110,11 @@ def mirror_lines(suite: str) -> list[str]:
     mirror = os.environ.get(MIRROR_ENV, "").strip().rstrip("/")
     if not mirror:
         return []
-    return [
-        f"deb {mirror} {suite} main",
-        f"deb {mirror} {suite}-updates main",
-        f"deb {SECURITY_MIRROR} {suite}-security main",
-    ]
+    security = os.environ.get(SECURITY_MIRROR_ENV, "").strip().rstrip("/") or SECURITY_MIRROR
+    lines = [f"deb {mirror} {suite} main", f"deb {mirror} {suite}-updates main"]
+    if security != "none":
+        lines.append(f"deb {security} {suite}-security main")
+    return lines
 
 
 def mmdebstrap_argv(recipe: Recipe, target: Path) -> list[str]:
@@ -121,6 +126,7 @@ def mmdebstrap_argv(recipe: Recipe, target: Path) -> list[str]:
         find_tool("mmdebstrap"),
         "--mode=root",
         "--variant=minbase",
+        f"--architectures={ARCH_INFO[recipe.arch].debian}",
         f"--include={','.join(recipe.packages)}",
         f"--hook-dir={_MERGED_USR_HOOKS}",
         *(f"--dpkgopt={option}" for option in _DPKG_OPTIONS),
@@ -144,6 +150,8 @@ def bootstrap(
     """
     if os.geteuid() != 0:
         raise ImageError("Building an image needs root (mmdebstrap and chroot); run it as root.")
+    if not binfmt_registered(recipe.arch):
+        raise binfmt_missing(recipe.arch)
     if not _MERGED_USR_HOOKS.is_dir():
         raise ImageError(f"{_MERGED_USR_HOOKS} is missing; install a newer mmdebstrap.")
     # mmdebstrap leaves temporary GnuPG homes in $TMPDIR when it fails or is
@@ -153,6 +161,7 @@ def bootstrap(
     env = {
         **os.environ,
         "BUNGALOW_KERNEL_DIR": str(kernel_dir),
+        "BUNGALOW_KERNEL_PACKAGE": recipe.kernel_package,
         "LC_ALL": "C.UTF-8",
         "TMPDIR": str(tmpdir),
     }
@@ -183,6 +192,18 @@ def bootstrap(
             process.wait()
     if process.returncode != 0:
         raise _bootstrap_error(recipe, list(tail), target, log)
+
+
+def binfmt_missing(arch: Arch) -> UserError:
+    """The sentence for building an image whose programs this host cannot run (a 4xx:
+    the host is set up short of what the build asks)."""
+    handler = ARCH_INFO[arch].binfmt
+    return UserError(
+        f"Building a {arch} image runs its programs through qemu-user-static, and no "
+        f"binfmt_misc handler {handler} is registered; install qemu-user-static and "
+        f"binfmt-support and run `update-binfmts --enable {handler}` (scripts/install does "
+        "both, mounting binfmt_misc first if needed)."
+    )
 
 
 def _kill_process_group(process: subprocess.Popen[str]) -> None:

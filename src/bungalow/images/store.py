@@ -8,6 +8,8 @@ Layout under the store's root::
         vmlinux             kernel, decompressed, PVH entry ("linux" images only;
                             vmlinuz when a kernel cannot be booted that way)
         modules/            decompressed boot modules and their load-order
+        busybox             the guest's static busybox and its busybox.applets
+                            (images of another architecture only)
         initrd-<key>.img    initramfs, built on demand, one per set of guest files
     names/<name>            symlink to ../<id>
     .locks/<name>.lock      held while an image of that name is being made
@@ -35,9 +37,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from bungalow.arch import DEFAULT_ARCH, Arch, check_arch
 from bungalow.errors import ConflictError, ImageError, NotFoundError, UserError
 from bungalow.images import disk as disks
 from bungalow.images._tools import Progress, is_no_space, no_space_error, require_space
+from bungalow.images.guest_busybox import BUSYBOX
 from bungalow.images.initramfs import build_initramfs, gather_inputs
 from bungalow.images.recipes import Flavour
 from bungalow.names import validate_name
@@ -89,6 +93,9 @@ class Image:
     #: ``server`` when the guest boots systemd, ``micro`` when the agent is its PID 1
     #: (images/recipes.py); imported disks count as ``micro``: they have no bungalow init.
     flavour: Flavour = "micro"
+    #: The guest's architecture as QEMU names it (bungalow/arch.py); imported disks and
+    #: images built before the field are x86_64.
+    arch: Arch = DEFAULT_ARCH
 
     @property
     def short_id(self) -> str:
@@ -214,7 +221,13 @@ class ImageStore:
                 f"The image {image.name or image.short_id} is a disk image; it boots through "
                 "firmware from its own bootloader, not from a bungalow initramfs."
             )
-        inputs = gather_inputs(image.modules, guest_dir, guest_python=image.python)
+        own_busybox = image.directory / BUSYBOX
+        inputs = gather_inputs(
+            image.modules,
+            guest_dir,
+            guest_python=image.python,
+            busybox=own_busybox if own_busybox.is_file() else None,
+        )
         destination = image.directory / f"initrd-{inputs.key}.img"
         if destination.exists():
             os.utime(destination)  # recently used: kept by the pruning below
@@ -340,6 +353,7 @@ class ImageStore:
                 recipe_version=manifest.get("recipe_version"),
                 python=manifest.get("python"),
                 flavour="server" if manifest.get("flavour") == "server" else "micro",
+                arch=check_arch(manifest.get("arch") or DEFAULT_ARCH),
                 # Builders before these keys made only micro images, which have neither; a
                 # server image built before them has both.
                 cloud_init=bool(manifest.get("cloud_init", manifest.get("flavour") == "server"))

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from bungalow.arch import ARCH_INFO, Arch, host_arch, runs_natively
 from bungalow.errors import QemuError, UserError
 
 AccelName = Literal["kvm", "tcg"]
@@ -190,3 +191,19 @@ def accel_arg(name: str) -> str:
     if name == "tcg":
         return tcg_accel_arg()
     raise UserError(f"The accelerator {name!r} is not known; use kvm or tcg.")
+
+
+def for_arch(choice: AccelChoice, arch: Arch) -> AccelChoice:
+    """The accelerator an ``arch`` guest gets where ``choice`` is the host's own.
+
+    KVM only ever runs the host CPU's own architecture (and i386 on x86_64); any
+    other guest is emulated by TCG whatever the probe found.
+    """
+    if runs_natively(arch):
+        return choice
+    binary = ARCH_INFO[arch].qemu_binary
+    return AccelChoice(
+        "tcg",
+        f"{arch} guests are emulated on this {host_arch()} host ({binary}); KVM runs only "
+        "the host's own architecture; using TCG.",
+    )

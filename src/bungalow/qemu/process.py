@@ -22,25 +22,28 @@ import subprocess
 import time
 from pathlib import Path
 
+from bungalow.arch import ARCH_INFO, DEFAULT_ARCH, Arch
 from bungalow.errors import QemuError
 from bungalow.host.processes import reap_exited_children
 from bungalow.qemu.argv import MachineSpec, RunFiles, build_argv
 from bungalow.qemu.refusal import explain_refusal
 
-QEMU_BINARY = "qemu-system-x86_64"
 LAUNCH_TIMEOUT = 30.0
 KILL_TIMEOUT = 5.0
 POLL_INTERVAL = 0.05
 PR_SET_CHILD_SUBREAPER = 36
 
 
-def find_qemu() -> str:
-    """The QEMU binary on PATH (the daemon inherits the PATH of the command that started it)."""
-    found = shutil.which(QEMU_BINARY)
+def find_qemu(arch: Arch = DEFAULT_ARCH) -> str:
+    """The QEMU binary for ``arch`` guests on PATH (the daemon inherits the PATH of the
+    command that started it); QemuError naming the Debian package when it is missing."""
+    info = ARCH_INFO[arch]
+    found = shutil.which(info.qemu_binary)
     if found is None:
         raise QemuError(
-            "QEMU is not installed; run the set-up command from the README "
-            "(or apt-get install qemu-system-x86)."
+            f"{info.qemu_binary}, which runs {arch} guests, is not installed; install the "
+            f"Debian package {info.qemu_package} (apt-get install {info.qemu_package}, or "
+            "run the set-up command from the README)."
         )
     return found
 
@@ -66,7 +69,7 @@ def launch(
     either runs or has been refused. On refusal every file QEMU left in the run
     directory is removed, except a console log from an earlier run.
     """
-    argv = build_argv(spec, qemu_binary or find_qemu())
+    argv = build_argv(spec, qemu_binary or find_qemu(spec.arch))
     files = RunFiles(spec.run_dir.absolute())
     running = read_pid(files.run_dir)
     if running is not None and pid_alive(running, files.run_dir):

@@ -9,6 +9,7 @@ from bungalow import __version__
 from bungalow.daemon.accounting.ledger import UsageLedger
 from bungalow.daemon.api.schemas import (
     AccelInfo,
+    ArchitectureInfo,
     HostInfo,
     ImageInfo,
     NicInfo,
@@ -137,6 +138,21 @@ class Views:
             data_dir=str(self.vms.data.root),
             qemu=self.vms.host.qemu_version,
             accel=AccelInfo(name=choice.name, reason=choice.reason, probe_ms=choice.probe_ms),
+            architectures=[
+                ArchitectureInfo(
+                    name=arch.arch,
+                    qemu_binary=arch.qemu_binary,
+                    installed=arch.installed,
+                    package=arch.package,
+                    accel=AccelInfo(
+                        name=arch.accel.name,
+                        reason=arch.accel.reason,
+                        probe_ms=arch.accel.probe_ms,
+                    ),
+                    binfmt=arch.binfmt,
+                )
+                for arch in self.vms.host.architectures()
+            ],
             vms=len(vms),
             vms_running=sum(1 for vm in vms if vm.state in ACTIVE_STATES),
             allocated_cpus=allocation.allocated.cpus,

@@ -17,6 +17,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from bungalow.arch import runs_natively
 from bungalow.daemon.state.records import VmRecord
 from bungalow.daemon.vms import diskfull, netshaping, provisioning, timeline
 from bungalow.daemon.vms.confine import launch_confined
@@ -45,6 +46,9 @@ log = logging.getLogger(__name__)
 
 #: Seconds to wait for the agent before a boot counts as hung and is retried.
 HANG_TIMEOUT = 45.0
+#: The same for guests TCG emulates on another architecture: an aarch64 guest on this
+#: x86_64 host boots several times slower (docs/architecture.md, "Other architectures").
+FOREIGN_HANG_TIMEOUT = 180.0
 BOOT_ATTEMPTS = 3
 #: Unix socket paths longer than this do not fit in sockaddr_un.
 MAX_SOCKET_PATH = 100
@@ -95,7 +99,7 @@ def machine_spec(
         kernel=image.kernel,
         initrd=initrd,
         cmdline_extra=extra,
-        accel=accel,
+        accel=accel if runs_natively(image.arch) else "tcg",
         ports=tuple(PortForward.parse(text) for text in vm.ports),
         mac=vm.mac,
         run_dir=vm_dir / "run",
@@ -103,6 +107,7 @@ def machine_spec(
         net_relay=netshaping.net_bw(vm) is not None,
         seed=provisioning.seed_of(vm_dir, vm),
         display=vm.profile == "pc",
+        arch=image.arch,
     )
     spec = machine_nics(spec, nics)
     # The command line its guest booted with is kept, so a snapshot of it loads.
@@ -275,7 +280,8 @@ async def _wait_ready(runtime: VmRuntime, image: Image, name: str) -> None:
     if image.kind != "linux":
         return
     exit_task = asyncio.create_task(wait_exit(runtime.pid))
-    agent_task = asyncio.create_task(AgentChannel.connect(files.agent, timeout=HANG_TIMEOUT))
+    timeout = HANG_TIMEOUT if runs_natively(image.arch) else FOREIGN_HANG_TIMEOUT
+    agent_task = asyncio.create_task(AgentChannel.connect(files.agent, timeout=timeout))
     done, _ = await asyncio.wait({exit_task, agent_task}, return_when=asyncio.FIRST_COMPLETED)
     if exit_task in done:
         agent_task.cancel()

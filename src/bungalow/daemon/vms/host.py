@@ -9,8 +9,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bungalow.qemu.accel import AccelChoice, HostProbe, choose_accelerator, host_probe
+from bungalow.arch import ARCH_INFO, ARCHES, Arch, binfmt_registered, emulator_missing
+from bungalow.qemu.accel import AccelChoice, HostProbe, choose_accelerator, for_arch, host_probe
 from bungalow.qemu.process import qemu_version
+
+
+@dataclass(frozen=True)
+class ArchSupport:
+    """Whether this host runs guests of one architecture, and how."""
+
+    arch: Arch
+    qemu_binary: str
+    installed: bool
+    package: str  # the Debian package that provides qemu_binary
+    accel: AccelChoice
+    binfmt: bool  # its programs run here (natively or through qemu-user-static)
 
 
 @dataclass(frozen=True)
@@ -31,3 +44,19 @@ class HostFacts:
 
     def accel(self, override: str | None = None) -> str:
         return self.choice(override).name
+
+    def architectures(self) -> list[ArchSupport]:
+        """Each architecture of bungalow/arch.py as this host runs it (read now: a package
+        installed while the daemon runs shows at once)."""
+        host = self.choice()
+        return [
+            ArchSupport(
+                arch=arch,
+                qemu_binary=ARCH_INFO[arch].qemu_binary,
+                installed=emulator_missing(arch) is None,
+                package=ARCH_INFO[arch].qemu_package,
+                accel=for_arch(host, arch),
+                binfmt=binfmt_registered(arch),
+            )
+            for arch in ARCHES
+        ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterable
 
+from bungalow.arch import emulator_missing, host_arch, runs_natively
 from bungalow.daemon.state.lifecycle import VmState
 from bungalow.daemon.state.records import Purpose, SnapshotRecord, VmRecord
 from bungalow.daemon.vms import provisioning
@@ -41,6 +42,7 @@ def plan_vm(request: CreateRequest, image: Image) -> VmRecord:
     profile = request.profile or ("micro" if image.kind == "linux" else "pc")
     if profile not in PROFILES:
         raise UserError(f"The machine profile {profile!r} is unknown; use micro or pc.")
+    check_arch_runs(image, profile, request.accel)
     if profile == "micro" and image.kind != "linux":
         raise UserError(
             f"The image {image.name} is a plain disk and needs firmware; use --profile pc."
@@ -87,6 +89,25 @@ def plan_vm(request: CreateRequest, image: Image) -> VmRecord:
     )
 
 
+def check_arch_runs(image: Image, profile: str = "micro", accel: str = "auto") -> None:
+    """UserError when this host cannot run ``image``'s architecture as asked: its QEMU is
+    not installed (the sentence names the Debian package), KVM is asked for a foreign
+    architecture, or the pc profile for one that has only QEMU's virt machine."""
+    missing = emulator_missing(image.arch)
+    if missing is not None:
+        raise UserError(f"The image {image.name or image.short_id} is {image.arch}: {missing}")
+    if accel == "kvm" and not runs_natively(image.arch):
+        raise UserError(
+            f"The image {image.name or image.short_id} is {image.arch}, which KVM cannot run "
+            f"on this {host_arch()} host; use --accel tcg or auto."
+        )
+    if profile == "pc" and image.arch == "aarch64":
+        raise UserError(
+            f"The image {image.name or image.short_id} is aarch64, which boots on QEMU's "
+            "virt machine (the micro profile); drop --profile pc."
+        )
+
+
 def disk_size(asked: int | None, image: Image) -> int:
     """The disk of a VM booted from ``image``: ``asked`` (4G or the image's size if None).
 
@@ -104,6 +125,7 @@ def disk_size(asked: int | None, image: Image) -> int:
 
 def plan_clone(snapshot: SnapshotRecord, request: CloneRequest, image: Image) -> VmRecord:
     """The record of a new VM made from ``snapshot`` (its disk layered on the snapshot's)."""
+    check_arch_runs(image)
     ownership = request.ownership
     return VmRecord(
         id=secrets.token_hex(6),

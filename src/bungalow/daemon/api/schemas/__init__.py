@@ -7,6 +7,7 @@ daemon answers. Routes import them from here.
 
 from bungalow.daemon.api.schemas.answers import (
     AccelInfo,
+    ArchitectureInfo,
     CostReport,
     CostRow,
     DeletedInfo,
@@ -59,6 +60,7 @@ from bungalow.daemon.api.schemas.screen import KeysRequest, TypeRequest, VncInfo
 
 __all__ = [
     "AccelInfo",
+    "ArchitectureInfo",
     "CloneCreate",
     "CostReport",
     "CostRow",

@@ -141,6 +141,18 @@ class AccelInfo(BaseModel):
     probe_ms: float | None
 
 
+class ArchitectureInfo(BaseModel):
+    name: Literal["x86_64", "i386", "aarch64"] = Field(description="QEMU's name for it")
+    qemu_binary: str = Field(description="the system emulator that runs its guests")
+    installed: bool = Field(description="whether that emulator is on the daemon's PATH")
+    package: str = Field(description="the Debian package that provides the emulator")
+    accel: AccelInfo = Field(description="the accelerator its guests get here, and why")
+    binfmt: bool = Field(
+        description="whether this host runs its programs (natively or through a registered "
+        "qemu-user-static binfmt_misc handler), which building its images needs"
+    )
+
+
 class HostInfo(BaseModel):
     hostname: str
     version: str = Field(description="bungalow's version, as the daemon runs it")
@@ -152,6 +164,9 @@ class HostInfo(BaseModel):
     data_dir: str
     qemu: str
     accel: AccelInfo
+    architectures: list[ArchitectureInfo] = Field(
+        description="the guest architectures bungalow knows, and whether this host runs each"
+    )
     vms: int
     vms_running: int
     allocated_cpus: int
