@@ -405,6 +405,8 @@ def test_a_display_is_a_vga_and_a_password_vnc_server_on_a_socket(
 def test_a_micro_vm_has_no_display(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="The micro profile has no display"):
         spec(tmp_path, display=True)
+
+
 # --- architectures -------------------------------------------------------------------
 
 
