@@ -219,8 +219,9 @@ def test_pc_argv_boots_a_cdrom_with_firmware(tmp_path: Path, qcow2: Path) -> Non
     assert "-bios" not in argv  # SeaBIOS, QEMU's default
     devices = [argv[i + 1] for i, arg in enumerate(argv) if arg == "-device"]
     assert devices == [
+        "isa-debugcon,iobase=0x402,chardev=firmware",
         "virtio-blk-pci,drive=disk0,bootindex=1",
-        "ide-cd,drive=cd0,bus=ide.0,bootindex=0",
+        "ide-cd,id=cdrom0,drive=cd0,bus=ide.0,bootindex=2",  # the disk first, then the CD
         f"virtio-net-pci,netdev=net0,mac={MAC},romfile=",
         "virtio-rng-pci",
     ]
@@ -231,6 +232,19 @@ def test_pc_argv_boots_a_cdrom_with_firmware(tmp_path: Path, qcow2: Path) -> Non
         f"file={t}/debian.iso,if=none,id=cd0,media=cdrom,readonly=on,format=raw",
     ]
     assert argv[argv.index("-netdev") + 1] == "user,id=net0"
+    assert f"file,id=firmware,path={machine.run_dir}/firmware.log" in argv
+
+
+def test_an_installer_has_a_cdrom_drive_with_its_tray_empty(tmp_path: Path, qcow2: Path) -> None:
+    machine = spec(tmp_path, profile="pc", kernel=None, initrd=None, agent=False, cdrom_drive=True)
+    argv = build_argv(machine, "qemu-system-x86_64")
+    assert "if=none,id=cd0,media=cdrom,readonly=on" in argv
+    assert "ide-cd,id=cdrom0,drive=cd0,bus=ide.0,bootindex=2" in argv
+
+
+def test_micro_has_no_cdrom_drive(tmp_path: Path, qcow2: Path) -> None:
+    with pytest.raises(UserError, match="no CD-ROM drive"):
+        spec(tmp_path, cdrom_drive=True)
 
 
 def test_pc_argv_can_boot_a_kernel(tmp_path: Path, qcow2: Path) -> None:

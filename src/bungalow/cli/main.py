@@ -29,6 +29,7 @@ from bungalow.cli import (
     images,
     leases,
     limits,
+    media,
     network,
     output,
     projects,
@@ -150,6 +151,7 @@ sprawl.register(app)
 events.register(app)
 ssh.register(app)
 app.add_typer(images.app, name="image", help="Build, import, list and remove images.")
+app.add_typer(media.app, name="media", help="Eject and insert an installer VM's CD.")
 app.add_typer(host.app, name="host", help="What this host has and how it runs VMs.")
 
 

@@ -130,6 +130,36 @@ class Monitor:
             raise QemuError(f"Could not pass a file to QEMU ({error}); is it running?") from None
         await self.execute("getfd", {"fdname": name})
 
+    async def add_fd(self, fd: int, opaque: str) -> int:
+        """Hand QEMU an open file descriptor in a new fdset; its id (``/dev/fdset/ID`` names
+        it to commands that open files, which a QEMU changed into its run directory needs)."""
+        try:
+            self._client.send_fd_scm(fd)
+        except (QMPError, OSError) as error:
+            raise QemuError(f"Could not pass a file to QEMU ({error}); is it running?") from None
+        result = await self.execute("add-fd", {"opaque": opaque})
+        fdset = result.get("fdset-id") if isinstance(result, dict) else None
+        if not isinstance(fdset, int):
+            raise QemuError(f"QEMU answered add-fd with {result!r}; upgrade QEMU.")
+        return fdset
+
+    async def remove_fd(self, fdset: int) -> None:
+        """Let go of an fdset; QEMU closes its descriptors once no device uses them."""
+        await self.execute("remove-fd", {"fdset-id": fdset})
+
+    async def eject(self, device: str) -> None:
+        """Open the tray of the removable drive ``device`` (its qdev id) and take the medium
+        out, even if the guest has locked the tray."""
+        await self.execute("eject", {"id": device, "force": True})
+
+    async def change_medium(self, device: str, filename: str) -> None:
+        """Put the raw image ``filename`` (``/dev/fdset/N`` for a passed descriptor) read-only
+        into the removable drive ``device``, replacing its medium and closing its tray."""
+        await self.execute(
+            "blockdev-change-medium",
+            {"id": device, "filename": filename, "format": "raw", "read-only-mode": "read-only"},
+        )
+
     async def powerdown(self) -> None:
         """Press the ACPI power button; the guest decides whether and when to power off."""
         await self.execute("system_powerdown")

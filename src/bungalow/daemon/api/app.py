@@ -28,6 +28,7 @@ from bungalow.daemon.api import (
     guest,
     images,
     leases,
+    media,
     metrics,
     networks,
     projects,
@@ -47,6 +48,7 @@ log = logging.getLogger(__name__)
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 _ROUTERS = (
     vms, guest, snapshots, sandboxes, images, leases, sprawl, projects, networks, costs, metrics,
+    media,
 )  # fmt: skip
 
 

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bungalow.daemon.state.records import VmRecord
-from bungalow.daemon.vms import diskfull, netshaping, provisioning, timeline
+from bungalow.daemon.vms import diskfull, media, netshaping, provisioning, timeline
 from bungalow.daemon.vms.confine import launch_confined
 from bungalow.daemon.vms.nics import AttachedNic, guest_nics, machine_nics
 from bungalow.daemon.vms.runtime import VmRuntime
@@ -52,9 +52,9 @@ MAX_SOCKET_PATH = 100
 _HELD = ("paused", "postmigrate", "finish-migrate")
 
 
-def create_disk(vm_dir: Path, backing: Path, size: int) -> None:
+def create_disk(vm_dir: Path, backing: Path | None, size: int) -> None:
     """Make the VM's directory and its disk, a qcow2 overlay on ``backing`` (the image's
-    disk, or a snapshot's). Blocks: call it in a thread."""
+    disk, or a snapshot's; None: a blank disk). Blocks: call it in a thread."""
     validate_option_path(str(vm_dir), what="VM directory")
     if len(str(vm_dir / "run" / "console.sock")) > MAX_SOCKET_PATH:
         raise UserError(
@@ -102,6 +102,8 @@ def machine_spec(
         agent=image.kind == "linux",
         net_relay=netshaping.net_bw(vm) is not None,
         seed=provisioning.seed_of(vm_dir, vm),
+        cdrom=media.medium_path(images, vm),
+        cdrom_drive=media.has_drive(image),
     )
     spec = machine_nics(spec, nics)
     # The command line its guest booted with is kept, so a snapshot of it loads.

@@ -30,6 +30,7 @@ from bungalow.daemon.vms import (
     boot,
     diskfull,
     limits,
+    media,
     netshaping,
     provisioning,
     readiness,
@@ -164,10 +165,14 @@ class VmManager:
         validate_name(request.name)
         with timeline.timing() as spent:
             async with self.locked(request.name):
-                image = self.images.get(request.image)
+                if request.iso is None:
+                    image = self.images.get(request.image)
+                else:  # an installer VM: a blank disk and the ISO in its drive
+                    image = await media.resolve(self.images, request.iso)
                 vm = plan_vm(request, image)
                 vm = await self.make(
-                    vm, image, backing=image.disk, bring_up=lambda made: self.boot(made, image),
+                    vm, image, backing=None if media.has_drive(image) else image.disk,
+                    bring_up=lambda made: self.boot(made, image),
                     event=f"created from {image.name}", networks=request.networks,
                 )  # fmt: skip
             spent.mark("ready")
@@ -179,7 +184,7 @@ class VmManager:
         vm: VmRecord,
         image: Image,
         *,
-        backing: Path,
+        backing: Path | None,
         bring_up: BringUp,
         event: str,
         networks: Sequence[NetworkChoice] = (),
@@ -635,8 +640,9 @@ class VmManager:
         name = vm.name
         if vm.profile == "pc" and self.images.get(vm.image_id).kind != "linux":
             raise AgentError(
-                f"Cannot {action}: the VM {name} boots an imported disk without the bungalow "
-                f"agent; use `bungalow console {name}` instead."
+                f"Cannot {action}: the VM {name} has no bungalow agent (it boots an imported "
+                f"disk or an installer ISO); use `bungalow console {name}` (its serial "
+                "console) or its screen instead."
             )
         runtime = self._runtimes.get(name)
         if runtime is None:

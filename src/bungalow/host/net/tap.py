@@ -134,9 +134,11 @@ def rejoin(name: str, bridge: str) -> bool:
     QEMU ended) is left alone. Raises BungalowError if the bridge is missing."""
     if not exists(name):
         return False
-    master = os.path.realpath(f"/sys/class/net/{name}/master") if os.path.exists(
-        f"/sys/class/net/{name}/master"
-    ) else ""
+    master = (
+        os.path.realpath(f"/sys/class/net/{name}/master")
+        if os.path.exists(f"/sys/class/net/{name}/master")
+        else ""
+    )
     if os.path.basename(master) == bridge:
         return False
     _enslave(name, bridge)
