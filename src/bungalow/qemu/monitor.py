@@ -160,6 +160,16 @@ class Monitor:
             {"id": device, "filename": filename, "format": "raw", "read-only-mode": "read-only"},
         )
 
+    async def medium(self, device: str) -> str | None:
+        """The file in the removable drive ``device`` (its qdev id), None when it has none
+        (``query-block``'s ``inserted``)."""
+        result = await self.execute("query-block")
+        for block in result if isinstance(result, list) else ():
+            if isinstance(block, dict) and str(block.get("qdev", "")).endswith(device):
+                inserted = block.get("inserted")
+                return str(inserted.get("file")) if isinstance(inserted, dict) else None
+        raise QemuError(f"QEMU has no drive {device}; the VM was started without one.")
+
     async def powerdown(self) -> None:
         """Press the ACPI power button; the guest decides whether and when to power off."""
         await self.execute("system_powerdown")

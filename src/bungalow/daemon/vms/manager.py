@@ -168,6 +168,7 @@ class VmManager:
                 if request.iso is None:
                     image = self.images.get(request.image)
                 else:  # an installer VM: a blank disk and the ISO in its drive
+                    media.installer_disk(request.disk)  # before an ISO file is imported
                     image = await media.resolve(self.images, request.iso)
                 vm = plan_vm(request, image)
                 vm = await self.make(
@@ -432,10 +433,11 @@ class VmManager:
             vm = self.get(name)
             transition(name, vm.state, VmState.STOPPING)
             vm = self.store.vms.set_state(vm.id, VmState.STOPPING, operation=Operation.STOP)
-            await self._shutdown(vm, timeout)
+            forced = await self._shutdown(vm, timeout)
             # A pause's reason (a full host disk) ends with the QEMU that held it.
             self.store.vms.set_state(vm.id, VmState.STOPPED, pid=None, operation=None, error=None)
-            self.store.events.add(name, "stopped", "stopped")
+            said = f"forced off: the guest did not power off within {timeout:g} s"
+            self.store.events.add(name, "stopped", said if forced and timeout > 0 else "stopped")
             return self.get(name)
 
     async def remove(self, name: str, only_if: Callable[[VmRecord], bool] | None = None) -> bool:
@@ -457,8 +459,11 @@ class VmManager:
         """End the VM's QEMU at once (its state is about to be replaced); lock held."""
         await self._shutdown(vm, timeout=0)
 
-    async def _shutdown(self, vm: VmRecord, timeout: float) -> None:
+    async def _shutdown(self, vm: VmRecord, timeout: float) -> bool:
+        """End the VM's QEMU, asking its guest to power off first for up to ``timeout`` s;
+        whether it had to be forced off."""
         runtime = self._runtimes.get(vm.name)
+        forced = False
         if runtime is not None:
             runtime.expected_exit = True
             if vm.state is VmState.PAUSED and runtime.monitor is not None:
@@ -467,9 +472,11 @@ class VmManager:
             if timeout > 0:
                 await boot.graceful_poweroff(runtime, timeout)
             if not runtime.exited.is_set() and pid_alive(runtime.pid, runtime.run_dir):
+                forced = True
                 await asyncio.to_thread(terminate, runtime.pid, runtime.run_dir, 5.0)
             await self._forget_runtime(vm.name)
         await self._end_processes(vm)
+        return forced
 
     async def _end_processes(self, vm: VmRecord) -> None:
         """End whatever still runs for the VM (its QEMU, its shaper), found from /proc, and
@@ -642,7 +649,8 @@ class VmManager:
             raise AgentError(
                 f"Cannot {action}: the VM {name} has no bungalow agent (it boots an imported "
                 f"disk or an installer ISO); use `bungalow console {name}` (its serial "
-                "console) or its screen instead."
+                f"console), or `bungalow screenshot {name}` and `bungalow vnc {name}` (its "
+                "screen) instead."
             )
         runtime = self._runtimes.get(name)
         if runtime is None:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from bungalow.daemon.state.lifecycle import VmState
 from bungalow.daemon.state.records import VmRecord
-from bungalow.errors import InvalidStateError, UserError
+from bungalow.errors import InvalidStateError, QemuError, UserError
 from bungalow.images import iso
 from bungalow.images.store import Image, ImageStore
 from bungalow.qemu.argv import CDROM_ID
@@ -88,6 +88,8 @@ class Media:
             if vm.state in _LIVE:
                 monitor = self._vms.monitor(vm)
                 await monitor.eject(CDROM_ID)
+                if await monitor.medium(CDROM_ID) is not None:
+                    raise QemuError(f"QEMU kept the CD in the drive of {name}; try again.")
             vm = self._vms.store.vms.set_media(vm.id, None)
             self._vms.store.events.add(name, "media", "the CD was ejected")
             return vm
@@ -133,3 +135,5 @@ async def _change_medium(monitor: Monitor, iso: Path) -> None:
     finally:
         # QEMU closes the descriptor once the drive lets go of it (ejected, or QEMU ends).
         await monitor.remove_fd(fdset)
+    if await monitor.medium(CDROM_ID) is None:
+        raise QemuError("QEMU left the CD-ROM drive empty after the change; try again.")
