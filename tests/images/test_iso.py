@@ -55,7 +55,7 @@ def test_a_file_that_is_not_an_iso_is_refused_before_anything_is_copied(
 ) -> None:
     disk = tmp_path / "disk.iso"
     disk.write_bytes(b"\xeb\x63\x90" + b"\0" * (1 << 20))
-    with pytest.raises(UserError, match="is not an ISO 9660 image .* CD001"):
+    with pytest.raises(UserError, match=r"is not an ISO 9660 image .* CD001"):
         import_iso(store, disk)
     with pytest.raises(NotFoundError, match="no file"):
         import_iso(store, tmp_path / "missing.iso")

@@ -123,8 +123,8 @@ class Media:
 
 
 async def _change_medium(monitor: Monitor, iso: Path) -> None:
-    """Put ``iso`` in the drive, read-only, through a passed descriptor: a confined QEMU (host/jail.py)
-    cannot open the store's path from its run directory."""
+    """Put ``iso`` in the drive, read-only, through a passed descriptor: a confined QEMU
+    (host/jail.py) cannot open the store's path from its run directory."""
     fd = await asyncio.to_thread(os.open, iso, os.O_RDONLY | os.O_CLOEXEC)
     try:
         fdset = await monitor.add_fd(fd, "medium")
