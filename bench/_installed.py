@@ -117,12 +117,15 @@ def _markers(console: Path) -> int:
 
 def _plain_boot(disk: Path, memory: str, boot: Firmware) -> float:
     """What a person would write for the same machine: q35, the disk first, a NIC
-    without option ROM, the serial port on stdout."""
+    without option ROM, the serial port on stdout; the disk opened as bungalow opens it
+    (O_DIRECT, Linux AIO: qemu/disk.py), as the micro line's plain side does too. With the
+    page cache instead, plain QEMU's firmware and GRUB read the kernel faster still (about
+    3 s of 9 under load here): a firmware reads the disk in small synchronous requests."""
     argv = [
         "qemu-system-x86_64", "-M", "q35", "-accel", "tcg,thread=multi", "-cpu", "max",
         "-smp", "1", "-m", memory, "-nodefaults", "-no-user-config", "-display", "none",
         "-no-reboot", "-serial", "stdio", *boot.plain,
-        "-drive", f"file={disk},if=none,id=d0,format=qcow2,snapshot=on",
+        "-drive", f"file={disk},if=none,id=d0,format=qcow2,cache=none,aio=native,readonly=on",
         "-device", "virtio-blk-pci,drive=d0,bootindex=1",
         "-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0,romfile=",
         "-device", "virtio-rng-pci",
