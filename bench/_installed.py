@@ -6,7 +6,9 @@ bungalow installs it (``launch --iso``, the guest powers off) and ejects the CD.
 Then each round times, from the start of ``bungalow start`` (plain: QEMU's start) to
 the installed system's marker line on the serial console: firmware, GRUB, kernel,
 initramfs. Both sides boot the same disk (plain QEMU a flat copy of it) with the
-same firmware, machine type, CPU, memory and devices; rounds are interleaved.
+same firmware, machine type, CPU, memory and devices; rounds are interleaved. Plain
+QEMU runs in a control group beside bungalow's VMs' (``bungalow/bench-plain-PID``): in the
+root group it would weigh as much as all of bungalow's VMs together on a busy host.
 
 Firmwares are iterated: ``bios`` (SeaBIOS, QEMU's default) now; a firmware adds its
 ``launch`` options and plain QEMU arguments to :data:`FIRMWARES`.
@@ -14,16 +16,20 @@ Firmwares are iterated: ``bios`` (SeaBIOS, QEMU's default) now; a firmware adds 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from _support import ROOT, BenchFailed, cli, images_dir
+
+from bungalow.host.cgroups import VmCgroup
 
 if str(ROOT) not in sys.path:  # the tests' media builder and kernel cache
     sys.path.insert(0, str(ROOT))
@@ -130,9 +136,30 @@ def _plain_boot(disk: Path, memory: str, boot: Firmware) -> float:
         "-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0,romfile=",
         "-device", "virtio-rng-pci",
     ]  # fmt: skip
+    with _beside_the_vms() as group:
+        return _time_to_marker(argv, group)
+
+
+@contextlib.contextmanager
+def _beside_the_vms() -> Iterator[VmCgroup | None]:
+    """A control group of the bench's own where bungalow keeps its VMs', removed after."""
+    group = VmCgroup(f"bench-plain-{os.getpid()}")
+    if not group.available:
+        yield None
+        return
+    group.create()
+    try:
+        yield group
+    finally:
+        group.remove()
+
+
+def _time_to_marker(argv: list[str], group: VmCgroup | None) -> float:
     started = time.monotonic()
     process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
     try:
+        if group is not None:
+            group.add(process.pid)
         assert process.stdout is not None
         for line in process.stdout:
             if MARKER.encode() in line:
