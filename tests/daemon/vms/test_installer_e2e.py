@@ -11,6 +11,8 @@ the CD ejected the VM then boots that system from its disk.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -87,6 +89,14 @@ def test_the_grub_rescue_iso_boots_and_its_cd_changes_live_and_stopped(env: Env)
     assert "CD-ROM drive of rescue" in said and "media eject" in said
     said = _refused(env, "exec", "rescue", "--", "true").stderr
     assert "no bungalow agent" in said and "bungalow console rescue" in said
+
+    # A daemon killed outright: the next one adopts the QEMU and knows the medium.
+    pid = env.daemon_pid()
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    wait_until("the daemon gone", lambda: not Path(f"/proc/{pid}").exists())
+    vm = _vm(env, "rescue")
+    assert vm["state"] == "running" and vm["media"] == "grub-rescue-cdrom"
 
     env.run("media", "eject", "rescue")  # live: QEMU confirms the drive is empty
     assert _vm(env, "rescue")["media"] is None
