@@ -242,6 +242,12 @@ def test_an_installer_has_a_cdrom_drive_with_its_tray_empty(tmp_path: Path, qcow
     assert "ide-cd,id=cdrom0,drive=cd0,bus=ide.0,bootindex=2" in argv
 
 
+def test_only_a_guest_booting_on_its_own_reboots(tmp_path: Path, qcow2: Path) -> None:
+    assert "-no-reboot" in build_argv(spec(tmp_path), "qemu-system-x86_64")
+    machine = spec(tmp_path, profile="pc", kernel=None, initrd=None, agent=False, reboot=True)
+    assert "-no-reboot" not in build_argv(machine, "qemu-system-x86_64")
+
+
 def test_micro_has_no_cdrom_drive(tmp_path: Path, qcow2: Path) -> None:
     with pytest.raises(UserError, match="no CD-ROM drive"):
         spec(tmp_path, cdrom_drive=True)

@@ -243,6 +243,10 @@ class MachineSpec:
     cdrom: Path | None = None
     #: A CD-ROM drive even with its tray empty (an installer VM's, for a later insert).
     cdrom_drive: bool = False
+    #: A guest's reset reboots it (``-no-reboot`` left out): for guests that boot through
+    #: firmware on their own, such as an installer rebooting into what it installed. Else a
+    #: reset (a crash under ``panic=-1``) ends QEMU, and the daemon records why.
+    reboot: bool = False
     disk_io: DiskIo | None = None
     tsc_khz: int | None = None
     #: Guest RAM in this file instead of anonymous memory: shared (a converter
@@ -425,7 +429,7 @@ def _machine_args(spec: MachineSpec) -> list[str]:
         "-smp", str(spec.cpus),
         "-m", f"{spec.memory // MIB}M",
         "-nodefaults", "-no-user-config", "-display", "none",
-        "-no-reboot",
+        *([] if spec.reboot else ["-no-reboot"]),
         "-sandbox", SANDBOX,
         *memory,
     ]  # fmt: skip

@@ -57,5 +57,6 @@ def test_its_machine_has_the_drive_with_or_without_a_medium(
     inserted = machine_spec(tmp_path / "vm", vm, iso, store, "tcg")
     assert inserted.cdrom == iso.disk and inserted.cdrom_drive
     assert not inserted.agent and inserted.kernel is None
+    assert inserted.reboot  # an installer reboots into what it installed
     empty = machine_spec(tmp_path / "vm", vm.with_changes(media=None), iso, store, "tcg")
     assert empty.cdrom is None and empty.cdrom_drive

@@ -104,6 +104,7 @@ def machine_spec(
         seed=provisioning.seed_of(vm_dir, vm),
         cdrom=media.medium_path(images, vm),
         cdrom_drive=media.has_drive(image),
+        reboot=image.kind != "linux",
     )
     spec = machine_nics(spec, nics)
     # The command line its guest booted with is kept, so a snapshot of it loads.
