@@ -164,12 +164,13 @@ class VmManager:
         """Create the VM and boot it; on any failure nothing of it remains."""
         validate_name(request.name)
         with timeline.timing() as spent:
-            async with self.locked(request.name):
+            async with self.locked(request.name), contextlib.AsyncExitStack() as stack:
                 if request.iso is None:
                     image = self.images.get(request.image)
                 else:  # an installer VM: a blank disk and the ISO in its drive
                     media.installer_disk(request.disk)  # before an ISO file is imported
-                    image = await media.resolve(self.images, request.iso)
+                    medium = media.imported(self.images, request.iso, self.store.vms.list)
+                    image = await stack.enter_async_context(medium)
                 vm = plan_vm(request, image)
                 vm = await self.make(
                     vm, image, backing=None if media.has_drive(image) else image.disk,

@@ -13,7 +13,9 @@ its next start.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -59,6 +61,23 @@ async def resolve(images: ImageStore, ref: str) -> Image:
             "path."
         )
     return image
+
+
+@contextlib.asynccontextmanager
+async def imported(
+    images: ImageStore, ref: str, vms: Callable[[], Iterable[VmRecord]]
+) -> AsyncIterator[Image]:
+    """:func:`resolve` for a new VM: an ISO file this import copied into the store is
+    removed again if the block fails (a launch refused after the copy leaves nothing),
+    unless one of ``vms`` uses it meanwhile."""
+    known = await asyncio.to_thread(lambda: {image.id for image in images.list()})
+    image = await resolve(images, ref)
+    try:
+        yield image
+    except BaseException:
+        if image.id not in known and not any(image.id in (vm.image_id, vm.media) for vm in vms()):
+            await asyncio.to_thread(images.remove, image.id)
+        raise
 
 
 def installer_disk(asked: int | None) -> int:
