@@ -33,6 +33,10 @@ Memory is the QEMU process's PSS once the guest has sat idle.
     .venv/bin/python bench/boot.py [--rounds 5] [--memory 512M] [--quick]
 
 Targets (issue 2): time ratio at most 1.15, memory ratio at most 1.10.
+
+A last line per firmware (issue 13, bench/_installed.py): an ISO-installed pc VM
+booting from its own disk to its marker line on the console, against plain QEMU
+with the same firmware and disk (target: ratio at most 1.15).
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from _installed import compare_installed
 from _support import (
     BenchFailed,
     build_image,
@@ -359,6 +364,7 @@ def main() -> None:
         samples = compare(env, home, guest, args.rounds)
         print_phases(samples)
         print_medians(samples)
+        compare_installed(env, home, args.memory, args.rounds)
 
 
 if __name__ == "__main__":

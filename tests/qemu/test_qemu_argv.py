@@ -220,8 +220,9 @@ def test_pc_argv_boots_a_cdrom_with_firmware(tmp_path: Path, qcow2: Path) -> Non
     assert "-bios" not in argv  # SeaBIOS, QEMU's default
     devices = [argv[i + 1] for i, arg in enumerate(argv) if arg == "-device"]
     assert devices == [
+        "isa-debugcon,iobase=0x402,chardev=firmware",
         "virtio-blk-pci,drive=disk0,bootindex=1",
-        "ide-cd,drive=cd0,bus=ide.0,bootindex=0",
+        "ide-cd,id=cdrom0,drive=cd0,bus=ide.0,bootindex=2",  # the disk first, then the CD
         f"virtio-net-pci,netdev=net0,mac={MAC},romfile=",
         "virtio-rng-pci",
     ]
@@ -232,6 +233,25 @@ def test_pc_argv_boots_a_cdrom_with_firmware(tmp_path: Path, qcow2: Path) -> Non
         f"file={t}/debian.iso,if=none,id=cd0,media=cdrom,readonly=on,format=raw",
     ]
     assert argv[argv.index("-netdev") + 1] == "user,id=net0"
+    assert f"file,id=firmware,path={machine.run_dir}/firmware.log" in argv
+
+
+def test_an_installer_has_a_cdrom_drive_with_its_tray_empty(tmp_path: Path, qcow2: Path) -> None:
+    machine = spec(tmp_path, profile="pc", kernel=None, initrd=None, agent=False, cdrom_drive=True)
+    argv = build_argv(machine, "qemu-system-x86_64")
+    assert "if=none,id=cd0,media=cdrom,readonly=on" in argv
+    assert "ide-cd,id=cdrom0,drive=cd0,bus=ide.0,bootindex=2" in argv
+
+
+def test_only_a_guest_booting_on_its_own_reboots(tmp_path: Path, qcow2: Path) -> None:
+    assert "-no-reboot" in build_argv(spec(tmp_path), "qemu-system-x86_64")
+    machine = spec(tmp_path, profile="pc", kernel=None, initrd=None, agent=False, reboot=True)
+    assert "-no-reboot" not in build_argv(machine, "qemu-system-x86_64")
+
+
+def test_micro_has_no_cdrom_drive(tmp_path: Path, qcow2: Path) -> None:
+    with pytest.raises(UserError, match="no CD-ROM drive"):
+        spec(tmp_path, cdrom_drive=True)
 
 
 def test_pc_argv_can_boot_a_kernel(tmp_path: Path, qcow2: Path) -> None:

@@ -55,10 +55,10 @@ def list_images(as_json: AsJson = False) -> None:
 
 @app.command("import")
 def import_(
-    path: Annotated[Path, typer.Argument(help="A raw or qcow2 disk file.")],
+    path: Annotated[Path, typer.Argument(help="A raw or qcow2 disk file, or an ISO.")],
     name: Annotated[str | None, typer.Option("--name", "-n", help="Image name.")] = None,
 ) -> None:
-    """Import a disk to boot with the pc profile."""
+    """Import a disk to boot with the pc profile, or an ISO for `launch --iso`."""
     image_name = name or path.name.split(".")[0].lower()
     image = client().import_image(path, image_name)
     say(f"{image['name']} {image['id'][:12]} imported")

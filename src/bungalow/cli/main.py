@@ -29,6 +29,7 @@ from bungalow.cli import (
     images,
     leases,
     limits,
+    media,
     network,
     output,
     projects,
@@ -152,6 +153,7 @@ events.register(app)
 ssh.register(app)
 screen.register(app)
 app.add_typer(images.app, name="image", help="Build, import, list and remove images.")
+app.add_typer(media.app, name="media", help="Eject and insert an installer VM's CD.")
 app.add_typer(host.app, name="host", help="What this host has and how it runs VMs.")
 
 

@@ -28,6 +28,7 @@ from bungalow.cli.limits import (
     MemoryLimit,
     NetBw,
 )
+from bungalow.cli.media import medium_ref
 from bungalow.cli.output import age, error, print_json, progress, say, size, table, waiting
 from bungalow.cli.params import Count, Duration
 from bungalow.cli.provisioning import read_cloud_init, read_ssh_keys
@@ -83,7 +84,8 @@ def ensure_image(name: str) -> None:
 def _launch(name: str, image: str, cpus: int, memory: str, disk: str | None,
             ports: list[str], accel: str, profile: str | None,
             extra: dict[str, Any] | None = None) -> VmInfo:  # fmt: skip
-    ensure_image(image)
+    if not (extra or {}).get("iso"):
+        ensure_image(image)
     spec: dict[str, Any] = {
         "name": name, "image": image, "cpus": cpus, "memory": memory,
         "ports": ports, "accel": accel, "profile": profile, **(extra or {}),
@@ -98,6 +100,14 @@ def launch(
     image: Annotated[
         str, typer.Option("--image", "-i", help="Image to boot.", autocompletion=image_names)
     ] = "debian-12",
+    iso: Annotated[
+        str | None,
+        typer.Option(
+            "--iso",
+            help="Install from this ISO (a file, imported first, or an ISO image) onto a "
+            "blank disk of --disk's size; the VM boots its disk first, then the CD.",
+        ),
+    ] = None,
     cpus: Cpus = 1,
     memory: Memory = "512M",
     disk: Disk = None,
@@ -175,6 +185,8 @@ def launch(
         body["user_data"] = read_cloud_init(cloud_init)
     if ssh_keys:
         body["ssh_keys"] = read_ssh_keys(ssh_keys)
+    if iso is not None:
+        body["iso"] = medium_ref(iso)
     vm = _launch(name, image, cpus, memory, disk, ports or [], accel, profile, body)
     say(f"{vm['name']} is running ({vm['image']}, {vm['cpus']} CPU, {size(vm['memory'])})")
     if wait is not None:
@@ -412,15 +424,21 @@ def logs(
         bool,
         typer.Option("--follow", "-f", help="Then print its output as it comes, until it stops."),
     ] = False,
+    firmware: Annotated[
+        bool,
+        typer.Option(
+            "--firmware", help="The firmware's debug log instead (a pc VM: SeaBIOS's boot lines)."
+        ),
+    ] = False,
 ) -> None:
     """The VM's serial console output (kernel messages, boot, login prompt)."""
     api = client()
     if not follow:
-        sys.stdout.write(api.logs(name, tail))
+        sys.stdout.write(api.logs(name, tail, firmware))
         sys.stdout.flush()
         return
     out = sys.stdout.buffer
-    for chunk in api.follow_logs(name, tail):
+    for chunk in api.follow_logs(name, tail, firmware):
         out.write(chunk)
         out.flush()
 

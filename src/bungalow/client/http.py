@@ -246,15 +246,16 @@ class Client:
         """Give root in the VM these SSH public keys: recorded, and installed now if it runs."""
         return self.send(routes.add_ssh_keys(name, keys))
 
-    def logs(self, name: str, tail: int = 0) -> str:
-        """The VM's serial console output; its last ``tail`` lines when tail > 0."""
-        return self.send(routes.logs(name, tail)) or ""
+    def logs(self, name: str, tail: int = 0, firmware: bool = False) -> str:
+        """The VM's serial console output (with ``firmware``, a pc VM's firmware debug log);
+        its last ``tail`` lines when tail > 0."""
+        return self.send(routes.logs(name, tail, firmware)) or ""
 
-    def follow_logs(self, name: str, tail: int = 0) -> Iterator[bytes]:
+    def follow_logs(self, name: str, tail: int = 0, firmware: bool = False) -> Iterator[bytes]:
         """The console's last ``tail`` lines (all for 0), then its output as QEMU writes it,
         as bytes; the iteration ends when the VM's QEMU does (stopped, failed, suspended,
         removed). Leaving the loop early closes the stream."""
-        with self.stream(routes.follow_logs(name, tail)) as response:
+        with self.stream(routes.follow_logs(name, tail, firmware)) as response:
             yield from response.iter_bytes()
 
     # -- a pc VM's screen and keyboard -----------------------------------------------------------
@@ -275,6 +276,14 @@ class Client:
     def open_vnc(self, name: str) -> VncInfo:
         """A one-time VNC endpoint on 127.0.0.1 and its password."""
         return self.send(routes.open_vnc(name))
+
+    def eject_media(self, name: str) -> VmInfo:
+        """Empty an installer VM's CD-ROM drive (live if it runs)."""
+        return self.send(routes.eject_media(name))
+
+    def insert_media(self, name: str, medium: str) -> VmInfo:
+        """Put an ISO image (name or id) or ISO file (absolute path) in the VM's drive."""
+        return self.send(routes.insert_media(name, medium))
 
     # -- sandboxes, leases, idleness -------------------------------------------------------------
 

@@ -136,13 +136,29 @@ def add_ssh_keys(name: str, keys: list[str]) -> Call[VmInfo]:
     return Call("POST", _vm(name, "/ssh-keys"), json={"keys": keys})
 
 
-def logs(name: str, tail: int) -> Call[str | None]:
-    return Call("GET", _vm(name, "/logs"), params={"tail": tail})
+def logs(name: str, tail: int, firmware: bool = False) -> Call[str | None]:
+    """The console log (with ``firmware``, a pc VM's firmware debug log)."""
+    params: dict[str, Any] = {"tail": tail}
+    if firmware:
+        params["firmware"] = "true"
+    return Call("GET", _vm(name, "/logs"), params=params)
 
 
-def follow_logs(name: str, tail: int) -> Call[bytes]:
+def follow_logs(name: str, tail: int, firmware: bool = False) -> Call[bytes]:
     """The console's last ``tail`` lines, then its output as written, until QEMU ends."""
-    return Call("GET", _vm(name, "/logs"), params={"tail": tail, "follow": "true"})
+    params: dict[str, Any] = {"tail": tail, "follow": "true"}
+    if firmware:
+        params["firmware"] = "true"
+    return Call("GET", _vm(name, "/logs"), params=params)
+
+
+def eject_media(name: str) -> Call[VmInfo]:
+    return Call("DELETE", _vm(name, "/media"))
+
+
+def insert_media(name: str, medium: str) -> Call[VmInfo]:
+    """Insert an ISO image (name or id) or an ISO file (absolute path on the daemon's host)."""
+    return Call("PUT", _vm(name, "/media"), json={"medium": medium})
 
 
 # -- a pc VM's screen and keyboard ---------------------------------------------------------------

@@ -59,6 +59,7 @@ class VmInfo(TypedDict):
     one first (empty: user-mode networking).
     suspend, wake) or None. ``cloud_init`` says whether it has a NoCloud seed;
     ``ssh_keys`` are the fingerprints (``SHA256:...``) of the keys its agent installs for root.
+    ``media`` is the ISO image in its CD-ROM drive (by name), None when the tray is empty.
     """
 
     id: str
@@ -101,6 +102,7 @@ class VmInfo(TypedDict):
     networks: list[NicInfo]
     cloud_init: bool
     ssh_keys: list[str]
+    media: str | None
 
 
 class DeletedVm(TypedDict):

@@ -2,9 +2,10 @@
 
 Layout under the store's root::
 
-    <id>/                   one image; <id> is the sha256 of its disk.qcow2
+    <id>/                   one image; <id> is the sha256 of its disk.qcow2 (or medium.iso)
         manifest.json       what the image is (see :class:`Image`)
         disk.qcow2          the base disk, read-only; VMs use qcow2 overlays on it
+        medium.iso          instead of a disk, an ISO 9660 medium (``iso`` images, images/iso.py)
         vmlinux             kernel, decompressed, PVH entry ("linux" images only;
                             vmlinuz when a kernel cannot be booted that way)
         modules/            decompressed boot modules and their load-order
@@ -46,7 +47,7 @@ from bungalow.images.initramfs import build_initramfs, gather_inputs
 from bungalow.images.recipes import Flavour
 from bungalow.names import validate_name
 
-ImageKind = Literal["linux", "disk"]
+ImageKind = Literal["linux", "disk", "iso"]
 
 MANIFEST = "manifest.json"
 DISK = "disk.qcow2"
@@ -66,7 +67,9 @@ class Image:
 
     ``kind`` decides how it boots: ``linux`` images boot their kernel and a
     bungalow initramfs directly (the micro profile); ``disk`` images were
-    imported and boot through firmware from their own bootloader (the pc profile).
+    imported and boot through firmware from their own bootloader (the pc profile);
+    ``iso`` images are CD-ROM media (``disk`` is then the ISO file), which an installer
+    VM boots from before its own blank disk (daemon/vms/media.py).
     """
 
     id: str
@@ -263,16 +266,18 @@ class ImageStore:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
-    def commit(self, staged: Path, name: str, fields: dict[str, Any]) -> Image:
-        """Hash ``staged`` (a directory with disk.qcow2), move it into place and name it."""
-        disk = staged / DISK
+    def commit(self, staged: Path, name: str, fields: dict[str, Any], *, file: str = DISK) -> Image:
+        """Hash ``staged`` (a directory with disk.qcow2, or the ``file`` named), move it into
+        place and name it; ``fields`` may give the ``virtual_size`` (else qemu-img's)."""
+        disk = staged / file
         image_id = disks.sha256(disk)
         manifest = {
             "format": MANIFEST_FORMAT,
             "id": image_id,
             "name": name,
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "virtual_size": int(disks.info(disk)["virtual-size"]),
+            "virtual_size": fields.get("virtual_size") or int(disks.info(disk)["virtual-size"]),
+            "file": file,
             **fields,
         }
         (staged / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
@@ -341,7 +346,7 @@ class ImageStore:
                 id=image_id,
                 name=name,
                 kind=manifest["kind"],
-                disk=directory / DISK,
+                disk=directory / str(manifest.get("file", DISK)),
                 kernel=directory / manifest.get("kernel", KERNEL) if linux else None,
                 modules=directory / MODULES if linux else None,
                 size=disks.allocated_size(directory),

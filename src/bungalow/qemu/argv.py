@@ -57,6 +57,11 @@ SANDBOX = "on,obsolete=deny,resourcecontrol=deny"
 RELAY_WARNING = "warning: hub 0 with no nics"
 #: What QEMU says of ``user_stub``'s network: no NIC uses it, which is the point.
 USER_STUB_WARNING = "warning: netdev net0 has no peer"
+#: The qdev id of a pc VM's CD-ROM drive (``ide-cd``), which QMP's eject and
+#: blockdev-change-medium name; its block backend is ``cd0``.
+CDROM_ID = "cdrom0"
+#: The I/O port of QEMU's ``isa-debugcon``: SeaBIOS (and OVMF) write their debug log to it.
+DEBUGCON_PORT = "0x402"
 #: The kernel command line word that lets a micro guest hot-plug PCIe devices.
 HOTPLUG_WORD = "pcie_ports=native"
 
@@ -199,6 +204,11 @@ class RunFiles:
         return self.run_dir / "vnc.sock"
 
     @property
+    def firmware_log(self) -> Path:
+        """The firmware's debug log (``isa-debugcon``) of a pc VM, rewritten at each start."""
+        return self.run_dir / "firmware.log"
+
+    @property
     def stderr(self) -> Path:
         """QEMU's own messages: why it refused to start, and later why it stopped."""
         return self.run_dir / "qemu.err"
@@ -243,7 +253,14 @@ class MachineSpec:
     mac: str = field(default_factory=random_mac)
     run_dir: Path
     agent: bool = True
+    #: The medium in the CD-ROM drive (an ISO, read-only).
     cdrom: Path | None = None
+    #: A CD-ROM drive even with its tray empty (an installer VM's, for a later insert).
+    cdrom_drive: bool = False
+    #: A guest's reset reboots it (``-no-reboot`` left out): for guests that boot through
+    #: firmware on their own, such as an installer rebooting into what it installed. Else a
+    #: reset (a crash under ``panic=-1``) ends QEMU, and the daemon records why.
+    reboot: bool = False
     disk_io: DiskIo | None = None
     tsc_khz: int | None = None
     #: Guest RAM in this file instead of anonymous memory: shared (a converter
@@ -303,7 +320,7 @@ class MachineSpec:
             raise UserError(f"KVM runs only this host's own architecture, not {self.arch}.")
         if self.profile == "micro" and self.kernel is None:
             raise UserError("The micro profile boots a kernel directly; give the image's kernel.")
-        if self.profile == "micro" and self.cdrom is not None:
+        if self.profile == "micro" and (self.cdrom is not None or self.cdrom_drive):
             raise UserError("The micro profile has no CD-ROM drive; use the pc profile for ISOs.")
         if self.profile == "micro" and self.display:
             raise UserError("The micro profile has no display; use the pc profile for a screen.")
@@ -393,6 +410,8 @@ def build_argv(spec: MachineSpec, qemu_binary: str) -> list[str]:
     """The full argv; every path in it is absolute because ``-daemonize`` changes to ``/``."""
     files = RunFiles(spec.run_dir.absolute())
     argv = [qemu_binary, *_machine_args(spec), *_process_args(files)]
+    if spec.profile == "pc":
+        argv += _firmware_log_args(files)
     argv += _boot_args(spec)
     argv += _disk_args(spec)
     argv += _nic_args(spec) if spec.nics else _network_args(spec, files)
@@ -440,7 +459,7 @@ def _machine_args(spec: MachineSpec) -> list[str]:
         "-smp", str(spec.cpus),
         "-m", f"{spec.memory // MIB}M",
         "-nodefaults", "-no-user-config", "-display", "none",
-        "-no-reboot",
+        *([] if spec.reboot else ["-no-reboot"]),
         "-sandbox", SANDBOX,
         *memory,
     ]  # fmt: skip
@@ -497,10 +516,27 @@ def _disk_args(spec: MachineSpec) -> list[str]:
         # converter) may open it at once.
         seed = f"file={spec.seed.absolute()},if=none,id=seed0,format=raw,readonly=on"
         args += ["-drive", seed, "-device", _device(spec, "virtio-blk") + ",drive=seed0"]
-    if spec.cdrom is not None:
-        cdrom = f"file={spec.cdrom.absolute()},if=none,id=cd0,media=cdrom,readonly=on,format=raw"
-        args += ["-drive", cdrom, "-device", "ide-cd,drive=cd0,bus=ide.0,bootindex=0"]
+    if spec.cdrom is not None or spec.cdrom_drive:
+        args += _cdrom_args(spec.cdrom)
     return args
+
+
+def _cdrom_args(medium: Path | None) -> list[str]:
+    """A read-only ``ide-cd`` on q35's AHCI, after the disk in the boot order (as Proxmox
+    orders them): a blank disk has no boot sector, so SeaBIOS falls through to the CD,
+    and once something is installed the disk boots by itself."""
+    drive = "if=none,id=cd0,media=cdrom,readonly=on"
+    if medium is not None:
+        drive = f"file={medium.absolute()},{drive},format=raw"
+    return ["-drive", drive, "-device", f"ide-cd,id={CDROM_ID},drive=cd0,bus=ide.0,bootindex=2"]
+
+
+def _firmware_log_args(files: RunFiles) -> list[str]:
+    """The firmware's debug console to ``firmware.log`` (SeaBIOS logs "Booting from ...")."""
+    return [
+        "-chardev", f"file,id=firmware,path={files.firmware_log}",
+        "-device", f"isa-debugcon,iobase={DEBUGCON_PORT},chardev=firmware",
+    ]  # fmt: skip
 
 
 def _network_args(spec: MachineSpec, files: RunFiles) -> list[str]:

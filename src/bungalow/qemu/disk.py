@@ -128,18 +128,19 @@ def io_uring_available() -> bool:
     return _io_uring[0]
 
 
-def create_overlay(path: Path, backing: Path, size: int) -> None:
-    """A qcow2 at ``path`` layered on the qcow2 ``backing``, ``size`` bytes big (qemu-img).
+def create_overlay(path: Path, backing: Path | None, size: int) -> None:
+    """A qcow2 at ``path`` layered on the qcow2 ``backing``, ``size`` bytes big (qemu-img);
+    with ``backing`` None a blank one (an installer VM's disk).
 
     Blocks while qemu-img runs (milliseconds): call it in a thread from async code.
     Raises CapacityError when the file system is full, QemuError for anything else.
     """
+    layered = [] if backing is None else ["-F", "qcow2", "-b", str(backing)]
     result = subprocess.run(
-        ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(backing),
-         str(path), str(size)],
+        ["qemu-img", "create", "-q", "-f", "qcow2", *layered, str(path), str(size)],
         capture_output=True,
         text=True,
-    )  # fmt: skip
+    )
     if result.returncode != 0:
         detail = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "no output"
         if "No space left" in detail:

@@ -41,7 +41,7 @@ async def screendump(monitor: Monitor) -> bytes:
             )
         finally:
             with contextlib.suppress(QemuError):
-                await monitor.execute("remove-fd", {"fdset-id": fdset})
+                await monitor.remove_fd(fdset)
         data = await asyncio.to_thread(_read_all, memfd)
     finally:
         os.close(memfd)

@@ -130,19 +130,47 @@ class Monitor:
             raise QemuError(f"Could not pass a file to QEMU ({error}); is it running?") from None
         await self.execute("getfd", {"fdname": name})
 
-    async def add_fd(self, fd: int) -> int:
-        """Hand QEMU an open file descriptor into a new fd set; returns the set's id, which
-        commands taking a file name reach as ``/dev/fdset/ID`` (the access mode must be the
-        one QEMU opens with). Release it with ``remove-fd``."""
+    async def add_fd(self, fd: int, opaque: str = "") -> int:
+        """Hand QEMU an open file descriptor in a new fd set; returns the set's id, which
+        commands taking a file name reach as ``/dev/fdset/ID`` (what a QEMU changed into its
+        run directory needs; the access mode must be the one QEMU opens with). ``opaque``
+        labels the set in ``query-fdsets``. Release it with :meth:`remove_fd`."""
         try:
             self._client.send_fd_scm(fd)
         except (QMPError, OSError) as error:
             raise QemuError(f"Could not pass a file to QEMU ({error}); is it running?") from None
-        result = await self.execute("add-fd")
+        result = await self.execute("add-fd", {"opaque": opaque} if opaque else None)
         fdset = result.get("fdset-id") if isinstance(result, dict) else None
         if not isinstance(fdset, int):
             raise QemuError(f"QEMU answered add-fd with {result!r}; upgrade QEMU.")
         return fdset
+
+    async def remove_fd(self, fdset: int) -> None:
+        """Let go of an fdset; QEMU closes its descriptors once no device uses them."""
+        await self.execute("remove-fd", {"fdset-id": fdset})
+
+    async def eject(self, device: str) -> None:
+        """Open the tray of the removable drive ``device`` (its qdev id) and take the medium
+        out, even if the guest has locked the tray."""
+        await self.execute("eject", {"id": device, "force": True})
+
+    async def change_medium(self, device: str, filename: str) -> None:
+        """Put the raw image ``filename`` (``/dev/fdset/N`` for a passed descriptor) read-only
+        into the removable drive ``device``, replacing its medium and closing its tray."""
+        await self.execute(
+            "blockdev-change-medium",
+            {"id": device, "filename": filename, "format": "raw", "read-only-mode": "read-only"},
+        )
+
+    async def medium(self, device: str) -> str | None:
+        """The file in the removable drive ``device`` (its qdev id), None when it has none
+        (``query-block``'s ``inserted``)."""
+        result = await self.execute("query-block")
+        for block in result if isinstance(result, list) else ():
+            if isinstance(block, dict) and str(block.get("qdev", "")).endswith(device):
+                inserted = block.get("inserted")
+                return str(inserted.get("file")) if isinstance(inserted, dict) else None
+        raise QemuError(f"QEMU has no drive {device}; the VM was started without one.")
 
     async def powerdown(self) -> None:
         """Press the ACPI power button; the guest decides whether and when to power off."""

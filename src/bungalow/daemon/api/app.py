@@ -28,6 +28,7 @@ from bungalow.daemon.api import (
     guest,
     images,
     leases,
+    media,
     metrics,
     networks,
     projects,
@@ -49,6 +50,7 @@ Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 _ROUTERS = (
     vms, guest, snapshots, sandboxes, images, leases, sprawl, projects, networks, costs, metrics,
     screen,
+    media,
 )  # fmt: skip
 
 

@@ -30,6 +30,7 @@ from bungalow.daemon.state.audit import EventLog
 from bungalow.daemon.telemetry.metrics import Metrics
 from bungalow.daemon.tenancy.projects import Projects
 from bungalow.daemon.vms.manager import VmManager
+from bungalow.daemon.vms.media import Media
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class Services:
     restorable: Restorable
     events: EventLog
     views: Views
+    media: Media
     #: The timeout a sandbox gets when its creator names none, in seconds.
     sandbox_timeout: float
 

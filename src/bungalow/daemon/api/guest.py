@@ -256,10 +256,15 @@ async def upload_tree(name: str, path: GuestPath, request: Request, svc: Svc) ->
 
 
 @router.get("/logs", response_class=PlainTextResponse)
-async def logs(name: str, svc: Svc, tail: int = 0, follow: bool = False) -> Response:
+async def logs(
+    name: str, svc: Svc, tail: int = 0, follow: bool = False, firmware: bool = False
+) -> Response:
     """The console log (its last ``tail`` lines); with ``follow``, then its output as it
-    comes, until the VM's QEMU ends (vms/console_log.py)."""
-    path = RunFiles(svc.vms.run_dir(svc.vms.get(name))).console_log
+    comes, until the VM's QEMU ends (vms/console_log.py). With ``firmware``, a pc VM's
+    firmware debug log instead (SeaBIOS's ``isa-debugcon``: "Booting from ..."), written
+    afresh at each start."""
+    files = RunFiles(svc.vms.run_dir(svc.vms.get(name)))
+    path = files.firmware_log if firmware else files.console_log
     if follow:
         lines = console_log.follow(path, tail, name=name, vms=svc.vms)
         return StreamingResponse(lines, media_type="text/plain")

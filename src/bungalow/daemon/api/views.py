@@ -21,6 +21,7 @@ from bungalow.daemon.images.service import Images
 from bungalow.daemon.state.lifecycle import ACTIVE_STATES, VmState
 from bungalow.daemon.state.records import SnapshotRecord, VmRecord
 from bungalow.daemon.vms.manager import VmManager
+from bungalow.errors import NotFoundError
 from bungalow.host.files import allocated
 from bungalow.images.store import Image
 from bungalow.provision.sshkeys import fingerprint
@@ -83,7 +84,18 @@ class Views:
             ],
             cloud_init=vm.user_data is not None,
             ssh_keys=[fingerprint(key) for key in vm.ssh_keys],
+            media=self.medium_name(vm),
         )
+
+    def medium_name(self, vm: VmRecord) -> str | None:
+        """The name (else short id) of the ISO image in the VM's CD-ROM drive, if any."""
+        if vm.media is None:
+            return None
+        try:
+            image = self.images.get(vm.media)
+        except NotFoundError:
+            return vm.media[:12]
+        return image.name or image.short_id
 
     def snapshot(self, snapshot: SnapshotRecord) -> SnapshotInfo:
         return SnapshotInfo(

@@ -117,6 +117,7 @@ async def create_vm(body: VmCreate, svc: Svc, caller: Caller) -> VmInfo:
         ),
         user_data=body.user_data,
         ssh_keys=tuple(body.ssh_keys),
+        iso=body.iso,
     )
     return svc.views.vm(await svc.vms.create(request))
 

@@ -18,6 +18,7 @@ from typing import Any
 from bungalow.daemon.snapshots.keeper import SnapshotKeeper
 from bungalow.daemon.state.vms import VmTable
 from bungalow.errors import BungalowError, ConflictError
+from bungalow.images import iso
 from bungalow.images.build import build_image
 from bungalow.images.recipes import RECIPES
 from bungalow.images.store import Image, ImageStore
@@ -40,11 +41,12 @@ class Images:
         return self.store.get(ref)
 
     def users(self, image: Image, project: str | None = None) -> builtins.list[str]:
-        """Names of the VMs booted from ``image`` (of one ``project`` only, when given)."""
+        """Names of the VMs booted or installed from ``image``, or with it in their CD-ROM
+        drive (of one ``project`` only, when given)."""
         return [
             vm.name
             for vm in self._vms.list()
-            if vm.image_id == image.id and (project is None or vm.project == project)
+            if image.id in (vm.image_id, vm.media) and (project is None or vm.project == project)
         ]
 
     @staticmethod
@@ -55,6 +57,13 @@ class Images:
     async def remove(self, ref: str) -> None:
         """Remove an image nothing needs; ConflictError naming what does."""
         image = self.store.get(ref)
+        inserted = [vm.name for vm in self._vms.list() if vm.media == image.id]
+        if inserted:
+            raise ConflictError(
+                f"The ISO {image.name or image.short_id} is in the CD-ROM drive of "
+                f"{', '.join(inserted)}; eject it first (`bungalow media eject "
+                f"{inserted[0]}`)."
+            )
         users = self.users(image) + self._keeper.image_users(image.id)
         if users:
             raise ConflictError(
@@ -65,8 +74,12 @@ class Images:
         await asyncio.to_thread(self.store.remove, image.id)
 
     async def import_disk(self, path: Path, name: str) -> Image:
-        """Import a raw or qcow2 disk at ``path`` (on this host) as the image ``name``."""
+        """Import a raw or qcow2 disk at ``path`` (on this host) as the image ``name``, or an
+        ISO 9660 medium (any file with its volume descriptor, or named ``*.iso``, which must
+        have one) as an ``iso`` image (images/iso.py)."""
         validate_name(name, what="image")
+        if path.suffix.lower() == ".iso" or iso.is_iso(path):
+            return await asyncio.to_thread(iso.import_iso, self.store, path, name)
         return await asyncio.to_thread(self.store.import_disk, path, name)
 
     def build(self, name: str, *, force: bool = False) -> AsyncIterator[dict[str, Any]]:

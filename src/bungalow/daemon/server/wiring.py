@@ -51,6 +51,7 @@ from bungalow.daemon.tenancy.projects import Projects
 from bungalow.daemon.vms.admission import Admission
 from bungalow.daemon.vms.host import HostFacts
 from bungalow.daemon.vms.manager import VmManager
+from bungalow.daemon.vms.media import Media
 from bungalow.daemon.vms.recovery import Recovery
 from bungalow.host.cgroups import remove_empty_groups
 from bungalow.images.store import ImageStore
@@ -114,7 +115,8 @@ def build(data: DataDir, config: Config, host: HostFacts, clock: Clock | None = 
         vms=vms, snapshots=snapshots, suspender=suspender, sandboxes=sandboxes, images=images,
         projects=projects, networks=networks, ledger=ledger, metrics=metrics, noisy=noisy,
         leases=leases, idleness=idleness, sprawl=sprawl, restorable=restorable, events=store.events,
-        views=Views(vms, ledger, images), sandbox_timeout=config.sandbox_timeout,
+        views=Views(vms, ledger, images), media=Media(vms),
+        sandbox_timeout=config.sandbox_timeout,
     )  # fmt: skip
     return Daemon(
         data, store, ledger, networks, vms, keeper, suspender, pool, metrics, reaper, services

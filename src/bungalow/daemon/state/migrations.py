@@ -221,6 +221,12 @@ def _provisioning(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE vms ADD COLUMN ssh_keys TEXT NOT NULL DEFAULT '[]'")
 
 
+def _media(db: sqlite3.Connection) -> None:
+    """The medium in a VM's CD-ROM drive: the id of an ``iso`` image, NULL when the tray
+    is empty (or the VM has no drive)."""
+    db.execute("ALTER TABLE vms ADD COLUMN media TEXT")
+
+
 #: Every migration, oldest first; the database's ``user_version`` counts those it has had.
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _baseline,
@@ -228,4 +234,5 @@ MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _networks,
     _snapshot_networks,
     _provisioning,
+    _media,
 )

@@ -115,6 +115,8 @@ class VmRecord:
     user_data: str | None = None
     #: SSH public keys (``type base64 [comment]``) the agent installs for root on every start.
     ssh_keys: list[str] = field(default_factory=list)
+    #: The ``iso`` image in the VM's CD-ROM drive (its id); None when the tray is empty.
+    media: str | None = None
 
     def with_changes(self, **changes: Any) -> VmRecord:
         """A copy with ``changes``: for records not yet inserted (a plan), never to write back."""

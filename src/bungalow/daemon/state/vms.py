@@ -151,6 +151,10 @@ class VmTable:
     def set_ssh_keys(self, vm_id: str, keys: builtins.list[str]) -> VmRecord:
         return self._update(vm_id, ssh_keys=json.dumps(keys))
 
+    def set_media(self, vm_id: str, media: str | None) -> VmRecord:
+        """The ``iso`` image now in the VM's CD-ROM drive (None: the tray is empty)."""
+        return self._update(vm_id, media=media)
+
     def set_idle(self, vm_id: str, idle: dict[str, Any]) -> VmRecord:
         return self._update(vm_id, idle=json.dumps(idle))
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bungalow.arch import runs_natively
 from bungalow.daemon.state.records import VmRecord
-from bungalow.daemon.vms import diskfull, netshaping, provisioning, timeline
+from bungalow.daemon.vms import diskfull, media, netshaping, provisioning, timeline
 from bungalow.daemon.vms.confine import launch_confined
 from bungalow.daemon.vms.nics import AttachedNic, guest_nics, machine_nics
 from bungalow.daemon.vms.runtime import VmRuntime
@@ -56,9 +56,9 @@ MAX_SOCKET_PATH = 100
 _HELD = ("paused", "postmigrate", "finish-migrate")
 
 
-def create_disk(vm_dir: Path, backing: Path, size: int) -> None:
+def create_disk(vm_dir: Path, backing: Path | None, size: int) -> None:
     """Make the VM's directory and its disk, a qcow2 overlay on ``backing`` (the image's
-    disk, or a snapshot's). Blocks: call it in a thread."""
+    disk, or a snapshot's; None: a blank disk). Blocks: call it in a thread."""
     validate_option_path(str(vm_dir), what="VM directory")
     if len(str(vm_dir / "run" / "console.sock")) > MAX_SOCKET_PATH:
         raise UserError(
@@ -108,6 +108,9 @@ def machine_spec(
         seed=provisioning.seed_of(vm_dir, vm),
         display=vm.profile == "pc",
         arch=image.arch,
+        cdrom=media.medium_path(images, vm),
+        cdrom_drive=media.has_drive(image),
+        reboot=image.kind != "linux",
     )
     spec = machine_nics(spec, nics)
     # The command line its guest booted with is kept, so a snapshot of it loads.

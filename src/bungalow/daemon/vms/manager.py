@@ -30,6 +30,7 @@ from bungalow.daemon.vms import (
     boot,
     diskfull,
     limits,
+    media,
     netshaping,
     provisioning,
     readiness,
@@ -163,11 +164,17 @@ class VmManager:
         """Create the VM and boot it; on any failure nothing of it remains."""
         validate_name(request.name)
         with timeline.timing() as spent:
-            async with self.locked(request.name):
-                image = self.images.get(request.image)
+            async with self.locked(request.name), contextlib.AsyncExitStack() as stack:
+                if request.iso is None:
+                    image = self.images.get(request.image)
+                else:  # an installer VM: a blank disk and the ISO in its drive
+                    media.installer_disk(request.disk)  # before an ISO file is imported
+                    medium = media.imported(self.images, request.iso, self.store.vms.list)
+                    image = await stack.enter_async_context(medium)
                 vm = plan_vm(request, image)
                 vm = await self.make(
-                    vm, image, backing=image.disk, bring_up=lambda made: self.boot(made, image),
+                    vm, image, backing=None if media.has_drive(image) else image.disk,
+                    bring_up=lambda made: self.boot(made, image),
                     event=f"created from {image.name}", networks=request.networks,
                 )  # fmt: skip
             spent.mark("ready")
@@ -179,7 +186,7 @@ class VmManager:
         vm: VmRecord,
         image: Image,
         *,
-        backing: Path,
+        backing: Path | None,
         bring_up: BringUp,
         event: str,
         networks: Sequence[NetworkChoice] = (),
@@ -427,10 +434,11 @@ class VmManager:
             vm = self.get(name)
             transition(name, vm.state, VmState.STOPPING)
             vm = self.store.vms.set_state(vm.id, VmState.STOPPING, operation=Operation.STOP)
-            await self._shutdown(vm, timeout)
+            forced = await self._shutdown(vm, timeout)
             # A pause's reason (a full host disk) ends with the QEMU that held it.
             self.store.vms.set_state(vm.id, VmState.STOPPED, pid=None, operation=None, error=None)
-            self.store.events.add(name, "stopped", "stopped")
+            said = f"forced off: the guest did not power off within {timeout:g} s"
+            self.store.events.add(name, "stopped", said if forced and timeout > 0 else "stopped")
             return self.get(name)
 
     async def remove(self, name: str, only_if: Callable[[VmRecord], bool] | None = None) -> bool:
@@ -452,8 +460,11 @@ class VmManager:
         """End the VM's QEMU at once (its state is about to be replaced); lock held."""
         await self._shutdown(vm, timeout=0)
 
-    async def _shutdown(self, vm: VmRecord, timeout: float) -> None:
+    async def _shutdown(self, vm: VmRecord, timeout: float) -> bool:
+        """End the VM's QEMU, asking its guest to power off first for up to ``timeout`` s;
+        whether it had to be forced off."""
         runtime = self._runtimes.get(vm.name)
+        forced = False
         if runtime is not None:
             runtime.expected_exit = True
             if vm.state is VmState.PAUSED and runtime.monitor is not None:
@@ -462,9 +473,11 @@ class VmManager:
             if timeout > 0:
                 await boot.graceful_poweroff(runtime, timeout)
             if not runtime.exited.is_set() and pid_alive(runtime.pid, runtime.run_dir):
+                forced = True
                 await asyncio.to_thread(terminate, runtime.pid, runtime.run_dir, 5.0)
             await self._forget_runtime(vm.name)
         await self._end_processes(vm)
+        return forced
 
     async def _end_processes(self, vm: VmRecord) -> None:
         """End whatever still runs for the VM (its QEMU, its shaper), found from /proc, and
@@ -635,8 +648,10 @@ class VmManager:
         name = vm.name
         if vm.profile == "pc" and self.images.get(vm.image_id).kind != "linux":
             raise AgentError(
-                f"Cannot {action}: the VM {name} boots an imported disk without the bungalow "
-                f"agent; use `bungalow console {name}` instead."
+                f"Cannot {action}: the VM {name} has no bungalow agent (it boots an imported "
+                f"disk or an installer ISO); use `bungalow console {name}` (its serial "
+                f"console), or `bungalow screenshot {name}` and `bungalow vnc {name}` (its "
+                "screen) instead."
             )
         runtime = self._runtimes.get(name)
         if runtime is None:

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from bungalow.arch import emulator_missing, host_arch, runs_natively
 from bungalow.daemon.state.lifecycle import VmState
 from bungalow.daemon.state.records import Purpose, SnapshotRecord, VmRecord
-from bungalow.daemon.vms import provisioning
+from bungalow.daemon.vms import media, provisioning
 from bungalow.daemon.vms.nics import check_choices
 from bungalow.daemon.vms.requests import CloneRequest, CreateRequest
 from bungalow.errors import ConflictError, UserError
@@ -32,7 +32,8 @@ ACCELS = ("auto", "kvm", "tcg")
 
 def plan_vm(request: CreateRequest, image: Image) -> VmRecord:
     """The record of a new VM booted from ``image``; UserError for what cannot be."""
-    disk = disk_size(request.disk, image)
+    installer = media.has_drive(image)
+    disk = media.installer_disk(request.disk) if installer else disk_size(request.disk, image)
     if request.cpus < 1:
         raise UserError("A VM needs at least 1 CPU; use --cpus 1 or more.")
     if request.memory < 128 << 20:
@@ -43,6 +44,8 @@ def plan_vm(request: CreateRequest, image: Image) -> VmRecord:
     if profile not in PROFILES:
         raise UserError(f"The machine profile {profile!r} is unknown; use micro or pc.")
     check_arch_runs(image, profile, request.accel)
+    if profile == "micro" and installer:
+        raise UserError("An installer VM boots its ISO through firmware; use --profile pc.")
     if profile == "micro" and image.kind != "linux":
         raise UserError(
             f"The image {image.name} is a plain disk and needs firmware; use --profile pc."
@@ -52,6 +55,11 @@ def plan_vm(request: CreateRequest, image: Image) -> VmRecord:
         raise UserError(
             "A network bandwidth limit (--net-bw) applies to user-mode networking only; "
             "a VM on a private network has none, so drop --net-bw or --network."
+        )
+    if installer and (request.user_data is not None or request.ssh_keys):
+        raise UserError(
+            "An installer VM has no agent or cloud-init to hand user-data or SSH keys to; "
+            "launch it without --cloud-init and --ssh-key."
         )
     ownership = request.ownership
     user_data = provisioning.checked_user_data(request.user_data, image)
@@ -83,9 +91,11 @@ def plan_vm(request: CreateRequest, image: Image) -> VmRecord:
         owner=ownership.owner,
         labels=ownership.labels,
         created_by=ownership.created_by,
-        origin=request.origin or f"image {image.name or image.short_id}",
+        origin=request.origin
+        or f"{'ISO' if installer else 'image'} {image.name or image.short_id}",
         user_data=user_data,
         ssh_keys=ssh_keys,
+        media=image.id if installer else None,
     )
 
 

@@ -49,6 +49,9 @@ class CreateRequest:
     user_data: str | None = None
     #: SSH public keys, one per item, unchecked yet.
     ssh_keys: tuple[str, ...] = ()
+    #: An installer VM's ISO (an image's name or id, or a file's absolute path) instead of
+    #: ``image``: a blank disk of ``disk`` bytes and the ISO in its CD-ROM drive (media.py).
+    iso: str | None = None
 
 
 @dataclass(frozen=True)

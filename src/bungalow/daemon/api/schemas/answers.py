@@ -78,6 +78,9 @@ class VmInfo(BaseModel):
     ssh_keys: list[str] = Field(
         default_factory=list, description="fingerprints (SHA256:...) of its SSH keys for root"
     )
+    media: str | None = Field(
+        default=None, description="the ISO image in its CD-ROM drive; null: the tray is empty"
+    )
 
 
 class SnapshotInfo(BaseModel):

@@ -317,6 +317,14 @@ TerminalSize = Annotated[int, whole(1, 65535)]
 HostPath = Annotated[
     str, text(r"^/[^\x00]{0,4095}$", "an absolute path, at most 4096 characters, without NUL")
 ]
+#: An ISO: an image's name or id, or the absolute path of a file on the daemon's host.
+MediumRef = Annotated[
+    str,
+    text(
+        r"^(/[^\x00]{0,4095}|" + _IMAGE_PATTERN[2:-2] + ")$",
+        "an ISO image's name or id, or an ISO file's absolute path",
+    ),
+]
 #: A file or folder in the guest (a query parameter of the file routes).
 GuestPath = Annotated[
     str, text(r"^[^\x00]{1,4096}$", "a path in the VM: 1 to 4096 characters, without NUL")

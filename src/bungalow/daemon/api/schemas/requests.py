@@ -34,6 +34,7 @@ from bungalow.daemon.api.schemas.fields import (
     ImageRef,
     Iops,
     Labels,
+    MediumRef,
     Memory,
     NetworkName,
     NetworkText,
@@ -114,6 +115,16 @@ class VmCreate(LimitsUpdate):
     ssh_keys: SshKeys = Field(
         default_factory=list, description="SSH public keys the agent installs for root"
     )
+    iso: MediumRef | None = Field(
+        default=None,
+        description="an installer VM: this ISO (image name or id, or a file's absolute path, "
+        "imported first) in its CD-ROM drive and a blank disk of `disk` bytes; `image` is "
+        "ignored",
+    )
+
+
+class MediaInsert(Request):
+    medium: MediumRef
 
 
 class SshKeysAdd(Request):
