@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from bungalow.errors import UserError
-from bungalow.qemu.firmware import FlashPair, offered, resolve
+from bungalow.qemu.firmware import FlashPair, check_vars_for, offered, resolve
 from bungalow.qemu.firmware.descriptors import in_precedence, load, parse
 from bungalow.qemu.firmware.flash import pflash_args
 from bungalow.qemu.firmware.varstore import check_matches, variables
@@ -173,3 +173,14 @@ def test_the_enrolled_template_holds_microsofts_keys() -> None:
     assert {"PK", "KEK", "db", "dbx"} <= set(enrolled)
     assert enrolled["SecureBootEnable"].data == b"\x01"
     assert "PK" not in variables(OVMF / "OVMF_VARS_4M.fd")
+
+
+def test_an_imports_vars_file_must_be_its_firmwares(tmp_path: Path) -> None:
+    check_vars_for("uefi", None)
+    check_vars_for("uefi-secure", OVMF / "OVMF_VARS_4M.ms.fd")
+    with pytest.raises(UserError, match="SeaBIOS has none; add --firmware uefi"):
+        check_vars_for("bios", OVMF / "OVMF_VARS_4M.fd")
+    with pytest.raises(UserError, match="a vars file from another firmware"):
+        check_vars_for("uefi", OVMF / "OVMF_VARS.fd")
+    with pytest.raises(UserError, match="There is no vars file"):
+        check_vars_for("uefi", tmp_path / "missing.fd")

@@ -48,6 +48,7 @@ class VmInfo(TypedDict):
     one first (empty: user-mode networking).
     suspend, wake) or None. ``cloud_init`` says whether it has a NoCloud seed;
     ``ssh_keys`` are the fingerprints (``SHA256:...``) of the keys its agent installs for root.
+    ``firmware`` is ``bios``, ``uefi`` or ``uefi-secure``; ``tpm`` whether it has a TPM 2.0.
     """
 
     id: str
@@ -90,6 +91,8 @@ class VmInfo(TypedDict):
     networks: list[NicInfo]
     cloud_init: bool
     ssh_keys: list[str]
+    firmware: str
+    tpm: bool
 
 
 class DeletedVm(TypedDict):
@@ -148,6 +151,7 @@ class ImageInfo(TypedDict):
     os_release: str | None
     kernel_version: str | None
     used_by: list[str]
+    firmware: str
 
 
 class BuildProgress(TypedDict):
@@ -201,6 +205,17 @@ class AccelInfo(TypedDict):
     probe_ms: float | None
 
 
+class FirmwareInfo(TypedDict):
+    """A ``--firmware`` choice: its code and vars template paths when ``installed``, else
+    None; ``package`` is the Debian package that provides it."""
+
+    name: str
+    installed: bool
+    code: str | None
+    vars_template: str | None
+    package: str
+
+
 class HostInfo(TypedDict):
     """What the host has, what VMs hold of it, and the allocation ratios.
 
@@ -228,6 +243,7 @@ class HostInfo(TypedDict):
     ratios: dict[str, float]
     limit: dict[str, int]
     free: dict[str, int]
+    firmwares: list[FirmwareInfo]
 
 
 # -- inside the guest ----------------------------------------------------------------------------

@@ -9,6 +9,7 @@ Layout under the store's root::
                             vmlinuz when a kernel cannot be booted that way)
         modules/            decompressed boot modules and their load-order
         initrd-<key>.img    initramfs, built on demand, one per set of guest files
+        efivars.fd          an imported disk's UEFI variable store (``import --vars``)
     names/<name>            symlink to ../<id>
     .locks/<name>.lock      held while an image of that name is being made
     .lock                   held while names or image directories change
@@ -45,6 +46,8 @@ from bungalow.names import validate_name
 ImageKind = Literal["linux", "disk"]
 
 MANIFEST = "manifest.json"
+#: An imported disk's UEFI variable store (``import --vars``).
+VARS = "efivars.fd"
 DISK = "disk.qcow2"
 KERNEL = "vmlinuz"
 MODULES = "modules"
@@ -89,6 +92,12 @@ class Image:
     #: ``server`` when the guest boots systemd, ``micro`` when the agent is its PID 1
     #: (images/recipes.py); imported disks count as ``micro``: they have no bungalow init.
     flavour: Flavour = "micro"
+    #: The firmware the disk boots with (``bios``, ``uefi``, ``uefi-secure``): a VM made
+    #: from it gets that unless told otherwise. Built images boot under any.
+    firmware: str = "bios"
+    #: The UEFI variable store it came with (its boot entries), which each VM copies;
+    #: None: a VM starts from the firmware's blank template.
+    vars_file: Path | None = None
 
     @property
     def short_id(self) -> str:
@@ -161,11 +170,21 @@ class ImageStore:
         shutil.rmtree(doomed, ignore_errors=True)
         return image
 
-    def import_disk(self, path: Path, name: str, *, progress: Progress | None = None) -> Image:
-        """Copy a raw or qcow2 disk into the store as a ``disk`` image booted by firmware.
+    def import_disk(
+        self,
+        path: Path,
+        name: str,
+        *,
+        progress: Progress | None = None,
+        firmware: str = "bios",
+        vars_file: Path | None = None,
+    ) -> Image:
+        """Copy a disk (raw, qcow2, vmdk, vdi, vhdx: images/disk.py) into the store as a
+        ``disk`` image booted by ``firmware``, with ``vars_file`` (checked by the caller
+        against that firmware) as its UEFI variable store.
 
-        The file is copied (and flattened to qcow2), so any source path works and
-        the source can change or vanish afterwards without touching the image.
+        The file is converted to qcow2 with ``qemu-img convert``, so any source path
+        works and the source can change or vanish afterwards without touching the image.
         """
         validate_name(name, what="image")
         source, source_format, virtual_size = disks.check_importable(Path(path))
@@ -186,6 +205,8 @@ class ImageStore:
                     staged / DISK,
                     progress=lambda done: report("copying the disk", done * 0.95),
                 )
+                if vars_file is not None:
+                    shutil.copyfile(vars_file, staged / VARS)
                 report("hashing the disk", 0.95)
                 image = self.commit(
                     staged,
@@ -197,6 +218,7 @@ class ImageStore:
                         "source": f"imported from {source}",
                         "source_format": source_format,
                         "source_virtual_size": virtual_size,
+                        "firmware": firmware,
                     },
                 )
         report("done", 1.0)
@@ -348,6 +370,8 @@ class ImageStore:
                 sshd=bool(manifest.get("sshd", manifest.get("flavour") == "server"))
                 if linux
                 else None,
+                firmware=str(manifest.get("firmware", "bios")),
+                vars_file=directory / VARS if (directory / VARS).is_file() else None,
             )
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise ImageError(

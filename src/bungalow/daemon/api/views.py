@@ -9,6 +9,7 @@ from bungalow import __version__
 from bungalow.daemon.accounting.ledger import UsageLedger
 from bungalow.daemon.api.schemas import (
     AccelInfo,
+    FirmwareInfo,
     HostInfo,
     ImageInfo,
     NicInfo,
@@ -23,6 +24,7 @@ from bungalow.daemon.vms.manager import VmManager
 from bungalow.host.files import allocated
 from bungalow.images.store import Image
 from bungalow.provision.sshkeys import fingerprint
+from bungalow.qemu import firmware
 
 
 class Views:
@@ -82,6 +84,8 @@ class Views:
             ],
             cloud_init=vm.user_data is not None,
             ssh_keys=[fingerprint(key) for key in vm.ssh_keys],
+            firmware=vm.firmware,
+            tpm=vm.tpm,
         )
 
     def snapshot(self, snapshot: SnapshotRecord) -> SnapshotInfo:
@@ -117,6 +121,7 @@ class Views:
             os_release=image.os_release,
             kernel_version=image.kernel_version,
             used_by=self.images.users(image, project=caller),
+            firmware=image.firmware,
         )
 
     def host(self) -> HostInfo:
@@ -145,4 +150,12 @@ class Views:
             ratios=asdict(allocation.ratios),
             limit=asdict(allocation.limit),
             free=asdict(allocation.free),
-        )
+            firmwares=[
+                FirmwareInfo(
+                    name=f.name, installed=f.installed, package=f.package,
+                    code=None if f.code is None else str(f.code),
+                    vars_template=None if f.vars_template is None else str(f.vars_template),
+                )
+                for f in firmware.offered()
+            ],
+        )  # fmt: skip

@@ -22,6 +22,7 @@ from bungalow.images.build import build_image
 from bungalow.images.recipes import RECIPES
 from bungalow.images.store import Image, ImageStore
 from bungalow.names import validate_name
+from bungalow.qemu.firmware import check_vars_for
 
 
 class Images:
@@ -64,10 +65,17 @@ class Images:
         await self._keeper.retire_templates(image.id)
         await asyncio.to_thread(self.store.remove, image.id)
 
-    async def import_disk(self, path: Path, name: str) -> Image:
-        """Import a raw or qcow2 disk at ``path`` (on this host) as the image ``name``."""
+    async def import_disk(
+        self, path: Path, name: str, *, firmware: str = "bios", vars_file: Path | None = None
+    ) -> Image:
+        """Import a disk at ``path`` (on this host: raw, qcow2, vmdk, vdi, vhdx) as the image
+        ``name``, booted by ``firmware``; ``vars_file``, its UEFI variable store, must be
+        of that firmware (UserError: "a vars file from another firmware")."""
         validate_name(name, what="image")
-        return await asyncio.to_thread(self.store.import_disk, path, name)
+        await asyncio.to_thread(check_vars_for, firmware, vars_file)
+        return await asyncio.to_thread(
+            self.store.import_disk, path, name, firmware=firmware, vars_file=vars_file
+        )
 
     def build(self, name: str, *, force: bool = False) -> AsyncIterator[dict[str, Any]]:
         """Build ``name`` from its recipe: ``progress`` events (stage, fraction 0-1), then

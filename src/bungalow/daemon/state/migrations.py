@@ -221,6 +221,13 @@ def _provisioning(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE vms ADD COLUMN ssh_keys TEXT NOT NULL DEFAULT '[]'")
 
 
+def _firmware_and_tpm(db: sqlite3.Connection) -> None:
+    """A VM's firmware (bios, uefi, uefi-secure) and TPM, and those of a snapshot's VM."""
+    for table in ("vms", "snapshots"):
+        db.execute(f"ALTER TABLE {table} ADD COLUMN firmware TEXT NOT NULL DEFAULT 'bios'")
+        db.execute(f"ALTER TABLE {table} ADD COLUMN tpm INTEGER NOT NULL DEFAULT 0")
+
+
 #: Every migration, oldest first; the database's ``user_version`` counts those it has had.
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _baseline,
@@ -228,4 +235,5 @@ MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _networks,
     _snapshot_networks,
     _provisioning,
+    _firmware_and_tpm,
 )

@@ -6,7 +6,7 @@ turns ``--firmware bios|uefi|uefi-secure`` into the flash pair to use,
 checks edk2 variable stores (each UEFI VM's own ``efivars.fd``).
 """
 
-from bungalow.qemu.firmware.choice import PACKAGES, Offered, offered, resolve
+from bungalow.qemu.firmware.choice import PACKAGES, Offered, check_vars_for, offered, resolve
 from bungalow.qemu.firmware.flash import FIRMWARES, VARS_FILE, FirmwareName, FlashPair
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "FirmwareName",
     "FlashPair",
     "Offered",
+    "check_vars_for",
     "offered",
     "resolve",
 ]

@@ -19,6 +19,7 @@ from pathlib import Path
 from bungalow.errors import UserError
 from bungalow.qemu.firmware.descriptors import SEARCH_DIRS, Descriptor, load
 from bungalow.qemu.firmware.flash import FIRMWARES, FirmwareName, FlashPair
+from bungalow.qemu.firmware.varstore import check_matches
 
 ARCHITECTURE = "x86_64"
 #: The pc profile's machine type as descriptors name it (QEMU's ``q35`` is its newest version).
@@ -92,6 +93,22 @@ def resolve(
         f"The {firmware} firmware is not installed on this host; install the Debian "
         f"package {PACKAGES[firmware]} (apt-get install {PACKAGES[firmware]}), then try again."
     )
+
+
+def check_vars_for(firmware: str, vars_file: Path | None) -> None:
+    """UserError unless ``firmware`` is installed and ``vars_file`` (if any) is one of its
+    variable stores (an import's ``--vars``)."""
+    pair = resolve(firmware)
+    if vars_file is None:
+        return
+    if pair is None:
+        raise UserError(
+            "A vars file is UEFI's variable store and SeaBIOS has none; add --firmware uefi "
+            "(or uefi-secure), or leave out --vars."
+        )
+    if not vars_file.is_file():
+        raise UserError(f"There is no vars file {vars_file}; check the path.")
+    check_matches(vars_file, pair.vars_template)
 
 
 @dataclass(frozen=True)

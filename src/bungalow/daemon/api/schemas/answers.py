@@ -78,6 +78,8 @@ class VmInfo(BaseModel):
     ssh_keys: list[str] = Field(
         default_factory=list, description="fingerprints (SHA256:...) of its SSH keys for root"
     )
+    firmware: str = Field(default="bios", description="bios, uefi or uefi-secure")
+    tpm: bool = Field(default=False, description="has a TPM 2.0 (swtpm)")
 
 
 class SnapshotInfo(BaseModel):
@@ -133,12 +135,23 @@ class ImageInfo(BaseModel):
     os_release: str | None
     kernel_version: str | None
     used_by: list[str]
+    firmware: str = Field(default="bios", description="what a VM made from it boots with")
 
 
 class AccelInfo(BaseModel):
     name: Literal["kvm", "tcg"]
     reason: str
     probe_ms: float | None
+
+
+class FirmwareInfo(BaseModel):
+    """A ``--firmware`` choice: its files when installed, else the package that brings it."""
+
+    name: str
+    installed: bool
+    code: str | None = Field(description="the firmware image (SeaBIOS's, or OVMF's code)")
+    vars_template: str | None = Field(description="the variable store each VM copies (UEFI)")
+    package: str = Field(description="the Debian package that provides it")
 
 
 class HostInfo(BaseModel):
@@ -160,6 +173,9 @@ class HostInfo(BaseModel):
     ratios: dict[str, float] = Field(description="allocation ratios: cpu, memory, disk")
     limit: dict[str, int] = Field(description="capacity x ratio: cpus, memory, disk")
     free: dict[str, int] = Field(description="what may still be allocated: cpus, memory, disk")
+    firmwares: list[FirmwareInfo] = Field(
+        default_factory=list, description="bios, uefi, uefi-secure: installed or not"
+    )
 
 
 class Health(BaseModel):
