@@ -54,6 +54,7 @@ def start_swtpm(state: Path, socket: Path, pidfile: Path) -> int:
     Blocks: call it in a thread."""
     binary = find_swtpm()
     state.mkdir(mode=0o700, exist_ok=True)
+    socket.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     for stale in (socket, pidfile):
         stale.unlink(missing_ok=True)
     log = socket.with_suffix(".log")
@@ -61,11 +62,11 @@ def start_swtpm(state: Path, socket: Path, pidfile: Path) -> int:
     done = subprocess.run(argv, capture_output=True, text=True, timeout=START_TIMEOUT)
     processes.reap_exited_children(SWTPM)
     if done.returncode != 0:
+        with contextlib.suppress(OSError):
+            done.stderr += log.read_text(errors="replace")
         said = (done.stderr or done.stdout).strip().splitlines()
-        raise QemuError(
-            f"swtpm could not start for the VM's TPM: {said[-1] if said else 'no message'}; "
-            f"see {log}."
-        )
+        why = said[-1] if said else f"it exited with status {done.returncode}"
+        raise QemuError(f"swtpm could not start for the VM's TPM: {why}.")
     deadline = time.monotonic() + START_TIMEOUT
     while not (socket.exists() and pidfile.exists()):
         if time.monotonic() > deadline:

@@ -51,6 +51,14 @@ def chosen(asked: str | None, tpm: bool, profile: str, image: Image) -> str:
             "boots directly), which OVMF cannot load; launch it with --firmware bios, or "
             "import a disk with its own UEFI bootloader."
         )
+    if tpm and image.kind == "linux":
+        raise UserError(
+            f"The image {image.name} boots its kernel and initramfs directly, and on QEMU "
+            "7.2 a TPM's event log pushes SeaBIOS's ACPI tables below the room QEMU keeps "
+            "for them, where that initramfs then lands (the guest would lose ACPI and see no "
+            "TPM); use --tpm with a disk that boots from its own bootloader "
+            "(`bungalow image import`)."
+        )
     resolve(firmware)
     if tpm:
         find_swtpm()
