@@ -83,6 +83,9 @@ def stop_swtpm(pidfile: Path) -> None:
     for process in processes.under(pidfile.parent):
         if process.pidfile == pidfile:
             processes.end(process)
+    # One that ended with its QEMU (--terminate) is a zombie of ours when bungalowd, a
+    # subreaper, inherited it from the daemonizing fork: collect it.
+    processes.reap_exited_children(SWTPM)
     with contextlib.suppress(FileNotFoundError):
         pidfile.unlink()
     pidfile.with_name("swtpm.sock").unlink(missing_ok=True)
