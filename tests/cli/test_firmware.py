@@ -1,11 +1,16 @@
 """UEFI firmware and TPMs through the CLI: imports, travel, recovery, bad input.
 
-The VM is an imported blank disk booted by OVMF: with nothing to boot, OVMF
+One VM is bungalow's debian-12 under OVMF with a TPM, writing UEFI variables from the
+guest through efivarfs. Its image is the shared cache's debian-12 with the kernel
+package's ``vmlinuz`` beside its ``vmlinux``, as builds now keep it (the cache's was built
+before): the suite's Debian cloud kernel, when it is the image's version.
+
+The other is an imported blank disk booted by OVMF: with nothing to boot, OVMF
 settles in its boot manager, having written its variables (boot options, and
 ``MTC``, the monotonic counter it raises on every boot). That counter says
 which variable store a VM booted with: kept across stop and start (it goes
 up), put back by a snapshot restore (equal to the snapshot's), carried to a
-clone. A Linux guest writing its own variable is tests/qemu/test_qemu_firmware_boot.py.
+clone.
 """
 
 from __future__ import annotations
@@ -22,23 +27,78 @@ import pytest
 
 from bungalow.host import processes
 from bungalow.qemu.firmware.varstore import variables
-from tests.conftest import Env, _finish, _new_env
+from tests.conftest import IMAGE_CACHE, Env, _finish, _new_env
 from tests.support import gone, wait_until
 
 pytestmark = pytest.mark.vm
 
 OVMF = Path("/usr/share/OVMF")
+VENDOR = "6b6d0a8c-4d0b-4b3e-9f6a-2c1f0e5b7a11"
+EFIVARS = "/sys/firmware/efi/efivars"
+MOUNT = f"modprobe efivarfs; mountpoint -q {EFIVARS} || mount -t efivarfs efivarfs {EFIVARS}"
+
+
+def _efi_debian(store: Path, kernel: Path) -> None:
+    """debian-12 from the shared cache (its files linked) with ``kernel`` as its vmlinuz."""
+    cached = (IMAGE_CACHE / "names" / "debian-12").resolve()
+    version = json.loads((cached / "manifest.json").read_text())["kernel_version"]
+    if kernel.name != f"vmlinuz-{version}":
+        pytest.skip(f"the suite's kernel {kernel.name} is not debian-12's ({version})")
+    image = store / cached.name
+    image.mkdir(parents=True)
+    for name in ("disk.qcow2", "vmlinux", "modules", "manifest.json"):
+        (image / name).symlink_to(cached / name)
+    shutil.copyfile(kernel, image / "vmlinuz")
+    (store / "names").mkdir(exist_ok=True)
+    (store / "names" / "debian-12").symlink_to(f"../{cached.name}")
 
 
 @pytest.fixture(scope="module")
-def fw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    """An installation with an image store of its own holding one imported UEFI disk."""
+def fw(tmp_path_factory: pytest.TempPathFactory, image_cache: Path, kernel: Path) -> Iterator[Env]:
+    """An installation with an image store of its own: debian-12 with its vmlinuz, and an
+    imported blank UEFI disk."""
     env = _new_env(own_images=True)
+    _efi_debian(env.home / "images", kernel)
     disk = tmp_path_factory.mktemp("disks") / "old.vmdk"
     subprocess.run(["qemu-img", "create", "-q", "-f", "vmdk", str(disk), "64M"], check=True)
     env.run("image", "import", str(disk), "--name", "blank", "--firmware", "uefi")
     yield env
     _finish(env)
+
+
+def _guest_variables(env: Env, name: str) -> str:
+    each = f"for v in Note*-{VENDOR}; do [ -e $v ] && cat $v | tail -c +5 && echo; done; true"
+    listing = env.run("exec", name, "--", "sh", "-c", f"{MOUNT}; cd {EFIVARS}; {each}")
+    return " ".join(sorted(listing.stdout.split()))
+
+
+def _write_variable(env: Env, name: str, value: str) -> None:
+    env.run("exec", name, "--", "sh", "-c", f"{MOUNT}; printf '\\007\\000\\000\\000{value}' "
+            f"> {EFIVARS}/Note{value}-{VENDOR}")  # fmt: skip
+
+
+def test_a_debian_guest_under_ovmf_keeps_its_variables_and_sees_its_tpm(fw: Env) -> None:
+    fw.run("launch", "e1", "--firmware", "uefi", "--tpm")
+    seen = fw.run("exec", "e1", "--", "cat", "/sys/class/tpm/tpm0/tpm_version_major")
+    assert seen.stdout.strip() == "2"
+    _write_variable(fw, "e1", "one")
+    assert "Noteone" in variables(_vm_dir(fw, "e1") / "efivars.fd")
+    fw.run("stop", "e1")
+    fw.run("start", "e1")
+    assert _guest_variables(fw, "e1") == "one"
+
+    fw.run("snapshot", "create", "e1", "s1")
+    _write_variable(fw, "e1", "two")
+    assert _guest_variables(fw, "e1") == "one two"
+    fw.run("snapshot", "restore", "e1", "s1")
+    assert _guest_variables(fw, "e1") == "one"
+    assert "Notetwo" not in variables(_vm_dir(fw, "e1") / "efivars.fd")
+
+    fw.run("clone", "e1", "c2", "--snapshot", "s1")
+    assert _guest_variables(fw, "c2") == "one"
+    assert fw.run("exec", "c2", "--", "ls", "/sys/class/tpm").stdout.split() == ["tpm0"]
+    fw.run("rm", "-f", "c2", "e1")
+    assert processes.under(fw.home) == []
 
 
 def _vm_dir(env: Env, name: str) -> Path:
@@ -115,6 +175,8 @@ def test_bad_firmware_input_is_one_sentence_and_leaves_nothing(fw: Env, tmp_path
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
     refused("launch", "m1", "--image", "blank", "--profile", "micro", says="use --profile pc")
+    refused("launch", "m1", "--tpm", says="add --firmware uefi")
+    refused("launch", "m1", "--firmware", "uefi", "--profile", "micro", says="add --profile pc")
     disk = tmp_path / "d.raw"
     subprocess.run(["qemu-img", "create", "-q", "-f", "raw", str(disk), "8M"], check=True)
     other = str(OVMF / "OVMF_VARS.fd")

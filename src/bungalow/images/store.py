@@ -7,6 +7,7 @@ Layout under the store's root::
         disk.qcow2          the base disk, read-only; VMs use qcow2 overlays on it
         vmlinux             kernel, decompressed, PVH entry ("linux" images only;
                             vmlinuz when a kernel cannot be booted that way)
+        vmlinuz             the kernel as Debian ships it, which OVMF boots
         modules/            decompressed boot modules and their load-order
         initrd-<key>.img    initramfs, built on demand, one per set of guest files
         efivars.fd          an imported disk's UEFI variable store (``import --vars``)
@@ -40,6 +41,7 @@ from bungalow.errors import ConflictError, ImageError, NotFoundError, UserError
 from bungalow.images import disk as disks
 from bungalow.images._tools import Progress, is_no_space, no_space_error, require_space
 from bungalow.images.initramfs import build_initramfs, gather_inputs
+from bungalow.images.kernel import EFI_KERNEL
 from bungalow.images.recipes import Flavour
 from bungalow.names import validate_name
 
@@ -98,6 +100,9 @@ class Image:
     #: The UEFI variable store it came with (its boot entries), which each VM copies;
     #: None: a VM starts from the firmware's blank template.
     vars_file: Path | None = None
+    #: The kernel with an EFI stub (``vmlinuz``) that OVMF boots; None for images built
+    #: before bungalow kept it, and for imported disks.
+    efi_kernel: Path | None = None
 
     @property
     def short_id(self) -> str:
@@ -372,6 +377,9 @@ class ImageStore:
                 else None,
                 firmware=str(manifest.get("firmware", "bios")),
                 vars_file=directory / VARS if (directory / VARS).is_file() else None,
+                efi_kernel=directory / EFI_KERNEL
+                if linux and (directory / EFI_KERNEL).is_file()
+                else None,
             )
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise ImageError(

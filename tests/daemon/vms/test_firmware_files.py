@@ -53,6 +53,9 @@ def test_a_disk_image_brings_its_firmware_and_tpm_picks_the_pc_profile(tmp_path:
     assert (asked.firmware, asked.tpm) == ("uefi-secure", True)
     linux = plan_vm(CreateRequest(name="a"), image(tmp_path, "linux"))
     assert (linux.profile, linux.firmware) == ("micro", "bios")
+    efi = image(tmp_path, "linux", efi_kernel=tmp_path / "vmlinuz")
+    booted = plan_vm(CreateRequest(name="a", firmware="uefi", tpm=True), efi)
+    assert (booted.profile, booted.firmware, booted.tpm) == ("pc", "uefi", True)
 
 
 @pytest.mark.parametrize(
@@ -60,8 +63,8 @@ def test_a_disk_image_brings_its_firmware_and_tpm_picks_the_pc_profile(tmp_path:
     [
         (CreateRequest(name="a", firmware="uefi", profile="micro"), "linux", "cannot have uefi"),
         (CreateRequest(name="a", tpm=True, profile="micro"), "linux", "cannot have a TPM"),
-        (CreateRequest(name="a", firmware="uefi"), "linux", "OVMF cannot load"),
-        (CreateRequest(name="a", tpm=True), "linux", "initramfs then lands"),
+        (CreateRequest(name="a", firmware="uefi"), "linux", "before bungalow kept its kernel"),
+        (CreateRequest(name="a", tpm=True), "linux", "add --firmware uefi"),
         (CreateRequest(name="a", firmware="coreboot"), "disk", "use bios, uefi or uefi-secure"),
     ],
 )

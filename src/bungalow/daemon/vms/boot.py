@@ -93,7 +93,7 @@ def machine_spec(
         memory=vm.memory,
         profile="pc" if vm.profile == "pc" else "micro",
         disk=vm_dir / "disk.qcow2",
-        kernel=image.kernel,
+        kernel=image.kernel if vm.firmware == "bios" else firmware_files.efi_kernel(image),
         initrd=initrd,
         cmdline_extra=extra,
         accel=accel,

@@ -44,25 +44,33 @@ def chosen(asked: str | None, tpm: bool, profile: str, image: Image) -> str:
         raise UserError(
             f"The micro profile boots its kernel directly and cannot have {what}; add --profile pc."
         )
-    elf = image.kernel is not None and image.kernel.name == "vmlinux"
-    if profile == "pc" and firmware != "bios" and image.kind == "linux" and elf:
+    if firmware != "bios" and image.kind == "linux" and efi_kernel(image) is None:
         raise UserError(
-            f"The image {image.name} keeps its kernel as an ELF vmlinux (the PVH entry bungalow "
-            "boots directly), which OVMF cannot load; launch it with --firmware bios, or "
-            "import a disk with its own UEFI bootloader."
+            f"The image {image.name} was built before bungalow kept its kernel's EFI stub "
+            "(vmlinuz), and OVMF cannot load the decompressed vmlinux it boots directly; "
+            f"rebuild it (`bungalow image build {image.name} --force`), or use --firmware bios."
         )
-    if tpm and image.kind == "linux":
+    if tpm and image.kind == "linux" and firmware == "bios":
         raise UserError(
-            f"The image {image.name} boots its kernel and initramfs directly, and on QEMU "
-            "7.2 a TPM's event log pushes SeaBIOS's ACPI tables below the room QEMU keeps "
-            "for them, where that initramfs then lands (the guest would lose ACPI and see no "
-            "TPM); use --tpm with a disk that boots from its own bootloader "
-            "(`bungalow image import`)."
+            f"The image {image.name} boots its kernel and initramfs directly, and under SeaBIOS "
+            "on QEMU 7.2 a TPM's event log pushes the ACPI tables below the room QEMU keeps "
+            "for them, where that initramfs lands (the guest would lose ACPI and see no TPM); "
+            "add --firmware uefi, whose loader places the initramfs itself."
         )
     resolve(firmware)
     if tpm:
         find_swtpm()
     return firmware
+
+
+def efi_kernel(image: Image) -> Path | None:
+    """The kernel OVMF boots for ``image``: a bzImage with an EFI stub, if the image has one
+    (a ``vmlinux`` is the PVH ELF only SeaBIOS's loader takes)."""
+    if image.efi_kernel is not None:
+        return image.efi_kernel
+    if image.kernel is not None and image.kernel.name != "vmlinux":
+        return image.kernel
+    return None
 
 
 def spec_fields(vm: VmRecord, vm_dir: Path, run_dir: Path) -> dict[str, Any]:
