@@ -26,6 +26,7 @@ from bungalow.names import validate_name, validate_option_path
 from bungalow.qemu.accel import ACCEL_NAMES, accel_arg, host_tsc_khz
 from bungalow.qemu.disk import DiskIo, choose_disk_io, disk_format
 from bungalow.qemu.firmware.flash import FlashPair, pflash_args
+from bungalow.qemu.tpm import tpm_args
 
 Profile = Literal["micro", "pc"]
 PROFILES: tuple[Profile, ...] = ("micro", "pc")
@@ -400,7 +401,7 @@ def build_argv(spec: MachineSpec, qemu_binary: str) -> list[str]:
     if spec.firmware is not None and spec.vars_file is not None:
         argv += pflash_args(spec.firmware, spec.vars_file)
     if spec.tpm_socket is not None:
-        argv += _tpm_args(spec.tpm_socket)
+        argv += tpm_args(spec.tpm_socket)
     argv += _nic_args(spec) if spec.nics else _network_args(spec, files)
     if spec.agent:
         argv += _agent_args(spec, files)
@@ -568,13 +569,4 @@ def _agent_args(spec: MachineSpec, files: RunFiles) -> list[str]:
         "-device", _device(spec, "virtio-serial") + ",id=vser0",
         "-chardev", f"socket,id=agent,path={files.agent},server=on,wait=off",
         "-device", f"virtserialport,bus=vser0.0,chardev=agent,name={AGENT_PORT_NAME}",
-    ]  # fmt: skip
-
-
-def _tpm_args(socket: Path) -> list[str]:
-    """A TPM 2.0 (CRB interface, which q35's ACPI tables describe) backed by swtpm."""
-    return [
-        "-chardev", f"socket,id=chrtpm,path={socket.absolute()}",
-        "-tpmdev", "emulator,id=tpm0,chardev=chrtpm",
-        "-device", "tpm-crb,tpmdev=tpm0",
     ]  # fmt: skip
