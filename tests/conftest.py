@@ -115,7 +115,9 @@ class Env:
         that failed half way leaks nothing into the tests after it."""
         home = str(self.home).encode()
         for pid, _, cmdline in _processes():
-            if home in cmdline and (b"qemu-system" in cmdline or b"dnsmasq" in cmdline):
+            if home in cmdline and any(
+                p in cmdline for p in (b"qemu-system", b"dnsmasq", b"swtpm")
+            ):
                 with contextlib.suppress(OSError):
                     os.kill(pid, signal.SIGKILL)
         daemon = self.daemon_pid()

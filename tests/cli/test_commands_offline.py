@@ -387,14 +387,19 @@ def test_host_info_says_what_the_host_has_and_holds(daemon: Daemon, bungalow: An
     lines = bungalow("host", "info").out.splitlines()
     assert [line.split()[0] for line in lines] == [
         "host", "version", "qemu", "accelerator", "why", "cpus", "memory", "disk", "vms",
-        "x86_64", "aarch64",
+        "firmware", "firmware", "firmware", "x86_64", "aarch64",
     ]  # fmt: skip
     # The host's own reason is said once; an architecture's own, and what is missing, on its line.
-    assert lines[9].split(maxsplit=1)[1] == "qemu-system-x86_64, tcg, images build"
-    assert lines[10].split(maxsplit=1)[1] == (
+    assert lines[12].split(maxsplit=1)[1] == "qemu-system-x86_64, tcg, images build"
+    assert lines[13].split(maxsplit=1)[1] == (
         "qemu-system-aarch64 not installed (apt-get install qemu-system-arm)"
     )
     assert lines[3].split(maxsplit=1)[1] == "tcg (probe 1.5 ms)"
+    assert lines[9].split(maxsplit=2)[1:] == ["bios", "/usr/share/seabios/bios-256k.bin"]
+    assert lines[10].split(maxsplit=2)[2] == (
+        "/usr/share/OVMF/OVMF_CODE_4M.fd + /usr/share/OVMF/OVMF_VARS_4M.fd"
+    )
+    assert lines[11].split(maxsplit=2)[2] == "not installed (apt-get install ovmf)"
     assert lines[5].split(maxsplit=1)[1] == ("2 x 4 = 8 vCPUs: 2 allocated to running VMs, 6 free")
     assert lines[7].split(maxsplit=1)[1] == (
         "100G x 1: 8G allocated, 92G free (60G free now in /var/lib/bungalow)"

@@ -113,6 +113,7 @@ def vm_info(name: str = "web", **changes: Any) -> dict[str, Any]:
         "quiet_for": 12.5, "operation": None, "networks": [], "cloud_init": False,
         "ssh_keys": [],
         "media": None,
+        "ssh_keys": [], "firmware": "bios", "tpm": False,
     }  # fmt: skip
     return {**vm, **changes}
 
@@ -132,6 +133,7 @@ def image_info(name: str = "debian-12") -> dict[str, Any]:
         "id": "a1b2c3d4e5f6a7b8c9d0", "name": name, "kind": "linux", "flavour": "micro",
         "size": 400 << 20, "virtual_size": 2 << 30, "created": NOW - 86400,
         "os_release": "Debian GNU/Linux 12", "kernel_version": "6.1.0", "used_by": ["web"],
+        "firmware": "bios",
     }  # fmt: skip
 
 
@@ -154,6 +156,14 @@ def host_info() -> dict[str, Any]:
         "allocated_disk": 8 << 30, "ratios": {"cpu": 4.0, "memory": 1.0, "disk": 1.0},
         "limit": {"cpus": 8, "memory": 4 << 30, "disk": 100 << 30},
         "free": {"cpus": 6, "memory": 3 << 30, "disk": 92 << 30},
+        "firmwares": [
+            {"name": "bios", "installed": True, "code": "/usr/share/seabios/bios-256k.bin",
+             "vars_template": None, "package": "seabios"},
+            {"name": "uefi", "installed": True, "code": "/usr/share/OVMF/OVMF_CODE_4M.fd",
+             "vars_template": "/usr/share/OVMF/OVMF_VARS_4M.fd", "package": "ovmf"},
+            {"name": "uefi-secure", "installed": False, "code": None, "vars_template": None,
+             "package": "ovmf"},
+        ],
     }  # fmt: skip
 
 

@@ -77,3 +77,12 @@ def test_a_process_that_names_another_pidfile_now_is_left_alone(
     assert started[0].poll() is None  # still running: it was not the process we meant
     assert processes.end(found, timeout=1) is True
     assert started[0].wait(timeout=5) is not None
+
+
+def test_swtpm_names_its_pidfile_as_pid_file(
+    tmp_path: Path, started: list[subprocess.Popen[bytes]]
+) -> None:
+    run = tmp_path / "vms" / "v1" / "run"
+    pid = _start(started, "--pid", Path(f"file={run / 'swtpm.pid'}"))
+    found = _wait_listed(tmp_path, 1)
+    assert [(p.pid, p.pidfile) for p in found] == [(pid, run / "swtpm.pid")]

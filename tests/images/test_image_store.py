@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -155,9 +156,44 @@ def test_import_refuses_a_disk_that_reads_another_file(
         store.import_disk(overlay, "layered")
 
 
+@pytest.mark.parametrize("fmt", ["vmdk", "vdi", "vhdx"])
+def test_import_converts_other_hypervisors_disks(
+    store: ImageStore, make_disk: MakeDisk, fmt: str
+) -> None:
+    source = make_disk(f"old.{fmt}", fmt=fmt, size="8M")
+    image = store.import_disk(source, f"old-{fmt}", firmware="uefi")
+    assert image.virtual_size == 8 << 20 and image.firmware == "uefi" and image.vars_file is None
+    manifest = json.loads((image.directory / "manifest.json").read_text())
+    assert manifest["source_format"] == fmt
+    compare = subprocess.run(["qemu-img", "compare", str(source), str(image.disk)], check=False)
+    assert compare.returncode == 0
+
+
+def test_the_format_is_qemu_imgs_never_the_names(store: ImageStore, make_disk: MakeDisk) -> None:
+    image = store.import_disk(make_disk("really-qcow2.vmdk", fmt="qcow2", size="4M"), "named")
+    manifest = json.loads((image.directory / "manifest.json").read_text())
+    assert manifest["source_format"] == "qcow2"
+
+
+def test_a_vmdk_that_names_other_files_is_refused(store: ImageStore, tmp_path: Path) -> None:
+    secret = tmp_path / "secret.raw"
+    secret.write_bytes(b"\x5a" * (1 << 20))
+    descriptor = tmp_path / "sneaky.vmdk"
+    descriptor.write_text(
+        "# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\n"
+        'createType="monolithicFlat"\n\n'
+        f'RW 2048 FLAT "{secret}" 0\n\n'
+        'ddb.virtualHWVersion = "4"\nddb.geometry.cylinders = "2"\n'
+        'ddb.geometry.heads = "16"\nddb.geometry.sectors = "63"\nddb.adapterType = "ide"\n'
+    )
+    with pytest.raises(UserError, match="depends on another file"):
+        store.import_disk(descriptor, "sneaky")
+    assert store.list() == [] and _leftovers(store) == []
+
+
 def test_import_refuses_other_formats(store: ImageStore, make_disk: MakeDisk) -> None:
-    with pytest.raises(UserError, match="is a vmdk image"):
-        store.import_disk(make_disk("x.vmdk", fmt="vmdk", size="4M"), "vm")
+    with pytest.raises(UserError, match="is a qed image; bungalow imports raw, qcow2, vmdk"):
+        store.import_disk(make_disk("x.qed", fmt="qed", size="4M"), "vm")
 
 
 def test_bad_names_are_refused_before_any_work(store: ImageStore, make_disk: MakeDisk) -> None:

@@ -43,6 +43,12 @@ def info(as_json: AsJson = False) -> None:
                  f"{size(host['allocated_disk'])} allocated, {size(free['disk'])} free "
                  f"({size(host['disk_free'])} free now in {host['data_dir']})"),
         ("vms", f"{host['vms']} ({host['vms_running']} running)"),
+        *(
+            (f"firmware {f['name']}", f["code"] if f["installed"] and f["vars_template"] is None
+             else f"{f['code']} + {f['vars_template']}" if f["installed"]
+             else f"not installed (apt-get install {f['package']})")
+            for f in host.get("firmwares", [])
+        ),
     ]  # fmt: skip
     for arch in host["architectures"]:
         rows.append((arch["name"], _architecture(arch, accel["reason"])))

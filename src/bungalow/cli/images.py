@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 from typing import Annotated
 
+import click
 import typer
 
 from bungalow.cli.common import AsJson, client, each
@@ -55,12 +56,30 @@ def list_images(as_json: AsJson = False) -> None:
 
 @app.command("import")
 def import_(
-    path: Annotated[Path, typer.Argument(help="A raw or qcow2 disk file, or an ISO.")],
+    path: Annotated[
+        Path,
+        typer.Argument(
+            help="A disk file (raw, qcow2, vmdk, vdi or vhdx, as qemu-img reads it) or an ISO."
+        ),
+    ],
     name: Annotated[str | None, typer.Option("--name", "-n", help="Image name.")] = None,
+    firmware: Annotated[
+        str,
+        typer.Option(
+            "--firmware",
+            click_type=click.Choice(["bios", "uefi", "uefi-secure"]),
+            help="What the disk boots with; VMs from it get this firmware.",
+        ),
+    ] = "bios",
+    vars_file: Annotated[
+        Path | None,
+        typer.Option("--vars", help="Its UEFI variable store (boot entries), of that firmware."),
+    ] = None,
 ) -> None:
-    """Import a disk to boot with the pc profile, or an ISO for `launch --iso`."""
+    """Import a disk to boot with the pc profile (converted to qcow2 by qemu-img), or an ISO
+    for `launch --iso`."""
     image_name = name or path.name.split(".")[0].lower()
-    image = client().import_image(path, image_name)
+    image = client().import_image(path, image_name, firmware=firmware, vars_file=vars_file)
     say(f"{image['name']} {image['id'][:12]} imported")
 
 

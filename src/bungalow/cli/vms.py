@@ -56,6 +56,16 @@ Networks = Annotated[
 Ip = Annotated[str | None, typer.Option("--ip", help="Fixed IPv4 address on the first --network.")]
 Accel = Annotated[str, typer.Option("--accel", help="auto, kvm or tcg.")]
 Profile = Annotated[str | None, typer.Option("--profile", help="micro or pc.")]
+Firmware = Annotated[
+    str | None,
+    typer.Option(
+        "--firmware",
+        click_type=click.Choice(["bios", "uefi", "uefi-secure"]),
+        help="pc firmware: bios (SeaBIOS), uefi (OVMF) or uefi-secure (Secure Boot, "
+        "Microsoft keys); default: the image's.",
+    ),
+]
+Tpm = Annotated[bool, typer.Option("--tpm", help="A TPM 2.0 (swtpm); pc profile.")]
 
 
 def invoking_user() -> str | None:
@@ -116,6 +126,8 @@ def launch(
     ip: Ip = None,
     accel: Accel = "auto",
     profile: Profile = None,
+    firmware: Firmware = None,
+    tpm: Tpm = False,
     cpu_weight: CpuWeight = None,
     cpu_cap: CpuCap = None,
     memory_limit: MemoryLimit = None,
@@ -178,6 +190,10 @@ def launch(
         on_idle=on_idle,
     )  # fmt: skip
     body["owner"] = owner or invoking_user()
+    if firmware is not None:
+        body["firmware"] = firmware
+    if tpm:
+        body["tpm"] = True
     body["labels"] = parse_labels(labels or [])
     if networks or ip:
         body["networks"] = network_choices(networks or [], ip)

@@ -439,8 +439,12 @@ class Client:
         """Progress events of the build, then ``done`` with the image."""
         return self.events(routes.build_image(name, force))
 
-    def import_image(self, path: Path, name: str) -> ImageInfo:
-        return self.send(routes.import_image(path, name))
+    def import_image(
+        self, path: Path, name: str, *, firmware: str = "bios", vars_file: Path | None = None
+    ) -> ImageInfo:
+        """Import the disk at ``path`` (read by the daemon, on its host), booted by
+        ``firmware``, with ``vars_file`` as its UEFI variable store."""
+        return self.send(routes.import_image(path, name, firmware=firmware, vars_file=vars_file))
 
     def remove_image(self, ref: str) -> None:
         self.send(routes.remove_image(ref))

@@ -314,8 +314,13 @@ def build_image(name: str, force: bool) -> Call[BuildEvent]:
     return Call("POST", "/v1/images/build", json={"name": name, "force": force})
 
 
-def import_image(path: Path, name: str) -> Call[ImageInfo]:
-    return Call("POST", "/v1/images/import", json={"path": str(path.absolute()), "name": name})
+def import_image(
+    path: Path, name: str, *, firmware: str = "bios", vars_file: Path | None = None
+) -> Call[ImageInfo]:
+    body: dict[str, Any] = {"path": str(path.absolute()), "name": name, "firmware": firmware}
+    if vars_file is not None:
+        body["vars"] = str(vars_file.absolute())
+    return Call("POST", "/v1/images/import", json=body)
 
 
 def remove_image(ref: str) -> Call[None]:

@@ -60,6 +60,7 @@ class VmInfo(TypedDict):
     suspend, wake) or None. ``cloud_init`` says whether it has a NoCloud seed;
     ``ssh_keys`` are the fingerprints (``SHA256:...``) of the keys its agent installs for root.
     ``media`` is the ISO image in its CD-ROM drive (by name), None when the tray is empty.
+    ``firmware`` is ``bios``, ``uefi`` or ``uefi-secure``; ``tpm`` whether it has a TPM 2.0.
     """
 
     id: str
@@ -103,6 +104,8 @@ class VmInfo(TypedDict):
     cloud_init: bool
     ssh_keys: list[str]
     media: str | None
+    firmware: str
+    tpm: bool
 
 
 class DeletedVm(TypedDict):
@@ -161,6 +164,7 @@ class ImageInfo(TypedDict):
     os_release: str | None
     kernel_version: str | None
     used_by: list[str]
+    firmware: str
 
 
 class BuildProgress(TypedDict):
@@ -228,6 +232,17 @@ class ArchitectureInfo(TypedDict):
     binfmt: bool
 
 
+class FirmwareInfo(TypedDict):
+    """A ``--firmware`` choice: its code and vars template paths when ``installed``, else
+    None; ``package`` is the Debian package that provides it."""
+
+    name: str
+    installed: bool
+    code: str | None
+    vars_template: str | None
+    package: str
+
+
 class HostInfo(TypedDict):
     """What the host has, what VMs hold of it, and the allocation ratios.
 
@@ -256,6 +271,7 @@ class HostInfo(TypedDict):
     ratios: dict[str, float]
     limit: dict[str, int]
     free: dict[str, int]
+    firmwares: list[FirmwareInfo]
 
 
 # -- inside the guest ----------------------------------------------------------------------------

@@ -1,9 +1,9 @@
 """Finding and ending the processes bungalowd started, from /proc alone.
 
 Every long-lived process the daemon starts (a VM's QEMU, a snapshot's
-converter QEMU, a VM's network shaper, a network's dnsmasq) runs detached and names
-its own pidfile on its command line (``-pidfile PATH``, ``--pidfile PATH`` or
-``--pid-file=PATH``), and that
+converter QEMU, a VM's network shaper and swtpm, a network's dnsmasq) runs detached and
+names its own pidfile on its command line (``-pidfile PATH``, ``--pidfile PATH``,
+``--pid-file=PATH`` or swtpm's ``--pid file=PATH``), and that
 pidfile lives in the run directory of what it belongs to. So a daemon that
 starts after a crash finds every one of them by reading ``/proc/*/cmdline``,
 whatever the database or the pidfiles say (libvirt's promise that a VM
@@ -28,6 +28,8 @@ from bungalow.errors import QemuError
 _PIDFILE_OPTIONS = (b"-pidfile", b"--pidfile")
 #: dnsmasq's, whose argument is optional and so given in the same word.
 _PIDFILE_PREFIX = b"--pid-file="
+#: swtpm's: ``--pid file=PATH`` (or ``fd=N``, which bungalow never uses).
+_SWTPM_PID = (b"--pid", b"file=")
 #: Seconds a process gets to exit on SIGTERM (QEMU flushes its disks) before SIGKILL.
 TERM_TIMEOUT = 5.0
 KILL_TIMEOUT = 5.0
@@ -59,6 +61,9 @@ def _pidfile_of(argv: list[bytes]) -> Path | None:
             return Path(os.fsdecode(argv[index + 1]))
         if arg.startswith(_PIDFILE_PREFIX):
             return Path(os.fsdecode(arg.removeprefix(_PIDFILE_PREFIX)))
+        following = argv[index + 1]
+        if arg == _SWTPM_PID[0] and following.startswith(_SWTPM_PID[1]):
+            return Path(os.fsdecode(following.removeprefix(_SWTPM_PID[1]).split(b",")[0]))
     return None
 
 

@@ -40,9 +40,12 @@ _MKE2FS_CONF = """[defaults]
 \t}
 """
 
-#: What import_disk accepts: formats that cannot point at other host files
-#: (vmdk descriptors, for one, can name any file as an extent).
-IMPORT_FORMATS = ("raw", "qcow2")
+#: What import_disk accepts, as ``qemu-img info`` names the format (never from the file's
+#: name): raw and qcow2, and VMware's, VirtualBox's and Hyper-V's disks. A vmdk may be a
+#: descriptor naming any host file as an extent, so only one whose extents are itself is
+#: taken (monolithicSparse, streamOptimized: what VMware exports); a backing file of any
+#: format is refused.
+IMPORT_FORMATS = ("raw", "qcow2", "vmdk", "vdi", "vhdx")
 
 _PERCENT = re.compile(r"\((\d+(?:\.\d+)?)/100%\)")
 
@@ -159,22 +162,24 @@ def allocated_size(path: Path) -> int:
 
 
 def check_importable(path: Path) -> tuple[Path, str, int]:
-    """The absolute path, format and virtual size of a disk file fit to import, or an error."""
+    """The absolute path, format (``qemu-img info``'s) and virtual size of a disk file fit to
+    import; NotFoundError or UserError with a sentence otherwise."""
     source = path.expanduser().absolute()
     if not source.exists():
         raise NotFoundError(f"There is no file {source} to import; check the path.")
     if not source.is_file():
-        raise UserError(f"{source} is not a regular file; give the path of a raw or qcow2 disk.")
+        raise UserError(f"{source} is not a regular file; give the path of a disk image file.")
     details = info(source)
     source_format = str(details.get("format"))
     if source_format not in IMPORT_FORMATS:
         raise UserError(
-            f"{source} is a {source_format} image; bungalow imports raw and qcow2 disks "
-            "(convert it with `qemu-img convert -O qcow2`)."
+            f"{source} is a {source_format} image; bungalow imports raw, qcow2, vmdk, vdi and "
+            "vhdx disks (convert it with `qemu-img convert -O qcow2`)."
         )
     # A backing or external data file would be read from wherever it points on the host.
     specific = details.get("format-specific", {}).get("data", {})
-    if details.get("backing-filename") or specific.get("data-file"):
+    extents = {Path(str(e.get("filename", ""))) for e in specific.get("extents", ())}
+    if details.get("backing-filename") or specific.get("data-file") or extents - {source}:
         raise UserError(
             f"{source} depends on another file; flatten it first with "
             "`qemu-img convert -O qcow2 SOURCE FLAT.qcow2` and import the result."

@@ -5,7 +5,8 @@ kernel that decompresses itself at boot. Under TCG that self-decompression
 runs one emulated instruction at a time (about 0.3 s of every boot on the
 machines this was measured on). The kernel inside is an ELF file with a PVH
 entry point, which QEMU boots directly on both microvm and q35, so the
-builder decompresses it once, here, and the image keeps that ``vmlinux``.
+builder decompresses it once, here, and the image keeps that ``vmlinux``; and
+the ``vmlinuz`` too, which is what OVMF boots (it loads only an EFI stub).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ _MAGICS = (
     (b"\xfd7zXZ\x00", "xz"),
     (b"\x1f\x8b", "gzip"),
 )
+#: The kernel as Debian ships it (a bzImage with an EFI stub), kept beside ``vmlinux``.
+EFI_KERNEL = "vmlinuz"
 _XEN_ELFNOTE_PHYS32_ENTRY = 18  # the note that marks a PVH entry point
 _PT_NOTE = 4
 
@@ -68,8 +71,8 @@ def install_kernel(kernel_dir: Path, rootfs: Path, image_dir: Path) -> tuple[str
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.move(tree, target)
     kernel_name = "vmlinux" if extract_vmlinux(kernels[0], image_dir / "vmlinux") else "vmlinuz"
-    if kernel_name == "vmlinuz":
-        shutil.move(kernels[0], image_dir / "vmlinuz")
+    # The bzImage is kept either way: OVMF loads only a kernel with an EFI stub (--firmware uefi).
+    shutil.move(kernels[0], image_dir / EFI_KERNEL)
     shutil.rmtree(kernel_dir)  # the package and its leftovers: space the file system needs
     # depmod of the guest's own kmod, so that modprobe works in the guest.
     run_tool(

@@ -8,10 +8,12 @@ Layout under the store's root::
         medium.iso          instead of a disk, an ISO 9660 medium (``iso`` images, images/iso.py)
         vmlinux             kernel, decompressed, PVH entry ("linux" images only;
                             vmlinuz when a kernel cannot be booted that way)
+        vmlinuz             the kernel as Debian ships it, which OVMF boots
         modules/            decompressed boot modules and their load-order
         busybox             the guest's static busybox and its busybox.applets
                             (images of another architecture only)
         initrd-<key>.img    initramfs, built on demand, one per set of guest files
+        efivars.fd          an imported disk's UEFI variable store (``import --vars``)
     names/<name>            symlink to ../<id>
     .locks/<name>.lock      held while an image of that name is being made
     .lock                   held while names or image directories change
@@ -44,12 +46,15 @@ from bungalow.images import disk as disks
 from bungalow.images._tools import Progress, is_no_space, no_space_error, require_space
 from bungalow.images.guest_busybox import BUSYBOX
 from bungalow.images.initramfs import build_initramfs, gather_inputs
+from bungalow.images.kernel import EFI_KERNEL
 from bungalow.images.recipes import Flavour
 from bungalow.names import validate_name
 
 ImageKind = Literal["linux", "disk", "iso"]
 
 MANIFEST = "manifest.json"
+#: An imported disk's UEFI variable store (``import --vars``).
+VARS = "efivars.fd"
 DISK = "disk.qcow2"
 KERNEL = "vmlinuz"
 MODULES = "modules"
@@ -99,6 +104,15 @@ class Image:
     #: The guest's architecture as QEMU names it (bungalow/arch.py); imported disks and
     #: images built before the field are x86_64.
     arch: Arch = DEFAULT_ARCH
+    #: The firmware the disk boots with (``bios``, ``uefi``, ``uefi-secure``): a VM made
+    #: from it gets that unless told otherwise. Built images boot under any.
+    firmware: str = "bios"
+    #: The UEFI variable store it came with (its boot entries), which each VM copies;
+    #: None: a VM starts from the firmware's blank template.
+    vars_file: Path | None = None
+    #: The kernel with an EFI stub (``vmlinuz``) that OVMF boots; None for images built
+    #: before bungalow kept it, and for imported disks.
+    efi_kernel: Path | None = None
 
     @property
     def short_id(self) -> str:
@@ -171,11 +185,21 @@ class ImageStore:
         shutil.rmtree(doomed, ignore_errors=True)
         return image
 
-    def import_disk(self, path: Path, name: str, *, progress: Progress | None = None) -> Image:
-        """Copy a raw or qcow2 disk into the store as a ``disk`` image booted by firmware.
+    def import_disk(
+        self,
+        path: Path,
+        name: str,
+        *,
+        progress: Progress | None = None,
+        firmware: str = "bios",
+        vars_file: Path | None = None,
+    ) -> Image:
+        """Copy a disk (raw, qcow2, vmdk, vdi, vhdx: images/disk.py) into the store as a
+        ``disk`` image booted by ``firmware``, with ``vars_file`` (checked by the caller
+        against that firmware) as its UEFI variable store.
 
-        The file is copied (and flattened to qcow2), so any source path works and
-        the source can change or vanish afterwards without touching the image.
+        The file is converted to qcow2 with ``qemu-img convert``, so any source path
+        works and the source can change or vanish afterwards without touching the image.
         """
         validate_name(name, what="image")
         source, source_format, virtual_size = disks.check_importable(Path(path))
@@ -196,6 +220,8 @@ class ImageStore:
                     staged / DISK,
                     progress=lambda done: report("copying the disk", done * 0.95),
                 )
+                if vars_file is not None:
+                    shutil.copyfile(vars_file, staged / VARS)
                 report("hashing the disk", 0.95)
                 image = self.commit(
                     staged,
@@ -207,6 +233,7 @@ class ImageStore:
                         "source": f"imported from {source}",
                         "source_format": source_format,
                         "source_virtual_size": virtual_size,
+                        "firmware": firmware,
                     },
                 )
         report("done", 1.0)
@@ -366,6 +393,11 @@ class ImageStore:
                 else None,
                 sshd=bool(manifest.get("sshd", manifest.get("flavour") == "server"))
                 if linux
+                else None,
+                firmware=str(manifest.get("firmware", "bios")),
+                vars_file=directory / VARS if (directory / VARS).is_file() else None,
+                efi_kernel=directory / EFI_KERNEL
+                if linux and (directory / EFI_KERNEL).is_file()
                 else None,
             )
         except (OSError, ValueError, KeyError, TypeError) as error:

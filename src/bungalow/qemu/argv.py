@@ -8,7 +8,8 @@ QEMU argv for one of two profiles:
   fastest start (1.7 s to an idle guest against 2.2 s for q35 under TCG). ACPI
   stays on because the Debian kernel finds virtio-mmio devices through it.
 - ``pc``: ``-M q35`` with virtio-pci devices and SeaBIOS, which boots any disk or
-  ISO, for other and older operating systems.
+  ISO, for other and older operating systems; or OVMF from two pflash drives
+  (``firmware``, ``vars_file``: qemu/firmware/), and a swtpm TPM (``tpm_socket``).
 
 The guest's architecture (``arch``) picks the board: x86_64 and i386 guests
 run on the machines above (qemu-system-x86_64 runs 32-bit kernels too); an
@@ -33,6 +34,8 @@ from bungalow.names import validate_name, validate_option_path
 from bungalow.qemu.accel import ACCEL_NAMES, accel_arg, host_tsc_khz
 from bungalow.qemu.boards import BOARDS, ram_id
 from bungalow.qemu.disk import DiskIo, choose_disk_io, disk_format
+from bungalow.qemu.firmware.flash import FlashPair, pflash_args
+from bungalow.qemu.tpm import tpm_args
 
 Profile = Literal["micro", "pc"]
 PROFILES: tuple[Profile, ...] = ("micro", "pc")
@@ -213,6 +216,15 @@ class RunFiles:
         """QEMU's own messages: why it refused to start, and later why it stopped."""
         return self.run_dir / "qemu.err"
 
+    @property
+    def swtpm_socket(self) -> Path:
+        """The control channel of the VM's TPM emulator (swtpm), which QEMU connects to."""
+        return self.run_dir / "swtpm.sock"
+
+    @property
+    def swtpm_pidfile(self) -> Path:
+        return self.run_dir / "swtpm.pid"
+
     def all(self) -> tuple[Path, ...]:
         return (self.qmp, self.agent, self.console, self.console_log, self.pidfile, self.stderr)
 
@@ -295,6 +307,14 @@ class MachineSpec:
     display: bool = False
     #: The guest's architecture (bungalow/arch.py): picks QEMU's binary and board.
     arch: Arch = DEFAULT_ARCH
+    #: The UEFI build the machine runs (pc only); None: SeaBIOS, QEMU's default.
+    firmware: FlashPair | None = None
+    #: The VM's own copy of the firmware's variable store (pflash unit 1), with ``firmware``.
+    vars_file: Path | None = None
+    #: The control socket of the swtpm that is the VM's TPM 2.0 (a ``tpm-crb``), pc only;
+    #: ``tpm_state`` is that swtpm's state directory.
+    tpm_socket: Path | None = None
+    tpm_state: Path | None = None
 
     def __post_init__(self) -> None:
         validate_name(self.name)
@@ -326,6 +346,7 @@ class MachineSpec:
             raise UserError("The micro profile has no display; use the pc profile for a screen.")
         if self.initrd is not None and self.kernel is None:
             raise UserError("An initrd needs a kernel to go with it; give both or neither.")
+        self._check_firmware()
         check_mac(self.mac)
         if self.nics and self.net_relay:
             raise UserError(
@@ -340,6 +361,17 @@ class MachineSpec:
         self._check_paths()
         self._check_ports()
 
+    def _check_firmware(self) -> None:
+        if self.profile == "micro" and (self.firmware is not None or self.tpm_socket is not None):
+            raise UserError(
+                "The micro profile boots its kernel directly, with no firmware and no TPM; "
+                "use --profile pc for --firmware uefi or --tpm."
+            )
+        if (self.firmware is None) != (self.vars_file is None):
+            raise UserError("UEFI firmware needs the VM's vars file, and a vars file needs it.")
+        if (self.tpm_socket is None) != (self.tpm_state is None):
+            raise UserError("A TPM needs both its socket and its state directory.")
+
     def _check_paths(self) -> None:
         for what, path in (
             ("disk path", self.disk),
@@ -349,6 +381,9 @@ class MachineSpec:
             ("run directory", self.run_dir),
             ("memory file", self.memory_file),
             ("cloud-init seed path", self.seed),
+            ("vars file", self.vars_file),
+            ("TPM socket", self.tpm_socket),
+            ("TPM state directory", self.tpm_state),
         ):
             if path is not None:
                 validate_option_path(str(path), what=what)
@@ -414,6 +449,10 @@ def build_argv(spec: MachineSpec, qemu_binary: str) -> list[str]:
         argv += _firmware_log_args(files)
     argv += _boot_args(spec)
     argv += _disk_args(spec)
+    if spec.firmware is not None and spec.vars_file is not None:
+        argv += pflash_args(spec.firmware, spec.vars_file)
+    if spec.tpm_socket is not None:
+        argv += tpm_args(spec.tpm_socket)
     argv += _nic_args(spec) if spec.nics else _network_args(spec, files)
     if spec.agent:
         argv += _agent_args(spec, files)
@@ -438,6 +477,8 @@ def _device(spec: MachineSpec, kind: str) -> str:
 def _machine_args(spec: MachineSpec) -> list[str]:
     board = BOARDS[spec.arch]
     machine = board.micro if spec.profile == "micro" else board.pc or board.micro
+    if spec.firmware is not None and spec.firmware.secure_boot:
+        machine += ",smm=on"  # Secure Boot's variables are written only from SMM
     if spec.hotplug_ports and machine.startswith("microvm"):
         machine += ",pcie=on"
     memory: list[str] = []

@@ -200,3 +200,18 @@ def test_a_database_from_a_newer_daemon_is_refused(tmp_path: Path) -> None:
         newer.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
     with pytest.raises(BungalowError, match="newer bungalowd"):
         Database(path)
+
+
+def test_firmware_and_tpm_are_kept_for_vms_and_their_snapshots(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "db")
+    made = put(store, vm(firmware="uefi-secure", tpm=True))
+    store.snapshots.insert(_snapshot("s1", made.id, firmware="uefi-secure", tpm=True))
+    plain = put(store, vm("plain"))
+    store.close()
+    again = open_store(tmp_path / "db")
+    record = again.vms.get("web")
+    assert (record.firmware, record.tpm) == ("uefi-secure", True)
+    assert (again.vms.get("plain").firmware, again.vms.get("plain").tpm) == ("bios", False)
+    snapshot = again.snapshots.by_id("s1")
+    assert snapshot is not None and (snapshot.firmware, snapshot.tpm) == ("uefi-secure", True)
+    assert plain.tpm is False

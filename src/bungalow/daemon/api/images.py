@@ -38,7 +38,11 @@ async def remove_image(ref: str, svc: Svc) -> None:
 
 @router.post("/import", status_code=201)
 async def import_image(body: ImageImport, svc: Svc) -> ImageInfo:
-    return svc.views.image(await svc.images.import_disk(Path(body.path), body.name))
+    vars_file = None if body.vars is None else Path(body.vars)
+    image = await svc.images.import_disk(
+        Path(body.path), body.name, firmware=body.firmware, vars_file=vars_file
+    )
+    return svc.views.image(image)
 
 
 @router.post("/build", response_class=NdjsonResponse)

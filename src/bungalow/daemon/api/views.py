@@ -10,6 +10,7 @@ from bungalow.daemon.accounting.ledger import UsageLedger
 from bungalow.daemon.api.schemas import (
     AccelInfo,
     ArchitectureInfo,
+    FirmwareInfo,
     HostInfo,
     ImageInfo,
     NicInfo,
@@ -25,6 +26,7 @@ from bungalow.errors import NotFoundError
 from bungalow.host.files import allocated
 from bungalow.images.store import Image
 from bungalow.provision.sshkeys import fingerprint
+from bungalow.qemu import firmware
 
 
 class Views:
@@ -85,6 +87,8 @@ class Views:
             cloud_init=vm.user_data is not None,
             ssh_keys=[fingerprint(key) for key in vm.ssh_keys],
             media=self.medium_name(vm),
+            firmware=vm.firmware,
+            tpm=vm.tpm,
         )
 
     def medium_name(self, vm: VmRecord) -> str | None:
@@ -130,6 +134,7 @@ class Views:
             os_release=image.os_release,
             kernel_version=image.kernel_version,
             used_by=self.images.users(image, project=caller),
+            firmware=image.firmware,
         )
 
     def host(self) -> HostInfo:
@@ -173,4 +178,12 @@ class Views:
             ratios=asdict(allocation.ratios),
             limit=asdict(allocation.limit),
             free=asdict(allocation.free),
-        )
+            firmwares=[
+                FirmwareInfo(
+                    name=f.name, installed=f.installed, package=f.package,
+                    code=None if f.code is None else str(f.code),
+                    vars_template=None if f.vars_template is None else str(f.vars_template),
+                )
+                for f in firmware.offered()
+            ],
+        )  # fmt: skip

@@ -105,6 +105,8 @@ async def create_vm(body: VmCreate, svc: Svc, caller: Caller) -> VmInfo:
         networks=tuple(NetworkChoice.parse(text) for text in body.networks),
         accel=body.accel,
         profile=body.profile,
+        firmware=body.firmware,
+        tpm=body.tpm,
         expires_at=expires_at,
         on_expiry=on_expiry,
         idle=idle_changes({"after": body.idle_after, "action": body.on_idle}),

@@ -17,12 +17,13 @@ from typing import Any
 
 from bungalow.daemon.snapshots.keeper import SnapshotKeeper
 from bungalow.daemon.state.vms import VmTable
-from bungalow.errors import BungalowError, ConflictError
+from bungalow.errors import BungalowError, ConflictError, UserError
 from bungalow.images import iso
 from bungalow.images.build import build_image
 from bungalow.images.recipes import RECIPES
 from bungalow.images.store import Image, ImageStore
 from bungalow.names import validate_name
+from bungalow.qemu.firmware import check_vars_for
 
 
 class Images:
@@ -73,14 +74,27 @@ class Images:
         await self._keeper.retire_templates(image.id)
         await asyncio.to_thread(self.store.remove, image.id)
 
-    async def import_disk(self, path: Path, name: str) -> Image:
-        """Import a raw or qcow2 disk at ``path`` (on this host) as the image ``name``, or an
-        ISO 9660 medium (any file with its volume descriptor, or named ``*.iso``, which must
-        have one) as an ``iso`` image (images/iso.py)."""
+    async def import_disk(
+        self, path: Path, name: str, *, firmware: str = "bios", vars_file: Path | None = None
+    ) -> Image:
+        """Import a disk at ``path`` (on this host: raw, qcow2, vmdk, vdi, vhdx) as the image
+        ``name``, booted by ``firmware``; ``vars_file``, its UEFI variable store, must be
+        of that firmware (UserError: "a vars file from another firmware"). An ISO 9660
+        medium (any file with its volume descriptor, or named ``*.iso``, which must have
+        one) becomes an ``iso`` image (images/iso.py), whose firmware is chosen at launch."""
         validate_name(name, what="image")
-        if path.suffix.lower() == ".iso" or iso.is_iso(path):
+        if path.suffix.lower() == ".iso" or await asyncio.to_thread(iso.is_iso, path):
+            if firmware != "bios" or vars_file is not None:
+                raise UserError(
+                    f"{path} is an ISO, booted with the firmware its VM is launched with; "
+                    "import it without --firmware and --vars, and give `launch --iso` "
+                    "--firmware instead."
+                )
             return await asyncio.to_thread(iso.import_iso, self.store, path, name)
-        return await asyncio.to_thread(self.store.import_disk, path, name)
+        await asyncio.to_thread(check_vars_for, firmware, vars_file)
+        return await asyncio.to_thread(
+            self.store.import_disk, path, name, firmware=firmware, vars_file=vars_file
+        )
 
     def build(self, name: str, *, force: bool = False) -> AsyncIterator[dict[str, Any]]:
         """Build ``name`` from its recipe: ``progress`` events (stage, fraction 0-1), then

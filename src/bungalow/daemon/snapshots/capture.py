@@ -18,6 +18,8 @@ import dataclasses
 import shutil
 from pathlib import Path
 
+from bungalow.daemon.vms import firmware as firmware_files
+from bungalow.daemon.vms import tpm
 from bungalow.daemon.vms.confine import launch_confined
 from bungalow.daemon.vms.nics import with_taps
 from bungalow.errors import QemuError
@@ -55,8 +57,16 @@ async def capture_running(monitor: Monitor, spec: MachineSpec, target: Path, vm_
         memory_shared=True,
         incoming=True,
     )
+    if converter.tpm_socket is not None:
+        # The stream carries the TPM's state (QEMU's tpm-emulator fetches it from swtpm):
+        # the converter's own swtpm takes it in and hands it back for its save.
+        files = RunFiles(converter.run_dir)
+        converter = dataclasses.replace(
+            converter, tpm_socket=files.swtpm_socket, tpm_state=converter.run_dir / "tpm"
+        )
     pid: int | None = None
     try:
+        await asyncio.to_thread(tpm.start_for, converter)
         async with with_taps(converter, vm_id, ()) as tapped:
             pid = await asyncio.to_thread(launch_confined, tapped)
         files = RunFiles(converter.run_dir)
@@ -64,8 +74,10 @@ async def capture_running(monitor: Monitor, spec: MachineSpec, target: Path, vm_
             await migration.send(monitor, receiver, SAVE_TIMEOUT)
             await migration.set_ignore_shared(receiver)
             await migration.save(receiver, target / "state", SAVE_TIMEOUT)
-            # Both QEMUs have now flushed and let go of the disk: copy it as it stands.
+            # Both QEMUs have now flushed and let go of the disk: copy it as it stands, and
+            # the VM's variable store and TPM state with it.
             await asyncio.to_thread(sparse_copy, spec.disk, target / "disk.qcow2")
+            await asyncio.to_thread(firmware_files.capture, spec.disk.parent, target)
             await receiver.quit()
         # Collect the converter (bungalowd is a subreaper: an exited one would stay a zombie).
         await asyncio.wait_for(wait_exit(pid), timeout=QUIT_TIMEOUT)
@@ -79,6 +91,7 @@ async def capture_running(monitor: Monitor, spec: MachineSpec, target: Path, vm_
         if pid is not None:
             # terminate() also reaps one that has already exited.
             await asyncio.to_thread(terminate, pid, converter.run_dir, 5.0)
+        await asyncio.to_thread(tpm.stop, converter)
         shutil.rmtree(converter.run_dir, ignore_errors=True)
         if was_running:
             with contextlib.suppress(Exception):
@@ -94,5 +107,6 @@ def _last_line(path: Path) -> str:
 
 
 async def capture_disk(disk: Path, target: Path) -> None:
-    """A stopped VM's disk, copied with its holes."""
+    """A stopped VM's disk, copied with its holes, and its variable store and TPM state."""
     await asyncio.to_thread(sparse_copy, disk, target / "disk.qcow2")
+    await asyncio.to_thread(firmware_files.capture, disk.parent, target)

@@ -3,7 +3,8 @@
 Each snapshot lives in ``<data>/snapshots/<id>/``: ``disk.qcow2`` always (a
 qcow2 layered on the image, or on another snapshot's disk), plus ``ram`` (the
 guest memory, a sparse flat file) and ``state`` (QEMU's device state) for a
-full snapshot. The database keeps a sha256 of each file.
+full snapshot; and ``efivars.fd`` and ``tpm/tpm2-00.permall`` for a VM with UEFI
+firmware or a TPM (vms/firmware.py). The database keeps a sha256 of each file.
 
 Checking a 512 MiB memory file costs a read of its data; a daemon checks each
 file once and then trusts it while its size, mtime and inode stay the same,
@@ -28,7 +29,9 @@ _verified: OrderedDict[tuple[str, int, int, int], str] = OrderedDict()
 
 
 def files_of(snapshot: SnapshotRecord) -> tuple[str, ...]:
-    return FULL_FILES if snapshot.kind == "full" else DISK_FILES
+    """Its files: those of its kind, and the variable store and TPM state it was taken with."""
+    base = FULL_FILES if snapshot.kind == "full" else DISK_FILES
+    return base + tuple(name for name in snapshot.digests if name not in base)
 
 
 def _key(path: Path) -> tuple[str, int, int, int]:

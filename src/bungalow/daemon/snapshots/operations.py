@@ -35,6 +35,7 @@ from bungalow.daemon.state.lifecycle import ACTIVE_STATES, VmState
 from bungalow.daemon.state.records import Operation, Purpose, SnapshotRecord, VmRecord
 from bungalow.daemon.state.store import Store
 from bungalow.daemon.vms import boot, netshaping
+from bungalow.daemon.vms import firmware as firmware_files
 from bungalow.daemon.vms.manager import VmManager, message_of
 from bungalow.daemon.vms.nics import AttachedNic, NetworkChoice, with_taps
 from bungalow.daemon.vms.plan import clone_origin, plan_clone
@@ -182,6 +183,8 @@ class Snapshots:
             template_key=template_key,
             created=self.store.clock.now(),
             networks=[nic.network for nic in nics],
+            firmware=vm.firmware,
+            tpm=vm.tpm,
         )
         directory = self.keeper.directory(snapshot)
         directory.mkdir(parents=True, mode=0o700)
@@ -192,7 +195,9 @@ class Snapshots:
                 await capture_running(monitor, spec, directory, vm.id)
             else:
                 await capture_disk(self.vms.vm_dir(vm) / "disk.qcow2", directory)
-            names = FULL_FILES if monitor is not None else DISK_FILES
+            names = (FULL_FILES if monitor is not None else DISK_FILES) + firmware_files.present(
+                directory
+            )
             digests = await asyncio.to_thread(snapshot_files.checksums, directory, names)
             size = await asyncio.to_thread(tree_allocated, directory)
             snapshot = snapshot.with_changes(digests=digests, size=size)
@@ -251,8 +256,11 @@ class Snapshots:
                 os.replace(disk, kept)
                 os.replace(staged, disk)
                 try:
-                    if snapshot.kind == "full":
-                        vm = await self.start_from(vm, snapshot, image, identity=False)
+                    with firmware_files.swapped_in(
+                        snapshot, self.keeper.directory(snapshot), vm_dir
+                    ):
+                        if snapshot.kind == "full":
+                            vm = await self.start_from(vm, snapshot, image, identity=False)
                     cmdline = snapshot.cmdline if snapshot.kind == "full" else None
                     vm = self.store.vms.set_disk_origin(vm.id, snapshot.base_snapshot, cmdline)
                 except BaseException as exc:

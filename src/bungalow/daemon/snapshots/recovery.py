@@ -62,7 +62,8 @@ class SnapshotRecovery:
         for process in ended:
             snapshot_dir = process.run_dir.parent.name
             self.store.events.add(
-                None, "process-ended", f"ended a snapshot's converter QEMU (pid {process.pid}, "
+                None, "process-ended", f"ended a snapshot's converter "
+                f"{'QEMU' if process.is_qemu else process.program} (pid {process.pid}, "
                 f"snapshot directory {snapshot_dir}): its save was cut short",
             )  # fmt: skip
 

@@ -23,6 +23,7 @@ import secrets
 from bungalow.daemon.snapshots.operations import Snapshots
 from bungalow.daemon.state.lifecycle import VmState, transition
 from bungalow.daemon.state.records import Operation, Purpose, SnapshotRecord, VmRecord
+from bungalow.daemon.vms import firmware as firmware_files
 from bungalow.daemon.vms.manager import message_of
 from bungalow.errors import SnapshotError
 from bungalow.host.files import sparse_copy
@@ -100,7 +101,8 @@ class Suspender:
                 await asyncio.to_thread(sparse_copy, source, staged)
                 os.replace(staged, vm_dir / "disk.qcow2")
                 try:
-                    vm = await self.snapshots.start_from(vm, snapshot, image, identity=False)
+                    with firmware_files.swapped_in(snapshot, source.parent, vm_dir):
+                        vm = await self.snapshots.start_from(vm, snapshot, image, identity=False)
                 except BaseException as exc:
                     message = (
                         f"could not carry on from its saved state ({message_of(exc)}); "

@@ -227,6 +227,13 @@ def _media(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE vms ADD COLUMN media TEXT")
 
 
+def _firmware_and_tpm(db: sqlite3.Connection) -> None:
+    """A VM's firmware (bios, uefi, uefi-secure) and TPM, and those of a snapshot's VM."""
+    for table in ("vms", "snapshots"):
+        db.execute(f"ALTER TABLE {table} ADD COLUMN firmware TEXT NOT NULL DEFAULT 'bios'")
+        db.execute(f"ALTER TABLE {table} ADD COLUMN tpm INTEGER NOT NULL DEFAULT 0")
+
+
 #: Every migration, oldest first; the database's ``user_version`` counts those it has had.
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _baseline,
@@ -235,4 +242,5 @@ MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _snapshot_networks,
     _provisioning,
     _media,
+    _firmware_and_tpm,
 )

@@ -117,6 +117,11 @@ class VmRecord:
     ssh_keys: list[str] = field(default_factory=list)
     #: The ``iso`` image in the VM's CD-ROM drive (its id); None when the tray is empty.
     media: str | None = None
+    #: ``bios`` (SeaBIOS), ``uefi`` or ``uefi-secure`` (OVMF; the VM keeps its own
+    #: variable store, efivars.fd, in its directory): qemu/firmware/.
+    firmware: str = "bios"
+    #: A TPM 2.0 (swtpm, its state in the VM's directory, tpm/).
+    tpm: bool = False
 
     def with_changes(self, **changes: Any) -> VmRecord:
         """A copy with ``changes``: for records not yet inserted (a plan), never to write back."""
@@ -153,6 +158,9 @@ class SnapshotRecord:
     created: float = field(default_factory=time.time)
     #: The networks its VM had NICs on, in NIC order (a full snapshot's NIC devices).
     networks: list[str] = field(default_factory=list)
+    #: Its VM's firmware and TPM: a clone gets the same (and the snapshot's efivars.fd, tpm/).
+    firmware: str = "bios"
+    tpm: bool = False
 
     def with_changes(self, **changes: Any) -> SnapshotRecord:
         return replace(self, **changes)

@@ -34,6 +34,7 @@ def _record(row: sqlite3.Row) -> SnapshotRecord:
     data["digests"] = json.loads(data["digests"])
     data["networks"] = json.loads(data["networks"])
     data["purpose"] = Purpose(data["purpose"])
+    data["tpm"] = bool(data["tpm"])
     return SnapshotRecord(**data)
 
 

@@ -41,6 +41,7 @@ def _record(row: sqlite3.Row) -> VmRecord:
     for column in _JSON_COLUMNS:
         data[column] = json.loads(data[column] or ("[]" if column in _LIST_COLUMNS else "{}"))
     data["sandbox"] = bool(data["sandbox"])
+    data["tpm"] = bool(data["tpm"])
     data["operation"] = None if data["operation"] is None else Operation(data["operation"])
     return VmRecord(**data)
 

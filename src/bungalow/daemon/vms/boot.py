@@ -19,7 +19,8 @@ from pathlib import Path
 
 from bungalow.arch import runs_natively
 from bungalow.daemon.state.records import VmRecord
-from bungalow.daemon.vms import diskfull, media, netshaping, provisioning, timeline
+from bungalow.daemon.vms import diskfull, media, netshaping, provisioning, timeline, tpm
+from bungalow.daemon.vms import firmware as firmware_files
 from bungalow.daemon.vms.confine import launch_confined
 from bungalow.daemon.vms.nics import AttachedNic, guest_nics, machine_nics
 from bungalow.daemon.vms.runtime import VmRuntime
@@ -96,7 +97,7 @@ def machine_spec(
         memory=vm.memory,
         profile="pc" if vm.profile == "pc" else "micro",
         disk=vm_dir / "disk.qcow2",
-        kernel=image.kernel,
+        kernel=image.kernel if vm.firmware == "bios" else firmware_files.efi_kernel(image),
         initrd=initrd,
         cmdline_extra=extra,
         accel=accel if runs_natively(image.arch) else "tcg",
@@ -111,6 +112,7 @@ def machine_spec(
         cdrom=media.medium_path(images, vm),
         cdrom_drive=media.has_drive(image),
         reboot=image.kind != "linux",
+        **firmware_files.spec_fields(vm, vm_dir, vm_dir / "run"),
     )
     spec = machine_nics(spec, nics)
     # The command line its guest booted with is kept, so a snapshot of it loads.
@@ -169,8 +171,14 @@ def boot_sets_machine_id(spec: MachineSpec, machine_id: str) -> bool:
 
 
 async def start_qemu(spec: MachineSpec, net_bw: int | None) -> int:
-    """Start QEMU for ``spec`` and, when its NIC is relayed, the network shaper at ``net_bw``."""
-    pid = await asyncio.to_thread(launch_confined, spec)
+    """Start QEMU for ``spec`` (after its swtpm, if it has a TPM) and, when its NIC is
+    relayed, the network shaper at ``net_bw``."""
+    await asyncio.to_thread(tpm.start_for, spec)
+    try:
+        pid = await asyncio.to_thread(launch_confined, spec)
+    except BaseException:
+        await asyncio.to_thread(tpm.stop, spec)
+        raise
     if spec.net_relay:
         try:
             await netshaping.start(spec.run_dir, net_bw)
@@ -417,11 +425,12 @@ def exit_reason(run_dir: Path) -> str:
 
 
 def clean_run_dir(run_dir: Path) -> None:
-    """End the network shaper, remove sockets and pidfiles; keep the console log.
+    """End the network shaper and the swtpm, remove sockets and pidfiles; keep the console log.
 
     Blocks up to a few seconds when a shaper must be ended: call it in a thread.
     """
     netshaping.stop(run_dir)
+    tpm.stop(RunFiles(run_dir.absolute()))
     files = RunFiles(run_dir)
     for path in (*files.sockets(), files.pidfile):
         with contextlib.suppress(FileNotFoundError):

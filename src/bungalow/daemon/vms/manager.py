@@ -36,6 +36,7 @@ from bungalow.daemon.vms import (
     readiness,
     timeline,
 )
+from bungalow.daemon.vms import firmware as firmware_files
 from bungalow.daemon.vms.admission import Admission
 from bungalow.daemon.vms.host import HostFacts
 from bungalow.daemon.vms.limits import Limits
@@ -205,6 +206,7 @@ class VmManager:
         try:
             await self._attach(vm, networks)
             await asyncio.to_thread(boot.create_disk, self.vm_dir(vm), backing, vm.disk_size)
+            await asyncio.to_thread(firmware_files.provide, self.vm_dir(vm), vm, backing.parent)
             await asyncio.to_thread(provisioning.make_seed, self.vm_dir(vm), vm, image)
             timeline.mark("disk")
             vm = await bring_up(vm)

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from bungalow.arch import emulator_missing, host_arch, runs_natively
 from bungalow.daemon.state.lifecycle import VmState
 from bungalow.daemon.state.records import Purpose, SnapshotRecord, VmRecord
+from bungalow.daemon.vms import firmware as firmware_files
 from bungalow.daemon.vms import media, provisioning
 from bungalow.daemon.vms.nics import check_choices
 from bungalow.daemon.vms.requests import CloneRequest, CreateRequest
@@ -40,7 +41,9 @@ def plan_vm(request: CreateRequest, image: Image) -> VmRecord:
         raise UserError("A VM needs at least 128M of memory; use --memory 128M or more.")
     if request.accel not in ACCELS:
         raise UserError(f"The accelerator {request.accel!r} is unknown; use auto, kvm or tcg.")
-    profile = request.profile or ("micro" if image.kind == "linux" else "pc")
+    # Firmware and a TPM are the pc profile's: asking for either picks it.
+    wants_pc = request.tpm or (request.firmware or image.firmware) != "bios"
+    profile = request.profile or ("micro" if image.kind == "linux" and not wants_pc else "pc")
     if profile not in PROFILES:
         raise UserError(f"The machine profile {profile!r} is unknown; use micro or pc.")
     check_arch_runs(image, profile, request.accel)
@@ -50,6 +53,7 @@ def plan_vm(request: CreateRequest, image: Image) -> VmRecord:
         raise UserError(
             f"The image {image.name} is a plain disk and needs firmware; use --profile pc."
         )
+    firmware = firmware_files.chosen(request.firmware, request.tpm, profile, image)
     check_choices(request.networks)
     if request.networks and request.limits.get("net_bw"):
         raise UserError(
@@ -96,6 +100,8 @@ def plan_vm(request: CreateRequest, image: Image) -> VmRecord:
         user_data=user_data,
         ssh_keys=ssh_keys,
         media=image.id if installer else None,
+        firmware=firmware,
+        tpm=request.tpm,
     )
 
 
@@ -166,6 +172,8 @@ def plan_clone(snapshot: SnapshotRecord, request: CloneRequest, image: Image) ->
         ports=[str(PortForward.parse(text)) for text in request.ports],
         user_data=request.user_data,
         ssh_keys=list(request.ssh_keys),
+        firmware=snapshot.firmware,
+        tpm=snapshot.tpm,
     )
 
 

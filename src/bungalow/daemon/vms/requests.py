@@ -36,6 +36,9 @@ class CreateRequest:
     ports: tuple[str, ...] = ()
     accel: str = "auto"
     profile: str | None = None
+    #: bios, uefi or uefi-secure; None: what the image needs (bios for bungalow's own).
+    firmware: str | None = None
+    tpm: bool = False
     sandbox: bool = False
     expires_at: float | None = None
     on_expiry: str = "delete"

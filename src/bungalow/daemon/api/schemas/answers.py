@@ -81,6 +81,8 @@ class VmInfo(BaseModel):
     media: str | None = Field(
         default=None, description="the ISO image in its CD-ROM drive; null: the tray is empty"
     )
+    firmware: str = Field(default="bios", description="bios, uefi or uefi-secure")
+    tpm: bool = Field(default=False, description="has a TPM 2.0 (swtpm)")
 
 
 class SnapshotInfo(BaseModel):
@@ -136,6 +138,7 @@ class ImageInfo(BaseModel):
     os_release: str | None
     kernel_version: str | None
     used_by: list[str]
+    firmware: str = Field(default="bios", description="what a VM made from it boots with")
 
 
 class AccelInfo(BaseModel):
@@ -154,6 +157,16 @@ class ArchitectureInfo(BaseModel):
         description="whether this host runs its programs (natively or through a registered "
         "qemu-user-static binfmt_misc handler), which building its images needs"
     )
+
+
+class FirmwareInfo(BaseModel):
+    """A ``--firmware`` choice: its files when installed, else the package that brings it."""
+
+    name: str
+    installed: bool
+    code: str | None = Field(description="the firmware image (SeaBIOS's, or OVMF's code)")
+    vars_template: str | None = Field(description="the variable store each VM copies (UEFI)")
+    package: str = Field(description="the Debian package that provides it")
 
 
 class HostInfo(BaseModel):
@@ -178,6 +191,9 @@ class HostInfo(BaseModel):
     ratios: dict[str, float] = Field(description="allocation ratios: cpu, memory, disk")
     limit: dict[str, int] = Field(description="capacity x ratio: cpus, memory, disk")
     free: dict[str, int] = Field(description="what may still be allocated: cpus, memory, disk")
+    firmwares: list[FirmwareInfo] = Field(
+        default_factory=list, description="bios, uefi, uefi-secure: installed or not"
+    )
 
 
 class Health(BaseModel):

@@ -47,6 +47,7 @@ from bungalow.names import (
 from bungalow.provision.sshkeys import MAX_KEY_LENGTH, MAX_KEYS
 from bungalow.provision.userdata import MAX_USER_DATA
 from bungalow.qemu.argv import PortForward
+from bungalow.qemu.firmware import FIRMWARES
 from bungalow.units import LONGEST_DURATION, format_size, parse_duration, parse_size
 
 #: The largest size the API takes: 1024T, more than any host holds, far inside 64 bits.
@@ -266,6 +267,7 @@ Size = Annotated[int | str, size()]
 Duration = Annotated[float | str, duration()]
 Accel = Annotated[str, choice(ACCELS)]
 Profile = Annotated[str, choice(PROFILES)]
+Firmware = Annotated[str, choice(FIRMWARES)]
 OnExpiry = Annotated[str, choice(ACTIONS)]
 IdleAction = Annotated[str, choice(Action)]
 #: A share of one vCPU above which a VM is busy: 0.05 or "5%".

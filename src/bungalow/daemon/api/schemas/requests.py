@@ -27,6 +27,7 @@ from bungalow.daemon.api.schemas.fields import (
     ExecArg,
     ExecText,
     ExecTimeout,
+    Firmware,
     ForkCount,
     HostPath,
     IdleAction,
@@ -101,6 +102,10 @@ class VmCreate(LimitsUpdate):
     )
     accel: Accel = "auto"
     profile: Profile | None = None
+    firmware: Firmware | None = Field(
+        default=None, description="bios, uefi or uefi-secure (pc); none: the image's"
+    )
+    tpm: bool = Field(default=False, description="a TPM 2.0 (swtpm; pc)")
     owner: Owner | None = Field(default=None, description="person or team the VM is for")
     labels: Labels = Field(default_factory=dict)
     ttl: Duration | None = Field(default=None, description="lease: 2h, 30m... from now")
@@ -214,6 +219,10 @@ class ImageBuild(Request):
 class ImageImport(Request):
     path: HostPath = Field(description="a disk image file on the daemon's host")
     name: ImageName
+    firmware: Firmware = Field(default="bios", description="what the disk boots with")
+    vars: HostPath | None = Field(
+        default=None, description="its UEFI variable store, a file on the daemon's host"
+    )
 
 
 class LeaseRequest(Request):
