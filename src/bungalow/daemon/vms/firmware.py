@@ -84,19 +84,21 @@ def spec_fields(vm: VmRecord, vm_dir: Path, run_dir: Path) -> dict[str, Any]:
     return fields
 
 
-def provide(vm_dir: Path, vm: VmRecord, origin: Path) -> None:
+def provide(vm_dir: Path, vm: VmRecord, origin: Path | None) -> None:
     """Make a new VM's variable store and TPM state: ``origin``'s (an image's or a snapshot's
-    directory) where it has them, else a blank copy of the firmware's template and an
-    empty TPM. Blocks: call it in a thread."""
+    directory) where it has them, else (and for ``origin`` None: an installer VM's blank
+    disk) a blank copy of the firmware's template and an empty TPM. Blocks: call it in a
+    thread."""
     pair: FlashPair | None = resolve(vm.firmware)
     if pair is not None:
-        kept = origin / VARS_FILE
-        shutil.copyfile(kept if kept.is_file() else pair.vars_template, vm_dir / VARS_FILE)
+        kept = origin / VARS_FILE if origin is not None else None
+        template = kept if kept is not None and kept.is_file() else pair.vars_template
+        shutil.copyfile(template, vm_dir / VARS_FILE)
         os.chmod(vm_dir / VARS_FILE, 0o600)
     if vm.tpm:
         (vm_dir / TPM_DIR).mkdir(mode=0o700, exist_ok=True)
-        kept = origin / TPM_DIR / TPM_STATE
-        if kept.is_file():
+        kept = origin / TPM_DIR / TPM_STATE if origin is not None else None
+        if kept is not None and kept.is_file():
             shutil.copyfile(kept, vm_dir / TPM_DIR / TPM_STATE)
 
 

@@ -206,7 +206,9 @@ class VmManager:
         try:
             await self._attach(vm, networks)
             await asyncio.to_thread(boot.create_disk, self.vm_dir(vm), backing, vm.disk_size)
-            await asyncio.to_thread(firmware_files.provide, self.vm_dir(vm), vm, backing.parent)
+            await asyncio.to_thread(
+                firmware_files.provide, self.vm_dir(vm), vm, backing and backing.parent
+            )
             await asyncio.to_thread(provisioning.make_seed, self.vm_dir(vm), vm, image)
             timeline.mark("disk")
             vm = await bring_up(vm)
