@@ -10,8 +10,9 @@ same firmware, machine type, CPU, memory and devices; rounds are interleaved. Pl
 QEMU runs in a control group beside bungalow's VMs' (``bungalow/bench-plain-PID``): in the
 root group it would weigh as much as all of bungalow's VMs together on a busy host.
 
-Firmwares are iterated: ``bios`` (SeaBIOS, QEMU's default) now; a firmware adds its
-``launch`` options and plain QEMU arguments to :data:`FIRMWARES`.
+Firmwares are iterated: ``bios`` (SeaBIOS, QEMU's default) and ``uefi`` (OVMF's 4M pair
+as QEMU's firmware descriptors name it, the plain side with its own copy of the variable
+store, kept across its rounds as the VM keeps its efivars.fd).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -30,6 +32,7 @@ from pathlib import Path
 from _support import ROOT, BenchFailed, cli, images_dir
 
 from bungalow.host.cgroups import VmCgroup
+from bungalow.qemu.firmware import resolve
 
 if str(ROOT) not in sys.path:  # the tests' media builder and kernel cache
     sys.path.insert(0, str(ROOT))
@@ -43,14 +46,32 @@ POLL = 0.005
 
 @dataclass(frozen=True)
 class Firmware:
-    """How each side boots with one firmware: ``launch`` options and plain QEMU arguments."""
+    """How each side boots with one firmware: ``launch`` options, and the UEFI build whose
+    pflash drives plain QEMU is given (None: SeaBIOS, QEMU's default on q35)."""
 
     launch: tuple[str, ...] = ()
-    plain: tuple[str, ...] = ()
+    uefi: str | None = None
+
+    def plain(self, home: Path) -> list[str]:
+        """Plain QEMU's firmware arguments, its variable store copied into ``home`` once."""
+        if self.uefi is None:
+            return []
+        pair = resolve(self.uefi)
+        if pair is None:
+            raise BenchFailed(f"no {self.uefi} firmware is installed (apt-get install ovmf)")
+        store = home / f"plain-{self.uefi}-vars.fd"
+        if not store.exists():
+            shutil.copyfile(pair.vars_template, store)
+        return [
+            "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={pair.code}",
+            "-drive", f"if=pflash,format=raw,unit=1,file={store}",
+        ]  # fmt: skip
 
 
-#: SeaBIOS is QEMU's default on q35: no option on either side.
-FIRMWARES: Mapping[str, Firmware] = {"bios": Firmware()}
+FIRMWARES: Mapping[str, Firmware] = {
+    "bios": Firmware(),
+    "uefi": Firmware(launch=("--firmware", "uefi"), uefi="uefi"),
+}
 
 
 def compare_installed(env: dict[str, str], home: Path, memory: str, rounds: int) -> None:
@@ -64,7 +85,7 @@ def compare_installed(env: dict[str, str], home: Path, memory: str, rounds: int)
         ours, theirs = [], []
         for _ in range(rounds):
             ours.append(_bungalow_boot(env, name, disk.parent / "run" / "console.log"))
-            theirs.append(_plain_boot(plain, memory, boot))
+            theirs.append(_plain_boot(plain, memory, boot.plain(home)))
         cli(env, "rm", name)
         b, p = statistics.median(ours), statistics.median(theirs)
         print(
@@ -121,7 +142,7 @@ def _markers(console: Path) -> int:
         return 0
 
 
-def _plain_boot(disk: Path, memory: str, boot: Firmware) -> float:
+def _plain_boot(disk: Path, memory: str, firmware: list[str]) -> float:
     """What a person would write for the same machine: q35, the disk first, a NIC
     without option ROM, the serial port on stdout; the disk opened as bungalow opens it
     (O_DIRECT, Linux AIO: qemu/disk.py), as the micro line's plain side does too. With the
@@ -130,7 +151,7 @@ def _plain_boot(disk: Path, memory: str, boot: Firmware) -> float:
     argv = [
         "qemu-system-x86_64", "-M", "q35", "-accel", "tcg,thread=multi", "-cpu", "max",
         "-smp", "1", "-m", memory, "-nodefaults", "-no-user-config", "-display", "none",
-        "-no-reboot", "-serial", "stdio", *boot.plain,
+        "-no-reboot", "-serial", "stdio", *firmware,
         "-drive", f"file={disk},if=none,id=d0,format=qcow2,cache=none,aio=native,readonly=on",
         "-device", "virtio-blk-pci,drive=d0,bootindex=1",
         "-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0,romfile=",

@@ -1,7 +1,8 @@
 """A home-made installer ISO for the tests: it installs a bootable system onto a blank disk.
 
-Both media are made with grub-mkrescue (grub-pc-bin, xorriso) from a Debian cloud
-kernel and busybox-static, offline:
+Both media are made with grub-mkrescue (grub-pc-bin and grub-efi-amd64-bin, so they boot
+under SeaBIOS and OVMF; xorriso, mtools) from a Debian cloud kernel and busybox-static,
+offline:
 
 - the *system* is a hybrid ISO (GRUB's MBR and a partition table, so SeaBIOS boots it
   from a hard disk too) whose GRUB boots the kernel with an initramfs that prints
@@ -25,6 +26,7 @@ from pathlib import Path
 MARKER = "bungalow-test: the installed system booted from its disk"
 INSTALLED = "bungalow-test: installed onto /dev/vda"
 BUSYBOX = Path("/bin/busybox")
+GRUB_PLATFORMS = Path("/usr/lib/grub")
 #: The order the kernel needs them in (a module after those it uses).
 VIRTIO_MODULES = (
     "virtio_ring",
@@ -95,7 +97,10 @@ def _key(kernel: Path, modules: dict[str, Path]) -> str:
     for path in (kernel, BUSYBOX, *sorted(modules.values())):
         digest.update(path.read_bytes())
     grub = subprocess.run(["grub-mkrescue", "--version"], capture_output=True, text=True)
-    for text in (SYSTEM_INIT, INSTALLER_INIT, GRUB_CFG, grub.stdout):
+    # grub-mkrescue makes media for every GRUB platform installed (i386-pc for BIOS,
+    # x86_64-efi for UEFI: grub-efi-amd64-bin), so the media change with that set.
+    platforms = " ".join(sorted(path.name for path in GRUB_PLATFORMS.iterdir() if path.is_dir()))
+    for text in (SYSTEM_INIT, INSTALLER_INIT, GRUB_CFG, grub.stdout, platforms):
         digest.update(text.encode())
     return digest.hexdigest()[:16]
 

@@ -132,7 +132,7 @@ def image_info(name: str = "debian-12") -> dict[str, Any]:
         "id": "a1b2c3d4e5f6a7b8c9d0", "name": name, "kind": "linux", "flavour": "micro",
         "size": 400 << 20, "virtual_size": 2 << 30, "created": NOW - 86400,
         "os_release": "Debian GNU/Linux 12", "kernel_version": "6.1.0", "used_by": ["web"],
-        "firmware": "bios",
+        "firmware": "bios", "arch": "x86_64",
     }  # fmt: skip
 
 

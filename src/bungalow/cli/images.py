@@ -40,10 +40,12 @@ def list_images(as_json: AsJson = False) -> None:
         print_json(images)
         return
     table(
-        ["NAME", "ID", "KIND", "FLAVOUR", "OS", "SIZE", "CREATED", "USED BY"],
+        ["NAME", "ID", "KIND", "FLAVOUR", "ARCH", "OS", "SIZE", "CREATED", "USED BY"],
         (
             [
-                image["name"], image["id"][:12], image["kind"], image["flavour"],
+                image["name"], image["id"][:12], image["kind"],
+                image["flavour"] if image["kind"] == "linux" else "-",
+                image["arch"],
                 image["os_release"] or "-",
                 size(image["size"]),
                 time.strftime("%Y-%m-%d %H:%M", time.localtime(image["created"])),

@@ -165,6 +165,7 @@ class ImageInfo(TypedDict):
     kernel_version: str | None
     used_by: list[str]
     firmware: str
+    arch: Literal["x86_64", "i386", "aarch64"]
 
 
 class BuildProgress(TypedDict):

@@ -135,6 +135,7 @@ class Views:
             kernel_version=image.kernel_version,
             used_by=self.images.users(image, project=caller),
             firmware=image.firmware,
+            arch=image.arch,
         )
 
     def host(self) -> HostInfo:

@@ -139,6 +139,9 @@ class ImageInfo(BaseModel):
     kernel_version: str | None
     used_by: list[str]
     firmware: str = Field(default="bios", description="what a VM made from it boots with")
+    arch: Literal["x86_64", "i386", "aarch64"] = Field(
+        default="x86_64", description="the guest's architecture, as QEMU names it"
+    )
 
 
 class AccelInfo(BaseModel):
