@@ -86,7 +86,10 @@ def test_missing_qemu_is_explained(bw: Env, tmp_path: Path) -> None:
             (tmp_path / program.name).symlink_to(program)
     bw.env["PATH"] = str(tmp_path)
     result = bw.run("launch", "noqemu", check=False)
-    _assert_clean_refusal(result, "QEMU is not installed")
+    _assert_clean_refusal(
+        result,
+        "qemu-system-x86_64, which is not installed; install the Debian package qemu-system-x86",
+    )
     _assert_nothing_left(bw)
 
 
