@@ -62,6 +62,36 @@ async def test_connect_times_out_with_a_clear_error(tmp_path: Path) -> None:
     silent.close()
 
 
+async def test_connect_gives_up_on_a_port_that_never_reads(tmp_path: Path) -> None:
+    # QEMU accepts on the agent's socket but reads nothing while the guest's port is
+    # closed (firmware that never boots the kernel): the hellos fill the socket.
+    deaf = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    deaf.bind(str(tmp_path / "deaf.sock"))
+    deaf.listen(1)
+    deaf.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    start = time.monotonic()
+    try:
+        with pytest.raises(AgentError, match="did not answer"):
+            await AgentChannel.connect(tmp_path / "deaf.sock", timeout=1.0)
+        assert time.monotonic() - start < 30  # not forever
+    finally:
+        deaf.close()
+
+
+async def test_close_drops_what_a_deaf_peer_never_reads(tmp_path: Path) -> None:
+    deaf = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    deaf.bind(str(tmp_path / "deaf.sock"))
+    deaf.listen(1)
+    reader, writer = await asyncio.open_unix_connection(str(tmp_path / "deaf.sock"))
+    channel = AgentChannel(reader, writer, str(tmp_path / "deaf.sock"))
+    writer.write(b"x" * (8 << 20))  # far more than the socket holds: the rest stays buffered
+    try:
+        await asyncio.wait_for(channel.close(), timeout=30)
+        assert channel.closed
+    finally:
+        deaf.close()
+
+
 async def test_reconnect_to_the_same_agent(agent: AgentProcess) -> None:
     first = await AgentChannel.connect(agent.socket, timeout=10)
     session = await first.exec(["sleep", "30"])

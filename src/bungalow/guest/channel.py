@@ -41,6 +41,11 @@ from bungalow.units import format_size
 #: How often connect() says hello until the agent answers; what is sent
 #: before the guest opens its port may be lost, so connect keeps sending.
 PING_INTERVAL = 0.05
+#: Seconds :meth:`AgentChannel.close` lets what is still buffered go before dropping it.
+#: Hellos sent every PING_INTERVAL to a guest that never opens its port fill the socket
+#: (QEMU reads nothing while the port is closed), and a close that waited for them to
+#: be flushed would never return: a launch then stayed ``starting`` for good.
+CLOSE_FLUSH_TIMEOUT = 2.0
 
 _LOST = "The connection to the guest agent was lost; the VM stopped or its agent died."
 _CLOSED = "The agent channel was closed; connect a new one to reach the guest again."
@@ -182,8 +187,15 @@ class AgentChannel:
         self._reader_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._reader_task
-        with contextlib.suppress(OSError):
-            await self._writer.wait_closed()
+        try:
+            async with asyncio.timeout(CLOSE_FLUSH_TIMEOUT):
+                await self._writer.wait_closed()
+        except TimeoutError:
+            # The other end stopped reading (QEMU does while the guest's port is closed: a
+            # guest that never booted, or hung): what is still buffered will never go.
+            self._writer.transport.abort()
+        except OSError:
+            pass
 
     def interrupt(self, error: BungalowError) -> None:
         """End every operation under way with ``error`` and tell the agent to drop them (it
