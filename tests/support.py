@@ -9,8 +9,10 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
 import time
 import urllib.request
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -83,3 +85,22 @@ def kill(pid: int, sig: int = signal.SIGKILL, timeout: float = 10.0) -> None:
     """Send ``sig`` to ``pid`` and wait until it has ended."""
     os.kill(pid, sig)
     wait_until(f"process {pid} to end", lambda: gone(pid), timeout, interval=0.02)
+
+
+def unique_disk(path: Path, size: str = "64M", fmt: str = "raw") -> Path:
+    """A blank disk file of ``fmt`` whose content no other test's has (a random id at 1 MiB).
+
+    Images are one content under one name (images/store.py), so two tests importing blank
+    disks of one size into the shared store under two names would refuse each other.
+    """
+    raw = path if fmt == "raw" else path.with_name(path.name + ".raw")
+    subprocess.run(["qemu-img", "create", "-q", "-f", "raw", str(raw), size], check=True)
+    with raw.open("r+b") as file:
+        file.seek(1 << 20)
+        file.write(uuid.uuid4().bytes)
+    if fmt != "raw":
+        subprocess.run(
+            ["qemu-img", "convert", "-q", "-f", "raw", "-O", fmt, str(raw), str(path)], check=True
+        )
+        raw.unlink()
+    return path

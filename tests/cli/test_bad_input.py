@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Env
+from tests.support import unique_disk
 
 pytestmark = pytest.mark.vm
 
@@ -115,7 +116,7 @@ def test_comma_in_imported_disk_path_is_harmless(bw: Env, tmp_path: Path) -> Non
     weird = tmp_path / "a,b=c d"
     weird.mkdir()
     disk = weird / "disk.qcow2"
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "64M"], check=True)
+    unique_disk(disk, fmt="qcow2")
     result = bw.run("image", "import", str(disk), "--name", "weird", check=False)
     assert result.returncode == 0, result.stderr
     assert "weird" in bw.run("image", "ls").stdout

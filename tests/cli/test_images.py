@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import Env
+from tests.support import unique_disk
 
 pytestmark = pytest.mark.vm
 
@@ -29,8 +29,10 @@ def test_building_a_present_image_is_skipped(bw: Env) -> None:
 
 def test_imported_disk_boots_with_the_pc_profile(bw: Env, tmp_path: Path) -> None:
     disk = tmp_path / "legacy.img"
-    subprocess.run(["qemu-img", "create", "-q", "-f", "raw", str(disk), "64M"], check=True)
+    unique_disk(disk)
     bw.run("image", "import", str(disk), "--name", "legacy")
+    again = bw.run("image", "import", str(disk), "--name", "legacy").stdout
+    assert "legacy" in again and "already there" in again
     bw.run("launch", "old", "--image", "legacy", "--memory", "256M")
     info = json.loads(bw.run("inspect", "old").stdout)
     assert info["state"] == "running"

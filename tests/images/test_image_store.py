@@ -94,14 +94,54 @@ def test_a_taken_name_is_a_conflict(store: ImageStore, make_disk: MakeDisk) -> N
     assert _leftovers(store) == []
 
 
-def test_same_content_under_two_names_is_stored_once(
+def test_the_same_content_again_under_its_name_is_the_same_image(
+    store: ImageStore, make_disk: MakeDisk
+) -> None:
+    disk = make_disk()
+    first = store.import_disk(disk, "first", firmware="uefi")
+    again = store.import_disk(disk, "first", firmware="uefi")
+    assert again.id == first.id and again.firmware == "uefi"
+    assert [i.name for i in store.list()] == ["first"]
+    assert _leftovers(store) == []
+
+
+def test_the_same_content_under_another_name_is_refused_naming_the_image(
     store: ImageStore, make_disk: MakeDisk
 ) -> None:
     disk = make_disk()
     first = store.import_disk(disk, "first")
-    second = store.import_disk(disk, "second")
-    assert first.id == second.id
-    assert [i.name for i in store.list()] == ["first", "second"]
+    with pytest.raises(ConflictError, match=r"already the image 'first' .*image rm first"):
+        store.import_disk(make_disk("copy.vmdk", fmt="vmdk"), "second")
+    assert [i.name for i in store.list()] == ["first"]
+    store.remove("first")
+    assert not (store.root / first.id).exists() and _leftovers(store) == []
+
+
+@pytest.mark.parametrize("settings", [{"firmware": "uefi"}, {"vars": b"\1" * 4096}])
+def test_the_same_content_with_other_boot_settings_is_refused(
+    store: ImageStore, make_disk: MakeDisk, tmp_path: Path, settings: dict[str, object]
+) -> None:
+    disk = make_disk()
+    store.import_disk(disk, "first", firmware="uefi-secure" if "vars" in settings else "bios")
+    vars_file = None
+    if "vars" in settings:
+        vars_file = tmp_path / "VARS.fd"
+        vars_file.write_bytes(settings["vars"])  # type: ignore[arg-type]
+    firmware = str(settings.get("firmware", "uefi-secure"))
+    with pytest.raises(ConflictError, match=r"already the image 'first' .*booted with"):
+        store.import_disk(disk, "first", firmware=firmware, vars_file=vars_file)
+    kept = store.get("first")
+    assert kept.firmware == ("uefi-secure" if vars_file else "bios") and kept.vars_file is None
+
+
+def test_removing_a_name_never_takes_another_names_image(
+    store: ImageStore, make_disk: MakeDisk
+) -> None:
+    """Stores from before imports refused it may hold one content under two names."""
+    first = store.import_disk(make_disk(), "first")
+    (store.root / "names" / "second").symlink_to(f"../{first.id}")
+    with pytest.raises(UserError, match="has the names first, second; remove them by name"):
+        store.remove(first.id[:8])
     store.remove("first")  # only drops the name: "second" still uses the content
     assert store.get("second").disk.exists()
     store.remove("second")

@@ -43,11 +43,13 @@ def test_an_iso_is_imported_once_by_its_content(rescue: Path, store: ImageStore)
     assert first.virtual_size == rescue.stat().st_size
     again = import_iso(store, rescue)
     assert again.id == first.id and again.name == first.name
-    other = import_iso(store, rescue, "rescue")  # another name, the same stored content
-    assert other.id == first.id
-    assert [image.name for image in store.list()] == ["grub-rescue-cdrom", "rescue"]
+    named = import_iso(store, rescue, "grub-rescue-cdrom")  # its own name: idempotent
+    assert named.id == first.id
+    with pytest.raises(ConflictError, match=r"already the image 'grub-rescue-cdrom' "):
+        import_iso(store, rescue, "rescue")  # another name for the same medium
+    assert [image.name for image in store.list()] == ["grub-rescue-cdrom"]
     with pytest.raises(ConflictError, match="exists already"):
-        import_iso(store, _copy_with_a_byte_changed(rescue, store.root.parent), "rescue")
+        import_iso(store, _copy_with_a_byte_changed(rescue, store.root.parent), "grub-rescue-cdrom")
 
 
 def test_a_file_that_is_not_an_iso_is_refused_before_anything_is_copied(

@@ -81,8 +81,12 @@ def import_(
     """Import a disk to boot with the pc profile (converted to qcow2 by qemu-img), or an ISO
     for `launch --iso`."""
     image_name = name or path.name.split(".")[0].lower()
+    before = {image["name"]: image["id"] for image in client().list_images()}
     image = client().import_image(path, image_name, firmware=firmware, vars_file=vars_file)
-    say(f"{image['name']} {image['id'][:12]} imported")
+    if before.get(image_name) == image["id"]:
+        say(f"{image['name']} {image['id'][:12]} is already there, with this content")
+    else:
+        say(f"{image['name']} {image['id'][:12]} imported")
 
 
 @app.command("rm")

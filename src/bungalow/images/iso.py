@@ -2,7 +2,7 @@
 
 An ``iso`` image is a CD-ROM medium an installer VM boots from (daemon/vms/media.py).
 Its id is the sha256 of the ISO file itself, so the same medium imported twice (or
-launched with ``--iso PATH`` again) is stored once. A file is taken for an ISO when
+launched with ``--iso PATH`` again) is stored once, under one name. A file is taken for an ISO when
 its first volume descriptor carries the standard identifier ``CD001`` at byte 32769
 (ECMA-119 8.1: the descriptors start at sector 16 of 2048 bytes, the identifier
 after the one-byte type); hybrid ISOs, which also start with a boot record and
@@ -50,8 +50,8 @@ def check_iso(path: Path) -> Path:
     if not is_iso(source):
         raise UserError(
             f"{source} is not an ISO 9660 image (it has no CD001 volume descriptor at byte "
-            f"{VOLUME_ID_OFFSET}); give an installer or live CD image, or import a disk with "
-            "`bungalow image import`."
+            f"{VOLUME_ID_OFFSET}); give an installer or live CD image (a disk is imported "
+            "with `bungalow image import`)."
         )
     return source
 
@@ -64,12 +64,14 @@ def name_for(path: Path) -> str:
 
 
 def import_iso(store: ImageStore, path: Path, name: str | None = None) -> Image:
-    """The ``iso`` image with the content of ``path``: the one stored already if any (under
-    its name), else a copy imported as ``name`` (by default :func:`name_for` the file, with
-    the id's start added when another image has that name).
+    """The ``iso`` image with the content of ``path``: without ``name``, the one stored
+    already if any (``launch --iso`` reuses it), else a copy named :func:`name_for` the file
+    (with the id's start added when another image has that name); with ``name``, the image
+    of that name if it holds this medium already, else a copy named so.
 
     Raises NotFoundError or UserError (:func:`check_iso`) before anything is copied,
-    ConflictError when an explicit ``name`` is taken, CapacityError when the store's
+    ConflictError when an explicit ``name`` is taken by other content or the medium is
+    stored under another name (ImageStore.check_same), CapacityError when the store's
     disk has no room.
     """
     source = check_iso(path)
@@ -79,6 +81,7 @@ def import_iso(store: ImageStore, path: Path, name: str | None = None) -> Image:
         return stored
     if name is not None:
         validate_name(name, what="image")
+        store.check_same(image_id, name)  # the medium stored under another name: refused
     else:
         name = name_for(source)
         if store.has(name):

@@ -168,8 +168,9 @@ class ImageStore:
     def remove(self, ref: str) -> Image:
         """Delete an image; the caller makes sure no VM still uses it.
 
-        Removing by name when other names point at the same content only drops
-        that name.
+        Removing by name when other names point at the same content (a store made
+        before :meth:`check_same`) only drops that name; UserError when ``ref`` is an id
+        that several names share.
         """
         image = self.get(ref)
         with self._store_lock():
@@ -177,6 +178,11 @@ class ImageStore:
             if ref in names and len(names) > 1:
                 (self._names_dir / ref).unlink()
                 return image
+            if len(names) > 1:
+                raise UserError(
+                    f"The image {image.short_id} has the names {', '.join(names)}; remove "
+                    "them by name, each name on its own."
+                )
             for name in names:
                 (self._names_dir / name).unlink(missing_ok=True)
             # Out of sight at once (one rename), deleted at leisure.
@@ -204,38 +210,39 @@ class ImageStore:
         validate_name(name, what="image")
         source, source_format, virtual_size = disks.check_importable(Path(path))
         report = progress or _ignore_progress
-        with self.build_lock(name):
-            if self.has(name):
+        with self.build_lock(name), self.staging() as staging:
+            require_space(staging, disks.allocated_size(source) + (64 << 20))
+            staged = staging / "image"
+            staged.mkdir()
+            report("copying the disk", 0.0)
+            disks.convert_to_qcow2(
+                source,
+                source_format,
+                staged / DISK,
+                progress=lambda done: report("copying the disk", done * 0.95),
+            )
+            if vars_file is not None:
+                shutil.copyfile(vars_file, staged / VARS)
+            report("hashing the disk", 0.95)
+            image_id = disks.sha256(staged / DISK)
+            if self.has(name) and self.get(name).id != image_id:
                 raise ConflictError(
                     f"An image named {name!r} exists already; remove it or choose another name."
                 )
-            with self.staging() as staging:
-                require_space(staging, disks.allocated_size(source) + (64 << 20))
-                staged = staging / "image"
-                staged.mkdir()
-                report("copying the disk", 0.0)
-                disks.convert_to_qcow2(
-                    source,
-                    source_format,
-                    staged / DISK,
-                    progress=lambda done: report("copying the disk", done * 0.95),
-                )
-                if vars_file is not None:
-                    shutil.copyfile(vars_file, staged / VARS)
-                report("hashing the disk", 0.95)
-                image = self.commit(
-                    staged,
-                    name,
-                    {
-                        "kind": "disk",
-                        "os_release": "",
-                        "kernel_version": None,
-                        "source": f"imported from {source}",
-                        "source_format": source_format,
-                        "source_virtual_size": virtual_size,
-                        "firmware": firmware,
-                    },
-                )
+            image = self.commit(
+                staged,
+                name,
+                {
+                    "kind": "disk",
+                    "os_release": "",
+                    "kernel_version": None,
+                    "source": f"imported from {source}",
+                    "source_format": source_format,
+                    "source_virtual_size": virtual_size,
+                    "firmware": firmware,
+                },
+                image_id=image_id,
+            )
         report("done", 1.0)
         return image
 
@@ -293,11 +300,21 @@ class ImageStore:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
-    def commit(self, staged: Path, name: str, fields: dict[str, Any], *, file: str = DISK) -> Image:
-        """Hash ``staged`` (a directory with disk.qcow2, or the ``file`` named), move it into
-        place and name it; ``fields`` may give the ``virtual_size`` (else qemu-img's)."""
+    def commit(
+        self,
+        staged: Path,
+        name: str,
+        fields: dict[str, Any],
+        *,
+        file: str = DISK,
+        image_id: str | None = None,
+    ) -> Image:
+        """Hash ``staged`` (a directory with disk.qcow2, or the ``file`` named; ``image_id``
+        when the caller hashed it), move it into place and name it; ``fields`` may give the
+        ``virtual_size`` (else qemu-img's). When that content is stored already, ConflictError
+        unless it may take this name and settings (:meth:`check_same`)."""
         disk = staged / file
-        image_id = disks.sha256(disk)
+        image_id = image_id or disks.sha256(disk)
         manifest = {
             "format": MANIFEST_FORMAT,
             "id": image_id,
@@ -311,10 +328,54 @@ class ImageStore:
         disk.chmod(0o444)
         with self._store_lock():
             final = self.root / image_id
-            if not final.exists():
+            if final.exists():
+                self.check_same(image_id, name, manifest.get("firmware"), staged / VARS)
+            else:
                 os.rename(staged, final)
             self._link_name(name, image_id)
         return self.get(name)
+
+    def names_of(self, image_id: str) -> builtins.list[str]:
+        """The names pointing at the image ``image_id`` (none for a superseded build)."""
+        return self._names_by_id().get(image_id, [])
+
+    def check_same(
+        self,
+        image_id: str,
+        name: str,
+        firmware: str | None = None,
+        vars_file: Path | None = None,
+    ) -> None:
+        """Pass when the content ``image_id`` may be (re)named ``name``, booted by
+        ``firmware`` (None: any) with the UEFI variable store ``vars_file`` (None or a path
+        not there: none); else ConflictError naming the image that holds it.
+
+        One content is one image with one name and one set of boot settings, so that
+        removing a name never takes another's image and an import's --firmware is never
+        dropped: importing the same content again is only idempotent under its own name.
+        """
+        if not (self.root / image_id / MANIFEST).is_file():
+            return
+        names = self.names_of(image_id)
+        held = names[0] if names else None
+        stored = self._load(image_id, held)
+        shown = f"{held!r} ({stored.short_id})" if held else f"{stored.short_id} (unnamed)"
+        remove = f"`bungalow image rm {held or stored.short_id}`"
+        if held is not None and name not in names:
+            raise ConflictError(
+                f"This content is already the image {shown}; use that name, or remove it "
+                f"first ({remove}) to import it as {name!r}."
+            )
+        new_vars = None if vars_file is None or not vars_file.is_file() else vars_file
+        if firmware is not None and (
+            firmware != stored.firmware or _digest(new_vars) != _digest(stored.vars_file)
+        ):
+            kept = "its own" if stored.vars_file else "no"
+            raise ConflictError(
+                f"This content is already the image {shown}, booted with {stored.firmware} "
+                f"and {kept} UEFI variable store; remove it first ({remove}) to import it "
+                "with other settings."
+            )
 
     # Internals
 
@@ -467,6 +528,10 @@ def _prune_initrds(directory: Path) -> None:
             continue
     for _, old in sorted(used)[:-_INITRDS_KEPT]:
         old.unlink(missing_ok=True)
+
+
+def _digest(path: Path | None) -> str | None:
+    return None if path is None else disks.sha256(path)
 
 
 def _ignore_progress(stage: str, fraction: float) -> None:

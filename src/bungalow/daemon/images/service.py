@@ -56,8 +56,13 @@ class Images:
         return sorted(RECIPES)
 
     async def remove(self, ref: str) -> None:
-        """Remove an image nothing needs; ConflictError naming what does."""
+        """Remove an image nothing needs; ConflictError naming what does. Only ever the image
+        ``ref`` names: when other names share its content (a store from before imports
+        refused that), just the name ``ref`` goes and the content stays theirs."""
         image = self.store.get(ref)
+        if len(self.store.names_of(image.id)) > 1:  # drops the name; refuses a shared id
+            await asyncio.to_thread(self.store.remove, ref)
+            return
         inserted = [vm.name for vm in self._vms.list() if vm.media == image.id]
         if inserted:
             raise ConflictError(
@@ -72,7 +77,7 @@ class Images:
                 f"{'that' if len(users) == 1 else 'those'} first."
             )
         await self._keeper.retire_templates(image.id)
-        await asyncio.to_thread(self.store.remove, image.id)
+        await asyncio.to_thread(self.store.remove, ref)
 
     async def import_disk(
         self, path: Path, name: str, *, firmware: str = "bios", vars_file: Path | None = None
@@ -80,10 +85,12 @@ class Images:
         """Import a disk at ``path`` (on this host: raw, qcow2, vmdk, vdi, vhdx) as the image
         ``name``, booted by ``firmware``; ``vars_file``, its UEFI variable store, must be
         of that firmware (UserError: "a vars file from another firmware"). An ISO 9660
-        medium (any file with its volume descriptor, or named ``*.iso``, which must have
-        one) becomes an ``iso`` image (images/iso.py), whose firmware is chosen at launch."""
+        medium (a file with its volume descriptor, whatever its name) becomes an ``iso``
+        image (images/iso.py), whose firmware is chosen at launch; anything else is a disk
+        as qemu-img reads it. The same content again is the same image only under its own
+        name and settings; else ConflictError naming it (ImageStore.check_same)."""
         validate_name(name, what="image")
-        if path.suffix.lower() == ".iso" or await asyncio.to_thread(iso.is_iso, path):
+        if await asyncio.to_thread(iso.is_iso, path.expanduser()):
             if firmware != "bios" or vars_file is not None:
                 raise UserError(
                     f"{path} is an ISO, booted with the firmware its VM is launched with; "
