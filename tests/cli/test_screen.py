@@ -103,6 +103,11 @@ def test_a_screenshot_is_a_png_of_the_display_that_follows_what_the_guest_draws(
     band = (0, 12 * 16, 18 * 9, 13 * 16)  # the cells drawn into
     assert after.crop(band).tobytes() != before.crop(band).tobytes()
     assert after.crop(band).getpixel((1, 1)) == (0, 0, 168)  # VGA blue (its DAC has 6 bits)
+    scr.run("pause", "scr")
+    try:  # a paused VM's screen is read as it was left
+        assert screenshot(scr, "scr").tobytes() == after.tobytes()
+    finally:
+        scr.run("resume", "scr")
 
 
 def test_typed_text_arrives_in_the_guest_as_typed(scr: Env) -> None:

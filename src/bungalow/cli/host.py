@@ -37,10 +37,10 @@ def info(as_json: AsJson = False) -> None:
         ("cpus", f"{host['cpus']} x {ratio['cpu']:g} = {limit['cpus']} vCPUs: "
                  f"{host['allocated_cpus']} allocated to running VMs, {free['cpus']} free"),
         ("memory", f"{size(host['memory'])} x {ratio['memory']:g}: "
-                   f"{size(host['allocated_memory'])} allocated, {size(free['memory'])} free "
+                   f"{_amount(host['allocated_memory'])} allocated, {size(free['memory'])} free "
                    f"({size(host['memory_available'])} available now)"),
         ("disk", f"{size(host['disk_total'])} x {ratio['disk']:g}: "
-                 f"{size(host['allocated_disk'])} allocated, {size(free['disk'])} free "
+                 f"{_amount(host['allocated_disk'])} allocated, {size(free['disk'])} free "
                  f"({size(host['disk_free'])} free now in {host['data_dir']})"),
         ("vms", f"{host['vms']} ({host['vms_running']} running)"),
         *(
@@ -66,3 +66,8 @@ def _architecture(arch: ArchitectureInfo, host_reason: str) -> str:
     line = f"{arch['qemu_binary']}, {arch['accel']['name']}, {build}"
     reason = arch["accel"]["reason"]
     return line if reason == host_reason else f"{line}: {reason}"
+
+
+def _amount(value: int) -> str:
+    """A size that may be nothing at all: 0 rather than the tables' "-"."""
+    return size(value) if value else "0"

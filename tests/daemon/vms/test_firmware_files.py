@@ -158,3 +158,16 @@ def test_a_snapshot_takes_the_files_and_a_restore_puts_them_back_or_not_at_all(
     assert (vm_dir / "efivars.fd").read_bytes() == b"vars then"
     assert (vm_dir / "tpm" / "tpm2-00.permall").read_bytes() == b"tpm then"
     assert sorted(p.name for p in vm_dir.iterdir()) == ["efivars.fd", "tpm"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "said"),
+    [
+        ({"profile": "micro"}, "boots its kernel directly, with no firmware and no firmware log"),
+        ({"firmware": "uefi"}, "boots OVMF (uefi), whose Debian build writes no debug log"),
+    ],
+)
+def test_a_firmware_log_is_seabios_alone(changes: dict[str, object], said: str) -> None:
+    firmware.check_firmware_log(vm())  # SeaBIOS: its debug console is the log
+    with pytest.raises(UserError, match=said.replace("(", r"\(").replace(")", r"\)")):
+        firmware.check_firmware_log(vm(**changes))

@@ -26,6 +26,7 @@ from bungalow.daemon.api.responses import BytesResponse, NdjsonResponse
 from bungalow.daemon.api.schemas import ExecRequest, FileStat
 from bungalow.daemon.api.schemas.fields import GuestPath
 from bungalow.daemon.vms import console_log
+from bungalow.daemon.vms.firmware import check_firmware_log
 from bungalow.errors import AgentError, BungalowError, InvalidStateError, UserError
 from bungalow.guest.session import ExecEvent, ExecSession
 from bungalow.qemu.argv import RunFiles
@@ -263,7 +264,10 @@ async def logs(
     comes, until the VM's QEMU ends (vms/console_log.py). With ``firmware``, a pc VM's
     firmware debug log instead (SeaBIOS's ``isa-debugcon``: "Booting from ..."), written
     afresh at each start."""
-    files = RunFiles(svc.vms.run_dir(svc.vms.get(name)))
+    vm = svc.vms.get(name)
+    if firmware:
+        check_firmware_log(vm)
+    files = RunFiles(svc.vms.run_dir(vm))
     path = files.firmware_log if firmware else files.console_log
     if follow:
         lines = console_log.follow(path, tail, name=name, vms=svc.vms)

@@ -146,3 +146,20 @@ def swapped_in(snapshot: SnapshotRecord, directory: Path, vm_dir: Path) -> Itera
         for name in names:
             (vm_dir / (name + ".restore")).unlink(missing_ok=True)
             (vm_dir / (name + _BEFORE_RESTORE)).unlink(missing_ok=True)
+
+
+def check_firmware_log(vm: VmRecord) -> None:
+    """UserError unless ``vm`` writes a firmware debug log (``logs --firmware``): micro VMs
+    boot their kernel with no firmware, and Debian's OVMF is a release build that writes
+    nothing to the debug console; SeaBIOS logs its "Booting from ..." lines there."""
+    if vm.profile != "pc":
+        raise UserError(
+            f"The VM {vm.name} is a micro VM: it boots its kernel directly, with no firmware "
+            f"and no firmware log; its console log is `bungalow logs {vm.name}`."
+        )
+    if vm.firmware != "bios":
+        raise UserError(
+            f"The VM {vm.name} boots OVMF ({vm.firmware}), whose Debian build writes no debug "
+            f"log; see its screen (`bungalow screenshot {vm.name} FILE.png`) or its console "
+            f"log (`bungalow logs {vm.name}`)."
+        )

@@ -40,21 +40,25 @@ class VncEndpoint:
         return f"vnc://{self.host}:{self.port}"
 
 
-def _screen_monitor(vms: VmManager, vm: VmRecord, action: str) -> Monitor:
-    """The monitor of ``vm`` if it has a screen and runs; a sentence otherwise."""
+def _screen_monitor(
+    vms: VmManager, vm: VmRecord, action: str, *, paused_too: bool = False
+) -> Monitor:
+    """The monitor of ``vm`` if it has a screen and runs (or, with ``paused_too``, is
+    paused: its screen can be read, not typed on); a sentence otherwise."""
     if vm.profile != "pc":
         raise UserError(
             f"Cannot {action}: the VM {vm.name} is a micro VM, which has no display or "
             "keyboard; launch a VM with --profile pc for one."
         )
-    require_running(vm.name, vm.state, action, vm.error)
+    if not (paused_too and vm.state == VmState.PAUSED):
+        require_running(vm.name, vm.state, action, vm.error)
     return vms.monitor(vm)
 
 
 async def screenshot(vms: VmManager, name: str) -> bytes:
     """What the VM's display shows now, as PNG bytes."""
     async with vms.locked(name):
-        monitor = _screen_monitor(vms, vms.get(name), "take a screenshot")
+        monitor = _screen_monitor(vms, vms.get(name), "take a screenshot", paused_too=True)
         return await display.screendump(monitor)
 
 
