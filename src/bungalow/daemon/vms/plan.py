@@ -41,6 +41,7 @@ def plan_vm(request: CreateRequest, image: Image) -> VmRecord:
         raise UserError("A VM needs at least 128M of memory; use --memory 128M or more.")
     if request.accel not in ACCELS:
         raise UserError(f"The accelerator {request.accel!r} is unknown; use auto, kvm or tcg.")
+    firmware_files.check_arch(request.firmware, request.tpm, image)
     # Firmware and a TPM are the pc profile's: asking for either picks it.
     wants_pc = request.tpm or (request.firmware or image.firmware) != "bios"
     profile = request.profile or ("micro" if image.kind == "linux" and not wants_pc else "pc")
