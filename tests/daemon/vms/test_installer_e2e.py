@@ -70,6 +70,8 @@ def test_bad_input_is_refused_with_a_sentence_and_leaves_nothing(env: Env, tmp_p
     assert "is not an ISO 9660 image" in said
     said = _refused(env, "launch", "bad", "--iso", GRUB_RESCUE).stderr
     assert "--disk" in said
+    asked = ("launch", "bad", "--iso", GRUB_RESCUE, "--image", "debian-12", "--disk", "1G")
+    assert "give --iso or --image, not both" in _refused(env, *asked).stderr
     user_data = tmp_path / "user-data"
     user_data.write_text("#cloud-config\n")
     asked = ("launch", "bad", "--iso", GRUB_RESCUE, "--disk", "1G", "--cloud-init", str(user_data))

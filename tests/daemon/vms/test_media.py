@@ -40,6 +40,7 @@ def test_an_installer_vm_is_a_pc_vm_with_a_blank_disk_and_the_iso_inserted(iso: 
         ({}, "give its size with --disk"),
         ({"profile": "micro"}, "use --profile pc"),
         ({"user_data": "#cloud-config\n"}, "no agent or cloud-init"),
+        ({"image": "debian-12"}, "give --iso or --image, not both"),
     ],
 )
 def test_an_installer_vm_that_cannot_be_is_refused_with_a_sentence(

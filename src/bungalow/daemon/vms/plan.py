@@ -34,6 +34,8 @@ ACCELS = ("auto", "kvm", "tcg")
 def plan_vm(request: CreateRequest, image: Image) -> VmRecord:
     """The record of a new VM booted from ``image``; UserError for what cannot be."""
     installer = media.has_drive(image)
+    if installer:
+        media.check_installer(request)
     disk = media.installer_disk(request.disk) if installer else disk_size(request.disk, image)
     if request.cpus < 1:
         raise UserError("A VM needs at least 1 CPU; use --cpus 1 or more.")
