@@ -177,6 +177,7 @@ def plan_clone(snapshot: SnapshotRecord, request: CloneRequest, image: Image) ->
         ssh_keys=list(request.ssh_keys),
         firmware=snapshot.firmware,
         tpm=snapshot.tpm,
+        media=snapshot.media,
     )
 
 
