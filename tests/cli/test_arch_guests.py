@@ -113,6 +113,8 @@ def test_host_info_lists_the_three_architectures(guests: Env) -> None:
     [
         (("--profile", "pc"), "is aarch64, which boots on QEMU's virt machine (the micro profile)"),
         (("--accel", "kvm"), "is aarch64, which KVM cannot run on this x86_64 host"),
+        (("--firmware", "uefi"), "takes no --firmware or --tpm; drop --firmware uefi."),
+        (("--tpm",), "takes no --firmware or --tpm; drop --tpm."),
     ],
 )
 def test_what_an_arm64_image_cannot_have(guests: Env, args: tuple[str, ...], sentence: str) -> None:

@@ -32,6 +32,7 @@ from bungalow.cli.media import medium_ref
 from bungalow.cli.output import age, error, print_json, progress, say, size, table, waiting
 from bungalow.cli.params import Count, Duration
 from bungalow.cli.provisioning import read_cloud_init, read_ssh_keys
+from bungalow.client.sandbox_base import DEFAULT_IMAGE
 from bungalow.errors import BungalowError, NotFoundError, UserError
 from bungalow.names import parse_labels
 
@@ -91,15 +92,18 @@ def ensure_image(name: str) -> None:
     progress(api.build_image(name), f"building {name}")
 
 
-def _launch(name: str, image: str, cpus: int, memory: str, disk: str | None,
+def _launch(name: str, image: str | None, cpus: int, memory: str, disk: str | None,
             ports: list[str], accel: str, profile: str | None,
             extra: dict[str, Any] | None = None) -> VmInfo:  # fmt: skip
     if not (extra or {}).get("iso"):
+        image = image or DEFAULT_IMAGE
         ensure_image(image)
     spec: dict[str, Any] = {
-        "name": name, "image": image, "cpus": cpus, "memory": memory,
+        "name": name, "cpus": cpus, "memory": memory,
         "ports": ports, "accel": accel, "profile": profile, **(extra or {}),
     }  # fmt: skip
+    if image is not None:  # with --iso, bungalowd refuses it (an installer VM boots the ISO)
+        spec["image"] = image
     if disk is not None:
         spec["disk"] = disk
     return client().create_vm(**spec)
@@ -108,8 +112,14 @@ def _launch(name: str, image: str, cpus: int, memory: str, disk: str | None,
 def launch(
     name: Annotated[str, typer.Argument(help="Name of the new VM.")],
     image: Annotated[
-        str, typer.Option("--image", "-i", help="Image to boot.", autocompletion=image_names)
-    ] = "debian-12",
+        str | None,
+        typer.Option(
+            "--image",
+            "-i",
+            help="Image to boot [default: debian-12].",
+            autocompletion=image_names,
+        ),
+    ] = None,
     iso: Annotated[
         str | None,
         typer.Option(

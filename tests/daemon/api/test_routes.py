@@ -210,16 +210,19 @@ async def test_a_route_or_method_the_api_lacks_is_refused_with_a_sentence(
         ({"name": "ok", "cpu_weight": 0}, "The request's cpu_weight 0 is not valid"),
         ({"name": "ok", "net_bw": "1K"}, "A network bandwidth limit must be at least 16K"),
         ({"name": "ok", "disk_iops_burst": 10}, "A disk IOPS burst needs a IOPS limit"),
+        ({"name": "ok", "iso": "/usr/lib/grub-rescue/grub-rescue-cdrom.iso", "disk": "1G",
+          "image": "debian-12"}, "give --iso or --image, not both"),
     ],
-)
+)  # fmt: skip
 async def test_a_launch_is_checked_before_anything_is_made(
     app: FastAPI, daemon: Daemon, body: dict[str, Any], says: str
 ) -> None:
     async with client(app) as api:
-        _, _, message = error_of(await api.post("/v1/vms", json=body))
-    assert says in message
+        status, _, message = error_of(await api.post("/v1/vms", json=body))
+    assert status == 400 and says in message
     assert daemon.store.vms.list() == []
     assert list(daemon.data.vms.iterdir()) == []
+    assert daemon.vms.images.list() == []  # no ISO imported either
 
 
 async def test_a_lease_is_set_renewed_and_dropped(

@@ -215,3 +215,15 @@ def test_firmware_and_tpm_are_kept_for_vms_and_their_snapshots(tmp_path: Path) -
     snapshot = again.snapshots.by_id("s1")
     assert snapshot is not None and (snapshot.firmware, snapshot.tpm) == ("uefi-secure", True)
     assert plain.tpm is False
+
+
+def test_a_snapshot_keeps_the_medium_in_its_vms_drive(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "db")
+    made = put(store, vm(media="e" * 64))
+    store.snapshots.insert(_snapshot("s1", made.id, media="e" * 64))
+    store.snapshots.insert(_snapshot("s2", made.id, name="s2"))
+    store.close()
+    again = open_store(tmp_path / "db")
+    kept, empty = again.snapshots.by_id("s1"), again.snapshots.by_id("s2")
+    assert kept is not None and kept.media == "e" * 64
+    assert empty is not None and empty.media is None

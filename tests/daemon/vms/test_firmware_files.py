@@ -75,6 +75,26 @@ def test_what_cannot_be_is_refused_with_a_sentence(
         plan_vm(request_, image(tmp_path, kind))
 
 
+@pytest.mark.parametrize(
+    ("arch", "request_", "says"),
+    [
+        ("aarch64", CreateRequest(name="a", firmware="uefi"), "takes no --firmware or --tpm; "
+         "drop --firmware uefi."),
+        ("aarch64", CreateRequest(name="a", tpm=True), "drop --tpm."),
+        ("i386", CreateRequest(name="a", firmware="uefi"), "x86_64 only.*use --firmware bios"),
+        ("i386", CreateRequest(name="a", firmware="uefi-secure"), "ia32"),
+    ],
+)  # fmt: skip
+def test_firmware_a_guest_architecture_cannot_have_is_refused_as_asked(
+    tmp_path: Path, arch: str, request_: CreateRequest, says: str
+) -> None:
+    efi = image(tmp_path, "linux", arch=arch, efi_kernel=tmp_path / "vmlinuz")
+    with pytest.raises(UserError, match=says) as refused:
+        plan_vm(request_, efi)
+    assert "--profile" not in str(refused.value)
+    assert plan_vm(CreateRequest(name="a"), efi).firmware == "bios"
+
+
 def test_without_swtpm_a_tpm_is_refused_naming_the_package(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

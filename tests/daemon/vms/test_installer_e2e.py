@@ -70,6 +70,8 @@ def test_bad_input_is_refused_with_a_sentence_and_leaves_nothing(env: Env, tmp_p
     assert "is not an ISO 9660 image" in said
     said = _refused(env, "launch", "bad", "--iso", GRUB_RESCUE).stderr
     assert "--disk" in said
+    asked = ("launch", "bad", "--iso", GRUB_RESCUE, "--image", "debian-12", "--disk", "1G")
+    assert "give --iso or --image, not both" in _refused(env, *asked).stderr
     user_data = tmp_path / "user-data"
     user_data.write_text("#cloud-config\n")
     asked = ("launch", "bad", "--iso", GRUB_RESCUE, "--disk", "1G", "--cloud-init", str(user_data))
@@ -106,6 +108,12 @@ def test_the_grub_rescue_iso_boots_and_its_cd_changes_live_and_stopped(env: Env)
     assert _vm(env, "rescue")["media"] is None
     env.run("media", "insert", "rescue", "grub-rescue-cdrom")
     assert _vm(env, "rescue")["media"] == "grub-rescue-cdrom"
+    # A snapshot keeps the medium: its clone resumes with the CD its saved state had.
+    env.run("snapshot", "create", "rescue", "s1")
+    env.run("clone", "rescue", "copy", "--snapshot", "s1")
+    assert _vm(env, "copy")["media"] == "grub-rescue-cdrom"
+    env.run("media", "eject", "copy")  # live: QEMU had the CD in the clone's drive
+    env.run("rm", "--force", "copy")
 
     # GRUB does not answer the ACPI power button: the stop is forced after the timeout.
     env.run("stop", "--timeout", "2s", "rescue")
@@ -122,6 +130,11 @@ def test_the_grub_rescue_iso_boots_and_its_cd_changes_live_and_stopped(env: Env)
     assert len([ln for ln in env.run("image", "ls").stdout.splitlines() if " iso " in ln]) == 1
     env.run("start", "rescue")
     wait_until("the CD booted again", lambda: _firmware_says(env, "rescue", BOOTED_CD))
+    env.run("media", "eject", "rescue")
+    said = _refused(env, "image", "rm", "grub-rescue-cdrom").stderr
+    assert "snapshot s1 of rescue" in said  # the ISO is the snapshot's too
+    env.run("snapshot", "restore", "rescue", "s1")  # puts the snapshot's CD back
+    assert _vm(env, "rescue")["media"] == "grub-rescue-cdrom"
     env.run("rm", "--force", "rescue")
     env.run("image", "rm", "grub-rescue-cdrom")
 

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from bungalow.daemon.state.records import Purpose, SnapshotRecord
 from bungalow.daemon.vms.boot import machine_spec
-from bungalow.daemon.vms.plan import plan_vm
-from bungalow.daemon.vms.requests import CreateRequest
+from bungalow.daemon.vms.plan import plan_clone, plan_vm
+from bungalow.daemon.vms.requests import CloneRequest, CreateRequest
 from bungalow.errors import UserError
 from bungalow.images import Image, ImageStore
 from bungalow.images.iso import import_iso
@@ -40,6 +41,7 @@ def test_an_installer_vm_is_a_pc_vm_with_a_blank_disk_and_the_iso_inserted(iso: 
         ({}, "give its size with --disk"),
         ({"profile": "micro"}, "use --profile pc"),
         ({"user_data": "#cloud-config\n"}, "no agent or cloud-init"),
+        ({"image": "debian-12"}, "give --iso or --image, not both"),
     ],
 )
 def test_an_installer_vm_that_cannot_be_is_refused_with_a_sentence(
@@ -60,3 +62,20 @@ def test_its_machine_has_the_drive_with_or_without_a_medium(
     assert inserted.reboot  # an installer reboots into what it installed
     empty = machine_spec(tmp_path / "vm", vm.with_changes(media=None), iso, store, "tcg")
     assert empty.cdrom is None and empty.cdrom_drive
+
+
+def test_a_snapshot_keeps_the_medium_and_its_clone_gets_it(iso: Image) -> None:
+    vm = plan_vm(CreateRequest(name="legacy", iso="x", disk=1 << 30), iso)
+    snapshot = SnapshotRecord(
+        id="s", name="s1", vm_id=vm.id, vm_name=vm.name, kind="full", purpose=Purpose.USER,
+        image_id=iso.id, profile="pc", cpus=1, memory=512 << 20, disk_size=1 << 30,
+        accel="tcg", qemu="7.2", digests={}, size=0, media=vm.media,
+    )  # fmt: skip
+    clone = plan_clone(snapshot, CloneRequest(name="copy", parent="legacy"), iso)
+    assert clone.media == iso.id
+    assert (
+        plan_clone(
+            snapshot.with_changes(media=None), CloneRequest(name="c", parent="legacy"), iso
+        ).media
+        is None
+    )

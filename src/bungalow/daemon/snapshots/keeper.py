@@ -86,12 +86,13 @@ class SnapshotKeeper:
         await self.collect()
 
     def image_users(self, image_id: str) -> builtins.list[str]:
-        """User snapshots that need this image (templates are remade, not kept)."""
+        """User snapshots that need this image, to boot from or as the ISO in their VM's
+        CD-ROM drive (templates are remade, not kept)."""
         snapshots = self.store.snapshots
         return [
             f"snapshot {s.name} of {s.vm_name}"
             for s in snapshots.list()
-            if s.image_id == image_id and s.purpose is not Purpose.TEMPLATE
+            if image_id in (s.image_id, s.media) and s.purpose is not Purpose.TEMPLATE
         ] + [
             f"sandbox template {s.id} (used by {', '.join(snapshots.dependents(s.id))})"
             for s in snapshots.list("", purpose=Purpose.TEMPLATE)

@@ -185,6 +185,7 @@ class Snapshots:
             networks=[nic.network for nic in nics],
             firmware=vm.firmware,
             tpm=vm.tpm,
+            media=vm.media,
         )
         directory = self.keeper.directory(snapshot)
         directory.mkdir(parents=True, mode=0o700)
@@ -255,7 +256,10 @@ class Snapshots:
                     vm = self.store.vms.set_state(vm.id, VmState.STOPPED, pid=None)
                 os.replace(disk, kept)
                 os.replace(staged, disk)
+                medium = vm.media
                 try:
+                    # The snapshot's medium: its saved guest state expects the drive it had.
+                    vm = self.store.vms.set_media(vm.id, snapshot.media)
                     with firmware_files.swapped_in(
                         snapshot, self.keeper.directory(snapshot), vm_dir
                     ):
@@ -265,6 +269,7 @@ class Snapshots:
                     vm = self.store.vms.set_disk_origin(vm.id, snapshot.base_snapshot, cmdline)
                 except BaseException as exc:
                     os.replace(kept, disk)
+                    self.store.vms.set_media(vm.id, medium)
                     self._failed(vm, f"restoring snapshot {name} failed ({message_of(exc)}); "
                                  "its own disk is back in place")  # fmt: skip
                     raise

@@ -234,6 +234,13 @@ def _firmware_and_tpm(db: sqlite3.Connection) -> None:
         db.execute(f"ALTER TABLE {table} ADD COLUMN tpm INTEGER NOT NULL DEFAULT 0")
 
 
+def _snapshot_media(db: sqlite3.Connection) -> None:
+    """The medium in a snapshot's VM's CD-ROM drive (an ``iso`` image's id, NULL: none), which
+    a restore puts back and a clone gets. Older snapshots keep NULL: what their VM's drive
+    held when they were taken was not recorded."""
+    db.execute("ALTER TABLE snapshots ADD COLUMN media TEXT")
+
+
 #: Every migration, oldest first; the database's ``user_version`` counts those it has had.
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _baseline,
@@ -243,4 +250,5 @@ MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _provisioning,
     _media,
     _firmware_and_tpm,
+    _snapshot_media,
 )

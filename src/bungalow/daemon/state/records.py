@@ -161,6 +161,9 @@ class SnapshotRecord:
     #: Its VM's firmware and TPM: a clone gets the same (and the snapshot's efivars.fd, tpm/).
     firmware: str = "bios"
     tpm: bool = False
+    #: The ``iso`` image in its VM's CD-ROM drive (None: empty, or no drive): a restore puts
+    #: it back and a clone gets it, so a full snapshot's guest finds the medium it had.
+    media: str | None = None
 
     def with_changes(self, **changes: Any) -> SnapshotRecord:
         return replace(self, **changes)

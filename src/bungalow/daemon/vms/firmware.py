@@ -35,6 +35,28 @@ SNAPSHOT_FILES = (VARS_FILE, f"{TPM_DIR}/{TPM_STATE}")
 _BEFORE_RESTORE = ".before-restore"
 
 
+def check_arch(asked: str | None, tpm: bool, image: Image) -> None:
+    """UserError for firmware or a TPM ``image``'s architecture cannot have, said in terms of
+    what was asked: an aarch64 guest boots its kernel directly on QEMU's virt machine (no
+    firmware to choose, no TPM), and the OVMF installed here (Debian's ``ovmf``) is x86_64's
+    only, which cannot start the ia32 EFI stub of Debian's i386 (686) kernel or any other
+    32-bit EFI loader: the VM would sit at the UEFI shell."""
+    shown = image.name or image.short_id
+    if image.arch == "aarch64" and ((asked or "bios") != "bios" or tpm):
+        given = [f"--firmware {asked}"] if (asked or "bios") != "bios" else []
+        given += ["--tpm"] if tpm else []
+        raise UserError(
+            f"The image {shown} is aarch64, whose guest boots its kernel directly on QEMU's "
+            f"virt machine and takes no --firmware or --tpm; drop {' and '.join(given)}."
+        )
+    if image.arch == "i386" and (asked or image.firmware) != "bios":
+        raise UserError(
+            f"The image {shown} is i386, and the OVMF here is x86_64 only: it cannot start "
+            "the 32-bit (ia32) EFI stub of Debian's 686 kernel, so the VM would sit at the "
+            "UEFI shell; use --firmware bios."
+        )
+
+
 def chosen(asked: str | None, tpm: bool, profile: str, image: Image) -> str:
     """The firmware of a new VM: ``asked``, else the image's. UserError for what cannot be:
     firmware or a TPM on the micro profile, a firmware or swtpm not installed."""

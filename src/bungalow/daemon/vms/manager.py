@@ -167,9 +167,9 @@ class VmManager:
         with timeline.timing() as spent:
             async with self.locked(request.name), contextlib.AsyncExitStack() as stack:
                 if request.iso is None:
-                    image = self.images.get(request.image)
+                    image = self.images.get(request.image_ref)
                 else:  # an installer VM: a blank disk and the ISO in its drive
-                    media.installer_disk(request.disk)  # before an ISO file is imported
+                    media.check_installer(request)  # before an ISO file is imported
                     medium = media.imported(self.images, request.iso, self.store.vms.list)
                     image = await stack.enter_async_context(medium)
                 vm = plan_vm(request, image)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from bungalow.daemon.state.lifecycle import VmState
 from bungalow.daemon.state.records import VmRecord
+from bungalow.daemon.vms.requests import CreateRequest
 from bungalow.errors import InvalidStateError, QemuError, UserError
 from bungalow.images import iso
 from bungalow.images.store import Image, ImageStore
@@ -78,6 +79,17 @@ async def imported(
         if image.id not in known and not any(image.id in (vm.image_id, vm.media) for vm in vms()):
             await asyncio.to_thread(images.remove, image.id)
         raise
+
+
+def check_installer(request: CreateRequest) -> None:
+    """UserError for an installer VM (``request.iso`` set) asked for what it cannot have,
+    before any ISO file is imported: an ``image`` besides the ISO, or no blank disk."""
+    if request.image is not None:
+        raise UserError(
+            f"An installer VM boots the ISO it is given, not the image {request.image}; "
+            "give --iso or --image, not both."
+        )
+    installer_disk(request.disk)
 
 
 def installer_disk(asked: int | None) -> int:

@@ -34,6 +34,8 @@ ACCELS = ("auto", "kvm", "tcg")
 def plan_vm(request: CreateRequest, image: Image) -> VmRecord:
     """The record of a new VM booted from ``image``; UserError for what cannot be."""
     installer = media.has_drive(image)
+    if installer:
+        media.check_installer(request)
     disk = media.installer_disk(request.disk) if installer else disk_size(request.disk, image)
     if request.cpus < 1:
         raise UserError("A VM needs at least 1 CPU; use --cpus 1 or more.")
@@ -41,6 +43,7 @@ def plan_vm(request: CreateRequest, image: Image) -> VmRecord:
         raise UserError("A VM needs at least 128M of memory; use --memory 128M or more.")
     if request.accel not in ACCELS:
         raise UserError(f"The accelerator {request.accel!r} is unknown; use auto, kvm or tcg.")
+    firmware_files.check_arch(request.firmware, request.tpm, image)
     # Firmware and a TPM are the pc profile's: asking for either picks it.
     wants_pc = request.tpm or (request.firmware or image.firmware) != "bios"
     profile = request.profile or ("micro" if image.kind == "linux" and not wants_pc else "pc")
@@ -174,6 +177,7 @@ def plan_clone(snapshot: SnapshotRecord, request: CloneRequest, image: Image) ->
         ssh_keys=list(request.ssh_keys),
         firmware=snapshot.firmware,
         tpm=snapshot.tpm,
+        media=snapshot.media,
     )
 
 

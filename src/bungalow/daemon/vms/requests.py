@@ -7,6 +7,7 @@ from typing import Any
 
 from bungalow.daemon.state.records import VmRecord
 from bungalow.daemon.vms.nics import NetworkChoice
+from bungalow.images.recipes import DEFAULT_RECIPE
 
 
 @dataclass(frozen=True)
@@ -24,12 +25,17 @@ class Ownership:
         return cls(vm.project, vm.owner, vm.labels, vm.created_by)
 
 
+#: The image ``launch`` boots when none is named (the recipe images/recipes.py builds first).
+DEFAULT_IMAGE = DEFAULT_RECIPE
+
+
 @dataclass(frozen=True)
 class CreateRequest:
     """A VM to boot from an image; sizes in bytes, ``expires_at`` in seconds since the epoch."""
 
     name: str
-    image: str = "debian-12"
+    #: None: debian-12, or for an installer VM (``iso``) the ISO's own image.
+    image: str | None = None
     cpus: int = 1
     memory: int = 512 << 20
     disk: int | None = None
@@ -53,8 +59,14 @@ class CreateRequest:
     #: SSH public keys, one per item, unchecked yet.
     ssh_keys: tuple[str, ...] = ()
     #: An installer VM's ISO (an image's name or id, or a file's absolute path) instead of
-    #: ``image``: a blank disk of ``disk`` bytes and the ISO in its CD-ROM drive (media.py).
+    #: ``image`` (which must be None then): a blank disk of ``disk`` bytes and the ISO in its
+    #: CD-ROM drive (media.py).
     iso: str | None = None
+
+    @property
+    def image_ref(self) -> str:
+        """The image a VM that is no installer VM boots: ``image``, else debian-12."""
+        return self.image or DEFAULT_IMAGE
 
 
 @dataclass(frozen=True)

@@ -91,7 +91,9 @@ class VmCreate(LimitsUpdate):
     project: ProjectName | None = Field(
         default=None, description="admin only; a token implies its own"
     )
-    image: ImageRef = "debian-12"
+    image: ImageRef | None = Field(
+        default=None, description="the image to boot; none: debian-12 (not with `iso`)"
+    )
     cpus: Cpus = 1
     memory: Memory = "512M"
     disk: Disk | None = None
@@ -123,8 +125,8 @@ class VmCreate(LimitsUpdate):
     iso: MediumRef | None = Field(
         default=None,
         description="an installer VM: this ISO (image name or id, or a file's absolute path, "
-        "imported first) in its CD-ROM drive and a blank disk of `disk` bytes; `image` is "
-        "ignored",
+        "imported first) in its CD-ROM drive and a blank disk of `disk` bytes; give no "
+        "`image` with it",
     )
 
 
