@@ -42,7 +42,9 @@ MIN_BURST = 16 << 10
 #: Longest single sleep while in debt, so a raised rate takes effect quickly.
 MAX_SLEEP = 0.05
 RECV_SIZE = 1 << 16
-CONNECT_TIMEOUT = 3.0
+#: Seconds to wait for QEMU's sockets to appear; within the starter's START_TIMEOUT (20 s).
+#: 3 s was too short once on a host at load 9, where QEMU's start itself takes seconds.
+CONNECT_TIMEOUT = 15.0
 HEADER = 4
 
 
