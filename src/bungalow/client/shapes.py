@@ -106,6 +106,7 @@ class VmInfo(TypedDict):
     media: str | None
     firmware: str
     tpm: bool
+    memory_min: int | None
 
 
 class DeletedVm(TypedDict):

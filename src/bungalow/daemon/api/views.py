@@ -89,6 +89,7 @@ class Views:
             media=self.medium_name(vm),
             firmware=vm.firmware,
             tpm=vm.tpm,
+            memory_min=vm.memory_min,
         )
 
     def medium_name(self, vm: VmRecord) -> str | None:

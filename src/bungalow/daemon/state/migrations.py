@@ -234,6 +234,11 @@ def _firmware_and_tpm(db: sqlite3.Connection) -> None:
         db.execute(f"ALTER TABLE {table} ADD COLUMN tpm INTEGER NOT NULL DEFAULT 0")
 
 
+def _memory_min(db: sqlite3.Connection) -> None:
+    """A VM's balloon floor in bytes (``--memory-min``); NULL: no floor, never ballooned."""
+    db.execute("ALTER TABLE vms ADD COLUMN memory_min INTEGER")
+
+
 #: Every migration, oldest first; the database's ``user_version`` counts those it has had.
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _baseline,
@@ -243,4 +248,5 @@ MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _provisioning,
     _media,
     _firmware_and_tpm,
+    _memory_min,
 )
