@@ -29,6 +29,7 @@ daemon at all.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -76,10 +77,10 @@ class Level:
         elif isinstance(value, float) and 0 < value < 1:
             return cls(fraction=value)
         elif isinstance(value, str | int) and not isinstance(value, bool):
-            with_unit = isinstance(value, int) or value.strip()[-1:].isalpha()
-            size = parse_size(value, what=f"memory.{key}") if with_unit else 0
-            if size > 0:
-                return cls(size=size)
+            with contextlib.suppress(UserError):
+                size = parse_size(value, what=f"memory.{key}")
+                if size > 0:
+                    return cls(size=size)
         raise UserError(
             f'memory.{key} must be a share of the host\'s memory such as "10%", or a size '
             f'such as "2G", not {value!r}.'
@@ -133,7 +134,8 @@ def load_memory(table: dict[str, Any], path: object) -> MemoryConfig:
 
 @dataclass(frozen=True)
 class Balloonable:
-    """A running VM with a balloon, as the choice sees it (bytes)."""
+    """A running VM with a balloon, as the choice sees it (bytes); ``actual`` is where its
+    balloon is headed (vms/balloon.py ``BalloonBook``)."""
 
     name: str
     memory: int
@@ -229,8 +231,8 @@ class Pressure:
                 actual = await qmp_balloon.actual(runtime.monitor)
             except QemuError:
                 continue  # gone or going: the next look does without it
-            self.book.saw(vm.name, actual)
-            seen.append(Balloonable(vm.name, vm.memory, vm.memory_min, actual, vm.name in idle))
+            headed = self.book.saw(vm.name, runtime.pid, actual)
+            seen.append(Balloonable(vm.name, vm.memory, vm.memory_min, headed, vm.name in idle))
         self.book.forget_all_but({vm.name for vm in seen})
         return seen
 
@@ -250,7 +252,7 @@ class Pressure:
             except QemuError as exc:
                 log.warning("balloon of %s: %s", move.name, exc.message)
                 continue
-            self.book.saw(move.name, move.target)
+            self.book.asked(move.name, runtime.pid, move.target)
             with acting_as("memory-pressure"):
                 self.vms.store.events.add(move.name, "balloon", _sentence(move, available, low))
             done.append(move)

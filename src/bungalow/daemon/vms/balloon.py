@@ -105,28 +105,42 @@ async def given_back(vm: VmRecord, runtime: VmRuntime) -> GivenBack | None:
 
 
 class BalloonBook:
-    """What each running VM's balloon last left it (QMP ``query-balloon``'s actual), by name.
+    """Where each running VM's balloon is headed: the target the daemon last asked of it,
+    else what its QEMU last said it has (``query-balloon``'s actual), by name.
 
-    The pressure controller writes it on every look (policies/pressure.py); admission
-    reads it to count the memory the host could take back (vms/admission.py). It lives
-    in memory only: a new daemon's first look fills it again from each QEMU.
+    A guest inflates its balloon over seconds (some 100 MiB a second under TCG), so
+    the pressure controller plans from the target it set, not from where the guest
+    has got to, and asks once (policies/pressure.py); admission reads it to count the
+    memory the host could take back (vms/admission.py). Kept with the QEMU's pid, so
+    a VM started again is seen afresh; in memory only: a new daemon's first look
+    finds each balloon as its QEMU has it.
     """
 
     def __init__(self) -> None:
-        self._actual: dict[str, int] = {}
+        self._headed: dict[str, tuple[int, int, bool]] = {}  # name: (pid, bytes, asked)
 
-    def saw(self, name: str, actual: int) -> None:
-        self._actual[name] = actual
+    def saw(self, name: str, pid: int, actual: int) -> int:
+        """Note ``actual`` of the QEMU ``pid``; returns where its balloon is headed."""
+        known = self._headed.get(name)
+        if known is not None and known[0] == pid and known[2]:
+            return known[1]
+        self._headed[name] = (pid, actual, False)
+        return actual
+
+    def asked(self, name: str, pid: int, target: int) -> None:
+        """The daemon asked the QEMU ``pid`` for ``target`` bytes."""
+        self._headed[name] = (pid, target, True)
 
     def forget_all_but(self, names: set[str]) -> None:
-        for name in set(self._actual) - names:
-            del self._actual[name]
+        for name in set(self._headed) - names:
+            del self._headed[name]
 
     def reclaimable(self, vms: Iterable[VmRecord]) -> int:
-        """Bytes the balloons of ``vms`` could still take back: each one's memory (as its
-        balloon last left it) above its floor; nothing from a VM with no floor."""
+        """Bytes the balloons of ``vms`` could still take back: each one's memory (where
+        its balloon is headed) above its floor; nothing from a VM with no floor."""
         total = 0
         for vm in vms:
             if vm.memory_min is not None and has_balloon(vm):
-                total += max(0, self._actual.get(vm.name, vm.memory) - vm.memory_min)
+                headed = self._headed.get(vm.name, (0, vm.memory, False))[1]
+                total += max(0, headed - vm.memory_min)
         return total
