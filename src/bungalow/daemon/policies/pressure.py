@@ -253,7 +253,7 @@ class Pressure:
                 log.warning("balloon of %s: %s", move.name, exc.message)
                 continue
             self.book.asked(move.name, runtime.pid, move.target)
-            with acting_as("memory-pressure"):
+            with acting_as("policy pressure", _WHY[move.why]):
                 self.vms.store.events.add(move.name, "balloon", _sentence(move, available, low))
             done.append(move)
         return done
@@ -266,6 +266,13 @@ class Pressure:
             except Exception:
                 log.exception("the memory pressure check failed; trying again")
             await asyncio.sleep(self.config.pressure_interval)
+
+
+_WHY = {
+    "pressure": "the host ran short of memory",
+    "relief": "the host has memory to spare again",
+    "floor": "its memory floor",
+}
 
 
 def _sentence(move: Move, available: int, low: int) -> str:

@@ -78,9 +78,11 @@ class GivenBack:
 
     ``ballooned``: held by its balloon (its memory less QEMU's ``query-balloon``
     actual), which the daemon took under pressure. ``reported``: the guest's free
-    memory (virtio-balloon stats, ``stat-free-memory``), which free page reporting
-    returns to the host in blocks of 2 MiB and more within seconds of being freed;
-    None until the guest's first stats arrive (a few seconds after the first ask).
+    memory (virtio-balloon stats, ``stat-free-memory``), which the host does not hold
+    for it: free page reporting returns what the guest frees, in blocks of 2 MiB and
+    more, within seconds (and what it never touched was never held). None until the
+    guest's first stats arrive. The host's side of it (the QEMU's RSS against the
+    guest's memory) is the overhead figures' to weigh.
     """
 
     ballooned: int
