@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from bungalow.daemon.policies.pressure import (
@@ -13,6 +15,7 @@ from bungalow.daemon.policies.pressure import (
     load_memory,
     plan,
 )
+from bungalow.daemon.server.config import load_config
 from bungalow.errors import UserError
 
 MIB = 1 << 20
@@ -115,3 +118,14 @@ def test_the_settings_parse_shares_and_sizes() -> None:
 def test_bad_settings_are_one_sentence(table: dict[str, object], message: str) -> None:
     with pytest.raises(UserError, match=message):
         load_memory(table, "c")
+
+
+def test_the_daemon_config_reads_the_memory_table(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('[memory]\nballoon = false\npressure_below = "5%"\n')
+    config = load_config(path)
+    assert not config.memory.balloon
+    assert config.memory.pressure_below == Level(fraction=0.05)
+    path.write_text('[memory]\npressure_below = "50%"\n')
+    with pytest.raises(UserError, match="relief_above"):
+        load_config(path)

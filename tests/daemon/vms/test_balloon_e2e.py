@@ -180,6 +180,10 @@ def test_pressure_balloons_a_vm_to_its_floor_and_never_one_without(env: Env) -> 
         assert events and all(event.endswith("it now has 256M") for event in events)
         assert _balloon_events(env, "free") == []
         assert _guest_available(env, "free") > free_available - 64 * MIB
+        refused = env.run("set", "floored", "--memory-min", "2G", check=False)
+        assert refused.returncode != 0
+        assert "above its memory (1G); give --memory-min 1G or less" in refused.stderr
+        assert _vm(env, "floored")["memory_min"] == 256 * MIB
         # Lifting the floor gives the memory back at once, pressure or not.
         out = env.run("set", "floored", "--memory-min", "none").stdout
         assert "memory floor none" in out
