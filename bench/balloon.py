@@ -50,10 +50,15 @@ def rss(home: Path, env: Mapping[str, str], name: str) -> int:
 def freed_gib_stays(
     home: Path, env: Mapping[str, str], name: str, settle: float = 60.0
 ) -> tuple[int, int, int]:
-    """(RSS before, RSS while 1 GiB is held, RSS once it stops falling) of the VM ``name``."""
-    before = rss(home, env, name)
+    """(RSS before, RSS while 1 GiB is held, RSS once it stops falling) of the VM ``name``.
+
+    The fill script runs once with nothing to fill first, so that "before" already has
+    what starting python3 brings in (a clone reads it from its snapshot's file).
+    """
     (home / "fill.py").write_text(FILL)
     cli(env, "cp", str(home / "fill.py"), f"{name}:/root/fill.py")
+    cli(env, "exec", name, "--", "python3", "-c", "import os, time")
+    before = rss(home, env, name)
     cli(env, "exec", name, "--", "sh", "-c", "rm -f /tmp/free /tmp/held; "
         "python3 /root/fill.py >/dev/null 2>&1 &")  # fmt: skip
     while "held" not in cli(env, "exec", name, "--", "ls", "/tmp").split():
