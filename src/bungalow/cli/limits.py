@@ -65,6 +65,11 @@ def set_limits(
     if memory_min is not None:
         floor = vm["memory_min"]
         say(f"{name}: memory floor {'none' if floor is None else size(floor)}")
+        if floor is not None and vm["state"] == "running" and not vm["balloon"]:
+            say(
+                f"{name} runs without a balloon (started before balloons, or with "
+                "[memory] balloon = false), so the floor applies from its next boot."
+            )
     if "net_bw" in vm.get("limits_pending", []):
         say(
             f"{name} was started without a network limit, so it applies from its next start "

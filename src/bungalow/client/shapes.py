@@ -107,6 +107,7 @@ class VmInfo(TypedDict):
     firmware: str
     tpm: bool
     memory_min: int | None
+    balloon: bool
 
 
 class DeletedVm(TypedDict):

@@ -147,11 +147,13 @@ def test_a_snapshot_of_a_vm_without_a_balloon_still_restores(env: Env) -> None:
     _configure(env, "balloon = false\n")
     env.run("launch", "old", "--memory", "256M")
     try:
+        assert not _vm(env, "old")["balloon"]
         env.run("exec", "old", "--", "sh", "-c", "echo kept >/root/mark; sync")
         env.run("snapshot", "create", "old", "before")
         _configure(env)  # balloons on again
         env.run("clone", "old", "old-copy", "--snapshot", "before")
         try:
+            assert not _vm(env, "old-copy")["balloon"]
             assert env.run("exec", "old-copy", "--", "cat", "/root/mark").stdout == "kept\n"
             loaded = env.run("exec", "old-copy", "--", "ls", "/sys/module").stdout.split()
             assert "virtio_balloon" not in loaded
@@ -166,6 +168,7 @@ def test_pressure_balloons_a_vm_to_its_floor_and_never_one_without(env: Env) -> 
     env.run("launch", "free", "--memory", "512M")
     try:
         assert _vm(env, "floored")["memory_min"] == 256 * MIB
+        assert _vm(env, "floored")["balloon"]
         free_available = _guest_available(env, "free")
         # What the guest has available falls as its balloon inflates, to the floor less
         # what its kernel and processes use, and no further.
@@ -184,6 +187,7 @@ def test_pressure_balloons_a_vm_to_its_floor_and_never_one_without(env: Env) -> 
         assert refused.returncode != 0
         assert "above its memory (1G); give --memory-min 1G or less" in refused.stderr
         assert _vm(env, "floored")["memory_min"] == 256 * MIB
+        assert _vm(env, "floored")["balloon"]
         # Lifting the floor gives the memory back at once, pressure or not.
         out = env.run("set", "floored", "--memory-min", "none").stdout
         assert "memory floor none" in out

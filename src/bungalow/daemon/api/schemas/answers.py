@@ -86,6 +86,9 @@ class VmInfo(BaseModel):
     memory_min: int | None = Field(
         default=None, description="balloon floor in bytes; null: never ballooned"
     )
+    balloon: bool = Field(
+        default=False, description="booted (last) with a virtio-balloon and free page reporting"
+    )
 
 
 class SnapshotInfo(BaseModel):
