@@ -112,7 +112,7 @@ def vm_info(name: str = "web", **changes: Any) -> dict[str, Any]:
         "on_expiry": None, "expires_in": None, "lease_warned": False, "idle": {},
         "quiet_for": 12.5, "operation": None, "networks": [], "cloud_init": False,
         "ssh_keys": [],
-        "media": None, "firmware": "bios", "tpm": False,
+        "media": None, "firmware": "bios", "tpm": False, "memory_min": None, "balloon": False,
     }  # fmt: skip
     return {**vm, **changes}
 

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from bungalow.cli.common import VmName, client, given
-from bungalow.cli.output import say
+from bungalow.cli.output import say, size
 
 CpuWeight = Annotated[
     int | None, typer.Option("--cpu-weight", help="Relative CPU share under contention (100).")
@@ -17,6 +17,14 @@ CpuCap = Annotated[
 ]
 MemoryLimit = Annotated[
     str | None, typer.Option("--memory-limit", help="Memory of the whole QEMU process, e.g. 1G.")
+]
+MemoryMin = Annotated[
+    str | None,
+    typer.Option(
+        "--memory-min",
+        help="Balloon floor, e.g. 512M: under memory pressure the host may take the VM's "
+        "memory down to it (none: never).",
+    ),
 ]
 DiskIops = Annotated[str | None, typer.Option("--disk-iops", help="Disk operations per second.")]
 DiskBw = Annotated[str | None, typer.Option("--disk-bw", help="Disk bytes per second, e.g. 100M.")]
@@ -43,16 +51,25 @@ def set_limits(
     disk_iops_burst: DiskIopsBurst = None,
     disk_bw_burst: DiskBwBurst = None,
     net_bw: NetBw = None,
+    memory_min: MemoryMin = None,
 ) -> None:
-    """Change a VM's limits, live if it runs; 0 or none lifts one."""
+    """Change a VM's limits and balloon floor, live if it runs; 0 or none lifts one."""
     body = given(
         cpu_weight=cpu_weight, cpu_cap=cpu_cap, memory_limit=memory_limit, disk_iops=disk_iops,
         disk_bw=disk_bw, disk_iops_burst=disk_iops_burst, disk_bw_burst=disk_bw_burst,
-        net_bw=net_bw,
+        net_bw=net_bw, memory_min=memory_min,
     )  # fmt: skip
     vm = client().set_limits(name, **body)
     shown = ", ".join(f"{key}={value}" for key, value in sorted(vm["limits"].items()))
     say(f"{name}: {shown or 'no limits'}")
+    if memory_min is not None:
+        floor = vm["memory_min"]
+        say(f"{name}: memory floor {'none' if floor is None else size(floor)}")
+        if floor is not None and vm["state"] == "running" and not vm["balloon"]:
+            say(
+                f"{name} runs without a balloon (started before balloons, or with "
+                "[memory] balloon = false), so the floor applies from its next boot."
+            )
     if "net_bw" in vm.get("limits_pending", []):
         say(
             f"{name} was started without a network limit, so it applies from its next start "

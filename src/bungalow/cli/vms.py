@@ -26,6 +26,7 @@ from bungalow.cli.limits import (
     DiskIops,
     DiskIopsBurst,
     MemoryLimit,
+    MemoryMin,
     NetBw,
 )
 from bungalow.cli.media import medium_ref
@@ -146,6 +147,7 @@ def launch(
     disk_iops_burst: DiskIopsBurst = None,
     disk_bw_burst: DiskBwBurst = None,
     net_bw: NetBw = None,
+    memory_min: MemoryMin = None,
     project: Annotated[
         str | None, typer.Option("--project", help="Project to charge (admin; a token implies it).")
     ] = None,
@@ -197,7 +199,7 @@ def launch(
         cpu_weight=cpu_weight, cpu_cap=cpu_cap, memory_limit=memory_limit, disk_iops=disk_iops,
         disk_bw=disk_bw, disk_iops_burst=disk_iops_burst, disk_bw_burst=disk_bw_burst,
         net_bw=net_bw, project=project, ttl=ttl, on_expiry=on_expiry, idle_after=idle_after,
-        on_idle=on_idle,
+        on_idle=on_idle, memory_min=memory_min,
     )  # fmt: skip
     body["owner"] = owner or invoking_user()
     if firmware is not None:

@@ -106,6 +106,8 @@ class VmInfo(TypedDict):
     media: str | None
     firmware: str
     tpm: bool
+    memory_min: int | None
+    balloon: bool
 
 
 class DeletedVm(TypedDict):

@@ -43,6 +43,12 @@ def read_capacity(data_dir: Path) -> HostCapacity:
     )
 
 
+def read_memory() -> tuple[int, int]:
+    """The host's memory in bytes now: (MemTotal, MemAvailable) from /proc/meminfo."""
+    fields = _meminfo()
+    return fields["MemTotal"], fields.get("MemAvailable", fields.get("MemFree", 0))
+
+
 def _meminfo() -> dict[str, int]:
     """/proc/meminfo in bytes (the kernel writes kB, meaning KiB)."""
     values: dict[str, int] = {}

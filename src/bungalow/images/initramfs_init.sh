@@ -31,6 +31,7 @@ address=10.0.2.15/24
 gateway=10.0.2.2
 dns=
 search=
+balloon=
 read -r cmdline </proc/cmdline
 for word in $cmdline; do
     case "$word" in
@@ -42,6 +43,7 @@ for word in $cmdline; do
         bungalow.gw=*) gateway="${word#*=}" ;;
         bungalow.dns=*) dns="${word#*=}" ;;
         bungalow.search=*) search="${word#*=}" ;;
+        bungalow.balloon=*) balloon="${word#*=}" ;;
     esac
 done
 
@@ -58,6 +60,19 @@ done
 # space back within seconds (docs/architecture.md, "Guest boot").
 mount -t ext4 -o rw,noatime,noinit_itable,discard "$root" /newroot || fail "mounting the root disk $root failed"
 [ -x /newroot/usr/bin/python3 ] || fail "the root disk $root has no /usr/bin/python3"
+# The balloon (bungalow.balloon=1, qemu/argv.py): its driver reports the pages the guest frees,
+# and QEMU gives them back to the host. It comes from the root disk's own module tree (every
+# image has the kernel's modules there), so images built before balloons have it too.
+if [ "$balloon" = 1 ] && [ ! -d /sys/module/virtio_balloon ]; then
+    read -r release </proc/sys/kernel/osrelease
+    drivers="/newroot/lib/modules/$release/kernel/drivers/virtio"
+    for ko in "$drivers/virtio_balloon.ko" "$drivers/virtio_balloon.ko.xz"; do
+        if [ -e "$ko" ]; then
+            insmod "$ko" || echo "bungalow-init: loading $ko failed; freed memory stays with the VM."
+            break
+        fi
+    done
+fi
 mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /newroot/run || fail "mounting /run failed"
 cp -r /bungalow /newroot/run/ || fail "copying the guest agent to /run/bungalow failed"
 

@@ -67,6 +67,12 @@ CDROM_ID = "cdrom0"
 DEBUGCON_PORT = "0x402"
 #: The kernel command line word that lets a micro guest hot-plug PCIe devices.
 HOTPLUG_WORD = "pcie_ports=native"
+#: The kernel command line word of a guest booted with a balloon (``MachineSpec.balloon``):
+#: its /init loads virtio_balloon, and a saved machine with this word has the device in its
+#: stream (daemon/vms/boot.py ``with_cmdline``).
+BALLOON_WORD = "bungalow.balloon=1"
+#: The qdev id of the balloon device, which QMP's qom-get and qom-set name.
+BALLOON_ID = "balloon0"
 
 
 @dataclass(frozen=True)
@@ -315,6 +321,10 @@ class MachineSpec:
     #: ``tpm_state`` is that swtpm's state directory.
     tpm_socket: Path | None = None
     tpm_state: Path | None = None
+    #: A virtio-balloon with free page reporting (``_balloon_args``): pages the guest
+    #: frees go back to the host, and the daemon can take memory back (QMP ``balloon``).
+    #: Only for a kernel booted directly, whose command line records it (``BALLOON_WORD``).
+    balloon: bool = False
 
     def __post_init__(self) -> None:
         validate_name(self.name)
@@ -346,6 +356,8 @@ class MachineSpec:
             raise UserError("The micro profile has no display; use the pc profile for a screen.")
         if self.initrd is not None and self.kernel is None:
             raise UserError("An initrd needs a kernel to go with it; give both or neither.")
+        if self.balloon and self.kernel is None:
+            raise UserError("A balloon is recorded on the kernel command line; give a kernel.")
         self._check_firmware()
         check_mac(self.mac)
         if self.nics and self.net_relay:
@@ -425,6 +437,8 @@ def kernel_cmdline(spec: MachineSpec) -> str:
         # microvm's ACPI tables grant the OS no PCIe control (_OSC): without this the
         # guest's pciehp never sees a NIC plugged into a root port.
         words.append(HOTPLUG_WORD)
+    if spec.balloon:
+        words.append(BALLOON_WORD)
     tsc_khz = _tsc_hint(spec)
     if tsc_khz:
         # TCG's TSC follows the host's clock, but on a busy host the guest's clocksource
@@ -459,8 +473,10 @@ def build_argv(spec: MachineSpec, qemu_binary: str) -> list[str]:
     argv += ["-device", _device(spec, "virtio-rng")]
     for port in range(1, spec.hotplug_ports + 1):
         argv += ["-device", f"pcie-root-port,id=hp{port},chassis={port}"]
-    if spec.display:  # last: the PCI slots of the devices before it stay as they were
+    if spec.display:  # the PCI slots of the devices before it stay as they were
         argv += _display_args(files)
+    if spec.balloon:  # last, for the same reason: a machine without it keeps its slots
+        argv += _balloon_args(spec)
     if spec.runas is not None:
         uid, gid = spec.runas
         argv += ["-chroot", str(files.run_dir), "-runas", f"{uid}:{gid}"]
@@ -651,3 +667,18 @@ def _display_args(files: RunFiles) -> list[str]:
     (PS/2), which firmware and every kernel drive.
     """
     return ["-device", "VGA", "-vnc", f"unix:{files.vnc},password=on"]
+
+
+def _balloon_args(spec: MachineSpec) -> list[str]:
+    """A virtio-balloon (virtio-mmio on microvm and virt, virtio-pci on q35).
+
+    ``free-page-reporting=on``: the guest's virtio_balloon reports free pages in
+    blocks of 2 MiB and more (the kernel's ``page_reporting_order``, CONFIG_PAGE_REPORTING,
+    built into Debian's amd64, 686 and arm64 kernels) and QEMU discards them
+    (MADV_DONTNEED), so memory a guest frees goes back to the host within seconds,
+    as libvirt's ``<memballoon freePageReporting='on'>``. ``deflate-on-oom=on``: a
+    guest about to kill a process for memory first takes back pages of a balloon
+    the daemon inflated, so a floor set too low costs speed rather than a process.
+    """
+    device = _device(spec, "virtio-balloon")
+    return ["-device", f"{device},id={BALLOON_ID},free-page-reporting=on,deflate-on-oom=on"]

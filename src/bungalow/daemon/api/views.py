@@ -21,6 +21,7 @@ from bungalow.daemon.api.schemas import (
 from bungalow.daemon.images.service import Images
 from bungalow.daemon.state.lifecycle import ACTIVE_STATES, VmState
 from bungalow.daemon.state.records import SnapshotRecord, VmRecord
+from bungalow.daemon.vms.balloon import has_balloon
 from bungalow.daemon.vms.manager import VmManager
 from bungalow.errors import NotFoundError
 from bungalow.host.files import allocated
@@ -89,6 +90,8 @@ class Views:
             media=self.medium_name(vm),
             firmware=vm.firmware,
             tpm=vm.tpm,
+            memory_min=vm.memory_min,
+            balloon=has_balloon(vm),
         )
 
     def medium_name(self, vm: VmRecord) -> str | None:

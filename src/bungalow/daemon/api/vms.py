@@ -29,6 +29,7 @@ from bungalow.daemon.policies.settings import idle_changes
 from bungalow.daemon.state.lifecycle import VmState
 from bungalow.daemon.state.records import VmRecord
 from bungalow.daemon.vms import connections
+from bungalow.daemon.vms.balloon import FloorChange
 from bungalow.daemon.vms.limits import Limits
 from bungalow.daemon.vms.nics import NetworkChoice
 from bungalow.daemon.vms.requests import CreateRequest, Ownership
@@ -89,7 +90,13 @@ def project_for(caller: str | None, asked: str | None) -> str | None:
 
 
 def limit_fields(body: LimitsUpdate) -> dict[str, object]:
-    return {key: getattr(body, key) for key in LimitsUpdate.model_fields}
+    """The limits of ``body`` (its balloon floor, a column of its own, left out)."""
+    return {key: getattr(body, key) for key in LimitsUpdate.model_fields if key != "memory_min"}
+
+
+def floor_field(body: LimitsUpdate) -> FloorChange | None:
+    """The balloon floor ``body`` asks for; None when it asks for no change."""
+    return None if body.memory_min is None else FloorChange.parse(body.memory_min)
 
 
 @router.post("/vms", status_code=201)
@@ -111,6 +118,7 @@ async def create_vm(body: VmCreate, svc: Svc, caller: Caller) -> VmInfo:
         on_expiry=on_expiry,
         idle=idle_changes({"after": body.idle_after, "action": body.on_idle}),
         limits=Limits().changed(limit_fields(body)).to_json(),
+        memory_min=FloorChange.parse(body.memory_min or 0).floor,
         ownership=Ownership(
             project=project_for(caller, body.project),
             owner=body.owner,
@@ -179,7 +187,7 @@ async def resume_vm(name: str, svc: Svc) -> VmInfo:
 @router.patch("/vms/{name}/limits")
 async def set_limits(name: str, body: LimitsUpdate, svc: Svc) -> VmInfo:
     """Change a VM's limits; a running VM's QEMU gets them at once."""
-    return svc.views.vm(await svc.vms.set_limits(name, limit_fields(body)))
+    return svc.views.vm(await svc.vms.set_limits(name, limit_fields(body), floor=floor_field(body)))
 
 
 @router.post("/vms/{name}/networks")

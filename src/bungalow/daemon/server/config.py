@@ -23,6 +23,12 @@
     policy = "throttle"     # hold a VM starving others to its share (default "off": mark only)
     disk_wait = "20ms"      # average disk request time above which a VM waits for its disk
 
+    [memory]                # the balloons (policies/pressure.py)
+    balloon = true          # virtio-balloon with free page reporting in VMs booted from now
+    pressure_below = "10%"  # host MemAvailable under this: take memory back from VMs
+    relief_above = "20%"    # over this again: give it back
+    pressure_interval = "5s"
+
     [reaper], [leases], [idle], [sprawl]: the sprawl policies (daemon/policy.py)
 
 A bad file stops the daemon with a sentence naming the key, rather than
@@ -37,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from bungalow.daemon.policies.noisy import NoisyConfig, load_noisy
+from bungalow.daemon.policies.pressure import MemoryConfig, load_memory
 from bungalow.daemon.policies.settings import PolicyConfig, load_policy
 from bungalow.daemon.state.records import Rates
 from bungalow.errors import UserError
@@ -65,6 +72,7 @@ class Config:
     currency: str = "USD"
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     noisy: NoisyConfig = field(default_factory=NoisyConfig)
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
 
 
 def load_config(path: Path) -> Config:
@@ -108,6 +116,7 @@ def load_config(path: Path) -> Config:
         ratios=Ratios(**ratios),
         rates=rates, currency=currency, policy=load_policy(data),
         noisy=load_noisy(data.get("noisy", {}), path),
+        memory=load_memory(data.get("memory", {}), path),
     )  # fmt: skip
 
 

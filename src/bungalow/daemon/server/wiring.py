@@ -31,6 +31,7 @@ from bungalow.daemon.policies.actions import PolicyActions
 from bungalow.daemon.policies.idle import Idleness
 from bungalow.daemon.policies.leases import Leases
 from bungalow.daemon.policies.noisy import NoisyWatch
+from bungalow.daemon.policies.pressure import Pressure
 from bungalow.daemon.policies.reaper import Reaper
 from bungalow.daemon.policies.restorable import Restorable
 from bungalow.daemon.policies.sprawl import Sprawl
@@ -49,6 +50,7 @@ from bungalow.daemon.state.usage import UsageTable
 from bungalow.daemon.telemetry.metrics import Metrics
 from bungalow.daemon.tenancy.projects import Projects
 from bungalow.daemon.vms.admission import Admission
+from bungalow.daemon.vms.balloon import BalloonBook
 from bungalow.daemon.vms.host import HostFacts
 from bungalow.daemon.vms.manager import VmManager
 from bungalow.daemon.vms.media import Media
@@ -74,6 +76,7 @@ class Daemon:
     pool: Pool
     metrics: Metrics
     reaper: Reaper
+    pressure: Pressure
     services: Services
 
 
@@ -86,10 +89,14 @@ def build(data: DataDir, config: Config, host: HostFacts, clock: Clock | None = 
     projects = Projects(store)
     networks = NetworkService(store, Kernel(data.root), clock)
     keeper = SnapshotKeeper(store, data)
-    admission = Admission(store.vms, data.root, config.ratios, quota=projects.check)
+    balloons = BalloonBook()
+    admission = Admission(
+        store.vms, data.root, config.ratios, quota=projects.check, balloons=balloons
+    )
     vms = VmManager(
         data=data, store=store, images=ImageStore(data.images), admission=admission,
         host=host, clock=clock, on_removed=keeper.vm_removed, networks=networks,
+        balloon=config.memory.balloon,
     )  # fmt: skip
     snapshots = Snapshots(vms, keeper)
     suspender = Suspender(snapshots)
@@ -105,6 +112,9 @@ def build(data: DataDir, config: Config, host: HostFacts, clock: Clock | None = 
     actions = PolicyActions(vms, suspender, restorable, policy.retention)
     leases = Leases(vms, actions, policy, clock)
     idleness = Idleness(vms, metrics.rates, actions, policy, clock)
+    pressure = Pressure(
+        vms, balloons, lambda: {idle.vm.name for idle in idleness.idle()}, config.memory
+    )
     sprawl = Sprawl(store, leases, idleness, actions, policy, clock, ledger.price_of)
     reaper = Reaper(
         leases, idleness, restorable, clock, policy.reaper_interval,
@@ -119,7 +129,18 @@ def build(data: DataDir, config: Config, host: HostFacts, clock: Clock | None = 
         sandbox_timeout=config.sandbox_timeout,
     )  # fmt: skip
     return Daemon(
-        data, store, ledger, networks, vms, keeper, suspender, pool, metrics, reaper, services
+        data,
+        store,
+        ledger,
+        networks,
+        vms,
+        keeper,
+        suspender,
+        pool,
+        metrics,
+        reaper,
+        pressure,
+        services,
     )
 
 
@@ -150,6 +171,7 @@ def app_for(daemon: Daemon) -> FastAPI:
         tasks = [
             asyncio.create_task(daemon.reaper.run(), name="reaper"),
             asyncio.create_task(daemon.metrics.run(), name="metrics"),
+            asyncio.create_task(daemon.pressure.run(), name="memory-pressure"),
             asyncio.create_task(daemon.ledger.run_heartbeat(), name="usage"),
             asyncio.create_task(networks_watch.run(daemon.networks), name="networks"),
         ]

@@ -241,6 +241,11 @@ def _snapshot_media(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE snapshots ADD COLUMN media TEXT")
 
 
+def _memory_min(db: sqlite3.Connection) -> None:
+    """A VM's balloon floor in bytes (``--memory-min``); NULL: no floor, never ballooned."""
+    db.execute("ALTER TABLE vms ADD COLUMN memory_min INTEGER")
+
+
 #: Every migration, oldest first; the database's ``user_version`` counts those it has had.
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _baseline,
@@ -251,4 +256,5 @@ MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _media,
     _firmware_and_tpm,
     _snapshot_media,
+    _memory_min,
 )

@@ -122,6 +122,9 @@ class VmRecord:
     firmware: str = "bios"
     #: A TPM 2.0 (swtpm, its state in the VM's directory, tpm/).
     tpm: bool = False
+    #: The balloon floor in bytes (``--memory-min``): under host memory pressure the daemon
+    #: may take the VM's memory down to this (policies/pressure.py); None: never ballooned.
+    memory_min: int | None = None
 
     def with_changes(self, **changes: Any) -> VmRecord:
         """A copy with ``changes``: for records not yet inserted (a plan), never to write back."""

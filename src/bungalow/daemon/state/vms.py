@@ -149,6 +149,9 @@ class VmTable:
     def set_limits(self, vm_id: str, limits: dict[str, Any]) -> VmRecord:
         return self._update(vm_id, limits=json.dumps(limits))
 
+    def set_memory_min(self, vm_id: str, floor: int | None) -> VmRecord:
+        return self._update(vm_id, memory_min=floor)
+
     def set_ssh_keys(self, vm_id: str, keys: builtins.list[str]) -> VmRecord:
         return self._update(vm_id, ssh_keys=json.dumps(keys))
 

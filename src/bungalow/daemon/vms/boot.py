@@ -30,6 +30,7 @@ from bungalow.images.store import Image, ImageStore
 from bungalow.names import validate_option_path
 from bungalow.qemu import migration
 from bungalow.qemu.argv import (
+    BALLOON_WORD,
     HOTPLUG_WORD,
     RELAY_WARNING,
     USER_NET,
@@ -78,8 +79,13 @@ def machine_spec(
     images: ImageStore,
     accel: str,
     nics: Sequence[AttachedNic] = (),
+    *,
+    balloon: bool = True,
 ) -> MachineSpec:
     """The machine ``vm`` runs as; blocks while the image's initramfs is made (once).
+
+    With ``balloon`` (config.toml ``[memory] balloon``), a guest booted from its
+    kernel gets a virtio-balloon with free page reporting (vms/balloon.py).
 
     The guest's /init writes the VM's machine-id from the kernel command line, so
     a booting VM needs no request to its agent before it counts as running. With
@@ -112,6 +118,7 @@ def machine_spec(
         cdrom=media.medium_path(images, vm),
         cdrom_drive=media.has_drive(image),
         reboot=image.kind != "linux",
+        balloon=balloon and image.kind == "linux",
         **firmware_files.spec_fields(vm, vm_dir, vm_dir / "run"),
     )
     spec = machine_nics(spec, nics)
@@ -121,13 +128,16 @@ def machine_spec(
 
 def with_cmdline(spec: MachineSpec, cmdline: str | None) -> MachineSpec:
     """``spec`` booted (or saved) with ``cmdline``, and so with the devices that machine had:
-    PCIe root ports only if it let the guest hot-plug, and with NICs, a user-mode network
-    stub if it booted on user-mode networking (a sandbox template's clone on a network)."""
+    PCIe root ports only if it let the guest hot-plug, a balloon only if it booted with one
+    (a machine saved before balloons, or booted with ``[memory] balloon = false``, has
+    none in its stream), and with NICs, a user-mode network stub if it booted on user-mode
+    networking (a sandbox template's clone on a network)."""
     if cmdline is None:
         return spec
     words = cmdline.split()
     if HOTPLUG_WORD not in words:
         spec = dataclasses.replace(spec, hotplug_ports=0)
+    spec = dataclasses.replace(spec, balloon=BALLOON_WORD in words)
     if spec.nics and set(USER_NET.words()) <= set(words):
         spec = dataclasses.replace(spec, user_stub=True)
     return dataclasses.replace(spec, cmdline=cmdline)

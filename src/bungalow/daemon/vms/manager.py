@@ -38,6 +38,7 @@ from bungalow.daemon.vms import (
 )
 from bungalow.daemon.vms import firmware as firmware_files
 from bungalow.daemon.vms.admission import Admission
+from bungalow.daemon.vms.balloon import FloorChange, check_floor, floor_sentence
 from bungalow.daemon.vms.host import HostFacts
 from bungalow.daemon.vms.limits import Limits
 from bungalow.daemon.vms.locks import VmLocks
@@ -83,6 +84,7 @@ class VmManager:
         clock: Clock,
         on_removed: OnRemoved | None = None,
         networks: Networks | None = None,
+        balloon: bool = True,
     ) -> None:
         self.data = data
         self.store = store
@@ -93,6 +95,8 @@ class VmManager:
         self._on_removed = on_removed
         #: The networks room (None: a daemon without private networks, not run as root).
         self.networks = networks
+        #: Whether VMs booted from now on get a balloon (config.toml ``[memory] balloon``).
+        self.balloon = balloon
         self._runtimes: dict[str, VmRuntime] = {}
         self._locks = VmLocks()
         #: Room for the daemon's own writes when a guest fills the disk (diskfull.py).
@@ -139,7 +143,9 @@ class VmManager:
         reads the VM's NICs unless given ``nics``)."""
         if nics is None:
             nics = self.nics_of(vm)
-        return boot.machine_spec(self.vm_dir(vm), vm, image, self.images, accel, nics)
+        return boot.machine_spec(
+            self.vm_dir(vm), vm, image, self.images, accel, nics, balloon=self.balloon
+        )
 
     def nics_of(self, vm: VmRecord) -> Sequence[AttachedNic]:
         """The VM's NICs on private networks, in index order (blocking: a database read)."""
@@ -337,18 +343,27 @@ class VmManager:
         """Limits recorded that apply only from the VM's next start."""
         return netshaping.pending(vm, self.run_dir(vm))
 
-    async def set_limits(self, name: str, changes: dict[str, Any]) -> VmRecord:
-        """Change limits; a running VM's QEMU gets them at once (a new network limit
-        only if it was started with one, see netshaping.py)."""
+    async def set_limits(
+        self, name: str, changes: dict[str, Any], floor: FloorChange | None = None
+    ) -> VmRecord:
+        """Change limits (and the balloon ``floor``); a running VM's QEMU gets them at once
+        (a new network limit only if it was started with one, see netshaping.py; the floor
+        when the host next weighs its memory, policies/pressure.py)."""
         async with self.locked(name):
             vm = self.get(name)
             new = Limits.from_json(vm.limits).changed(changes)
-            runtime = self._runtimes.get(name)
-            if runtime is not None and vm.state in (VmState.RUNNING, VmState.PAUSED):
-                await self._apply(vm.id, runtime, new)
-            vm = self.store.vms.set_limits(vm.id, new.to_json())
-            shown = ", ".join(f"{k}={v}" for k, v in sorted(new.to_json().items()))
-            self.store.events.add(name, "limits", f"limits set: {shown}")
+            if floor is not None:
+                memory_min = check_floor(floor.floor, vm.memory, name)
+            if any(value is not None for value in changes.values()) or floor is None:
+                runtime = self._runtimes.get(name)
+                if runtime is not None and vm.state in (VmState.RUNNING, VmState.PAUSED):
+                    await self._apply(vm.id, runtime, new)
+                vm = self.store.vms.set_limits(vm.id, new.to_json())
+                shown = ", ".join(f"{k}={v}" for k, v in sorted(new.to_json().items()))
+                self.store.events.add(name, "limits", f"limits set: {shown}")
+            if floor is not None:
+                vm = self.store.vms.set_memory_min(vm.id, memory_min)
+                self.store.events.add(name, "memory-min", floor_sentence(memory_min))
             return vm
 
     async def add_ssh_keys(self, name: str, keys: builtins.list[str]) -> VmRecord:

@@ -17,6 +17,7 @@ from bungalow.daemon.state.lifecycle import VmState
 from bungalow.daemon.state.records import Purpose, SnapshotRecord, VmRecord
 from bungalow.daemon.vms import firmware as firmware_files
 from bungalow.daemon.vms import media, provisioning
+from bungalow.daemon.vms.balloon import check_floor
 from bungalow.daemon.vms.nics import check_choices
 from bungalow.daemon.vms.requests import CloneRequest, CreateRequest
 from bungalow.errors import ConflictError, UserError
@@ -57,6 +58,7 @@ def plan_vm(request: CreateRequest, image: Image) -> VmRecord:
             f"The image {image.name} is a plain disk and needs firmware; use --profile pc."
         )
     firmware = firmware_files.chosen(request.firmware, request.tpm, profile, image)
+    check_floor(request.memory_min, request.memory, request.name)
     check_choices(request.networks)
     if request.networks and request.limits.get("net_bw"):
         raise UserError(
@@ -94,6 +96,7 @@ def plan_vm(request: CreateRequest, image: Image) -> VmRecord:
         on_expiry=request.on_expiry,
         idle=request.idle,
         limits=request.limits,
+        memory_min=request.memory_min,
         project=ownership.project,
         owner=ownership.owner,
         labels=ownership.labels,
@@ -145,6 +148,7 @@ def disk_size(asked: int | None, image: Image) -> int:
 def plan_clone(snapshot: SnapshotRecord, request: CloneRequest, image: Image) -> VmRecord:
     """The record of a new VM made from ``snapshot`` (its disk layered on the snapshot's)."""
     check_arch_runs(image)
+    check_floor(request.memory_min, snapshot.memory, request.name)
     ownership = request.ownership
     return VmRecord(
         id=secrets.token_hex(6),
@@ -171,6 +175,7 @@ def plan_clone(snapshot: SnapshotRecord, request: CloneRequest, image: Image) ->
         created_by=ownership.created_by,
         origin=request.origin or clone_origin(snapshot),
         limits=request.limits,
+        memory_min=request.memory_min,
         idle=request.idle,
         ports=[str(PortForward.parse(text)) for text in request.ports],
         user_data=request.user_data,

@@ -50,6 +50,8 @@ class CreateRequest:
     on_expiry: str = "delete"
     idle: dict[str, Any] = field(default_factory=dict)
     limits: dict[str, Any] = field(default_factory=dict)
+    #: The balloon floor in bytes (vms/balloon.py); None: never ballooned.
+    memory_min: int | None = None
     ownership: Ownership = field(default_factory=Ownership)
     origin: str = ""
     #: Private networks, first one first; none: user-mode networking.
@@ -81,6 +83,7 @@ class CloneRequest:
     pool: str | None = None
     ownership: Ownership = field(default_factory=Ownership)
     limits: dict[str, Any] = field(default_factory=dict)
+    memory_min: int | None = None
     idle: dict[str, Any] = field(default_factory=dict)
     #: Host port forwards; only a VM that comes back (restore-deleted) has its own again.
     ports: tuple[str, ...] = ()
@@ -94,11 +97,12 @@ class CloneRequest:
 
     @classmethod
     def inheriting(cls, source: VmRecord, name: str, **changes: Any) -> CloneRequest:
-        """A copy of ``source`` called ``name``: its project, owner, labels, limits and
-        provisioning (user-data, SSH keys)."""
+        """A copy of ``source`` called ``name``: its project, owner, labels, limits, balloon
+        floor and provisioning (user-data, SSH keys)."""
         fields: dict[str, Any] = {
             "name": name, "parent": source.name, "ownership": Ownership.of(source),
-            "limits": source.limits, "user_data": source.user_data,
+            "limits": source.limits, "memory_min": source.memory_min,
+            "user_data": source.user_data,
             "ssh_keys": tuple(source.ssh_keys),
         }  # fmt: skip
         return cls(**{**fields, **changes})

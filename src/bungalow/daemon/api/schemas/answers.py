@@ -83,6 +83,12 @@ class VmInfo(BaseModel):
     )
     firmware: str = Field(default="bios", description="bios, uefi or uefi-secure")
     tpm: bool = Field(default=False, description="has a TPM 2.0 (swtpm)")
+    memory_min: int | None = Field(
+        default=None, description="balloon floor in bytes; null: never ballooned"
+    )
+    balloon: bool = Field(
+        default=False, description="booted (last) with a virtio-balloon and free page reporting"
+    )
 
 
 class SnapshotInfo(BaseModel):

@@ -84,6 +84,11 @@ class LimitsUpdate(Request):
         description="bytes per second each way, e.g. 50M; from the next start on "
         "a VM started without one",
     )
+    memory_min: SizeLimit | None = Field(
+        default=None,
+        description="balloon floor: the host may take memory back down to this under "
+        "pressure; 0 or none: no floor, never ballooned",
+    )
 
 
 class VmCreate(LimitsUpdate):

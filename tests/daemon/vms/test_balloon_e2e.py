@@ -1,0 +1,209 @@
+"""The balloon in real VMs: freed memory goes back to the host, saved machines with and
+without the device restore, and memory pressure balloons a VM to its floor and no further.
+
+The daemon of this module is always "under pressure" (``pressure_below`` above any
+host's memory), so every VM with a floor is ballooned down to it within seconds,
+and VMs with none must never be: the tests of the other behaviours launch VMs
+without a floor.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bungalow.host.resources import read_memory
+from tests.conftest import Env, _finish, _new_env
+from tests.support import wait_until
+
+pytestmark = pytest.mark.vm
+
+MIB = 1 << 20
+GIB = 1 << 30
+#: Writes every page of 1 GiB and holds it until /tmp/free exists, in the background.
+FILL = (
+    "import os, time\n"
+    "b = bytearray(b'\\x01') * (1 << 30)\n"
+    "open('/tmp/held', 'w').close()\n"
+    "while not os.path.exists('/tmp/free'): time.sleep(0.1)\n"
+)
+PRESSURE = '[memory]\npressure_below = "1000G"\nrelief_above = "2000G"\npressure_interval = "1s"\n'
+
+
+def _configure(env: Env, extra: str = "") -> None:
+    """Write the daemon's config and stop the running daemon, if any, so that the next
+    command starts one that reads it (VMs outlive it and are adopted)."""
+    (env.home / "config.toml").write_text(f"[sandboxes]\npool = 0\n{PRESSURE}{extra}")
+    pid = env.daemon_pid()
+    if pid is not None:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        wait_until("the daemon to stop", lambda: not Path(f"/proc/{pid}").exists())
+
+
+@pytest.fixture(scope="module")
+def env(image_cache: Path) -> Iterator[Env]:
+    env = _new_env()
+    _configure(env)
+    yield env
+    _finish(env)
+
+
+def _vm(env: Env, name: str) -> dict[str, object]:
+    return dict(json.loads(env.run("inspect", name).stdout))
+
+
+def _rss(env: Env, name: str) -> int:
+    """Bytes of the VM's QEMU resident in host memory now."""
+    pid = (env.home / "vms" / str(_vm(env, name)["id"]) / "run" / "qemu.pid").read_text()
+    for line in Path(f"/proc/{pid.strip()}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("QEMU has no VmRSS")
+
+
+def _guest_available(env: Env, name: str) -> int:
+    """The guest's MemAvailable in bytes. Pages in its balloon are taken (with
+    deflate-on-oom the kernel still counts them in MemTotal), so it falls as the
+    balloon inflates."""
+    meminfo = env.run("exec", name, "--", "cat", "/proc/meminfo").stdout
+    return int(meminfo.split("MemAvailable:")[1].split()[0]) * 1024
+
+
+def _balloon_events(env: Env, name: str) -> list[str]:
+    events = json.loads(env.run("events", "--vm", name, "--json").stdout)
+    return [str(event["message"]) for event in events if event["kind"] == "balloon"]
+
+
+def test_a_guest_that_fills_and_frees_1g_gives_it_back(env: Env) -> None:
+    env.run("launch", "fill", "--memory", "1536M")
+    try:
+        base_rss = _rss(env, "fill")
+        (env.home / "fill.py").write_text(FILL)
+        env.run("cp", str(env.home / "fill.py"), "fill:/root/fill.py")
+        env.run("exec", "fill", "--", "sh", "-c", "python3 /root/fill.py >/dev/null 2>&1 &")
+        wait_until(
+            "the guest to hold 1 GiB",
+            lambda: env.run("exec", "fill", "--", "ls", "/tmp").stdout.split().count("held"),
+            timeout=120,
+            interval=1,
+        )
+        peak_available = read_memory()[1]
+        assert _rss(env, "fill") - base_rss > 900 * MIB, "the guest never held its 1 GiB"
+        env.run("exec", "fill", "--", "touch", "/tmp/free")
+        # Free page reporting hands the freed pages back within seconds; what stays is
+        # what the guest keeps (page tables, caches, free pages in blocks under 2 MiB).
+        wait_until(
+            "the QEMU's RSS to fall back within 20% of a GiB of where it started",
+            lambda: _rss(env, "fill") - base_rss < 0.2 * GIB,
+            timeout=120,
+            interval=1,
+        )
+        # The host sees it too; other tests on a busy host move MemAvailable meanwhile,
+        # so only most of what was freed must show.
+        wait_until(
+            "the host's MemAvailable to come back",
+            lambda: read_memory()[1] - peak_available > 0.6 * GIB,
+            timeout=60,
+            interval=1,
+        )
+        assert _balloon_events(env, "fill") == []  # no floor: never ballooned
+    finally:
+        env.run("rm", "-f", "fill")
+
+
+def test_snapshots_and_clones_restore_exactly_with_the_balloon(env: Env) -> None:
+    env.run("launch", "orig", "--memory", "512M")
+    try:
+        env.run("exec", "orig", "--", "sh", "-c", "head -c 4M /dev/urandom >/root/data; sync")
+        digest = env.run("exec", "orig", "--", "md5sum", "/root/data").stdout.split()[0]
+        env.run("snapshot", "create", "orig", "s1")
+        env.run("clone", "orig", "copy", "--snapshot", "s1")
+        try:
+            for name in ("orig", "copy"):
+                out = env.run("exec", name, "--", "md5sum", "/root/data").stdout
+                assert out.split()[0] == digest
+                loaded = env.run("exec", name, "--", "ls", "/sys/module").stdout.split()
+                assert "virtio_balloon" in loaded
+        finally:
+            env.run("rm", "-f", "copy")
+        env.run("exec", "orig", "--", "rm", "/root/data")
+        env.run("snapshot", "restore", "orig", "s1")
+        assert env.run("exec", "orig", "--", "md5sum", "/root/data").stdout.split()[0] == digest
+    finally:
+        env.run("rm", "-f", "orig")
+
+
+def test_a_snapshot_of_a_vm_without_a_balloon_still_restores(env: Env) -> None:
+    """A machine booted with ``balloon = false`` has no balloon in its saved stream, as
+    one saved before balloons existed: a clone of it loads without the device."""
+    _configure(env, "balloon = false\n")
+    env.run("launch", "old", "--memory", "256M")
+    try:
+        assert not _vm(env, "old")["balloon"]
+        env.run("exec", "old", "--", "sh", "-c", "echo kept >/root/mark; sync")
+        env.run("snapshot", "create", "old", "before")
+        _configure(env)  # balloons on again
+        env.run("clone", "old", "old-copy", "--snapshot", "before")
+        try:
+            assert not _vm(env, "old-copy")["balloon"]
+            assert env.run("exec", "old-copy", "--", "cat", "/root/mark").stdout == "kept\n"
+            loaded = env.run("exec", "old-copy", "--", "ls", "/sys/module").stdout.split()
+            assert "virtio_balloon" not in loaded
+        finally:
+            env.run("rm", "-f", "old-copy")
+    finally:
+        env.run("rm", "-f", "old")
+
+
+def test_pressure_balloons_a_vm_to_its_floor_and_never_one_without(env: Env) -> None:
+    env.run("launch", "floored", "--memory", "1G", "--memory-min", "256M")
+    env.run("launch", "free", "--memory", "512M")
+    try:
+        assert _vm(env, "floored")["memory_min"] == 256 * MIB
+        assert _vm(env, "floored")["balloon"]
+        free_available = _guest_available(env, "free")
+        # What the guest has available falls as its balloon inflates, to the floor less
+        # what its kernel and processes use, and no further.
+        wait_until(
+            "the floored VM's balloon to reach its floor",
+            lambda: _guest_available(env, "floored") <= 256 * MIB,
+            timeout=120,
+            interval=1,
+        )
+        assert _guest_available(env, "floored") > 32 * MIB  # not below: some 90M here
+        events = _balloon_events(env, "floored")
+        assert events and all(event.endswith("it now has 256M") for event in events)
+        assert _balloon_events(env, "free") == []
+        assert _guest_available(env, "free") > free_available - 64 * MIB
+        refused = env.run("set", "floored", "--memory-min", "2G", check=False)
+        assert refused.returncode != 0
+        assert "above its memory (1G); give --memory-min 1G or less" in refused.stderr
+        assert _vm(env, "floored")["memory_min"] == 256 * MIB
+        assert _vm(env, "floored")["balloon"]
+        # Lifting the floor gives the memory back at once, pressure or not.
+        out = env.run("set", "floored", "--memory-min", "none").stdout
+        assert "memory floor none" in out
+        wait_until(
+            "the floored VM to get its memory back",
+            lambda: _guest_available(env, "floored") > 640 * MIB,
+            timeout=120,
+            interval=1,
+        )
+    finally:
+        env.run("rm", "-f", "floored", "free")
+
+
+def test_a_bad_floor_is_one_sentence_and_makes_nothing(env: Env) -> None:
+    result = env.run("launch", "bad", "--memory", "512M", "--memory-min", "1G", check=False)
+    assert result.returncode != 0
+    assert "above its memory (512M); give --memory-min 512M or less" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "bad" not in env.run("ls").stdout
