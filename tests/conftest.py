@@ -174,8 +174,11 @@ def _new_env(own_images: bool = False) -> Env:
     # Short paths: QEMU's Unix sockets must fit in 108 bytes.
     home = Path(tempfile.mkdtemp(prefix="bgw-", dir="/tmp"))
     # No warm sandbox pool unless a test asks for one: every pooled VM is a QEMU
-    # that tests counting processes would see, and CPU the others would miss.
-    (home / "config.toml").write_text("[sandboxes]\npool = 0\n")
+    # that tests counting processes would see, and CPU the others would miss. No KSM
+    # either: it is host-wide, and a suite's daemons turning it on would give every test
+    # beside them (and other suites on the host) a ksmd to share the CPUs with; the KSM
+    # tests ask for it (tests/daemon/policies/test_ksm_vms.py).
+    (home / "config.toml").write_text("[sandboxes]\npool = 0\n\n[memory]\nksm = \"off\"\n")
     return Env(home, home / "images" if own_images else IMAGE_CACHE)
 
 

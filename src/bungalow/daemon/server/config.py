@@ -23,6 +23,11 @@
     policy = "throttle"     # hold a VM starving others to its share (default "off": mark only)
     disk_wait = "20ms"      # average disk request time above which a VM waits for its disk
 
+    [memory]                # memory shared and given back
+    ksm = "auto"            # KSM: "auto" (on while this host runs more than one VM),
+                            # "on" (while this daemon runs any), "off" (never touched)
+                            # (policies/ksm.py; who owns the host-wide switch: host/ksm_owner.py)
+
     [reaper], [leases], [idle], [sprawl]: the sprawl policies (daemon/policy.py)
 
 A bad file stops the daemon with a sentence naming the key, rather than
@@ -36,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bungalow.daemon.policies.ksm import KsmMode, load_ksm
 from bungalow.daemon.policies.noisy import NoisyConfig, load_noisy
 from bungalow.daemon.policies.settings import PolicyConfig, load_policy
 from bungalow.daemon.state.records import Rates
@@ -65,6 +71,7 @@ class Config:
     currency: str = "USD"
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     noisy: NoisyConfig = field(default_factory=NoisyConfig)
+    ksm: KsmMode = "auto"
 
 
 def load_config(path: Path) -> Config:
@@ -108,6 +115,7 @@ def load_config(path: Path) -> Config:
         ratios=Ratios(**ratios),
         rates=rates, currency=currency, policy=load_policy(data),
         noisy=load_noisy(data.get("noisy", {}), path),
+        ksm=load_ksm(data.get("memory", {}), path),
     )  # fmt: skip
 
 
