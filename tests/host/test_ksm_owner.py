@@ -79,7 +79,7 @@ def test_ksm_turned_off_under_bungalow_stays_off(ksm: Ksm, vm: int, tmp_path: Pa
     standing = a.settle([vm], ADVISOR)
     assert (standing.holder, standing.changed) == ("yielded", "left off: run was set to 0")
     assert b.settle([vm], ADVISOR).holder == "yielded"
-    assert ksm.read("run") == "0"
+    assert ksm.settings() == KsmSettings(0, 100, 20, "none")  # the rate it found, back
     assert a.look().holder == "yielded"
 
 

@@ -14,11 +14,16 @@ COLUMNS = ["VM", "MEMORY", "GUEST USES", "QEMU PSS", "GUEST RAM", "QEMU OVERHEAD
            "GIVEN BACK"]  # fmt: skip
 
 
+def _bytes(value: int | None) -> str:
+    """A size, ``0`` for nothing and ``-`` for not known."""
+    return "-" if value is None else "0" if value == 0 else size(value)
+
+
 def _row(vm: VmOverhead) -> list[str]:
     return [
-        vm["vm"], size(vm["memory"]), size(vm["guest_used"]), size(vm["pss"]),
-        size(vm["guest_ram"]), size(vm["overhead"]), size(vm["ksm_merging"]),
-        size(vm["given_back"]),
+        vm["vm"], _bytes(vm["memory"]), _bytes(vm["guest_used"]), _bytes(vm["pss"]),
+        _bytes(vm["guest_ram"]), _bytes(vm["overhead"]), _bytes(vm["ksm_merging"]),
+        _bytes(vm["given_back"]),
     ]  # fmt: skip
 
 
@@ -47,14 +52,14 @@ def memory_lines(host: HostMemoryInfo) -> list[tuple[str, str]]:
     ksm = host["ksm"]
     cpu = ksm["ksmd_cpu_seconds"]
     return [
-        ("guests", f"{size(host['allocated'])} allocated, {size(host['qemu_pss'])} taken "
-                      f"by their QEMUs (PSS), of which {size(host['guest_ram'])} guest RAM; "
-                      f"guests use {size(host['guest_used'])}"),
-        ("shared", f"{size(host['shared'])} saved by KSM on this host "
-                   f"({size(host['ksm_profit'])} net of its metadata)"),
-        ("returned", size(host["given_back"]) if host["given_back"] is not None
-         else "- (not reported)"),
-        ("overhead", f"{size(host['overhead_median'])} per VM (median QEMU overhead)"),
+        ("guests", f"{_bytes(host['allocated'])} allocated, {_bytes(host['qemu_pss'])} taken "
+                   f"by their QEMUs (PSS), of which {_bytes(host['guest_ram'])} guest RAM; "
+                   f"guests use {_bytes(host['guest_used'])}"),
+        ("shared", f"{_bytes(host['shared'])} saved by KSM on this host "
+                   f"({_bytes(host['ksm_profit'])} net of its metadata)"),
+        ("returned", _bytes(host["given_back"]) + " given back by guests (free page reporting)"
+         if host["given_back"] is not None else "- (not reported)"),
+        ("overhead", f"{_bytes(host['overhead_median'])} per VM (median QEMU overhead)"),
         ("ksm", ksm_line(ksm) + ("" if cpu is None else f"; ksmd used {cpu:.1f} s of CPU")),
     ]  # fmt: skip
 

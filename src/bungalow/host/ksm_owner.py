@@ -20,8 +20,9 @@ of the host reads and writes under one ``flock`` (:data:`REGISTRY`):
   ``owner.json`` recorded (``run`` 0: ksmd stops, merged pages stay merged until
   written) and removes the record.
 - Anyone turning KSM off (``run`` 0 or 2) while ``owner.json`` stands overrules
-  bungalow: the record becomes ``yielded``, and no daemon turns KSM on again until the
-  host reboots or the admin removes that file. bungalow never fights that choice.
+  bungalow: the record becomes ``yielded.json``, and no daemon turns KSM on again until
+  the host reboots or the admin removes that file; bungalow never fights that choice.
+  The scan rate bungalow set goes back to what it found, unless someone changed it too.
 
 Every record carries the kernel's boot id: one written before a reboot (where ``/run``
 is not a tmpfs) is stale, as are the knobs it speaks of, and is ignored.
@@ -34,7 +35,7 @@ import fcntl
 import json
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -56,6 +57,15 @@ class Standing:
     claimed: bool
     claims: int
     changed: str | None = None  # what this call did to the knobs, for the log
+
+
+def _previous(owner: dict[str, object]) -> KsmSettings:
+    """The settings ``owner.json`` says bungalow found (the kernel's defaults if unreadable)."""
+    previous = owner.get("previous")
+    if isinstance(previous, dict):
+        with contextlib.suppress(KeyError, ValueError):
+            return KsmSettings.from_json(previous)
+    return KsmSettings(0, 100, 20, "none")
 
 
 def _boot_id() -> str:
@@ -153,11 +163,15 @@ class KsmOwnership:
         if owner is not None and run != 1:  # turned off by someone after bungalow turned it on
             self._write(self.registry / "yielded.json", {"run": run})
             (self.registry / "owner.json").unlink(missing_ok=True)
+            if (
+                run == 0
+                and tuning is not None
+                and tuning.same_as(replace(self.ksm.settings(), run=1))
+            ):
+                self.ksm.apply(replace(_previous(owner), run=0))  # the rate too, if still ours
             return Standing("yielded", claimed, claims, f"left off: run was set to {run}")
         if owner is not None and claims == 0:
-            previous = owner.get("previous")
-            found = KsmSettings.from_json(previous) if isinstance(previous, dict) else None
-            self.ksm.apply(found or KsmSettings(0, 100, 20, "none"))
+            self.ksm.apply(_previous(owner))
             (self.registry / "owner.json").unlink(missing_ok=True)
             return Standing("off", claimed, claims, "turned off: no VM claims it")
         if owner is not None:
