@@ -25,7 +25,7 @@ async def _visible(svc: Services, caller: str | None) -> list[VmMemory]:
 
 
 def _ksm_info(svc: Services, host: HostMemory) -> KsmInfo:
-    standing = svc.ksm.standing or svc.ksm.ownership.look()
+    standing = svc.ksm.current()
     settings = svc.ksm.ksm.settings()
     cpu = ksm.ksmd_cpu_ns()
     return KsmInfo(

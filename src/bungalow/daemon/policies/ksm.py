@@ -136,6 +136,18 @@ class KsmControl:
         self.standing = standing
         return standing
 
+    def current(self) -> Standing:
+        """Who holds KSM: as the last look found it, else looked at now (by ``run`` alone
+        where the registry cannot be read: a daemon that is not root)."""
+        if self.standing is not None:
+            return self.standing
+        try:
+            return self.ownership.look()
+        except OSError:
+            if not self.ksm.available:
+                return Standing("absent", False, 0)
+            return Standing("other" if self.ksm.number("run") == 1 else "off", False, 0)
+
     async def run(self) -> None:
         """Settle every :data:`INTERVAL` seconds for as long as the daemon runs."""
         warned = False
