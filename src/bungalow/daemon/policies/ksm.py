@@ -121,12 +121,13 @@ class KsmControl:
         pages = scan_rate(sum(qemus.values()), self._cpu.share(), current)
         return KsmSettings(1, pages, SLEEP_MS, None)
 
-    def settle(self) -> Standing:
+    def settle(self) -> Standing | None:
         """One look: claim or drop KSM, and tune it if bungalow holds it (blocking: /proc,
-        /sys and the registry's lock; run it in a thread)."""
+        /sys and the registry's lock; run it in a thread). With ``ksm = "off"`` and no
+        claim left from before, nothing at all (None)."""
         if self.mode == "off" and not self.ownership.held():
-            self.standing = self.ownership.look()
-            return self.standing
+            self.standing = None
+            return None
         pids = [runtime.pid for runtime in self.vms.runtimes.values()]
         qemus = kernel_ksm.qemu_processes()
         claim = pids if wants_ksm(self.mode, len(pids), len(qemus)) else []

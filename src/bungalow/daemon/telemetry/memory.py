@@ -20,7 +20,6 @@ The host's sums (:class:`HostMemory`) add KSM's totals from ``/sys/kernel/mm/ksm
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import statistics
 import time
 from collections.abc import Awaitable, Callable
@@ -129,13 +128,20 @@ class MemoryCensus:
         async with self._lock:
             if self._measured is not None and time.monotonic() - self._measured[0] < FRESH:
                 return self._measured[1]
-            found = []
-            for vm in sorted(self.vms.list(), key=lambda vm: vm.name):
-                runtime = self.vms.runtime(vm.name)
-                if vm.state not in (VmState.RUNNING, VmState.PAUSED) or runtime is None:
-                    continue
-                with contextlib.suppress(OSError):
-                    found.append(await self._one(vm, runtime))
+            running = [
+                (vm, runtime)
+                for vm in sorted(self.vms.list(), key=lambda vm: vm.name)
+                if vm.state in (VmState.RUNNING, VmState.PAUSED)
+                and (runtime := self.vms.runtime(vm.name)) is not None
+            ]
+            # All at once: each waits on its guest's agent (AGENT_TIMEOUT at most).
+            measured = await asyncio.gather(
+                *(self._one(vm, runtime) for vm, runtime in running), return_exceptions=True
+            )
+            found = [item for item in measured if isinstance(item, VmMemory)]
+            for item in measured:
+                if isinstance(item, BaseException) and not isinstance(item, OSError):
+                    raise item  # a QEMU gone meanwhile is left out; anything else is a bug
             self._measured = (time.monotonic(), found)
             return found
 
