@@ -174,6 +174,15 @@ def wait_settled(wait: float) -> tuple[float, float, int]:
     return used, time.monotonic() - began, knobs.totals().saved_bytes // 1024
 
 
+def wait_ksm_off(seconds: float = 30.0) -> None:
+    """Wait until bungalowd, its last VM gone, has turned off the KSM it turned on."""
+    deadline = time.monotonic() + seconds
+    while ksm.Ksm().number("run") != 0:
+        if time.monotonic() > deadline:
+            raise BenchFailed(f"bungalowd left KSM on {seconds:.0f} s after its last VM went")
+        time.sleep(0.5)
+
+
 def bungalow_side(label: str, args: argparse.Namespace) -> SideResult:
     """Boot the VMs with the features ``label`` (off or on), idle, measure, remove them."""
     print(f"features {label}:", flush=True)
@@ -187,6 +196,8 @@ def bungalow_side(label: str, args: argparse.Namespace) -> SideResult:
         drop = before - _available()
         names = [vm["name"] for vm in json.loads(cli(env, "ls", "--json"))]
         cli(env, "rm", "--force", *names)
+        if label == "on":
+            wait_ksm_off()
     if merged is None:
         return SideResult(label, vms, pss, drop)
     return SideResult(label, vms, pss, drop, *merged)

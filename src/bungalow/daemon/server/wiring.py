@@ -171,6 +171,10 @@ def app_for(daemon: Daemon) -> FastAPI:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            try:  # its VMs outlive it and keep their claim; with none left, KSM goes back now
+                await asyncio.to_thread(daemon.ksm.settle)
+            except OSError as exc:
+                log.warning("could not settle KSM on the way out: %s", exc)
             await daemon.vms.close()
             try:
                 daemon.ledger.beat()
