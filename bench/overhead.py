@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
+import statistics
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -145,9 +146,15 @@ def boot_all(env: Mapping[str, str], args: argparse.Namespace) -> None:
 
 
 def summed_pss(env: Mapping[str, str]) -> tuple[int, int]:
-    """(VMs, summed PSS in KiB) of the data directory's running VMs' QEMUs."""
-    pids = [vm["pid"] for vm in json.loads(cli(env, "ls", "--json")) if vm.get("pid")]
-    return len(pids), sum(pss_kib(pid) for pid in pids)
+    """(VMs, summed PSS in KiB) of the data directory's running VMs' QEMUs; prints the
+    median VM's PSS by image."""
+    vms = [vm for vm in json.loads(cli(env, "ls", "--json")) if vm.get("pid")]
+    pss = {vm["name"]: pss_kib(vm["pid"]) for vm in vms}
+    for image in sorted({vm["image"] for vm in vms}):
+        mine = [pss[vm["name"]] for vm in vms if vm["image"] == image]
+        print(f"  {image}: median QEMU PSS {statistics.median(mine) / 1024:.0f} MiB "
+              f"over {len(mine)} VMs", flush=True)  # fmt: skip
+    return len(vms), sum(pss.values())
 
 
 def wait_settled(wait: float) -> tuple[float, float, int]:
@@ -198,6 +205,8 @@ def bungalow_side(label: str, args: argparse.Namespace) -> SideResult:
         cli(env, "rm", "--force", *names)
         if label == "on":
             wait_ksm_off()
+    print(f"  {vms} VMs: summed QEMU PSS {pss / 1024:.0f} MiB, MemAvailable down "
+          f"{drop / 1024:.0f} MiB", flush=True)  # fmt: skip
     if merged is None:
         return SideResult(label, vms, pss, drop)
     return SideResult(label, vms, pss, drop, *merged)
@@ -235,8 +244,10 @@ def libvirt_side(args: argparse.Namespace) -> SideResult:
                 for name in names[start : start + 2]:
                     side.wait_running(name)
             time.sleep(args.idle)
-            pss = sum(pss_kib(side.qemu_pid(name)) for name in names)
-            drop = before - _available()
+            each = [pss_kib(side.qemu_pid(name)) for name in names]
+            pss, drop = sum(each), before - _available()
+            print(f"libvirt: {len(names)} VMs, median QEMU PSS {statistics.median(each) / 1024:.0f}"
+                  f" MiB, summed {pss / 1024:.0f} MiB", flush=True)  # fmt: skip
             for name in names:
                 side.remove(name)
     return SideResult("libvirt", len(names), pss, drop)
