@@ -16,7 +16,8 @@ Measured for each side: the summed PSS of the VMs' QEMUs (``/proc/PID/smaps_roll
 PSS divides a page KSM merged among every process mapping it), and how much the
 host's ``MemAvailable`` dropped from before the first boot to the end of the idle
 time (the whole host's: other users' work moves it too); for the features-on side,
-ksmd's CPU time from ``/proc`` while KSM merged, as a share of one CPU.
+ksmd's CPU time from ``/proc``, as a share of one CPU, from the first boot until KSM
+settled (ksmd idles before: KSM is off) and for ``STEADY_SECONDS`` after, the VMs idle.
 
 Then ``--server`` VMs of the same image under libvirt with its defaults (Debian 12's
 libvirtd started by the bench, bench/_libvirt.py; QEMU's default TCG translation cache
@@ -73,6 +74,8 @@ FEATURES = {
 }
 #: Seconds between two looks at KSM's counters while waiting for it to settle.
 SETTLE_POLL = 10.0
+#: Seconds ksmd's CPU is measured once KSM has settled, the VMs idle.
+STEADY_SECONDS = 30.0
 #: KSM has settled when the pages it shares moved by less than this between two looks.
 SETTLED_CHANGE = 0.02
 PREFIX = "ovh-"
@@ -83,8 +86,8 @@ LIBVIRT_SUBNET = ipaddress.IPv4Network("10.205.1.0/24")
 @dataclass(frozen=True)
 class SideResult:
     """One side's figures: summed QEMU PSS and the host's MemAvailable drop (KiB); for the
-    features-on side, ksmd's CPU seconds and wall seconds while KSM merged, and what KSM
-    saved host-wide (KiB)."""
+    features-on side, ksmd's CPU seconds and the wall seconds from the first boot until
+    KSM settled, what KSM saved host-wide (KiB), and ksmd's share of a CPU afterwards."""
 
     label: str
     vms: int
@@ -93,6 +96,7 @@ class SideResult:
     ksmd_cpu_s: float | None = None
     merge_s: float | None = None
     ksm_saved_kib: int | None = None
+    ksmd_steady: float | None = None  # share of one CPU, once merged
 
 
 # -- pure helpers (tests/bench/test_overhead_bench.py) ------------------------------------------
@@ -157,28 +161,26 @@ def summed_pss(env: Mapping[str, str]) -> tuple[int, int]:
     return len(vms), sum(pss.values())
 
 
-def wait_settled(wait: float) -> tuple[float, float, int]:
-    """Wait for KSM to come on and settle; (ksmd CPU s, wall s, saved KiB) from when it
-    came on."""
+def wait_settled(wait: float) -> None:
+    """Wait for KSM to come on and settle (at most ``wait`` s from now)."""
     knobs = ksm.Ksm()
     deadline = time.monotonic() + wait
     while knobs.number("run") != 1:
         if time.monotonic() > deadline:
             raise BenchFailed("bungalowd did not turn KSM on with ksm = auto and many VMs")
         time.sleep(1.0)
-    began, cpu = time.monotonic(), ksm.ksmd_cpu_ns() or 0
-    first = knobs.totals()
-    previous = first
+    first = previous = knobs.totals()
     while time.monotonic() < deadline:
         time.sleep(SETTLE_POLL)
         now = knobs.totals()
         if settled(first.full_scans, previous, now):
-            break
+            return
         previous = now
-    else:
-        print(f"  KSM had not settled after {wait:.0f} s; measuring as it is", flush=True)
-    used = ((ksm.ksmd_cpu_ns() or 0) - cpu) / 1e9
-    return used, time.monotonic() - began, knobs.totals().saved_bytes // 1024
+    print(f"  KSM had not settled after {wait:.0f} s; measuring as it is", flush=True)
+
+
+def ksmd_seconds() -> float:
+    return (ksm.ksmd_cpu_ns() or 0) / 1e9
 
 
 def wait_ksm_off(seconds: float = 30.0) -> None:
@@ -195,12 +197,20 @@ def bungalow_side(label: str, args: argparse.Namespace) -> SideResult:
     print(f"features {label}:", flush=True)
     with scratch_dir(f"overhead-{label}", FEATURES[label]) as home:
         env = bungalow_env(home)
-        before = _available()
+        before, began, cpu = _available(), time.monotonic(), ksmd_seconds()  # ksmd idles
         boot_all(env, args)
         time.sleep(args.idle)
-        merged = wait_settled(args.ksm_wait) if label == "on" else None
+        merged, saved, steady = None, None, None
+        if label == "on":
+            wait_settled(args.ksm_wait)
+            merged = (ksmd_seconds() - cpu, time.monotonic() - began)
         vms, pss = summed_pss(env)
         drop = before - _available()
+        if merged is not None:  # what ksmd costs once it has merged, the VMs idle
+            steady_cpu, steady_began = ksmd_seconds(), time.monotonic()
+            time.sleep(STEADY_SECONDS)
+            steady = (ksmd_seconds() - steady_cpu) / (time.monotonic() - steady_began)
+            saved = ksm.Ksm().totals().saved_bytes // 1024
         names = [vm["name"] for vm in json.loads(cli(env, "ls", "--json"))]
         cli(env, "rm", "--force", *names)
         if label == "on":
@@ -209,7 +219,7 @@ def bungalow_side(label: str, args: argparse.Namespace) -> SideResult:
           f"{drop / 1024:.0f} MiB", flush=True)  # fmt: skip
     if merged is None:
         return SideResult(label, vms, pss, drop)
-    return SideResult(label, vms, pss, drop, *merged)
+    return SideResult(label, vms, pss, drop, *merged, saved, steady)
 
 
 # -- libvirt ---------------------------------------------------------------------------------------
@@ -266,9 +276,10 @@ def print_results(off: SideResult, on: SideResult, libvirt: SideResult | None) -
           f"{on.available_drop_kib / mib:7.0f} MiB   ratio "
           f"{ratio(on.available_drop_kib, off.available_drop_kib)} (the whole host's)")  # fmt: skip
     if on.ksmd_cpu_s is not None and on.merge_s:
-        print(f"  KSM while it merged  ksmd {on.ksmd_cpu_s:.1f} s of CPU in {on.merge_s:.0f} s "
-              f"({100 * on.ksmd_cpu_s / on.merge_s:.1f}% of one CPU); saved "
-              f"{(on.ksm_saved_kib or 0) / mib:.0f} MiB host-wide")  # fmt: skip
+        print(f"  KSM while it merged  ksmd {on.ksmd_cpu_s:.1f} s of CPU in the {on.merge_s:.0f} s "
+              f"from the first boot until it settled ({100 * on.ksmd_cpu_s / on.merge_s:.1f}% "
+              f"of one CPU); then {100 * (on.ksmd_steady or 0):.1f}% of one CPU, the VMs idle; "
+              f"saved {(on.ksm_saved_kib or 0) / mib:.0f} MiB host-wide")  # fmt: skip
     if libvirt is not None:
         ours = on.pss_kib * libvirt.vms // max(on.vms, 1)  # per VM, scaled to libvirt's count
         theirs = libvirt.pss_kib
