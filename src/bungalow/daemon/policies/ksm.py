@@ -121,14 +121,17 @@ class KsmControl:
         pages = scan_rate(sum(qemus.values()), self._cpu.share(), current)
         return KsmSettings(1, pages, SLEEP_MS, None)
 
-    def settle(self) -> Standing | None:
-        """One look: claim or drop KSM, and tune it if bungalow holds it (blocking: /proc,
-        /sys and the registry's lock; run it in a thread). With ``ksm = "off"`` and no
-        claim left from before, nothing at all (None)."""
+    def pids(self) -> list[int]:
+        """This daemon's QEMUs (read on the event loop, which changes the runtimes)."""
+        return [runtime.pid for runtime in self.vms.runtimes.values()]
+
+    def settle(self, pids: list[int]) -> Standing | None:
+        """One look, for this daemon's QEMUs ``pids``: claim or drop KSM, and tune it if
+        bungalow holds it (blocking: /proc, /sys and the registry's lock; run it in a
+        thread). With ``ksm = "off"`` and no claim left from before, nothing (None)."""
         if self.mode == "off" and not self.ownership.held():
             self.standing = None
             return None
-        pids = [runtime.pid for runtime in self.vms.runtimes.values()]
         qemus = kernel_ksm.qemu_processes()
         claim = pids if wants_ksm(self.mode, len(pids), len(qemus)) else []
         standing = self.ownership.settle(claim, self.tuning(qemus))
@@ -154,7 +157,7 @@ class KsmControl:
         warned = False
         while True:
             try:
-                await asyncio.to_thread(self.settle)
+                await asyncio.to_thread(self.settle, self.pids())
             except OSError as exc:  # not root: the knobs stay as they are
                 if not warned:
                     log.warning("cannot set KSM (%s); it stays as the host has it", exc)

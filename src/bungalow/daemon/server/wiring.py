@@ -172,7 +172,7 @@ def app_for(daemon: Daemon) -> FastAPI:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             try:  # its VMs outlive it and keep their claim; with none left, KSM goes back now
-                await asyncio.to_thread(daemon.ksm.settle)
+                await asyncio.to_thread(daemon.ksm.settle, daemon.ksm.pids())
             except OSError as exc:
                 log.warning("could not settle KSM on the way out: %s", exc)
             await daemon.vms.close()
