@@ -7,7 +7,8 @@ cold ``debian-12`` VMs (``--memory`` each, two booting at a time), lets them idl
 - features off: ``[memory] ksm = "off"``;
 - features on: ``[memory] ksm = "auto"`` (the default): bungalowd turns KSM on, and the
   bench waits until KSM has settled (two full scans since it came on, and the pages it
-  shares moved by less than 2% over ``SETTLE_POLL`` s; at most ``--ksm-wait`` s).
+  merged of the bench's VMs moved by less than 2% over ``SETTLE_POLL`` s; at most
+  ``--ksm-wait`` s).
 
 The balloon's free page reporting (built beside this, issue 15 part 1) is the other
 feature: until it is merged, "features" is KSM alone, and the bench says so.
@@ -29,7 +30,7 @@ cannot be measured), and is off again at its end: bungalowd turns off what it
 turned on once its last VM is gone.
 
     .venv/bin/python bench/overhead.py [--server 10] [--micro 10] [--memory 512M]
-                                       [--idle 60] [--ksm-wait 600] [--no-libvirt] [--quick]
+                                       [--idle 60] [--ksm-wait 300] [--no-libvirt] [--quick]
 
 Targets (issue 15): summed PSS with the features on against off at most 0.6; KSM's
 CPU while it merges and the PSS against libvirt printed.
@@ -110,13 +111,13 @@ def mem_available_kib(meminfo: str) -> int:
     raise BenchFailed("/proc/meminfo has no MemAvailable line")
 
 
-def settled(first_scans: int, previous: ksm.KsmTotals, now: ksm.KsmTotals) -> bool:
-    """Whether KSM is done merging: two full scans since ``first_scans``, and the pages it
-    shares moved by less than :data:`SETTLED_CHANGE` since ``previous``."""
-    if now.full_scans < first_scans + 2:
+def settled(first_scans: int, scans: int, previous: int, now: int) -> bool:
+    """Whether KSM is done merging the bench's VMs: two full scans since ``first_scans``
+    (``scans`` now), and the VMs' merged pages (``ksm_merging_pages`` summed) moved by
+    less than :data:`SETTLED_CHANGE` from ``previous`` to ``now``."""
+    if scans < first_scans + 2:
         return False
-    before, after = previous.pages_sharing, now.pages_sharing
-    return after > 0 and abs(after - before) <= SETTLED_CHANGE * after
+    return now > 0 and abs(now - previous) <= SETTLED_CHANGE * now
 
 
 def ratio(ours: float, theirs: float) -> str:
@@ -161,19 +162,26 @@ def summed_pss(env: Mapping[str, str]) -> tuple[int, int]:
     return len(vms), sum(pss.values())
 
 
-def wait_settled(wait: float) -> None:
-    """Wait for KSM to come on and settle (at most ``wait`` s from now)."""
+def merging_pages(env: Mapping[str, str]) -> int:
+    """The pages KSM merged of the data directory's VMs, summed (/proc/PID/ksm_stat)."""
+    pids = [vm["pid"] for vm in json.loads(cli(env, "ls", "--json")) if vm.get("pid")]
+    stats = [ksm.process_stat(pid) for pid in pids]
+    return sum(stat.merging_pages for stat in stats if stat is not None)
+
+
+def wait_settled(env: Mapping[str, str], wait: float) -> None:
+    """Wait for KSM to come on and settle on the VMs of ``env`` (at most ``wait`` s)."""
     knobs = ksm.Ksm()
     deadline = time.monotonic() + wait
     while knobs.number("run") != 1:
         if time.monotonic() > deadline:
             raise BenchFailed("bungalowd did not turn KSM on with ksm = auto and many VMs")
         time.sleep(1.0)
-    first = previous = knobs.totals()
+    first, previous = knobs.number("full_scans"), merging_pages(env)
     while time.monotonic() < deadline:
         time.sleep(SETTLE_POLL)
-        now = knobs.totals()
-        if settled(first.full_scans, previous, now):
+        now = merging_pages(env)
+        if settled(first, knobs.number("full_scans"), previous, now):
             return
         previous = now
     print(f"  KSM had not settled after {wait:.0f} s; measuring as it is", flush=True)
@@ -202,7 +210,7 @@ def bungalow_side(label: str, args: argparse.Namespace) -> SideResult:
         time.sleep(args.idle)
         merged, saved, steady = None, None, None
         if label == "on":
-            wait_settled(args.ksm_wait)
+            wait_settled(env, args.ksm_wait)
             merged = (ksmd_seconds() - cpu, time.monotonic() - began)
         vms, pss = summed_pss(env)
         drop = before - _available()
@@ -294,7 +302,7 @@ def main() -> None:
     parser.add_argument("--micro", type=int, default=10, help="micro VMs per side")
     parser.add_argument("--memory", default="512M")
     parser.add_argument("--idle", type=float, default=60.0, help="seconds the VMs idle")
-    parser.add_argument("--ksm-wait", type=float, default=600.0,
+    parser.add_argument("--ksm-wait", type=float, default=300.0,
                         help="seconds at most for KSM to settle")  # fmt: skip
     parser.add_argument("--no-libvirt", dest="libvirt", action="store_false")
     args = parse_args(parser, {"server": 1, "micro": 1, "idle": 5.0, "ksm_wait": 120.0})

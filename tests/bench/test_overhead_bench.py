@@ -10,8 +10,6 @@ from _libvirt import DomainSpec, domain_xml
 from _support import BenchFailed
 from overhead import mem_available_kib, ratio, settled
 
-from bungalow.host.ksm import KsmTotals
-
 MEMINFO = "MemTotal:       24683400 kB\nMemFree:        15936000 kB\nMemAvailable:   20210000 kB\n"
 
 
@@ -22,11 +20,10 @@ def test_mem_available_is_read_in_kib() -> None:
 
 
 def test_ksm_has_settled_after_two_full_scans_and_a_steady_count() -> None:
-    steady = KsmTotals(full_scans=5, pages_sharing=100_000)
-    assert settled(3, KsmTotals(full_scans=4, pages_sharing=99_000), steady)
-    assert not settled(4, KsmTotals(full_scans=4, pages_sharing=99_000), steady)  # one scan
-    assert not settled(3, KsmTotals(full_scans=4, pages_sharing=80_000), steady)  # still merging
-    assert not settled(3, KsmTotals(full_scans=4), KsmTotals(full_scans=5))  # nothing shared
+    assert settled(3, 5, 99_000, 100_000)
+    assert not settled(4, 5, 99_000, 100_000)  # one full scan only
+    assert not settled(3, 5, 80_000, 100_000)  # still merging
+    assert not settled(3, 5, 0, 0)  # nothing merged
 
 
 def test_ratio() -> None:
