@@ -18,9 +18,9 @@ import pytest
 from bungalow.host.ksm import Ksm, KsmSettings
 from bungalow.host.ksm_owner import KsmOwnership
 
-ADVISOR = KsmSettings(1, 0, 20, "scan-time")
+ADVISOR = KsmSettings(1, 0, 20, "scan-time", 10)
 FOUND = {"run": "0", "pages_to_scan": "100", "sleep_millisecs": "20",
-         "advisor_mode": "[none] scan-time"}  # fmt: skip
+         "advisor_mode": "[none] scan-time", "advisor_max_cpu": "70"}  # fmt: skip
 
 
 @pytest.fixture
@@ -51,13 +51,13 @@ def test_the_first_claim_turns_ksm_on_and_the_last_puts_back_what_was_found(
     a, b = daemon("a", ksm, tmp_path), daemon("b", ksm, tmp_path)
     standing = a.settle([vm], ADVISOR)
     assert (standing.holder, standing.changed) == ("bungalow", "turned on")
-    assert ksm.settings() == KsmSettings(1, 100, 20, "scan-time")
+    assert ksm.settings() == KsmSettings(1, 100, 20, "scan-time", 10)
     assert b.settle([vm], ADVISOR).claims == 2
     assert a.settle([], ADVISOR).holder == "bungalow"  # b's VMs still share
     assert ksm.read("run") == "1"
     standing = b.settle([], ADVISOR)
     assert (standing.holder, standing.changed) == ("off", "turned off: no VM claims it")
-    assert ksm.settings() == KsmSettings(0, 100, 20, "none")
+    assert ksm.settings() == KsmSettings(0, 100, 20, "none", 70)
     assert not (tmp_path / "registry" / "owner.json").exists()
 
 
@@ -69,7 +69,7 @@ def test_ksm_someone_else_turned_on_is_neither_tuned_nor_turned_off(
     a = daemon("a", ksm, tmp_path)
     assert a.settle([vm], ADVISOR).holder == "other"
     assert a.settle([], ADVISOR).holder == "other"
-    assert ksm.settings() == KsmSettings(1, 4000, 20, "none")
+    assert ksm.settings() == KsmSettings(1, 4000, 20, "none", 70)
 
 
 def test_ksm_turned_off_under_bungalow_stays_off(ksm: Ksm, vm: int, tmp_path: Path) -> None:
@@ -79,7 +79,7 @@ def test_ksm_turned_off_under_bungalow_stays_off(ksm: Ksm, vm: int, tmp_path: Pa
     standing = a.settle([vm], ADVISOR)
     assert (standing.holder, standing.changed) == ("yielded", "left off: run was set to 0")
     assert b.settle([vm], ADVISOR).holder == "yielded"
-    assert ksm.settings() == KsmSettings(0, 100, 20, "none")  # the rate it found, back
+    assert ksm.settings() == KsmSettings(0, 100, 20, "none", 70)  # the rate it found, back
     assert a.look().holder == "yielded"
 
 

@@ -41,6 +41,8 @@ class KsmSettings:
     pages_to_scan: int
     sleep_millisecs: int
     advisor_mode: str | None = None
+    #: The advisor's ceiling, in percent of one CPU (None: not set, or no advisor).
+    advisor_max_cpu: int | None = None
 
     def to_json(self) -> dict[str, int | str | None]:
         return {
@@ -48,25 +50,27 @@ class KsmSettings:
             "pages_to_scan": self.pages_to_scan,
             "sleep_millisecs": self.sleep_millisecs,
             "advisor_mode": self.advisor_mode,
+            "advisor_max_cpu": self.advisor_max_cpu,
         }
 
     def same_as(self, other: KsmSettings) -> bool:
         """Whether ``other`` is these settings; under the advisor, whatever scan rate it
         picked."""
         if self.advisor_mode == "scan-time":
-            return (self.run, self.sleep_millisecs, self.advisor_mode) == (
-                other.run, other.sleep_millisecs, other.advisor_mode,
+            return (self.run, self.sleep_millisecs, self.advisor_mode, self.advisor_max_cpu) == (
+                other.run, other.sleep_millisecs, other.advisor_mode, other.advisor_max_cpu,
             )  # fmt: skip
         return self == other
 
     @classmethod
     def from_json(cls, data: dict[str, object]) -> KsmSettings:
-        mode = data.get("advisor_mode")
+        mode, max_cpu = data.get("advisor_mode"), data.get("advisor_max_cpu")
         return cls(
             run=int(str(data["run"])),
             pages_to_scan=int(str(data["pages_to_scan"])),
             sleep_millisecs=int(str(data["sleep_millisecs"])),
             advisor_mode=None if mode is None else str(mode),
+            advisor_max_cpu=None if max_cpu is None else int(str(max_cpu)),
         )
 
 
@@ -146,12 +150,17 @@ class Ksm:
             pages_to_scan=self.number("pages_to_scan"),
             sleep_millisecs=self.number("sleep_millisecs"),
             advisor_mode=self.advisor_mode(),
+            advisor_max_cpu=(
+                self.number("advisor_max_cpu") if (self.root / "advisor_max_cpu").exists() else None
+            ),
         )
 
     def apply(self, settings: KsmSettings) -> None:
         """Set every knob of ``settings``: the advisor's mode first (changing it resets
         ``pages_to_scan``, which the kernel refuses to take while an advisor runs), ``run``
         last."""
+        if settings.advisor_max_cpu is not None and self.has_advisor:
+            self.write("advisor_max_cpu", settings.advisor_max_cpu)
         mode = settings.advisor_mode
         if mode is not None and self.has_advisor and self.advisor_mode() != mode:
             self.write("advisor_mode", mode)
