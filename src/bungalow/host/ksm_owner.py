@@ -163,11 +163,9 @@ class KsmOwnership:
         if owner is not None and run != 1:  # turned off by someone after bungalow turned it on
             self._write(self.registry / "yielded.json", {"run": run})
             (self.registry / "owner.json").unlink(missing_ok=True)
-            if (
-                run == 0
-                and tuning is not None
-                and tuning.same_as(replace(self.ksm.settings(), run=1))
-            ):
+            ours = owner.get("set")
+            current = replace(self.ksm.settings(), run=1)
+            if run == 0 and isinstance(ours, dict) and KsmSettings.from_json(ours) == current:
                 self.ksm.apply(replace(_previous(owner), run=0))  # the rate too, if still ours
             return Standing("yielded", claimed, claims, f"left off: run was set to {run}")
         if owner is not None and claims == 0:
@@ -178,6 +176,7 @@ class KsmOwnership:
             changed = None
             if tuning is not None and not tuning.same_as(self.ksm.settings()):
                 self.ksm.apply(tuning)
+                self._write(self.registry / "owner.json", {**owner, "set": self._set()})
                 changed = "tuned"
             return Standing("bungalow", claimed, claims, changed)
         if run == 1:
@@ -186,9 +185,15 @@ class KsmOwnership:
             return Standing("yielded", claimed, claims)
         if claims == 0 or run != 0:
             return Standing("off", claimed, claims)
-        self._write(self.registry / "owner.json", {"previous": self.ksm.settings().to_json()})
+        previous = self.ksm.settings().to_json()
+        self._write(self.registry / "owner.json", {"previous": previous})  # before any change
         self.ksm.apply(tuning or KsmSettings(1, 100, 20, None))
+        self._write(self.registry / "owner.json", {"previous": previous, "set": self._set()})
         return Standing("bungalow", claimed, claims, "turned on")
+
+    def _set(self) -> dict[str, int | str | None]:
+        """The knobs as bungalow just left them, to tell later whether someone changed them."""
+        return self.ksm.settings().to_json()
 
     def look(self) -> Standing:
         """Who holds KSM now, changing nothing."""
