@@ -110,6 +110,9 @@ class DomainSpec:
     user: tuple[int, int]
     #: TCG's translation cache in MiB (libvirt's ``<tcg><tb-cache>``); None for QEMU's 1 GiB.
     tb_cache_mib: int | None = None
+    #: Leave in the devices libvirt adds unless told not to (a USB controller, a
+    #: virtio balloon): libvirt as its users get it, for bench/overhead.py.
+    defaults: bool = False
 
 
 def domain_xml(spec: DomainSpec) -> str:
@@ -118,7 +121,8 @@ def domain_xml(spec: DomainSpec) -> str:
     Only what the guest uses: a virtio disk, a virtio NIC on ``spec.network``, the
     serial port, qemu-guest-agent's channel, a virtio RNG (bungalow gives its
     guests one too); no USB controller and no balloon, which libvirt adds unless
-    told not to. This is libvirt at its leanest, the stricter side to compare with.
+    told not to (``spec.defaults`` lets it). This is libvirt at its leanest, the
+    stricter side to compare with.
     """
     domain = ET.Element("domain", type="qemu")
     ET.SubElement(domain, "name").text = spec.name
@@ -153,8 +157,9 @@ def domain_xml(spec: DomainSpec) -> str:
     ET.SubElement(serial, "source", path=str(spec.console_log))
     channel = ET.SubElement(devices, "channel", type="unix")
     ET.SubElement(channel, "target", type="virtio", name="org.qemu.guest_agent.0")
-    ET.SubElement(devices, "controller", type="usb", model="none")
-    ET.SubElement(devices, "memballoon", model="none")
+    if not spec.defaults:
+        ET.SubElement(devices, "controller", type="usb", model="none")
+        ET.SubElement(devices, "memballoon", model="none")
     rng = ET.SubElement(devices, "rng", model="virtio")
     ET.SubElement(rng, "backend", model="random").text = "/dev/urandom"
     return ET.tostring(domain, encoding="unicode")

@@ -31,6 +31,10 @@ SERVER_IMAGE = "debian-12-server"
 PREEXTRACTED_KERNEL = Path("/tmp/k/x")
 KERNEL_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "bungalow-tests"
 BUNGALOW = [sys.executable, "-m", "bungalow.cli.main"]
+#: Every test daemon's config.toml ends with this unless its test is about KSM: KSM is
+#: host-wide, and test daemons turning it on would make every test beside them (and other
+#: suites on the host) share the CPUs with ksmd (tests/daemon/policies/test_ksm_vms.py).
+NO_KSM = '\n[memory]\nksm = "off"\n'
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -174,8 +178,8 @@ def _new_env(own_images: bool = False) -> Env:
     # Short paths: QEMU's Unix sockets must fit in 108 bytes.
     home = Path(tempfile.mkdtemp(prefix="bgw-", dir="/tmp"))
     # No warm sandbox pool unless a test asks for one: every pooled VM is a QEMU
-    # that tests counting processes would see, and CPU the others would miss.
-    (home / "config.toml").write_text("[sandboxes]\npool = 0\n")
+    # that tests counting processes would see, and CPU the others would miss. No KSM.
+    (home / "config.toml").write_text("[sandboxes]\npool = 0\n" + NO_KSM)
     return Env(home, home / "images" if own_images else IMAGE_CACHE)
 
 

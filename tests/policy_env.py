@@ -9,7 +9,7 @@ from typing import Any
 from bungalow.client.http import Client
 from bungalow.daemon.state.clock import CLOCK_ENV, advance
 from bungalow.paths import DataDir
-from tests.conftest import Env
+from tests.conftest import NO_KSM, Env
 
 #: Short enough for tests, long enough that every step below is seen between the moments.
 CONFIG = """
@@ -25,7 +25,7 @@ grace = "2s"
 
 def policy_env(env: Env, extra: str = "") -> Env:
     """Point ``env``'s daemon at a test clock and the short policy periods above."""
-    (env.home / "config.toml").write_text(CONFIG + extra)
+    (env.home / "config.toml").write_text(CONFIG + extra + NO_KSM)
     env.env[CLOCK_ENV] = str(env.home / "clock")
     (env.home / "clock").write_text("0\n")
     return env

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Env
+from tests.conftest import NO_KSM, Env
 
 pytestmark = pytest.mark.vm
 
@@ -20,7 +20,9 @@ def _memory_total() -> int:
 
 def test_memory_beyond_the_ratio_is_refused_and_freed_by_stopping(bw: Env) -> None:
     ratio = (1 << 30) / _memory_total()  # the host may promise 1G of memory in all
-    (bw.home / "config.toml").write_text(f"[sandboxes]\npool = 0\n[allocation]\nmemory = {ratio}\n")
+    (bw.home / "config.toml").write_text(
+        f"[sandboxes]\npool = 0\n[allocation]\nmemory = {ratio}\n" + NO_KSM
+    )
     bw.run("launch", "first", "--memory", "600M")
     refused = bw.run("launch", "second", "--memory", "600M", check=False)
     assert refused.returncode == 1

@@ -388,7 +388,20 @@ def test_host_info_says_what_the_host_has_and_holds(daemon: Daemon, bungalow: An
     assert [line.split()[0] for line in lines] == [
         "host", "version", "qemu", "accelerator", "why", "cpus", "memory", "disk", "vms",
         "firmware", "firmware", "firmware", "x86_64", "aarch64",
+        "guests", "shared", "returned", "overhead", "ksm",
     ]  # fmt: skip
+    assert lines[14].split(maxsplit=1)[1] == (
+        "1G allocated, 400M taken by their QEMUs (PSS), of which 300M guest RAM; guests use 120M"
+    )
+    assert (
+        lines[15].split(maxsplit=1)[1] == "90M saved by KSM on this host (88M net of its metadata)"
+    )
+    assert lines[16].split(maxsplit=1)[1] == "- (not reported)"
+    assert lines[17].split(maxsplit=1)[1] == "50M per VM (median QEMU overhead)"
+    assert lines[18].split(maxsplit=1)[1] == (
+        "on, turned on by bungalow for 1 daemon(s)' VMs; scans at the kernel's advisor "
+        "(scan-time), 3 full scans (memory.ksm = auto); ksmd used 12.5 s of CPU"
+    )
     # The host's own reason is said once; an architecture's own, and what is missing, on its line.
     assert lines[12].split(maxsplit=1)[1] == "qemu-system-x86_64, tcg, images build"
     assert lines[13].split(maxsplit=1)[1] == (
@@ -404,6 +417,23 @@ def test_host_info_says_what_the_host_has_and_holds(daemon: Daemon, bungalow: An
     assert lines[7].split(maxsplit=1)[1] == (
         "100G x 1: 8G allocated, 92G free (60G free now in /var/lib/bungalow)"
     )
+
+
+def test_overhead_prints_each_vm_and_the_hosts_sums(daemon: Daemon, bungalow: Any) -> None:
+    daemon.on("GET", "/v1/overhead", json_answer(answers.overhead()))
+    shown = bungalow("overhead")
+    assert shown.code == 0
+    assert shown.rows()[:3] == [
+        ["VM", "MEMORY", "GUEST", "USES", "QEMU", "PSS", "GUEST", "RAM", "QEMU", "OVERHEAD", "KSM",
+         "SHARED", "GIVEN", "BACK"],
+        ["web", "512M", "60M", "200M", "150M", "50M", "80M", "-"],
+        ["db", "512M", "-", "200M", "150M", "50M", "-", "-"],
+    ]  # fmt: skip
+    assert [row[0] for row in shown.rows()[3:]] == [
+        "guests", "shared", "returned", "overhead", "ksm"
+    ]  # fmt: skip
+    as_json = bungalow("overhead", "--json")
+    assert json.loads(as_json.out) == answers.overhead()
 
 
 # -- conventions: pipes, --json, --version, filters, several names, rm -f, fork, logs -f --------

@@ -163,7 +163,36 @@ def host_info() -> dict[str, Any]:
             {"name": "uefi-secure", "installed": False, "code": None, "vars_template": None,
              "package": "ovmf"},
         ],
+        "memory_use": host_memory(),
     }  # fmt: skip
+
+
+def host_memory() -> dict[str, Any]:
+    return {
+        "allocated": 1 << 30, "qemu_pss": 400 << 20, "guest_ram": 300 << 20,
+        "guest_used": 120 << 20, "shared": 90 << 20, "ksm_profit": 88 << 20,
+        "given_back": None, "overhead_median": 50 << 20,
+        "ksm": {"mode": "auto", "holder": "bungalow", "claims": 1, "run": 1,
+                "advisor_mode": "scan-time", "pages_to_scan": 500, "sleep_millisecs": 20,
+                "full_scans": 3, "pages_shared": 5000, "pages_sharing": 23040,
+                "ksmd_cpu_seconds": 12.5},
+    }  # fmt: skip
+
+
+def vm_overhead(name: str = "web", **changes: Any) -> dict[str, Any]:
+    vm = {
+        "vm": name, "memory": 512 << 20, "pss": 200 << 20, "rss": 260 << 20,
+        "guest_ram": 150 << 20, "overhead": 50 << 20, "guest_used": 60 << 20,
+        "ksm_merging": 80 << 20, "ksm_profit": 45 << 20, "given_back": None,
+    }  # fmt: skip
+    return {**vm, **changes}
+
+
+def overhead() -> dict[str, Any]:
+    return {
+        "vms": [vm_overhead("web"), vm_overhead("db", guest_used=None, ksm_merging=None)],
+        "host": host_memory(),
+    }
 
 
 def cost_row(group: str, total: float, **changes: Any) -> dict[str, Any]:

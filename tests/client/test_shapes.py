@@ -55,6 +55,10 @@ MIRRORS: list[tuple[type, str, tuple[str, ...]]] = [
     (shapes.NetworkNic, "NetworkNic", ()),
     (shapes.NetworkLease, "NetworkLease", ()),
     (shapes.VncInfo, "VncInfo", ()),
+    (shapes.VmOverhead, "VmOverhead", ()),
+    (shapes.KsmInfo, "KsmInfo", ()),
+    (shapes.HostMemoryInfo, "HostMemoryInfo", ()),
+    (shapes.Overhead, "Overhead", ()),
 ]
 
 
@@ -78,6 +82,7 @@ SAMPLES = [
     ("ImageInfo", answers.image_info(), ()),
     ("HostInfo", answers.host_info(), ()),
     ("CostReport", answers.cost_report(), COST_HOMES),
+    ("Overhead", answers.overhead(), ()),
 ]
 
 

@@ -464,3 +464,15 @@ def test_what_an_aarch64_guest_cannot_have(
 ) -> None:
     with pytest.raises(UserError, match=message):
         spec(tmp_path, arch="aarch64", **overrides)
+
+
+# --- memory --------------------------------------------------------------------------
+
+
+def test_guest_ram_stays_mergeable_for_ksm(tmp_path: Path, qcow2: Path) -> None:
+    """QEMU marks RAM MADV_MERGEABLE under mem-merge=on, its default, and a memory backend
+    takes the machine's setting: nothing on any command line may turn it off."""
+    for overrides in ({}, {"profile": "pc"}, {"memory_file": tmp_path / "ram"},
+                      {"memory_file": tmp_path / "ram", "memory_shared": True}):  # fmt: skip
+        joined = " ".join(build_argv(spec(tmp_path, disk=qcow2, **overrides), "qemu"))
+        assert "merge=off" not in joined and "merge=false" not in joined

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from bungalow import __version__
+from bungalow.cli import overhead
 from bungalow.cli.common import AsJson, client
 from bungalow.cli.output import print_json, say_styled, size, warn
 from bungalow.client.shapes import ArchitectureInfo
@@ -52,6 +53,9 @@ def info(as_json: AsJson = False) -> None:
     ]  # fmt: skip
     for arch in host["architectures"]:
         rows.append((arch["name"], _architecture(arch, accel["reason"])))
+    memory = host.get("memory_use")
+    if memory is not None:
+        rows += overhead.memory_lines(memory)
     width = max(len(key) for key, _ in rows)
     for key, value in rows:
         say_styled(f"[bold]{key.ljust(width)}[/]  {value}")

@@ -32,6 +32,7 @@ from bungalow.cli import (
     media,
     network,
     output,
+    overhead,
     projects,
     screen,
     snapshots,
@@ -152,6 +153,7 @@ sprawl.register(app)
 events.register(app)
 ssh.register(app)
 screen.register(app)
+app.command()(overhead.overhead)
 app.add_typer(images.app, name="image", help="Build, import, list and remove images.")
 app.add_typer(media.app, name="media", help="Eject and insert an installer VM's CD.")
 app.add_typer(host.app, name="host", help="What this host has and how it runs VMs.")

@@ -9,7 +9,7 @@ import typer
 
 from bungalow.cli.common import AsJson, VmNames, client, each
 from bungalow.cli.leases import span
-from bungalow.cli.output import print_json, say, table
+from bungalow.cli.output import print_json, say, size, table
 from bungalow.errors import UserError
 
 if TYPE_CHECKING:
@@ -57,11 +57,11 @@ def _show(findings: list[SprawlFinding]) -> None:
         return
     rows = (
         [f["vm"], f["state"], f["kind"], f["why"], span(f["seconds"]),
-         _money(f["cost_per_hour"], "/h"), _money(f["cost_so_far"]),
+         _money(f["cost_per_hour"], "/h"), _money(f["cost_so_far"]), size(f.get("memory_held")),
          f["action"] + (" (auto)" if f["automatic"] and f["action"] != "none" else "")]
         for f in findings
     )  # fmt: skip
-    table(["VM", "STATE", "KIND", "WHY", "FOR", "COST/H", "COST", "ACTION"], rows)
+    table(["VM", "STATE", "KIND", "WHY", "FOR", "COST/H", "COST", "HOLDS", "ACTION"], rows)
 
 
 def suspend(names: VmNames) -> None:

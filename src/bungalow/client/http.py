@@ -39,6 +39,7 @@ if TYPE_CHECKING:
         NetworkDetail,
         NetworkInfo,
         NewProject,
+        Overhead,
         ProjectInfo,
         SnapshotInfo,
         SprawlFinding,
@@ -451,6 +452,11 @@ class Client:
 
     def host_info(self) -> HostInfo:
         return self.send(routes.host_info())
+
+    def overhead(self) -> Overhead:
+        """Each running VM's memory (QEMU's PSS, guest RAM, QEMU's own overhead, what KSM
+        shares, what was given back) and the host's sums."""
+        return self.send(routes.overhead())
 
     # -- networks --------------------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
         NetworkDetail,
         NetworkInfo,
         NewProject,
+        Overhead,
         ProjectInfo,
         SnapshotInfo,
         SprawlFinding,
@@ -329,6 +330,10 @@ def remove_image(ref: str) -> Call[None]:
 
 def host_info() -> Call[HostInfo]:
     return Call("GET", "/v1/host")
+
+
+def overhead() -> Call[Overhead]:
+    return Call("GET", "/v1/overhead")
 
 
 # -- projects, costs, metrics --------------------------------------------------------------------

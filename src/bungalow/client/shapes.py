@@ -275,6 +275,66 @@ class HostInfo(TypedDict):
     limit: dict[str, int]
     free: dict[str, int]
     firmwares: list[FirmwareInfo]
+    memory_use: HostMemoryInfo | None
+    """What the running VMs really take, share (KSM) and give back."""
+
+
+class VmOverhead(TypedDict):
+    """One running VM's memory, in bytes: its QEMU's ``pss`` and ``rss``, the part of the
+    PSS that is ``guest_ram``, QEMU's own ``overhead`` (pss - guest_ram), what the guest
+    says it uses (``guest_used``: MemTotal - MemAvailable), what KSM merged of it
+    (``ksm_merging``) and saves it (``ksm_profit``), and what the guest freed and
+    returned (``given_back``). None where not known (no agent, no balloon)."""
+
+    vm: str
+    memory: int
+    pss: int
+    rss: int
+    guest_ram: int
+    overhead: int
+    guest_used: int | None
+    ksm_merging: int | None
+    ksm_profit: int | None
+    given_back: int | None
+
+
+class KsmInfo(TypedDict):
+    """KSM on the host: ``mode`` is this daemon's ``[memory] ksm``; ``holder`` who turned
+    it on (bungalow, other, off, yielded: turned off by someone after bungalow turned it
+    on; absent: no KSM); the kernel's knobs and counters."""
+
+    mode: str
+    holder: str
+    claims: int
+    run: int
+    advisor_mode: str | None
+    pages_to_scan: int
+    sleep_millisecs: int
+    full_scans: int
+    pages_shared: int
+    pages_sharing: int
+    ksmd_cpu_seconds: float | None
+
+
+class HostMemoryInfo(TypedDict):
+    """The host's memory summed over the running VMs, in bytes (``host info``)."""
+
+    allocated: int
+    qemu_pss: int
+    guest_ram: int
+    guest_used: int | None
+    shared: int
+    ksm_profit: int
+    given_back: int | None
+    overhead_median: int | None
+    ksm: KsmInfo
+
+
+class Overhead(TypedDict):
+    """``bungalow overhead``: each running VM's memory and the host's sums."""
+
+    vms: list[VmOverhead]
+    host: HostMemoryInfo
 
 
 # -- inside the guest ----------------------------------------------------------------------------
@@ -448,6 +508,8 @@ class SprawlFinding(TypedDict):
     project: str | None
     cost_per_hour: float | None
     cost_so_far: float | None
+    memory_held: int | None
+    """Host memory its QEMU holds now (PSS, bytes); None without a QEMU."""
 
 
 class SprawlOutcome(TypedDict):

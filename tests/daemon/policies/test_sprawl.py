@@ -19,6 +19,7 @@ from bungalow.daemon.policies.sprawl import Finding, Sprawl
 from bungalow.daemon.server.wiring import Daemon
 from bungalow.daemon.state.lifecycle import VmState
 from bungalow.daemon.state.records import VmRecord
+from bungalow.daemon.telemetry.memory import MemoryCensus, given_back_by_balloon
 from bungalow.errors import InvalidStateError
 from tests.daemon.conftest import RecordedActions
 from tests.daemon.records import GIB, T0, SetClock, put, vm
@@ -172,6 +173,22 @@ def test_findings_carry_the_ledgers_cost(
     assert finding.cost_per_hour == pytest.approx(per_hour)
     assert finding.cost_so_far == pytest.approx(2 * per_hour)
     assert daemon.store.vms.get("ended").disk_size == 10 * GIB
+
+
+def test_findings_say_what_host_memory_the_vm_really_holds(
+    daemon: Daemon, actions: RecordedActions, clock: SetClock
+) -> None:
+    ended = _put(daemon, "ended", expires_at=T0 - HOUR)
+    clock.at = T0 + 2 * HOUR
+    base = _sprawl(daemon, actions)
+    census = MemoryCensus(daemon.vms, given_back_by_balloon)
+    assert census.held_by(ended) is None  # its row says running, but it has no QEMU here
+    held = {"ended": 180 << 20}
+    sprawl = Sprawl(daemon.store, base.leases, base.idleness, actions, base.config, base.clock,
+                    held=lambda vm: held.get(vm.name))  # fmt: skip
+    (finding,) = sprawl.find()
+    assert finding.memory_held == 180 << 20
+    assert _sprawl(daemon, actions).find()[0].memory_held is None
 
 
 def test_a_project_sees_its_own_vms_and_a_pooled_vm_is_listed_as_the_pool_it_is(

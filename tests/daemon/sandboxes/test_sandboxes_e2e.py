@@ -19,7 +19,7 @@ import pytest
 
 from bungalow.client.http import Client
 from bungalow.paths import DataDir
-from tests.conftest import Env
+from tests.conftest import NO_KSM, Env
 from tests.policy_env import move_clock, policy_env
 from tests.support import wait_until
 
@@ -91,7 +91,7 @@ def _waiting_in_the_pool(api: Client) -> list[str]:
 
 
 def test_the_warm_pool_hands_out_started_sandboxes(bw: Env) -> None:
-    (bw.home / "config.toml").write_text("[sandboxes]\npool = 1\ntimeout = '2m'\n")
+    (bw.home / "config.toml").write_text("[sandboxes]\npool = 1\ntimeout = '2m'\n" + NO_KSM)
     bw.run("ls")
     with Client(DataDir(bw.home), autostart=False) as api:
         first = api.request("POST", "/v1/sandboxes", json={})
@@ -109,7 +109,7 @@ def test_the_warm_pool_hands_out_started_sandboxes(bw: Env) -> None:
 
 
 def test_a_warm_pool_nobody_asks_of_lapses_and_is_shown_for_what_it_is(bw: Env) -> None:
-    (bw.home / "config.toml").write_text("[sandboxes]\npool = 1\npool_idle = '10s'\n")
+    (bw.home / "config.toml").write_text("[sandboxes]\npool = 1\npool_idle = '10s'\n" + NO_KSM)
     bw.run("ls")
     with Client(DataDir(bw.home), autostart=False) as api:
         mine = api.request("POST", "/v1/sandboxes", json={})["name"]

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import IMAGE_CACHE, Env
+from tests.conftest import IMAGE_CACHE, NO_KSM, Env
 from tests.support import wait_until
 
 pytestmark = pytest.mark.vm
@@ -85,7 +85,7 @@ def _alive(pid: int) -> bool:
 
 def _configure(bw: Env, reaper_interval: str) -> None:
     (bw.home / "config.toml").write_text(
-        f'[sandboxes]\npool = 0\n\n[reaper]\ninterval = "{reaper_interval}"\n'
+        f'[sandboxes]\npool = 0\n\n[reaper]\ninterval = "{reaper_interval}"\n' + NO_KSM
     )
 
 

@@ -31,6 +31,7 @@ from bungalow.daemon.api import (
     media,
     metrics,
     networks,
+    overhead,
     projects,
     sandboxes,
     screen,
@@ -51,6 +52,7 @@ _ROUTERS = (
     vms, guest, snapshots, sandboxes, images, leases, sprawl, projects, networks, costs, metrics,
     screen,
     media,
+    overhead,
 )  # fmt: skip
 
 

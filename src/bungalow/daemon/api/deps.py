@@ -19,6 +19,7 @@ from bungalow.daemon.api.views import Views
 from bungalow.daemon.images.service import Images
 from bungalow.daemon.networks.service import NetworkService
 from bungalow.daemon.policies.idle import Idleness
+from bungalow.daemon.policies.ksm import KsmControl
 from bungalow.daemon.policies.leases import Leases
 from bungalow.daemon.policies.noisy import NoisyWatch
 from bungalow.daemon.policies.restorable import Restorable
@@ -27,6 +28,7 @@ from bungalow.daemon.sandboxes.service import Sandboxes
 from bungalow.daemon.snapshots.operations import Snapshots
 from bungalow.daemon.snapshots.suspend import Suspender
 from bungalow.daemon.state.audit import EventLog
+from bungalow.daemon.telemetry.memory import MemoryCensus
 from bungalow.daemon.telemetry.metrics import Metrics
 from bungalow.daemon.tenancy.projects import Projects
 from bungalow.daemon.vms.manager import VmManager
@@ -54,6 +56,8 @@ class Services:
     events: EventLog
     views: Views
     media: Media
+    memory: MemoryCensus
+    ksm: KsmControl
     #: The timeout a sandbox gets when its creator names none, in seconds.
     sandbox_timeout: float
 

@@ -12,8 +12,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from bungalow.daemon.api.deps import Caller, Svc
 from bungalow.daemon.api.schemas import MetricsHistory, VmMetrics
 from bungalow.daemon.policies.noisy import NoisyWatch
+from bungalow.daemon.telemetry.memory import HostMemory, VmMemory
 from bungalow.daemon.telemetry.metrics import Metrics
 from bungalow.errors import NotFoundError
+from bungalow.host import ksm
 
 router = APIRouter()
 
@@ -99,9 +101,69 @@ class _Collector:
         yield noisy
 
 
+#: Prometheus name, help, and the VmMemory field of each per-VM memory gauge (bytes).
+_MEMORY_GAUGES = (
+    ("bungalow_vm_memory_pss_bytes", "Proportional set size of the VM's QEMU.", "pss"),
+    ("bungalow_vm_memory_guest_ram_bytes", "Of the QEMU's PSS, the guest's RAM.", "guest_ram"),
+    ("bungalow_vm_memory_overhead_bytes", "QEMU's own memory: its PSS less the guest RAM.",
+     "overhead"),
+    ("bungalow_vm_memory_guest_used_bytes", "MemTotal - MemAvailable inside the guest.",
+     "guest_used"),
+    ("bungalow_vm_memory_ksm_merging_bytes", "The VM's pages KSM merged.", "ksm_merging"),
+    ("bungalow_vm_memory_ksm_profit_bytes", "What KSM saves the VM, less its metadata.",
+     "ksm_profit"),
+    ("bungalow_vm_memory_given_back_bytes", "What the guest freed and the host took back.",
+     "given_back"),
+)  # fmt: skip
+
+
+class _MemoryCollector:
+    def __init__(self, vms: list[VmMemory], host: HostMemory) -> None:
+        self.vms = vms
+        self.host = host
+
+    def collect(self) -> Iterator[Metric]:
+        for metric, text, key in _MEMORY_GAUGES:
+            family = GaugeMetricFamily(metric, text, labels=["vm"])
+            for vm in self.vms:
+                value = getattr(vm, key)
+                if value is not None:
+                    family.add_metric([vm.vm], value)
+            yield family
+        totals = self.host.ksm_totals
+        yield GaugeMetricFamily(
+            "bungalow_host_ksm_shared_bytes",
+            "What KSM saves on the whole host.",
+            value=self.host.shared,
+        )
+        yield GaugeMetricFamily(
+            "bungalow_host_ksm_profit_bytes",
+            "KSM's general_profit: savings less its metadata.",
+            value=self.host.ksm_profit,
+        )
+        yield GaugeMetricFamily(
+            "bungalow_host_ksm_pages_shared", "KSM pages in use.", value=totals.pages_shared
+        )
+        yield GaugeMetricFamily(
+            "bungalow_host_ksm_pages_sharing",
+            "Further places mapping KSM pages.",
+            value=totals.pages_sharing,
+        )
+        cpu = ksm.ksmd_cpu_ns()
+        if cpu is not None:
+            yield CounterMetricFamily(
+                "bungalow_host_ksmd_cpu_seconds",
+                "CPU time of the ksmd kernel thread.",
+                value=cpu / 1e9,
+            )
+
+
 @router.get("/metrics", response_class=PlainTextResponse)
 async def prometheus(svc: Svc, caller: Caller) -> PlainTextResponse:
     """The same numbers in Prometheus's text exposition format."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Collector(svc.metrics, svc.noisy, _visible(svc, caller)))
+    visible = set(_visible(svc, caller))
+    memory = [vm for vm in await svc.memory.measure() if vm.vm in visible]
+    registry.register(_MemoryCollector(memory, await svc.memory.host(memory)))
     return PlainTextResponse(generate_latest(registry), media_type="text/plain; version=0.0.4")

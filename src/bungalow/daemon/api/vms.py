@@ -10,6 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from bungalow import __version__
+from bungalow.daemon.api import overhead
 from bungalow.daemon.api.deps import Caller, Svc, creator
 from bungalow.daemon.api.guest import error_json
 from bungalow.daemon.api.responses import NdjsonResponse
@@ -214,4 +215,7 @@ async def add_ssh_keys(name: str, body: SshKeysAdd, svc: Svc) -> VmInfo:
 
 @router.get("/host")
 async def host_info(svc: Svc) -> HostInfo:
-    return svc.views.host()
+    """The host's capacity, allocation, accelerators and firmwares, and its memory section:
+    what the running VMs really take, share (KSM) and give back."""
+    memory = await overhead.memory_info(svc, await svc.memory.measure())
+    return svc.views.host().model_copy(update={"memory_use": memory})

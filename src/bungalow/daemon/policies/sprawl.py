@@ -18,6 +18,10 @@ Each carries the action ``sprawl --apply`` takes (the VM's own policy when it
 has one, else the ``[sprawl]`` default for the kind) and whether the reaper
 takes it by itself anyway. Cost fields come from the ``price`` callable the
 daemon passes in (cost per hour, cost so far); without one they are None.
+``memory_held`` is what the VM really costs the host in memory now (its QEMU's
+PSS, from the ``held`` callable: telemetry/memory.py), not its nominal size: an
+idle guest that touched little, or shares pages through KSM or a snapshot, holds
+less; None for a VM without a QEMU.
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ from bungalow.errors import BungalowError
 from bungalow.units import format_span
 
 Price = Callable[[VmRecord], tuple[float, float]]
+#: Host memory a VM's QEMU holds now, in bytes; None if it has none.
+Held = Callable[[VmRecord], int | None]
 _PARKED = (VmState.STOPPED, VmState.FAILED, VmState.CREATED, VmState.SUSPENDED)
 #: Which finding's action --apply takes when a VM has several.
 _PRECEDENCE = ("lease-expired", "lease-ending", "orphan-project", "orphan-owner", "idle",
@@ -62,6 +68,7 @@ class Finding:
     project: str | None
     cost_per_hour: float | None = None
     cost_so_far: float | None = None
+    memory_held: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -70,7 +77,7 @@ class Finding:
 class Sprawl:
     def __init__(
         self, store: Store, leases: Leases, idleness: Idleness, actions: PolicyActions,
-        config: PolicyConfig, clock: Clock, price: Price | None = None,
+        config: PolicyConfig, clock: Clock, price: Price | None = None, held: Held | None = None,
     ) -> None:  # fmt: skip
         self.store = store
         self.leases = leases
@@ -79,6 +86,7 @@ class Sprawl:
         self.config = config
         self.clock = clock
         self.price = price
+        self.held = held
 
     def find(self, project: str | None = None) -> list[Finding]:
         """Every finding, VM by VM; only ``project``'s VMs when a project asks."""
@@ -125,6 +133,7 @@ class Sprawl:
             vm=vm.name, kind=kind, why=why, since=since, seconds=now - since, action=action,
             automatic=automatic, state=str(vm.state), owner=vm.owner, project=vm.project,
             cost_per_hour=per_hour, cost_so_far=so_far,
+            memory_held=self.held(vm) if self.held is not None else None,
         )  # fmt: skip
 
     def _lease(self, vm: VmRecord, now: float) -> list[Finding]:

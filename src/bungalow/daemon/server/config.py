@@ -28,6 +28,9 @@
     pressure_below = "10%"  # host MemAvailable under this: take memory back from VMs
     relief_above = "20%"    # over this again: give it back
     pressure_interval = "5s"
+    ksm = "auto"            # KSM: "auto" (on while this host runs more than one VM),
+                            # "on" (while this daemon runs any), "off" (never touched)
+                            # (policies/ksm.py; who owns the host-wide switch: host/ksm_owner.py)
 
     [reaper], [leases], [idle], [sprawl]: the sprawl policies (daemon/policy.py)
 
@@ -42,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bungalow.daemon.policies.ksm import KsmMode, load_ksm
 from bungalow.daemon.policies.noisy import NoisyConfig, load_noisy
 from bungalow.daemon.policies.pressure import MemoryConfig, load_memory
 from bungalow.daemon.policies.settings import PolicyConfig, load_policy
@@ -73,6 +77,7 @@ class Config:
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     noisy: NoisyConfig = field(default_factory=NoisyConfig)
     memory: MemoryConfig = field(default_factory=MemoryConfig)
+    ksm: KsmMode = "auto"
 
 
 def load_config(path: Path) -> Config:
@@ -117,6 +122,7 @@ def load_config(path: Path) -> Config:
         rates=rates, currency=currency, policy=load_policy(data),
         noisy=load_noisy(data.get("noisy", {}), path),
         memory=load_memory(data.get("memory", {}), path),
+        ksm=load_ksm(data.get("memory", {}), path),
     )  # fmt: skip
 
 

@@ -29,6 +29,7 @@ from bungalow.daemon.networks.kernel import Kernel
 from bungalow.daemon.networks.service import NetworkService
 from bungalow.daemon.policies.actions import PolicyActions
 from bungalow.daemon.policies.idle import Idleness
+from bungalow.daemon.policies.ksm import KsmControl
 from bungalow.daemon.policies.leases import Leases
 from bungalow.daemon.policies.noisy import NoisyWatch
 from bungalow.daemon.policies.pressure import Pressure
@@ -47,6 +48,7 @@ from bungalow.daemon.state.clock import Clock
 from bungalow.daemon.state.db import Database
 from bungalow.daemon.state.store import Store
 from bungalow.daemon.state.usage import UsageTable
+from bungalow.daemon.telemetry.memory import MemoryCensus, given_back_by_balloon
 from bungalow.daemon.telemetry.metrics import Metrics
 from bungalow.daemon.tenancy.projects import Projects
 from bungalow.daemon.vms.admission import Admission
@@ -77,6 +79,7 @@ class Daemon:
     metrics: Metrics
     reaper: Reaper
     pressure: Pressure
+    ksm: KsmControl
     services: Services
 
 
@@ -107,6 +110,8 @@ def build(data: DataDir, config: Config, host: HostFacts, clock: Clock | None = 
         store, cpus=lambda: admission.capacity().cpus, hold=vms.hold_to, config=config.noisy
     )
     metrics = Metrics(vms, listeners=(noisy.notice,))
+    memory = MemoryCensus(vms, given_back=given_back_by_balloon)
+    ksm = KsmControl(vms, config.ksm)
     policy = config.policy
     restorable = Restorable(snapshots, suspender, clock)
     actions = PolicyActions(vms, suspender, restorable, policy.retention)
@@ -115,7 +120,9 @@ def build(data: DataDir, config: Config, host: HostFacts, clock: Clock | None = 
     pressure = Pressure(
         vms, balloons, lambda: {idle.vm.name for idle in idleness.idle()}, config.memory
     )
-    sprawl = Sprawl(store, leases, idleness, actions, policy, clock, ledger.price_of)
+    sprawl = Sprawl(
+        store, leases, idleness, actions, policy, clock, ledger.price_of, held=memory.held_by
+    )
     reaper = Reaper(
         leases, idleness, restorable, clock, policy.reaper_interval,
         lapse_pools=pool.lapse, resume_held=vms.resume_held,
@@ -125,23 +132,13 @@ def build(data: DataDir, config: Config, host: HostFacts, clock: Clock | None = 
         vms=vms, snapshots=snapshots, suspender=suspender, sandboxes=sandboxes, images=images,
         projects=projects, networks=networks, ledger=ledger, metrics=metrics, noisy=noisy,
         leases=leases, idleness=idleness, sprawl=sprawl, restorable=restorable, events=store.events,
-        views=Views(vms, ledger, images), media=Media(vms),
+        views=Views(vms, ledger, images), media=Media(vms), memory=memory, ksm=ksm,
         sandbox_timeout=config.sandbox_timeout,
     )  # fmt: skip
     return Daemon(
-        data,
-        store,
-        ledger,
-        networks,
-        vms,
-        keeper,
-        suspender,
-        pool,
-        metrics,
-        reaper,
-        pressure,
-        services,
-    )
+        data, store, ledger, networks, vms, keeper, suspender, pool, metrics, reaper, pressure,
+        ksm, services,
+    )  # fmt: skip
 
 
 async def recover(daemon: Daemon) -> None:
@@ -162,7 +159,7 @@ async def recover(daemon: Daemon) -> None:
 
 def app_for(daemon: Daemon) -> FastAPI:
     """The API over ``daemon``, with a lifespan that recovers, runs the background tasks
-    (reaper, metrics, heartbeat, the networks' watch) and lets go of every VM at the end
+    (reaper, metrics, heartbeat, the networks' watch, KSM) and lets go of every VM at the end
     (they outlive it)."""
 
     @contextlib.asynccontextmanager
@@ -174,6 +171,7 @@ def app_for(daemon: Daemon) -> FastAPI:
             asyncio.create_task(daemon.pressure.run(), name="memory-pressure"),
             asyncio.create_task(daemon.ledger.run_heartbeat(), name="usage"),
             asyncio.create_task(networks_watch.run(daemon.networks), name="networks"),
+            asyncio.create_task(daemon.ksm.run(), name="ksm"),
         ]
         log.info("bungalowd ready on %s", daemon.data.socket)
         try:
@@ -184,6 +182,10 @@ def app_for(daemon: Daemon) -> FastAPI:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            try:  # its VMs outlive it and keep their claim; with none left, KSM goes back now
+                await asyncio.to_thread(daemon.ksm.settle, daemon.ksm.pids())
+            except OSError as exc:
+                log.warning("could not settle KSM on the way out: %s", exc)
             await daemon.vms.close()
             try:
                 daemon.ledger.beat()

@@ -35,6 +35,7 @@ from bungalow.daemon.api.schemas.answers import (
     VmInfo,
     VmMetrics,
 )
+from bungalow.daemon.api.schemas.memory import HostMemoryInfo, KsmInfo, Overhead, VmOverhead
 from bungalow.daemon.api.schemas.requests import (
     CloneCreate,
     ExecRequest,
@@ -77,11 +78,13 @@ __all__ = [
     "ForkRequest",
     "Health",
     "HostInfo",
+    "HostMemoryInfo",
     "IdleUpdate",
     "ImageBuild",
     "ImageImport",
     "ImageInfo",
     "KeysRequest",
+    "KsmInfo",
     "LeaseRenewal",
     "LeaseRequest",
     "LimitsUpdate",
@@ -94,6 +97,7 @@ __all__ = [
     "NetworkNic",
     "NicConnect",
     "NicInfo",
+    "Overhead",
     "ProjectCreate",
     "ProjectInfo",
     "ProjectQuota",
@@ -111,6 +115,7 @@ __all__ = [
     "VmCreate",
     "VmInfo",
     "VmMetrics",
+    "VmOverhead",
     "VncInfo",
     "WaitRequest",
 ]

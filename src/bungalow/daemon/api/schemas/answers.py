@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from bungalow.daemon.api.schemas.memory import HostMemoryInfo
 from bungalow.daemon.state.lifecycle import VmState
 from bungalow.daemon.state.records import Operation, Purpose
 
@@ -203,6 +204,9 @@ class HostInfo(BaseModel):
     firmwares: list[FirmwareInfo] = Field(
         default_factory=list, description="bios, uefi, uefi-secure: installed or not"
     )
+    memory_use: HostMemoryInfo | None = Field(
+        default=None, description="what the running VMs really take, share and give back"
+    )
 
 
 class Health(BaseModel):
@@ -246,6 +250,9 @@ class Finding(BaseModel):
     project: str | None
     cost_per_hour: float | None = None
     cost_so_far: float | None = None
+    memory_held: int | None = Field(
+        default=None, description="host memory its QEMU holds now (PSS, bytes); None if none"
+    )
 
 
 class SprawlResult(BaseModel):
