@@ -2,7 +2,8 @@
 
 Side by side in one run, a daemon with ``[memory] balloon = false`` and one with the
 default: in each, a cold-booted VM and a clone of its snapshot (whose RAM is the
-snapshot's file mapped privately) write 1 GiB in the guest and free it. For each,
+snapshot's file mapped privately, so its QEMU refuses to discard: qemu/private_ram.py;
+expect the clone to keep what it frees) write 1 GiB in the guest and free it. For each,
 the QEMU's RSS before, while the GiB is held and once it stops falling (polled, at
 most ``--settle`` seconds), and what stays as a share of the GiB.
 

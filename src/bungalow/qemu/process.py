@@ -20,11 +20,13 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from bungalow.arch import ARCH_INFO, DEFAULT_ARCH, Arch
 from bungalow.errors import QemuError
 from bungalow.host.processes import reap_exited_children
+from bungalow.qemu import private_ram
 from bungalow.qemu.argv import MachineSpec, RunFiles, build_argv
 from bungalow.qemu.refusal import explain_refusal
 
@@ -83,7 +85,11 @@ def launch(
         _prepare_root(files.run_dir)
     try:
         fds = tuple(nic.fd for nic in spec.nics if nic.fd is not None)
-        returncode = _run_foreground(argv, files, timeout, fds)
+        # RAM mapped privately from a snapshot's file: no hole punched in it (private_ram.py).
+        private = spec.memory_file is not None and not spec.memory_shared
+        returncode = _run_foreground(
+            argv, files, timeout, fds, private_ram.guard() if private else None
+        )
     except QemuError:
         _discard(files, had_console_log)
         raise
@@ -127,11 +133,16 @@ def reap_daemonize_leftovers(keep: int) -> None:
 
 
 def _run_foreground(
-    argv: list[str], files: RunFiles, timeout: float, pass_fds: tuple[int, ...] = ()
+    argv: list[str],
+    files: RunFiles,
+    timeout: float,
+    pass_fds: tuple[int, ...] = (),
+    preexec: Callable[[], None] | None = None,
 ) -> int:
     """Run QEMU's foreground process to its exit; its stderr lands in qemu.err.
 
-    ``pass_fds`` (the NICs' TAPs) stay open in QEMU, through its daemonizing fork.
+    ``pass_fds`` (the NICs' TAPs) stay open in QEMU, through its daemonizing fork;
+    ``preexec`` runs in the child before QEMU (a seccomp filter, which QEMU keeps).
     """
     try:
         with files.stderr.open("wb") as stderr:
@@ -143,6 +154,7 @@ def _run_foreground(
                 timeout=timeout,
                 start_new_session=True,
                 pass_fds=pass_fds,
+                preexec_fn=preexec,
                 check=False,
             )
     except subprocess.TimeoutExpired:

@@ -94,7 +94,8 @@ def test_ksm_off_leaves_the_switch_alone_and_shows_each_vms_memory(servers: Env)
         assert 32 * MIB < vm["guest_ram"] <= vm["pss"] <= vm["rss"]
         assert vm["overhead"] == vm["pss"] - vm["guest_ram"] > 8 * MIB
         assert 16 * MIB < vm["guest_used"] < 320 * MIB  # from the guest's /proc/meminfo
-        assert vm["given_back"] is None  # nobody reports it: the balloon is not here yet
+        # Cold-booted with a balloon: what the guest reports free is not held for it.
+        assert 0 < vm["given_back"] < 320 * MIB
     ksm = _ksm(servers)
     assert (ksm["mode"], ksm["holder"], ksm["run"]) == ("off", "off", 0)
     assert Ksm().settings().run == 0

@@ -115,14 +115,17 @@ def test_the_book_counts_memory_above_floors_where_balloons_are_headed() -> None
     book = BalloonBook()
     floored = _vm("a", memory_min=256 * MIB)
     free = _vm("b")  # no floor: nothing to take back
-    old = _vm("c", memory_min=256 * MIB, cmdline="root=/dev/vda")  # no balloon
-    assert book.reclaimable([floored, free, old]) == 768 * MIB
+    unseen = _vm("c", memory_min=256 * MIB)  # never seen by the pressure controller
+    assert book.reclaimable([floored, free, unseen]) == 0
     assert book.saw("a", 10, 1024 * MIB) == 1024 * MIB
+    assert book.saw("b", 12, 1024 * MIB) == 1024 * MIB
+    assert book.reclaimable([floored, free, unseen]) == 768 * MIB
     book.asked("a", 10, 512 * MIB)
     # The guest has not got there yet; the book plans from the target it was asked for.
     assert book.saw("a", 10, 900 * MIB) == 512 * MIB
     assert book.reclaimable([floored]) == 256 * MIB
     # Started again (another QEMU): seen afresh.
     assert book.saw("a", 11, 1024 * MIB) == 1024 * MIB
-    book.forget_all_but(set())
     assert book.reclaimable([floored]) == 768 * MIB
+    book.forget_all_but(set())
+    assert book.reclaimable([floored]) == 0

@@ -37,7 +37,7 @@ from typing import Any
 
 from bungalow.daemon.state.audit import acting_as
 from bungalow.daemon.state.lifecycle import VmState
-from bungalow.daemon.vms.balloon import BalloonBook, has_balloon
+from bungalow.daemon.vms.balloon import BalloonBook, frees_host_memory
 from bungalow.daemon.vms.manager import VmManager
 from bungalow.errors import QemuError, UserError
 from bungalow.host.resources import read_memory
@@ -218,13 +218,16 @@ class Pressure:
         self._memory = memory
 
     async def look(self) -> list[Balloonable]:
-        """Every running VM with a balloon, with its balloon's size asked of its QEMU."""
+        """Every running VM whose balloon frees host memory, with its balloon's size asked
+        of its QEMU."""
         idle = self.idle_names()
         seen: list[Balloonable] = []
         for vm in self.vms.list():
             runtime = self.vms.runtime(vm.name)
-            if vm.state is not VmState.RUNNING or not has_balloon(vm) or runtime is None:
+            if vm.state is not VmState.RUNNING or runtime is None:
                 continue
+            if not frees_host_memory(vm, runtime.pid):
+                continue  # no balloon, or a snapshot's RAM: its balloon would free nothing
             if runtime.monitor is None or not runtime.monitor.connected:
                 continue
             try:

@@ -20,6 +20,7 @@ from bungalow.daemon.state.records import VmRecord
 from bungalow.daemon.vms.runtime import VmRuntime
 from bungalow.errors import QemuError, UserError
 from bungalow.qemu import balloon as qmp_balloon
+from bungalow.qemu import private_ram
 from bungalow.qemu.argv import BALLOON_WORD
 from bungalow.units import format_size, parse_size
 
@@ -72,6 +73,13 @@ def has_balloon(vm: VmRecord) -> bool:
     return vm.cmdline is not None and BALLOON_WORD in vm.cmdline.split()
 
 
+def frees_host_memory(vm: VmRecord, pid: int) -> bool:
+    """Whether what the VM's balloon takes and its guest frees leaves the host: it has a
+    balloon and its QEMU ``pid`` does not map a snapshot's RAM privately (a restored or
+    cloned VM's discards are refused to keep the snapshot whole: qemu/private_ram.py)."""
+    return has_balloon(vm) and not private_ram.maps_file_privately(pid)
+
+
 @dataclass(frozen=True)
 class GivenBack:
     """What a running guest hands back to the host, in bytes.
@@ -94,9 +102,12 @@ class GivenBack:
 
 
 async def given_back(vm: VmRecord, runtime: VmRuntime) -> GivenBack | None:
-    """What the VM gives back now (see :class:`GivenBack`); None for a VM with no balloon
-    or no monitor, or whose QEMU did not answer."""
-    if not has_balloon(vm) or runtime.monitor is None or not runtime.monitor.connected:
+    """What the VM gives back now (see :class:`GivenBack`); None for a VM with no balloon,
+    one whose discards stay on the host (``frees_host_memory``), no monitor, or whose QEMU
+    did not answer."""
+    if runtime.monitor is None or not runtime.monitor.connected:
+        return None
+    if not frees_host_memory(vm, runtime.pid):
         return None
     try:
         actual = await qmp_balloon.actual(runtime.monitor)
@@ -139,10 +150,11 @@ class BalloonBook:
 
     def reclaimable(self, vms: Iterable[VmRecord]) -> int:
         """Bytes the balloons of ``vms`` could still take back: each one's memory (where
-        its balloon is headed) above its floor; nothing from a VM with no floor."""
+        its balloon is headed) above its floor; nothing from a VM with no floor, nor from
+        one the pressure controller has not seen as balloonable (``frees_host_memory``)."""
         total = 0
         for vm in vms:
-            if vm.memory_min is not None and has_balloon(vm):
-                headed = self._headed.get(vm.name, (0, vm.memory, False))[1]
-                total += max(0, headed - vm.memory_min)
+            known = self._headed.get(vm.name)
+            if vm.memory_min is not None and known is not None:
+                total += max(0, known[1] - vm.memory_min)
         return total
