@@ -4,14 +4,12 @@ One run boots, on bungalow, ``--server`` cold ``debian-12-server`` VMs and ``--m
 cold ``debian-12`` VMs (``--memory`` each, two booting at a time), lets them idle
 ``--idle`` seconds, and measures them; twice, in two data directories:
 
-- features off: ``[memory] ksm = "off"``;
-- features on: ``[memory] ksm = "auto"`` (the default): bungalowd turns KSM on, and the
-  bench waits until KSM has settled (two full scans since it came on, and the pages it
-  merged of the bench's VMs moved by less than 2% over ``SETTLE_POLL`` s; at most
-  ``--ksm-wait`` s).
-
-The balloon's free page reporting (built beside this, issue 15 part 1) is the other
-feature: until it is merged, "features" is KSM alone, and the bench says so.
+- features off: ``[memory] ksm = "off"`` and ``balloon = false`` (no virtio-balloon, so
+  no free page reporting);
+- features on: the defaults, ``ksm = "auto"`` and ``balloon = true``: bungalowd turns KSM
+  on, the guests report the pages they free, and the bench waits until KSM has settled
+  (two full scans since it came on, and the pages it merged of the bench's VMs moved by
+  less than 2% over ``SETTLE_POLL`` s; at most ``--ksm-wait`` s).
 
 Measured for each side: the summed PSS of the VMs' QEMUs (``/proc/PID/smaps_rollup``;
 PSS divides a page KSM merged among every process mapping it), and how much the
@@ -68,7 +66,7 @@ from bungalow.qemu.accel import host_tsc_khz
 from bungalow.units import parse_size
 
 SERVER_IMAGE, MICRO_IMAGE = "debian-12-server", "debian-12"
-#: config.toml of each side. Add the balloon's switch here once it is merged.
+#: config.toml of each side.
 FEATURES = {
     "off": '[sandboxes]\npool = 0\n\n[memory]\nksm = "off"\nballoon = false\n',
     "on": '[sandboxes]\npool = 0\n\n[memory]\nksm = "auto"\nballoon = true\n',

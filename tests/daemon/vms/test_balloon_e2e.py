@@ -1,22 +1,28 @@
 """The balloon in real VMs: freed memory goes back to the host, saved machines with and
 without the device restore, and memory pressure balloons a VM to its floor and no further.
 
-The daemon of this module is always "under pressure" (``pressure_below`` above any
+The daemon of this module is mostly "under pressure" (``pressure_below`` above any
 host's memory), so every VM with a floor is ballooned down to it within seconds,
 and VMs with none must never be: the tests of the other behaviours launch VMs
-without a floor.
+without a floor. The pressure test itself makes real pressure: a host process in a
+control group of its own takes 4 GiB under a pressure line drawn 2 GiB below the
+host's MemAvailable.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from bungalow.host.cgroups import CpuMemLimits, VmCgroup
 from bungalow.host.resources import read_memory
 from tests.conftest import Env, _finish, _new_env
 from tests.support import wait_until
@@ -35,10 +41,10 @@ FILL = (
 PRESSURE = '[memory]\npressure_below = "1000G"\nrelief_above = "2000G"\npressure_interval = "1s"\n'
 
 
-def _configure(env: Env, extra: str = "") -> None:
+def _configure(env: Env, extra: str = "", pressure: str = PRESSURE) -> None:
     """Write the daemon's config and stop the running daemon, if any, so that the next
     command starts one that reads it (VMs outlive it and are adopted)."""
-    (env.home / "config.toml").write_text(f"[sandboxes]\npool = 0\n{PRESSURE}{extra}")
+    (env.home / "config.toml").write_text(f"[sandboxes]\npool = 0\n{pressure}{extra}")
     pid = env.daemon_pid()
     if pid is not None:
         try:
@@ -195,26 +201,85 @@ def test_a_snapshot_of_a_vm_without_a_balloon_still_restores(env: Env) -> None:
         env.run("rm", "-f", "old")
 
 
+def _pressure_lines(below: int, above: int) -> str:
+    return (
+        f'[memory]\npressure_below = "{below // MIB}M"\nrelief_above = "{above // MIB}M"\n'
+        'pressure_interval = "1s"\n'
+    )
+
+
+@contextlib.contextmanager
+def _memory_hog(size: int) -> Iterator[None]:
+    """A host process holding ``size`` bytes it has written, in a control group of its own
+    whose memory limit leaves it a GiB of room (so a hog gone wrong is its group's problem,
+    not the host's); ended and its group removed on the way out."""
+    group = VmCgroup(f"test-hog-{os.getpid()}")
+    group.create()
+    hog = None
+    try:
+        group.apply(CpuMemLimits(memory_max=size + GIB))
+        hold = (
+            "import sys, time\nsys.stdin.readline()\n"
+            f"b = bytearray(b'\\x01') * {size}\nprint(flush=True)\ntime.sleep(3600)"
+        )
+        hog = subprocess.Popen(
+            [sys.executable, "-c", hold], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
+        assert hog.stdin is not None and hog.stdout is not None
+        group.add(hog.pid)  # in its group before it takes a byte
+        hog.stdin.write(b"go\n")
+        hog.stdin.flush()
+        assert hog.stdout.readline() == b"\n", "the hog died before holding its memory"
+        yield
+    finally:
+        if hog is not None:
+            hog.kill()
+            hog.wait()
+        group.remove()
+
+
 def test_pressure_balloons_a_vm_to_its_floor_and_never_one_without(env: Env) -> None:
+    """Real pressure: the pressure line is put 2 GiB under the host's MemAvailable, and a
+    host process in a control group of its own takes 4 GiB."""
+    _configure(env, pressure=_pressure_lines(1 * MIB, 2 * MIB))  # no pressure yet
     env.run("launch", "floored", "--memory", "1G", "--memory-min", "256M")
     env.run("launch", "free", "--memory", "512M")
     try:
         assert _vm(env, "floored")["memory_min"] == 256 * MIB
         assert _vm(env, "floored")["balloon"]
+        available = read_memory()[1]
+        _configure(env, pressure=_pressure_lines(available - 2 * GIB, available - GIB))
         free_available = _guest_available(env, "free")
-        # What the guest has available falls as its balloon inflates, to the floor less
-        # what its kernel and processes use, and no further.
+        assert _balloon_events(env, "floored") == []  # no pressure before the hog
+        with _memory_hog(4 * GIB):
+            # What the guest has available falls as its balloon inflates, to the floor
+            # less what its kernel and processes use, and no further.
+            wait_until(
+                "the floored VM's balloon to reach its floor",
+                lambda: _guest_available(env, "floored") <= 256 * MIB,
+                timeout=120,
+                interval=1,
+            )
+            assert _guest_available(env, "floored") > 32 * MIB  # not below: some 90M here
+            events = _balloon_events(env, "floored")
+            assert events and all(event.endswith("it now has 256M") for event in events)
+            assert "took" in events[0] and "of memory available, under" in events[0]
+            assert _balloon_events(env, "free") == []
+            assert _guest_available(env, "free") > free_available - 64 * MIB
+        # The hog gone, the host has memory to spare again: the balloon gives it back.
         wait_until(
-            "the floored VM's balloon to reach its floor",
+            "the floored VM to get its memory back once the hog is gone",
+            lambda: any(e.startswith("gave") for e in _balloon_events(env, "floored")),
+            timeout=120,
+            interval=1,
+        )
+        _configure(env)  # under pressure for good again: the floor holds the VM down
+        wait_until(
+            "the floored VM's balloon to reach its floor again",
             lambda: _guest_available(env, "floored") <= 256 * MIB,
             timeout=120,
             interval=1,
         )
-        assert _guest_available(env, "floored") > 32 * MIB  # not below: some 90M here
-        events = _balloon_events(env, "floored")
-        assert events and all(event.endswith("it now has 256M") for event in events)
-        assert _balloon_events(env, "free") == []
-        assert _guest_available(env, "free") > free_available - 64 * MIB
         refused = env.run("set", "floored", "--memory-min", "2G", check=False)
         assert refused.returncode != 0
         assert "above its memory (1G); give --memory-min 1G or less" in refused.stderr
