@@ -59,6 +59,8 @@ MIRRORS: list[tuple[type, str, tuple[str, ...]]] = [
     (shapes.KsmInfo, "KsmInfo", ()),
     (shapes.HostMemoryInfo, "HostMemoryInfo", ()),
     (shapes.Overhead, "Overhead", ()),
+    (shapes.DashboardInfo, "DashboardInfo", ()),
+    (shapes.DashboardToken, "DashboardToken", ()),
 ]
 
 
