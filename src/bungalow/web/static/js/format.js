@@ -15,6 +15,17 @@ export function size(bytes) {
   return text.replace(/\.0$/, "") + UNITS[unit];
 }
 
+/** Bytes as the API takes them back, exactly: 104857600 -> "100M", 1000 -> "1000". */
+export function exactSize(bytes) {
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && value % 1024 === 0 && unit < UNITS.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  return unit ? `${value}${UNITS[unit]}` : String(value);
+}
+
 /** Bytes a second: "2K/s", "0/s" below one. */
 export function rate(bytesPerSecond) {
   return bytesPerSecond >= 1 ? `${size(bytesPerSecond)}/s` : "0/s";
