@@ -2,7 +2,7 @@
 // dialog and the limits form send, and numbers as the CLI prints them.
 import assert from "node:assert/strict";
 
-import {exactSize, lease, size} from "../../src/bungalow/web/static/js/format.js";
+import {exactSize, lease, money, size} from "../../src/bungalow/web/static/js/format.js";
 import {createBody} from "../../src/bungalow/web/static/js/views/create.js";
 import {limitsBody, limitText} from "../../src/bungalow/web/static/js/views/vm_limits.js";
 
@@ -37,6 +37,8 @@ assert.deepEqual(limitsBody({cpu_weight: "", disk_bw: "100M"}, current), {cpu_we
 assert.equal(size(536870912), "512M");
 assert.equal(size(1610612736), "1.5G");
 assert.equal(size(0), "-");
+assert.equal(money(0.00061, "USD"), "0.0006 USD");
+assert.equal(money(1234.5, "USD"), "1,234.50 USD");
 assert.equal(exactSize(1000), "1000");
 assert.equal(exactSize(1536 * 1024 * 1024), "1536M");
 assert.equal(lease({expires_in: null}), "-");

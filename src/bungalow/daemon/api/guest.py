@@ -322,20 +322,30 @@ async def console(websocket: WebSocket, name: str, svc: Svc) -> None:
         while data := await reader.read(4096):
             await websocket.send_bytes(data)
 
-    task = asyncio.create_task(guest_to_client())
-    try:
+    async def client_to_guest() -> None:
         while True:
             message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
-                break
+                return
             if message.get("bytes"):
                 svc.vms.store.vms.touch_active(name, svc.vms.clock.now())
                 writer.write(message["bytes"])
                 await writer.drain()
-    except (WebSocketDisconnect, OSError):
-        pass
+
+    # Either side's end ends the bridge: the client leaving, or QEMU closing the console
+    # (the VM stopped), which closes the websocket so that the client knows and may reconnect.
+    pumps = {asyncio.create_task(guest_to_client()), asyncio.create_task(client_to_guest())}
+    try:
+        await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        task.cancel()
+        for pump in pumps:
+            pump.cancel()
+        ended = await asyncio.gather(*pumps, return_exceptions=True)
         writer.close()
         with contextlib.suppress(Exception):
             await websocket.close()
+    for outcome in ended:
+        if isinstance(outcome, Exception) and not isinstance(
+            outcome, (WebSocketDisconnect, OSError, RuntimeError)
+        ):
+            raise outcome  # a bug: let the server log it

@@ -62,10 +62,13 @@ export function lease(vm) {
   return vm.pooled ? `${text} (pool)` : text;
 }
 
-/** 1.2345, "EUR" -> "1.23 EUR". */
+/** "0.0412 USD": four decimals below 100 so that an hour of a small VM shows, as cli/cost.py. */
 export function money(amount, currency) {
   if (amount === null || amount === undefined) return "-";
-  return `${amount.toFixed(2)} ${currency || ""}`.trim();
+  const text = Math.abs(amount) >= 100
+    ? amount.toLocaleString("en-US", {minimumFractionDigits: 2, maximumFractionDigits: 2})
+    : amount.toFixed(4);
+  return `${text} ${currency || ""}`.trim();
 }
 
 /** 0.5 -> "50%". */

@@ -166,7 +166,7 @@ export function render(main) {
     h("caption", {class: "sr-only"}, "Virtual machines"),
     h("thead", {}, h("tr", {},
       ["", "Name", "State", "Profile", "Addresses", "CPU", "Memory", "Cost", "Lease", ""]
-        .map((t) => h("th", {scope: "col"}, t)))),
+        .map((t) => h("th", {scope: "col", class: t === "Cost" ? "num" : ""}, t)))),
     tbody);
   fill(main,
     h("div", {class: "toolbar"},
