@@ -13,11 +13,13 @@ import subprocess
 from pathlib import Path
 
 from bungalow.daemon.api import app as api_app
-from bungalow.daemon.api.dashboard.assets import NODE_MODULES, STATIC, VENDORED
+from bungalow.daemon.api.dashboard.assets import VENDORED, WEB
 from bungalow.daemon.api.schemas import LimitsUpdate
 from bungalow.qemu.keys import LAYOUTS
 
 HERE = Path(__file__).resolve().parent
+STATIC = WEB / "static"
+NODE_MODULES = WEB / "node_modules"
 PAGES = [*sorted(STATIC.rglob("*.js")), STATIC / "index.html"]
 #: Routes the dashboard listener serves itself (api/dashboard/app.py), beside the API's.
 DASHBOARD_ROUTES = {"/v1/vms/{name}/vnc/ws"}
