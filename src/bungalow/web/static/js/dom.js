@@ -12,7 +12,7 @@ export function h(tag, attrs = {}, ...children) {
     if (value === undefined || value === null || value === false) continue;
     if (key.startsWith("on") && typeof value === "function") {
       el.addEventListener(key.slice(2), value);
-    } else if (key === "class" || key === "for" || key === "role" || key === "hidden"
+    } else if (key === "class" || key === "for" || key === "role" || key === "hidden" || key === "colspan"
                || key === "tabindex" || key.startsWith("data-") || key.startsWith("aria-")) {
       el.setAttribute(key, value === true ? "" : String(value));
     } else {
