@@ -19,7 +19,7 @@ from fastapi import APIRouter, Query, Request, Response, WebSocket, WebSocketDis
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from pydantic import ValidationError
 
-from bungalow.daemon.api import transfer
+from bungalow.daemon.api import bridge, transfer
 from bungalow.daemon.api.deps import Svc
 from bungalow.daemon.api.refusals import refused_body
 from bungalow.daemon.api.responses import BytesResponse, NdjsonResponse
@@ -318,34 +318,6 @@ async def console(websocket: WebSocket, name: str, svc: Svc) -> None:
         await _refuse(websocket, exc)
         return
 
-    async def guest_to_client() -> None:
-        while data := await reader.read(4096):
-            await websocket.send_bytes(data)
-
-    async def client_to_guest() -> None:
-        while True:
-            message = await websocket.receive()
-            if message["type"] == "websocket.disconnect":
-                return
-            if message.get("bytes"):
-                svc.vms.store.vms.touch_active(name, svc.vms.clock.now())
-                writer.write(message["bytes"])
-                await writer.drain()
-
-    # Either side's end ends the bridge: the client leaving, or QEMU closing the console
-    # (the VM stopped), which closes the websocket so that the client knows and may reconnect.
-    pumps = {asyncio.create_task(guest_to_client()), asyncio.create_task(client_to_guest())}
-    try:
-        await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for pump in pumps:
-            pump.cancel()
-        ended = await asyncio.gather(*pumps, return_exceptions=True)
-        writer.close()
-        with contextlib.suppress(Exception):
-            await websocket.close()
-    for outcome in ended:
-        if isinstance(outcome, Exception) and not isinstance(
-            outcome, (WebSocketDisconnect, OSError, RuntimeError)
-        ):
-            raise outcome  # a bug: let the server log it
+    await bridge.carry(
+        websocket, reader, writer, lambda: svc.vms.store.vms.touch_active(name, svc.vms.clock.now())
+    )

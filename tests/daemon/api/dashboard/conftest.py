@@ -16,9 +16,7 @@ from bungalow.daemon.api.access import App
 from bungalow.daemon.api.dashboard.app import dashboard_app
 from bungalow.daemon.api.dashboard.auth import DashboardAuth
 from bungalow.daemon.server.wiring import Daemon
-from bungalow.daemon.state.lifecycle import VmState
 from bungalow.daemon.telemetry.ticks import SampleTicks
-from tests.daemon.records import put, vm
 
 ORIGIN = "http://127.0.0.1:8250"
 
@@ -55,15 +53,6 @@ def site(daemon: Daemon, web: Path) -> App:
 def browser(site: App) -> httpx.AsyncClient:
     """A browser of the dashboard: it keeps cookies, and sends no Origin unless told."""
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=site), base_url=ORIGIN)
-
-
-def projects_and_vms(daemon: Daemon) -> dict[str, str]:
-    """Projects p1 and p2, a VM of each and one of the admin's; each project's token."""
-    tokens = {name: daemon.services.projects.create(name)[1] for name in ("p1", "p2")}
-    put(daemon.store, vm("mine", project="p1"), VmState.STOPPED)
-    put(daemon.store, vm("theirs", project="p2"), VmState.STOPPED)
-    put(daemon.store, vm("admins"), VmState.STOPPED)
-    return tokens
 
 
 async def log_in(client: httpx.AsyncClient, token: str) -> dict[str, str]:

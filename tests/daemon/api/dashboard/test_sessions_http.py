@@ -9,8 +9,8 @@ import pytest
 from bungalow.daemon.api.access import App
 from bungalow.daemon.server.wiring import Daemon, app_for
 from bungalow.daemon.state.lifecycle import VmState
-from tests.daemon.api.conftest import error_of
-from tests.daemon.api.dashboard.conftest import browser, log_in, projects_and_vms
+from tests.daemon.api.conftest import error_of, projects_and_vms
+from tests.daemon.api.dashboard.conftest import browser, log_in
 from tests.daemon.records import SetClock
 
 
@@ -43,7 +43,7 @@ async def test_a_projects_session_sees_only_its_own_as_its_token_does(
         assert [v["name"] for v in (await member.get("/v1/vms")).json()] == ["mine"]
         assert error_of(await member.get("/v1/vms/theirs"))[:2] == (404, "vm_not_found")
         csrf = {"X-CSRF-Token": session["csrf"]}
-        answer = await member.post("/v1/vms/theirs/start", headers=csrf)
+        answer = await member.post("/v1/vms/theirs/stop", headers=csrf)
         assert error_of(answer)[:2] == (404, "vm_not_found")
         assert error_of(await member.get("/v1/projects"))[:2] == (403, "forbidden")
         assert error_of(await member.post("/v1/dashboard", headers=csrf))[:2] == (403, "forbidden")
@@ -51,7 +51,7 @@ async def test_a_projects_session_sees_only_its_own_as_its_token_does(
             "/auth/tickets", json={"purpose": "console", "vm": "theirs"}, headers=csrf
         )
         assert error_of(ticket)[:2] == (404, "vm_not_found")
-    assert daemon.store.vms.get("theirs").state is VmState.STOPPED
+    assert daemon.store.vms.get("theirs").state is VmState.RUNNING
 
 
 async def test_a_removed_projects_sessions_end(site: App, daemon: Daemon) -> None:
