@@ -83,5 +83,6 @@ def test_console_ends_when_the_vm_stops(bw_module: Env, vm: str) -> None:
     term = Terminal(bw_module, "console", vm)
     term.expect(b"Ctrl-]")
     bw_module.run("stop", vm)
-    assert term.close(timeout=60) == 0
+    code = term.close(timeout=60)
+    assert code == 0, term.seen[-500:]
     bw_module.run("start", vm)  # as the module's other tests expect it
