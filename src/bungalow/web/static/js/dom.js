@@ -66,6 +66,21 @@ export async function guarded(control, line, action) {
   }
 }
 
+/**
+ * A connection's status line (console, shell, screen): `data-state` says which state
+ * (connecting, open, closed, waiting, error...) for styles and tests, the text says it to
+ * people. Returns the element with `.say(state, text)`.
+ */
+export function statusLine(testid, state = "closed") {
+  const el = h("p", {class: "status", role: "status", "aria-live": "polite", "data-testid": testid,
+                     "data-state": state});
+  el.say = (next, text) => {
+    el.dataset.state = next;
+    el.textContent = text;
+  };
+  return el;
+}
+
 /** A labelled form field: <label>Text <input ...></label>, the input given. */
 export function field(text, input, hint) {
   return h("label", {class: "field"}, h("span", {}, text), input,
