@@ -14,10 +14,11 @@ export const LIMITS = [
   ["disk_iops_burst", "Disk IOPS burst", ""],
   ["disk_bw_burst", "Disk bandwidth burst", ""],
   ["net_bw", "Network bandwidth", "bytes a second each way, e.g. 50M"],
+  ["memory_min", "Memory floor", "the balloon may take it down to this, e.g. 512M"],
 ];
 
 /** Limits in bytes: shown as 100M rather than 104857600. */
-const SIZES = new Set(["memory_limit", "disk_bw", "disk_bw_burst", "net_bw"]);
+const SIZES = new Set(["memory_limit", "memory_min", "disk_bw", "disk_bw_burst", "net_bw"]);
 
 /** A limit's value as its field shows it ("" for none). */
 export function limitText(key, value) {
@@ -50,7 +51,7 @@ export function mount(panel, ctx) {
   let shown = {};
 
   function load(vm) {
-    shown = {...vm.limits};
+    shown = {...vm.limits, memory_min: vm.memory_min};  // the floor is the VM's, not a limit
     for (const [key, input] of Object.entries(inputs)) {
       if (document.activeElement !== input) input.value = limitText(key, shown[key]);
     }
