@@ -11,6 +11,7 @@ that need no browser.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ SCREENS = ROOT / "artifacts" / "screens"
 CHROMIUM = Path("/usr/bin/chromium")
 #: Booting under TCG on a busy 2-CPU host takes far longer than the 2-6 s of an idle one.
 BOOT_TIMEOUT_MS = 240_000
+#: What the API's refusals are: one sentence, from a capital to a full stop.
+SENTENCE = re.compile(r"^[A-Z].{10,}[.]$")
 
 
 def dashboard_config(port: int) -> str:
