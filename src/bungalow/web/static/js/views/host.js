@@ -1,0 +1,79 @@
+// #/host: the host's capacity and what is allocated of it (GET /v1/host), and each running
+// VM's use now with the NOISY markers and who waits (steal) while they take the CPU or disk
+// (GET /v1/metrics, fetched again after each sample).
+
+import {get} from "../api.js";
+import {bars} from "../charts.js";
+import {fill, h} from "../dom.js";
+import {percent, rate, size} from "../format.js";
+import {live} from "../live.js";
+import {markers, noisyWatch} from "./noisy.js";
+
+function capacity(host) {
+  const row = (label, allocated, limit, total, fmt) => ({
+    label, value: allocated, tone: allocated > limit ? "over" : "",
+    text: `${fmt(allocated)} of ${fmt(limit)} (${fmt(total)} × ${host.ratios[label.toLowerCase()] ?? 1})`,
+  });
+  const count = (n) => String(n);
+  return [
+    row("CPU", host.allocated_cpus, host.limit.cpus, host.cpus, count),
+    row("Memory", host.allocated_memory, host.limit.memory, host.memory, size),
+    row("Disk", host.allocated_disk, host.limit.disk, host.disk_total, size),
+  ].map((r, i) => ({...r, max: [host.limit.cpus, host.limit.memory, host.limit.disk][i]}));
+}
+
+function waiting(entries) {
+  const noisy = entries.filter((e) => e.noisy);
+  const waiters = entries.filter((e) => !e.noisy && e.rates && e.rates.steal >= 0.05)
+    .sort((a, b) => b.rates.steal - a.rates.steal);
+  if (!noisy.length && !waiters.length) return "Nobody waits: no VM is marked NOISY and none waits 5% or more for a host CPU.";
+  const who = noisy.map((e) => `${e.vm} (${e.noisy_for.join(",")})`).join(", ") || "no VM marked NOISY";
+  const wait = waiters.map((e) => `${e.vm} (steal ${percent(e.rates.steal)})`).join(", ") || "none measurably";
+  return `Taking most: ${who}. Waiting for a host CPU: ${wait}.`;
+}
+
+export async function render(main) {
+  const top = h("div", {class: "host-top"});
+  const usage = h("tbody", {});
+  const summary = h("p", {role: "status", "aria-live": "polite", "data-testid": "host-waiting"});
+  const noisy = noisyWatch(drawUsage);
+
+  function drawUsage() {
+    const entries = noisy.all();
+    summary.textContent = waiting(entries);
+    fill(usage, entries.length ? entries.map((e) => {
+      const r = e.rates || {};
+      return h("tr", {"data-testid": "host-vm", "data-vm": e.vm},
+        h("th", {scope: "row"}, h("a", {href: `#/vms/${encodeURIComponent(e.vm)}`}, e.vm)),
+        h("td", {class: "num"}, r.cpu === undefined ? "…" : percent(r.cpu)),
+        h("td", {class: "num"}, r.steal === undefined ? "" : percent(r.steal)),
+        h("td", {class: "num"}, r.rss === undefined ? "" : size(r.rss)),
+        h("td", {class: "num"}, r.block_rd_bytes === undefined ? "" : `${rate(r.block_rd_bytes)} / ${rate(r.block_wr_bytes)}`),
+        h("td", {class: "num"}, r.net_rx_bytes === undefined ? "" : `${rate(r.net_rx_bytes)} / ${rate(r.net_tx_bytes)}`),
+        h("td", {}, markers(e, live.vms.get(e.vm))));
+    }) : h("tr", {}, h("td", {colspan: 7, class: "muted"}, "No VM runs.")));
+  }
+
+  const host = await get("/v1/host");
+  fill(top,
+    h("dl", {class: "facts", "data-testid": "host-facts"},
+      [["Host", host.hostname], ["bungalow", host.version], ["QEMU", host.qemu],
+       ["Accelerator", `${host.accel.name}: ${host.accel.reason}`],
+       ["CPUs", host.cpus], ["Memory", `${size(host.memory)} (${size(host.memory_available)} available)`],
+       ["Disk", `${size(host.disk_free)} free of ${size(host.disk_total)}`],
+       ["VMs", `${host.vms_running} running of ${host.vms}`],
+       ["Free to allocate", `${host.free.cpus} CPUs, ${size(host.free.memory)}, ${size(host.free.disk)} disk`]]
+        .map(([k, v]) => [h("dt", {}, k), h("dd", {}, String(v))])),
+    h("div", {},
+      h("h2", {}, "Allocated (capacity × allocation ratio)"),
+      capacity(host).map((row) => bars([row], {max: row.max, testid: `host-alloc-${row.label.toLowerCase()}`}))));
+  fill(main, h("h1", {}, "Host"), top,
+    h("h2", {}, "Use per running VM"), summary,
+    h("table", {class: "list", "data-testid": "host-usage"},
+      h("thead", {}, h("tr", {}, ["VM", "CPU", "Steal", "Memory", "Disk rd/wr", "Net rx/tx", ""]
+        .map((t) => h("th", {scope: "col"}, t)))), usage),
+    h("p", {class: "muted small"}, "CPU is a share of one host CPU; steal is the time its vCPUs waited for one. "
+      + "NOISY marks a VM taking most of the CPU or disk while others wait; held, one the daemon throttles."));
+  drawUsage();
+  return () => noisy.stop();
+}
