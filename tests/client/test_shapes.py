@@ -55,6 +55,8 @@ MIRRORS: list[tuple[type, str, tuple[str, ...]]] = [
     (shapes.NetworkNic, "NetworkNic", ()),
     (shapes.NetworkLease, "NetworkLease", ()),
     (shapes.VncInfo, "VncInfo", ()),
+    (shapes.DashboardInfo, "DashboardInfo", ()),
+    (shapes.DashboardToken, "DashboardToken", ()),
 ]
 
 

@@ -23,6 +23,7 @@ from typer.models import CommandInfo, TyperInfo
 
 from bungalow.cli import (
     cost,
+    dashboard,
     events,
     guest,
     host,
@@ -152,6 +153,7 @@ sprawl.register(app)
 events.register(app)
 ssh.register(app)
 screen.register(app)
+dashboard.register(app)
 app.add_typer(images.app, name="image", help="Build, import, list and remove images.")
 app.add_typer(media.app, name="media", help="Eject and insert an installer VM's CD.")
 app.add_typer(host.app, name="host", help="What this host has and how it runs VMs.")

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
         AuditEvent,
         BuildEvent,
         CostReport,
+        DashboardInfo,
         DeletedVm,
         ExecEvent,
         FileStatInfo,
@@ -272,6 +273,15 @@ class Client:
     def type_text(self, name: str, text: str, layout: str = "us") -> None:
         """Type ``text`` (a newline is Enter) as a guest using ``layout`` reads it."""
         self.send(routes.type_text(name, text, layout))
+
+    def dashboard(self) -> DashboardInfo:
+        """The web dashboard's one-time login URL (opening its listener if it is closed)
+        and its TLS fingerprint."""
+        return self.send(routes.open_dashboard())
+
+    def dashboard_token(self) -> str:
+        """The admin's dashboard token."""
+        return self.send(routes.dashboard_token())["token"]
 
     def open_vnc(self, name: str) -> VncInfo:
         """A one-time VNC endpoint on 127.0.0.1 and its password."""

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
         AuditEvent,
         BuildEvent,
         CostReport,
+        DashboardInfo,
+        DashboardToken,
         DeletedVm,
         FileStatInfo,
         HostInfo,
@@ -379,3 +381,14 @@ def costs(by: str, since: str | None, until: str | None) -> Call[CostReport]:
 
 def metrics() -> Call[list[VmMetrics]]:
     return Call("GET", "/v1/metrics")
+
+
+# -- the dashboard -------------------------------------------------------------------------------
+
+
+def open_dashboard() -> Call[DashboardInfo]:
+    return Call("POST", "/v1/dashboard")
+
+
+def dashboard_token() -> Call[DashboardToken]:
+    return Call("GET", "/v1/dashboard/token")

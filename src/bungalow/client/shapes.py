@@ -46,6 +46,18 @@ class VncInfo(TypedDict):
     expires_in: int
 
 
+class DashboardInfo(TypedDict):
+    """The web dashboard (``POST /v1/dashboard``): ``url`` logs the admin in once, within
+    5 minutes; ``fingerprint`` is the SHA-256 of its TLS certificate (None without TLS)."""
+
+    url: str
+    fingerprint: str | None
+
+
+class DashboardToken(TypedDict):
+    token: str
+
+
 class VmInfo(TypedDict):
     """One VM as ``GET /v1/vms/NAME`` shows it.
 

@@ -1,7 +1,9 @@
 """Who is asking: the host's admin (no token on the owner-only socket) or one project.
 
 A pure ASGI middleware, so HTTP requests and websockets (exec, console) pass
-the same gate. With a project's token (``Authorization: Bearer bgw_...``):
+the same gate. With a project's token (``Authorization: Bearer bgw_...``), or a
+dashboard session of a project (api/dashboard/auth.py applies the same
+:func:`admit`):
 
 - a path naming a VM (``/v1/vms/NAME...``) of another project, or of none,
   answers exactly as if that VM did not exist;
@@ -37,6 +39,7 @@ _ADMIN_ONLY = (
     (re.compile(r"^/v1/networks"), None),
     (re.compile(r"^/v1/images/(build|import)"), None),
     (re.compile(r"^/v1/images/[^/]+$"), "DELETE"),
+    (re.compile(r"^/v1/dashboard"), None),
 )
 
 
@@ -53,35 +56,45 @@ class ProjectScope:
         token = _bearer(scope)
         if token is not None:
             try:
-                scope["state"]["project"] = self._admit(scope, token)
+                scope["state"]["project"] = self._resolve(scope, token)
             except BungalowError as exc:
-                await _refuse(scope, receive, send, exc)
+                await refuse(scope, receive, send, exc)
                 return
         project = scope["state"]["project"]
         with acting_as("admin" if project is None else f"project {project}"):
             await self.app(scope, receive, send)
 
-    def _admit(self, scope: Scope, token: str) -> str:
+    def _resolve(self, scope: Scope, token: str) -> str:
         project = self.projects.resolve(token)
         if project is None:
             raise UnauthorizedError(
                 "The API token is not valid; ask the host's admin for your project's token."
             )
-        path, method = scope["path"], scope.get("method", "GET")
-        for pattern, only in _ADMIN_ONLY:
-            if pattern.match(path) and (only is None or method == only):
-                raise ForbiddenError(
-                    f"A project token cannot {method} {path}; that is for the host's admin."
-                )
-        match = _VM_PATH.match(path)
-        if match:
-            vm = self.projects.store.vms.find(match.group(1))
-            if vm is None or vm.project != project.name:
-                raise VmNotFoundError(
-                    f"There is no VM named {match.group(1)}; `bungalow ls` lists the VMs "
-                    "that exist."
-                )
+        admit(self.projects, scope["path"], scope.get("method", "GET"), project.name)
         return project.name
+
+
+def admit(projects: Projects, path: str, method: str, project: str) -> None:
+    """Refuse ``project`` what is not its own: ForbiddenError for the admin's routes,
+    VmNotFoundError for a VM of another project or of none (as if it did not exist)."""
+    for pattern, only in _ADMIN_ONLY:
+        if pattern.match(path) and (only is None or method == only):
+            raise ForbiddenError(
+                f"A project token cannot {method} {path}; that is for the host's admin."
+            )
+    match = _VM_PATH.match(path)
+    if match:
+        see_vm(projects, match.group(1), project)
+
+
+def see_vm(projects: Projects, name: str, project: str | None) -> None:
+    """VmNotFoundError unless the VM ``name`` exists and ``project`` (None: the admin)
+    may see it."""
+    vm = projects.store.vms.find(name)
+    if vm is None or (project is not None and vm.project != project):
+        raise VmNotFoundError(
+            f"There is no VM named {name}; `bungalow ls` lists the VMs that exist."
+        )
 
 
 def _bearer(scope: Scope) -> str | None:
@@ -92,7 +105,7 @@ def _bearer(scope: Scope) -> str | None:
     return None
 
 
-async def _refuse(scope: Scope, receive: Receive, send: Send, exc: BungalowError) -> None:
+async def refuse(scope: Scope, receive: Receive, send: Send, exc: BungalowError) -> None:
     """Answer with the error: a JSON body over HTTP; over a websocket the same object as
     one text frame, then a close with code 4000 + the HTTP status (4401, 4403, 4404...)."""
     error = {"code": exc.code, "message": exc.message}

@@ -39,6 +39,8 @@ from bungalow.daemon.api import (
     vms,
 )
 from bungalow.daemon.api.access import ProjectScope
+from bungalow.daemon.api.dashboard import control
+from bungalow.daemon.api.dashboard.auth import DashboardAuth, SessionScope
 from bungalow.daemon.api.deps import Services
 from bungalow.daemon.api.refusals import refusal, refused_by_starlette
 from bungalow.daemon.api.schemas import ErrorBody
@@ -50,7 +52,7 @@ Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 _ROUTERS = (
     vms, guest, snapshots, sandboxes, images, leases, sprawl, projects, networks, costs, metrics,
     screen,
-    media,
+    media, control,
 )  # fmt: skip
 
 
@@ -86,7 +88,11 @@ class _Api(FastAPI):
         return self.openapi_schema
 
 
-def create_app(services: Services, lifespan: Lifespan | None = None) -> FastAPI:
+def create_app(
+    services: Services, lifespan: Lifespan | None = None, *, dashboard: DashboardAuth | None = None
+) -> FastAPI:
+    """The API over ``services``: on the socket, who asks is the bearer token's project
+    (or the admin); with ``dashboard``, the dashboard session's (api/dashboard/auth.py)."""
     app = _Api(
         title="bungalowd",
         version=__version__,
@@ -100,7 +106,10 @@ def create_app(services: Services, lifespan: Lifespan | None = None) -> FastAPI:
     app.state.services = services
     for module in _ROUTERS:
         app.include_router(module.router)
-    app.add_middleware(ProjectScope, projects=services.projects)
+    if dashboard is None:
+        app.add_middleware(ProjectScope, projects=services.projects)
+    else:
+        app.add_middleware(SessionScope, auth=dashboard)
 
     @app.exception_handler(BungalowError)
     async def _bungalow_error(_request: Request, exc: BungalowError) -> JSONResponse:

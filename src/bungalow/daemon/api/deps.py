@@ -8,7 +8,7 @@ dependencies below, for HTTP requests and websockets alike.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, cast
+from typing import Annotated, Protocol, cast
 
 from fastapi import Depends
 from starlette.requests import HTTPConnection
@@ -29,8 +29,19 @@ from bungalow.daemon.snapshots.suspend import Suspender
 from bungalow.daemon.state.audit import EventLog
 from bungalow.daemon.telemetry.metrics import Metrics
 from bungalow.daemon.tenancy.projects import Projects
+from bungalow.daemon.tenancy.sessions import Sessions
 from bungalow.daemon.vms.manager import VmManager
 from bungalow.daemon.vms.media import Media
+
+
+class DashboardDoor(Protocol):
+    """The dashboard's listener, as the API sees it (server/dashboard.py has it)."""
+
+    async def open(self) -> tuple[str, str | None]:
+        """Listen if not yet; the base URL (``http://127.0.0.1:8250``) and the SHA-256
+        fingerprint of its TLS certificate (None without TLS). UserError with a sentence
+        if it cannot listen (the port is taken)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -54,6 +65,10 @@ class Services:
     events: EventLog
     views: Views
     media: Media
+    dashboard: DashboardDoor
+    sessions: Sessions
+    #: The admin's dashboard token (tenancy/sessions.py ``admin_token``).
+    dashboard_token: str
     #: The timeout a sandbox gets when its creator names none, in seconds.
     sandbox_timeout: float
 

@@ -25,6 +25,14 @@
 
     [reaper], [leases], [idle], [sprawl]: the sprawl policies (daemon/policy.py)
 
+    [dashboard]             # the web dashboard (server/dashboard.py); off unless enabled
+    enabled = true          # open its listener when bungalowd starts
+    listen = "127.0.0.1:8250"   # host:port; beyond loopback it always speaks TLS
+    tls_cert = "/etc/ssl/bungalow.pem"  # and tls_key: else a self-signed pair is made once
+    tls_key = "/etc/ssl/bungalow.key"
+    session_minutes = 720   # a login lasts this long
+    origins = ["https://vms.example.org"]  # Origins allowed besides the listener's own
+
 A bad file stops the daemon with a sentence naming the key, rather than
 running with settings nobody asked for.
 """
@@ -38,6 +46,7 @@ from typing import Any
 
 from bungalow.daemon.policies.noisy import NoisyConfig, load_noisy
 from bungalow.daemon.policies.settings import PolicyConfig, load_policy
+from bungalow.daemon.server.dashboard_config import DashboardConfig, load_dashboard
 from bungalow.daemon.state.records import Rates
 from bungalow.errors import UserError
 from bungalow.host.allocation import Ratios
@@ -65,6 +74,7 @@ class Config:
     currency: str = "USD"
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     noisy: NoisyConfig = field(default_factory=NoisyConfig)
+    dashboard: DashboardConfig = field(default_factory=DashboardConfig)
 
 
 def load_config(path: Path) -> Config:
@@ -108,6 +118,7 @@ def load_config(path: Path) -> Config:
         ratios=Ratios(**ratios),
         rates=rates, currency=currency, policy=load_policy(data),
         noisy=load_noisy(data.get("noisy", {}), path),
+        dashboard=load_dashboard(data.get("dashboard", {}), path),
     )  # fmt: skip
 
 

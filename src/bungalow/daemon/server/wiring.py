@@ -20,7 +20,10 @@ from dataclasses import dataclass
 from fastapi import FastAPI
 
 from bungalow.daemon.accounting.ledger import UsageLedger
+from bungalow.daemon.api.access import App
 from bungalow.daemon.api.app import create_app
+from bungalow.daemon.api.dashboard.app import dashboard_app
+from bungalow.daemon.api.dashboard.auth import DashboardAuth
 from bungalow.daemon.api.deps import Services
 from bungalow.daemon.api.views import Views
 from bungalow.daemon.images.service import Images
@@ -38,6 +41,7 @@ from bungalow.daemon.sandboxes.pool import Pool
 from bungalow.daemon.sandboxes.service import Sandboxes
 from bungalow.daemon.sandboxes.templates import Templates
 from bungalow.daemon.server.config import Config
+from bungalow.daemon.server.dashboard import DashboardListener
 from bungalow.daemon.snapshots.keeper import SnapshotKeeper
 from bungalow.daemon.snapshots.operations import Snapshots
 from bungalow.daemon.snapshots.recovery import SnapshotRecovery
@@ -47,7 +51,9 @@ from bungalow.daemon.state.db import Database
 from bungalow.daemon.state.store import Store
 from bungalow.daemon.state.usage import UsageTable
 from bungalow.daemon.telemetry.metrics import Metrics
+from bungalow.daemon.telemetry.ticks import SampleTicks
 from bungalow.daemon.tenancy.projects import Projects
+from bungalow.daemon.tenancy.sessions import Sessions, admin_token
 from bungalow.daemon.vms.admission import Admission
 from bungalow.daemon.vms.host import HostFacts
 from bungalow.daemon.vms.manager import VmManager
@@ -75,6 +81,7 @@ class Daemon:
     metrics: Metrics
     reaper: Reaper
     services: Services
+    dashboard: DashboardListener
 
 
 def build(data: DataDir, config: Config, host: HostFacts, clock: Clock | None = None) -> Daemon:
@@ -99,7 +106,8 @@ def build(data: DataDir, config: Config, host: HostFacts, clock: Clock | None = 
     noisy = NoisyWatch(
         store, cpus=lambda: admission.capacity().cpus, hold=vms.hold_to, config=config.noisy
     )
-    metrics = Metrics(vms, listeners=(noisy.notice,))
+    ticks = SampleTicks()
+    metrics = Metrics(vms, listeners=(noisy.notice, ticks.notice))
     policy = config.policy
     restorable = Restorable(snapshots, suspender, clock)
     actions = PolicyActions(vms, suspender, restorable, policy.retention)
@@ -111,15 +119,34 @@ def build(data: DataDir, config: Config, host: HostFacts, clock: Clock | None = 
         lapse_pools=pool.lapse, resume_held=vms.resume_held,
     )  # fmt: skip
     images = Images(vms.images, store.vms, keeper)
+    sessions = Sessions(clock.now, config.dashboard.session_minutes * 60)
+    token = admin_token(data.root)
+
+    def dashboard(tls: bool) -> App:  # made when the listener first opens, over `services`
+        auth = DashboardAuth(sessions, token, projects, config.dashboard.origins, secure=tls)
+        return dashboard_app(services, auth, ticks)
+
+    listener = DashboardListener(config.dashboard, data.root, dashboard)
     services = Services(
         vms=vms, snapshots=snapshots, suspender=suspender, sandboxes=sandboxes, images=images,
         projects=projects, networks=networks, ledger=ledger, metrics=metrics, noisy=noisy,
         leases=leases, idleness=idleness, sprawl=sprawl, restorable=restorable, events=store.events,
-        views=Views(vms, ledger, images), media=Media(vms),
-        sandbox_timeout=config.sandbox_timeout,
+        views=Views(vms, ledger, images), media=Media(vms), dashboard=listener, sessions=sessions,
+        dashboard_token=token, sandbox_timeout=config.sandbox_timeout,
     )  # fmt: skip
     return Daemon(
-        data, store, ledger, networks, vms, keeper, suspender, pool, metrics, reaper, services
+        data,
+        store,
+        ledger,
+        networks,
+        vms,
+        keeper,
+        suspender,
+        pool,
+        metrics,
+        reaper,
+        services,
+        listener,
     )
 
 
@@ -153,10 +180,12 @@ def app_for(daemon: Daemon) -> FastAPI:
             asyncio.create_task(daemon.ledger.run_heartbeat(), name="usage"),
             asyncio.create_task(networks_watch.run(daemon.networks), name="networks"),
         ]
+        await daemon.dashboard.open_if_enabled()
         log.info("bungalowd ready on %s", daemon.data.socket)
         try:
             yield
         finally:
+            await daemon.dashboard.close()
             await daemon.pool.close()
             for task in tasks:
                 task.cancel()

@@ -76,8 +76,10 @@ class EventLog:
         project: str | None = None,
         kinds: tuple[str, ...] = (),
         limit: int = 100,
+        after: int | None = None,
     ) -> list[dict[str, Any]]:
-        """The newest ``limit`` events matching every filter given, oldest first.
+        """The newest ``limit`` events matching every filter given (``after``: with an id
+        above it), oldest first.
 
         Each is a dict of the table's columns: id, time, vm, kind, message, actor,
         reason, project, subject.
@@ -91,6 +93,9 @@ class EventLog:
         if since is not None:
             where.append("time >= ?")
             args.append(since)
+        if after is not None:
+            where.append("id > ?")
+            args.append(after)
         if kinds:
             where.append(f"kind IN ({', '.join('?' for _ in kinds)})")
             args.extend(kinds)

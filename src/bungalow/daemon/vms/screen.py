@@ -8,9 +8,11 @@ it never races a stop, and QEMU does the work (qemu/display.py).
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import string
 from dataclasses import dataclass
+from pathlib import Path
 
 from bungalow.daemon.state.lifecycle import VmState, require_running
 from bungalow.daemon.state.records import VmRecord
@@ -108,9 +110,7 @@ async def open_vnc(vms: VmManager, name: str) -> VncEndpoint:
         if runtime.vnc_relay is not None:
             await runtime.vnc_relay.close()
             runtime.vnc_relay = None
-        password = "".join(
-            secrets.choice(_PASSWORD_ALPHABET) for _ in range(display.VNC_PASSWORD_LENGTH)
-        )
+        password = _new_password()
         await display.set_vnc_password(monitor, password, LIFETIME)
 
         async def expire() -> None:
@@ -118,3 +118,32 @@ async def open_vnc(vms: VmManager, name: str) -> VncEndpoint:
 
         runtime.vnc_relay = await VncRelay.open(RunFiles(vms.run_dir(vm)).vnc, expire)
         return VncEndpoint(VNC_HOST, runtime.vnc_relay.port, password, LIFETIME)
+
+
+def _new_password() -> str:
+    return "".join(secrets.choice(_PASSWORD_ALPHABET) for _ in range(display.VNC_PASSWORD_LENGTH))
+
+
+async def vnc_password(vms: VmManager, name: str, lifetime: int) -> str:
+    """A fresh VNC password for the running pc VM ``name``, good for ``lifetime`` seconds
+    (the dashboard's websocket bridge: api/dashboard/vnc.py); the last one stops working."""
+    async with vms.locked(name):
+        monitor = _screen_monitor(vms, vms.get(name), "open its screen")
+        password = _new_password()
+        await display.set_vnc_password(monitor, password, lifetime)
+        return password
+
+
+async def expire_vnc_password(vms: VmManager, name: str) -> None:
+    """No new VNC client of ``name`` gets in from now on; nothing if it has no monitor now
+    (QEMU's own expiry of the password still holds)."""
+    runtime = vms.runtime(name)
+    if runtime is None or runtime.monitor is None:
+        return
+    with contextlib.suppress(QemuError):
+        await display.expire_vnc_password(runtime.monitor)
+
+
+def vnc_socket(vms: VmManager, name: str) -> Path:
+    """Where the VM's QEMU serves VNC (a Unix socket in its run directory)."""
+    return RunFiles(vms.run_dir(vms.get(name))).vnc

@@ -353,3 +353,16 @@ class NetworkDetail(NetworkInfo):
     nics: list[NetworkNic]
     leases: list[NetworkLease] = Field(description="what dnsmasq has handed out")
     dnsmasq_pid: int | None = Field(description="None: not running (it is started again at once)")
+
+
+class DashboardInfo(BaseModel):
+    """Where the web dashboard is, with a one-time login ticket in the URL."""
+
+    url: str = Field(description="http(s)://HOST:PORT/login?ticket=...: works once, for 5 minutes")
+    fingerprint: str | None = Field(
+        description="SHA-256 of the listener's TLS certificate (AA:BB:...), null without TLS"
+    )
+
+
+class DashboardToken(BaseModel):
+    token: str = Field(description="the admin's dashboard token (dashboard.token)")

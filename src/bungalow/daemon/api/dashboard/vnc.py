@@ -1,0 +1,68 @@
+"""``/v1/vms/NAME/vnc/ws``: a VM's VNC server over a websocket, for noVNC in the browser.
+
+RFB bytes go both ways as binary frames between the websocket and the VM's VNC Unix
+socket (``RunFiles.vnc``), as websockify does; the subprotocol ``binary`` is accepted
+when asked. The ticket (``POST /auth/tickets`` with purpose ``vnc``) came with a
+one-time VNC password the daemon set over QMP (vms/screen.py, as ``bungalow vnc``
+does); it is expired when the websocket ends, so it opens one viewer only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from bungalow.daemon.api.access import refuse, see_vm
+from bungalow.daemon.api.dashboard.auth import DashboardAuth
+from bungalow.daemon.vms import screen
+from bungalow.daemon.vms.manager import VmManager
+from bungalow.errors import BungalowError, InvalidStateError
+
+CHUNK = 1 << 16
+
+
+async def vnc_bridge(websocket: WebSocket, auth: DashboardAuth, vms: VmManager) -> None:
+    """Check the ticket and Origin, then carry bytes until either side closes."""
+    name = websocket.path_params["name"]
+    try:
+        session = auth.redeem(websocket.scope, "vnc", name)
+        see_vm(auth.projects, name, session.project)
+        path = screen.vnc_socket(vms, name)
+        try:
+            reader, writer = await asyncio.open_unix_connection(str(path))
+        except OSError:
+            raise InvalidStateError(
+                f"The VM {name} has no screen now; start it with `bungalow start {name}`."
+            ) from None
+    except BungalowError as exc:
+        await refuse(websocket.scope, websocket.receive, websocket.send, exc)
+        return
+    wanted = websocket.scope.get("subprotocols") or []
+    await websocket.accept(subprotocol="binary" if "binary" in wanted else None)
+
+    async def vm_to_browser() -> None:
+        while data := await reader.read(CHUNK):
+            await websocket.send_bytes(data)
+
+    task = asyncio.create_task(vm_to_browser())
+    try:
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+            data = message.get("bytes") or (message.get("text") or "").encode()
+            if data:
+                writer.write(data)
+                await writer.drain()
+    except (WebSocketDisconnect, OSError):
+        pass
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        writer.close()
+        await screen.expire_vnc_password(vms, name)
+        with contextlib.suppress(Exception):
+            await websocket.close()
