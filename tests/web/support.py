@@ -104,19 +104,23 @@ class Dashboard:
         )
 
     def refusal_of(self, path: str, *, origin: str | None = None, cookie: str = "") -> int:
-        """The close code a websocket to ``path`` ends with before it carries anything.
+        """The close code a websocket to ``path`` ends with before any byte of a VM flows.
 
-        The listener accepts the handshake and closes at once with 4401 or 4403 (a
-        browser sees a close code, never an HTTP status, on a websocket); a refusal of
-        the handshake itself counts as its HTTP status, so a test names what it got.
+        The listener accepts the handshake, may say why in one JSON error frame (as the
+        API's websockets do), and closes with 4401 or 4403: a browser sees a close code,
+        never an HTTP status, on a websocket. A refusal of the handshake itself counts as
+        its HTTP status, so a test names what it got.
         """
         try:
             with self.websocket(path, origin=origin, cookie=cookie) as socket:
-                try:
-                    first = socket.recv(timeout=30)
-                except ConnectionClosed as closed:
-                    return closed.rcvd.code if closed.rcvd is not None else 1006
-                raise AssertionError(f"{path} carried {first!r} instead of being refused")
+                while True:
+                    try:
+                        frame = socket.recv(timeout=30)
+                    except ConnectionClosed as closed:
+                        return closed.rcvd.code if closed.rcvd is not None else 1006
+                    if not isinstance(frame, str) or json.loads(frame).get("type") != "error":
+                        raise AssertionError(f"{path} carried {frame!r} instead of a refusal")
+                    assert SENTENCE.match(json.loads(frame)["message"]), frame
         except InvalidStatus as refused:
             return refused.response.status_code
 
