@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 from tests.conftest import _finish, _new_env
 from tests.support import free_port, wait_until
@@ -25,6 +25,9 @@ from tests.web.support import CHROMIUM, Dashboard, dashboard_config
 VIEWPORT = {"width": 1366, "height": 768}
 
 LoggedIn = Callable[..., Page]
+
+#: What a page may take to show a change on a busy 2-CPU host where other tests boot VMs.
+expect.set_options(timeout=30_000)
 
 
 @pytest.fixture(scope="session")
