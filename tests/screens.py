@@ -15,6 +15,7 @@ import struct
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 from cryptography.hazmat.primitives.ciphers import Cipher, modes
@@ -62,7 +63,7 @@ def _des_key(password: str) -> bytes:
     return mirrored * 3  # three equal DES keys: single DES, as VNC authentication uses
 
 
-def _exactly(sock: socket.socket, count: int) -> bytes:
+def _exactly(sock: ByteStream, count: int) -> bytes:
     data = b""
     while len(data) < count:
         chunk = sock.recv(count - len(data))
@@ -82,31 +83,44 @@ def vnc_login(address: tuple[str, int] | Path, password: str, timeout: float = 6
     else:
         sock = socket.create_connection(address, timeout=timeout)
     with sock:
-        version = _exactly(sock, 12)
-        assert version == RFB_VERSION, version
-        sock.sendall(RFB_VERSION)
-        (count,) = _exactly(sock, 1)
-        if count == 0:
-            raise VncRefused(_reason(sock))
-        offered = _exactly(sock, count)
-        assert VNC_AUTHENTICATION in offered, f"the server offers {list(offered)}"
-        sock.sendall(bytes([VNC_AUTHENTICATION]))
-        challenge = _exactly(sock, 16)
-        cipher = Cipher(TripleDES(_des_key(password)), modes.ECB()).encryptor()
-        sock.sendall(cipher.update(challenge) + cipher.finalize())
-        (result,) = struct.unpack(">I", _exactly(sock, 4))
-        if result != 0:
-            raise VncRefused(_reason(sock))
-        sock.sendall(b"\x01")  # ClientInit: share the desktop
-        width, height = struct.unpack(">HH", _exactly(sock, 4))
-        _exactly(sock, 16)  # the pixel format
-        (name_length,) = struct.unpack(">I", _exactly(sock, 4))
-        name = _exactly(sock, name_length).decode()
-        sock.sendall(struct.pack(">BBHHHH", 3, 0, 0, 0, width, height))  # FramebufferUpdateRequest
-        (first,) = _exactly(sock, 1)
-        return VncSession(width, height, name, first)
+        return vnc_login_over(sock, password)
 
 
-def _reason(sock: socket.socket) -> str:
+class ByteStream(Protocol):
+    """What a VNC login reads and writes: a socket, or a websocket made to look like one."""
+
+    def recv(self, count: int) -> bytes: ...
+
+    def sendall(self, data: bytes) -> None: ...
+
+
+def vnc_login_over(sock: ByteStream, password: str) -> VncSession:
+    """Log in over ``sock``, already connected to a VNC server (see :func:`vnc_login`)."""
+    version = _exactly(sock, 12)
+    assert version == RFB_VERSION, version
+    sock.sendall(RFB_VERSION)
+    (count,) = _exactly(sock, 1)
+    if count == 0:
+        raise VncRefused(_reason(sock))
+    offered = _exactly(sock, count)
+    assert VNC_AUTHENTICATION in offered, f"the server offers {list(offered)}"
+    sock.sendall(bytes([VNC_AUTHENTICATION]))
+    challenge = _exactly(sock, 16)
+    cipher = Cipher(TripleDES(_des_key(password)), modes.ECB()).encryptor()
+    sock.sendall(cipher.update(challenge) + cipher.finalize())
+    (result,) = struct.unpack(">I", _exactly(sock, 4))
+    if result != 0:
+        raise VncRefused(_reason(sock))
+    sock.sendall(b"\x01")  # ClientInit: share the desktop
+    width, height = struct.unpack(">HH", _exactly(sock, 4))
+    _exactly(sock, 16)  # the pixel format
+    (name_length,) = struct.unpack(">I", _exactly(sock, 4))
+    name = _exactly(sock, name_length).decode()
+    sock.sendall(struct.pack(">BBHHHH", 3, 0, 0, 0, width, height))  # FramebufferUpdateRequest
+    (first,) = _exactly(sock, 1)
+    return VncSession(width, height, name, first)
+
+
+def _reason(sock: ByteStream) -> str:
     (length,) = struct.unpack(">I", _exactly(sock, 4))
     return _exactly(sock, length).decode(errors="replace")

@@ -13,6 +13,8 @@ import pytest
 from fastapi import FastAPI
 
 from bungalow.daemon.server.wiring import Daemon, app_for
+from bungalow.daemon.state.lifecycle import VmState
+from tests.daemon.records import put, vm
 
 
 @pytest.fixture
@@ -34,3 +36,13 @@ def error_of(response: httpx.Response) -> tuple[int, str, str]:
     message = body["error"]["message"]
     assert message.endswith(".") and "\n" not in message, message
     return response.status_code, body["error"]["code"], message
+
+
+def projects_and_vms(daemon: Daemon) -> dict[str, str]:
+    """Projects p1 and p2, a VM of each (mine, theirs) and one of the admin's (admins);
+    each project's token."""
+    tokens = {name: daemon.services.projects.create(name)[1] for name in ("p1", "p2")}
+    put(daemon.store, vm("mine", project="p1"), VmState.RUNNING)
+    put(daemon.store, vm("theirs", project="p2"), VmState.RUNNING)
+    put(daemon.store, vm("admins"), VmState.STOPPED)
+    return tokens

@@ -12,21 +12,12 @@ from fastapi import FastAPI
 
 from bungalow.daemon.server.wiring import Daemon
 from bungalow.daemon.state.lifecycle import VmState
-from tests.daemon.api.conftest import client, error_of
+from tests.daemon.api.conftest import client, error_of, projects_and_vms
 from tests.daemon.records import SetClock, put, vm
 
 
-def _tokens(daemon: Daemon) -> dict[str, str]:
-    """Projects p1 and p2, a VM of each and one of the admin's; each project's token."""
-    tokens = {name: daemon.services.projects.create(name)[1] for name in ("p1", "p2")}
-    put(daemon.store, vm("mine", project="p1"), VmState.RUNNING)
-    put(daemon.store, vm("theirs", project="p2"), VmState.RUNNING)
-    put(daemon.store, vm("admins"), VmState.STOPPED)
-    return tokens
-
-
 async def test_a_project_lists_only_its_own_vms(app: FastAPI, daemon: Daemon) -> None:
-    tokens = _tokens(daemon)
+    tokens = projects_and_vms(daemon)
     async with client(app, tokens["p1"]) as member, client(app) as admin:
         assert [v["name"] for v in (await member.get("/v1/vms")).json()] == ["mine"]
         assert (await member.get("/v1/vms/mine")).json()["project"] == "p1"
@@ -38,7 +29,7 @@ async def test_a_project_lists_only_its_own_vms(app: FastAPI, daemon: Daemon) ->
 async def test_another_projects_vm_is_as_if_it_did_not_exist(
     app: FastAPI, daemon: Daemon, name: str
 ) -> None:
-    tokens = _tokens(daemon)
+    tokens = projects_and_vms(daemon)
     async with client(app, tokens["p1"]) as member:
         for method, path in (("GET", ""), ("DELETE", ""), ("POST", "/stop"), ("GET", "/logs")):
             answer = await member.request(method, f"/v1/vms/{name}{path}")
@@ -61,7 +52,7 @@ async def test_another_projects_vm_is_as_if_it_did_not_exist(
 async def test_admin_only_paths_are_a_403_for_a_project(
     app: FastAPI, daemon: Daemon, method: str, path: str
 ) -> None:
-    tokens = _tokens(daemon)
+    tokens = projects_and_vms(daemon)
     async with client(app, tokens["p1"]) as member:
         answer = await member.request(method, path, json={"name": "x"})
     assert error_of(answer) == (
@@ -73,7 +64,7 @@ async def test_admin_only_paths_are_a_403_for_a_project(
 async def test_a_project_may_read_images_and_make_vms_only_in_itself(
     app: FastAPI, daemon: Daemon
 ) -> None:
-    tokens = _tokens(daemon)
+    tokens = projects_and_vms(daemon)
     async with client(app, tokens["p1"]) as member:
         assert (await member.get("/v1/images")).json() == []
         elsewhere = await member.post("/v1/vms", json={"name": "x", "project": "p2"})
@@ -84,7 +75,7 @@ async def test_a_project_may_read_images_and_make_vms_only_in_itself(
 
 @pytest.mark.parametrize("header", ["Bearer bgw_not-a-token", "bgw_not-a-token", "Bearer "])
 async def test_a_bad_token_is_a_401(app: FastAPI, daemon: Daemon, header: str) -> None:
-    _tokens(daemon)
+    projects_and_vms(daemon)
     async with client(app) as api:
         answer = await api.get("/v1/vms", headers={"Authorization": header})
     assert error_of(answer) == (
@@ -96,7 +87,7 @@ async def test_a_bad_token_is_a_401(app: FastAPI, daemon: Daemon, header: str) -
 async def test_a_project_sees_its_own_events_and_costs_even_of_removed_vms(
     app: FastAPI, daemon: Daemon, clock: SetClock
 ) -> None:
-    tokens = _tokens(daemon)
+    tokens = projects_and_vms(daemon)
     events = daemon.store.events
     events.add("mine", "created", "created")
     events.add("theirs", "created", "created")
@@ -116,7 +107,7 @@ async def test_a_project_sees_its_own_events_and_costs_even_of_removed_vms(
 
 
 async def test_what_a_project_does_is_recorded_as_done_by_it(app: FastAPI, daemon: Daemon) -> None:
-    tokens = _tokens(daemon)
+    tokens = projects_and_vms(daemon)
     put(daemon.store, vm("parked", project="p1"))  # never started: removing it needs no QEMU
     daemon.store.events.add("parked", "created", "created")  # as the VM service records it
     async with client(app, tokens["p1"]) as member:
@@ -174,7 +165,7 @@ async def _websocket(
 async def test_a_refused_websocket_gets_the_error_then_a_close_code(
     app: FastAPI, daemon: Daemon, token: str, path: str, code: str, close: int
 ) -> None:
-    tokens = _tokens(daemon)
+    tokens = projects_and_vms(daemon)
     sent = await _websocket(app, path, tokens.get(token, token))
     assert [m["type"] for m in sent] == ["websocket.accept", "websocket.send", "websocket.close"]
     frame = json.loads(sent[1]["text"])
@@ -186,7 +177,7 @@ async def test_a_refused_websocket_gets_the_error_then_a_close_code(
 async def test_an_exec_request_the_schema_refuses_on_a_websocket_is_one_sentence(
     app: FastAPI, daemon: Daemon
 ) -> None:
-    tokens = _tokens(daemon)
+    tokens = projects_and_vms(daemon)
     first = json.dumps({"argv": ["ls"], "rows": True})
     sent = await _websocket(app, "/v1/vms/mine/exec/ws", tokens["p1"], first)
     frame = json.loads(sent[1]["text"])

@@ -196,12 +196,20 @@ def _integral(value: str) -> str:
     return str(int(number)) if number.is_integer() and "." in value else value
 
 
+def _any_port(env: Env) -> Env:
+    """POST /v1/dashboard opens the dashboard: on a free port, not the default one another
+    test or the machine's own daemon may hold."""
+    with (env.home / "config.toml").open("a") as config:
+        config.write('[dashboard]\nlisten = "127.0.0.1:0"\n')
+    return env
+
+
 # -- a daemon without images: every operation ------------------------------------------------
 
 
 @pytest.fixture(scope="module")
 def bare() -> Iterator[tuple[requests.Session, Any]]:
-    env = _new_env(own_images=True)
+    env = _any_port(_new_env(own_images=True))
     try:
         with _session(env) as http:
             schema = http.get(f"{BASE_URL}/openapi.json").json()
@@ -227,7 +235,7 @@ def test_every_operation(bare: tuple[requests.Session, Any], method: str, path: 
 
 @pytest.fixture(scope="module")
 def with_vm(image_cache: Any) -> Iterator[tuple[requests.Session, Any, dict[str, str]]]:
-    env = _new_env()
+    env = _any_port(_new_env())
     try:
         with _session(env) as http:
             made = http.post(f"{BASE_URL}/v1/projects", json={"name": PROJECT, "max_vms": 1})

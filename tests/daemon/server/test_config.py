@@ -38,6 +38,15 @@ def test_values_are_read(tmp_path: Path) -> None:
         ('[prices]\ndisk_gib_month = "cheap"\n', r"prices\.disk_gib_month"),
         ("[prices]\nvcpu_hours = 1\n", "not a setting"),
         ('[prices]\ncurrency = "US dollars"\n', r"prices\.currency"),
+        ("[dashboard]\nenabled = 1\n", r"dashboard\.enabled .* true or false"),
+        ('[dashboard]\nlisten = "8250"\n', r"dashboard\.listen .* host:port"),
+        ('[dashboard]\nlisten = "127.0.0.1:99999"\n', r"dashboard\.listen"),
+        ('[dashboard]\ntls_cert = "/etc/hostname"\n', "go together"),
+        ('[dashboard]\ntls_cert = "cert.pem"\ntls_key = "key.pem"\n', "absolute path"),
+        ('[dashboard]\ntls_cert = "/nope.pem"\ntls_key = "/nope.key"\n', "not a file"),
+        ("[dashboard]\nsession_minutes = 0\n", r"dashboard\.session_minutes"),
+        ('[dashboard]\norigins = "https://a"\n', r"dashboard\.origins"),
+        ("[dashboard]\nport = 1\n", r"dashboard\.port .* not a setting"),
     ],
 )
 def test_bad_values_are_one_sentence(tmp_path: Path, text: str, words: str) -> None:
@@ -67,3 +76,21 @@ def test_prices_are_read(tmp_path: Path) -> None:
     assert config.rates == Rates(vcpu_hour=0.05, memory_gib_hour=Rates().memory_gib_hour,
                                  disk_gib_month=0.0)  # fmt: skip
     assert config.currency == "EUR"
+
+
+def test_the_dashboard_is_opt_in_on_loopback_and_tls_beyond(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    dashboard = load_config(path).dashboard
+    assert not dashboard.enabled and (dashboard.host, dashboard.port) == ("127.0.0.1", 8250)
+    assert dashboard.host_now() == "127.0.0.1" and not dashboard.tls("127.0.0.1")
+    path.write_text('[dashboard]\nlisten = "[::]:9000"\norigins = ["https://vms.example/"]\n')
+    dashboard = load_config(path).dashboard
+    assert (dashboard.host, dashboard.port, dashboard.origins) == (
+        "::",
+        9000,
+        ("https://vms.example",),
+    )
+    assert dashboard.host_now() == "127.0.0.1"  # not enabled: bungalow dashboard opens loopback
+    assert dashboard.tls("::") and not dashboard.tls("::1")
+    path.write_text('[dashboard]\nenabled = true\nlisten = "0.0.0.0:8250"\n')
+    assert load_config(path).dashboard.host_now() == "0.0.0.0"

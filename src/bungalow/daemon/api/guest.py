@@ -19,7 +19,7 @@ from fastapi import APIRouter, Query, Request, Response, WebSocket, WebSocketDis
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from pydantic import ValidationError
 
-from bungalow.daemon.api import transfer
+from bungalow.daemon.api import bridge, transfer
 from bungalow.daemon.api.deps import Svc
 from bungalow.daemon.api.refusals import refused_body
 from bungalow.daemon.api.responses import BytesResponse, NdjsonResponse
@@ -318,24 +318,6 @@ async def console(websocket: WebSocket, name: str, svc: Svc) -> None:
         await _refuse(websocket, exc)
         return
 
-    async def guest_to_client() -> None:
-        while data := await reader.read(4096):
-            await websocket.send_bytes(data)
-
-    task = asyncio.create_task(guest_to_client())
-    try:
-        while True:
-            message = await websocket.receive()
-            if message["type"] == "websocket.disconnect":
-                break
-            if message.get("bytes"):
-                svc.vms.store.vms.touch_active(name, svc.vms.clock.now())
-                writer.write(message["bytes"])
-                await writer.drain()
-    except (WebSocketDisconnect, OSError):
-        pass
-    finally:
-        task.cancel()
-        writer.close()
-        with contextlib.suppress(Exception):
-            await websocket.close()
+    await bridge.carry(
+        websocket, reader, writer, lambda: svc.vms.store.vms.touch_active(name, svc.vms.clock.now())
+    )

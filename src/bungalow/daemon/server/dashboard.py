@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 import ssl
 from collections.abc import Callable, Iterator
@@ -105,7 +106,8 @@ class DashboardListener:
             return socket.create_server((host, port), family=family, backlog=128)
         except OSError as exc:
             raise UserError(
-                f"The dashboard cannot listen on {_bracketed(host)}:{port} ({exc.strerror}); "
+                f"The dashboard cannot listen on {_bracketed(host)}:{port} "
+                f"({os.strerror(exc.errno) if exc.errno else exc}); "
                 "free that port, or set another with listen in the [dashboard] section of "
                 "config.toml and restart bungalowd."
             ) from None

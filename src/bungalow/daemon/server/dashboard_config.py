@@ -87,11 +87,11 @@ def load_dashboard(table: dict[str, Any], path: Path) -> DashboardConfig:
 
 
 def parse_listen(value: object, path: Path) -> tuple[str, int]:
-    """``host:port`` (``[::1]:8250`` for IPv6) as a pair."""
+    """``host:port`` (``[::1]:8250`` for IPv6) as a pair; port 0 is any free port."""
     text = value if isinstance(value, str) else ""
     host, _, port = text.rpartition(":")
     host = host.removeprefix("[").removesuffix("]")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not host or not port.isdigit() or not 0 <= int(port) < 65536:
         raise UserError(
             f'dashboard.listen in {path} must be host:port such as "127.0.0.1:8250", not {value!r}.'
         )

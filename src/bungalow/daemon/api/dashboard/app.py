@@ -10,6 +10,7 @@ the session's gate instead of the socket's (auth.py).
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -73,8 +74,11 @@ async def _json_body(request: Request) -> dict[str, Any]:
     return body
 
 
-def dashboard_app(services: Services, auth: DashboardAuth, ticks: SampleTicks) -> App:
-    """The whole dashboard as one ASGI app; ``/v1/`` goes to the API behind SessionScope."""
+def dashboard_app(
+    services: Services, auth: DashboardAuth, ticks: SampleTicks, web: Path = assets.WEB
+) -> App:
+    """The whole dashboard as one ASGI app; ``/v1/`` goes to the API behind SessionScope,
+    the pages come from ``web`` (``static/``, ``node_modules/``)."""
     api = create_app(services, dashboard=auth)
     live = LiveHub(services, ticks, auth.sessions)
 
@@ -149,7 +153,7 @@ def dashboard_app(services: Services, auth: DashboardAuth, ticks: SampleTicks) -
             Route("/auth/tickets", ticket, methods=["POST"]),
             Route("/live", events),
             WebSocketRoute("/v1/vms/{name}/vnc/ws", vnc),
-            *assets.mounts(),
+            *assets.mounts(web),
         ],
         exception_handlers={BungalowError: bungalow_error, HTTPException: refused},
     )

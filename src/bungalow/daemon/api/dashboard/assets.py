@@ -21,8 +21,6 @@ from starlette.types import Scope
 import bungalow
 
 WEB = Path(bungalow.__file__).resolve().parent / "web"
-STATIC = WEB / "static"
-NODE_MODULES = WEB / "node_modules"
 VENDORED = ("@xterm/xterm", "@xterm/addon-fit", "@novnc/novnc", "uplot")
 _TYPES = {
     ".js": "text/javascript",
@@ -61,13 +59,14 @@ class _Files(StaticFiles):
         return response
 
 
-def mounts(static: Path = STATIC, node_modules: Path = NODE_MODULES) -> list[Mount]:
-    """``/ui`` and one ``/vendor/<package>`` each; a folder that does not exist (yet)
-    answers 404."""
+def mounts(web: Path = WEB) -> list[Mount]:
+    """``/ui`` (``web/static``) and one ``/vendor/<package>`` each (``web/node_modules``);
+    a folder that does not exist (yet) answers 404."""
+    vendor = web / "node_modules"
     return [
-        Mount("/ui", _Files(directory=static, html=True, check_dir=False)),
+        Mount("/ui", _Files(directory=web / "static", html=True, check_dir=False)),
         *(
-            Mount(f"/vendor/{package}", _Files(directory=node_modules / package, check_dir=False))
+            Mount(f"/vendor/{package}", _Files(directory=vendor / package, check_dir=False))
             for package in VENDORED
         ),
     ]

@@ -10,17 +10,15 @@ does); it is expired when the websocket ends, so it opens one viewer only.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket
 
+from bungalow.daemon.api import bridge
 from bungalow.daemon.api.access import refuse, see_vm
 from bungalow.daemon.api.dashboard.auth import DashboardAuth
 from bungalow.daemon.vms import screen
 from bungalow.daemon.vms.manager import VmManager
 from bungalow.errors import BungalowError, InvalidStateError
-
-CHUNK = 1 << 16
 
 
 async def vnc_bridge(websocket: WebSocket, auth: DashboardAuth, vms: VmManager) -> None:
@@ -41,28 +39,7 @@ async def vnc_bridge(websocket: WebSocket, auth: DashboardAuth, vms: VmManager) 
         return
     wanted = websocket.scope.get("subprotocols") or []
     await websocket.accept(subprotocol="binary" if "binary" in wanted else None)
-
-    async def vm_to_browser() -> None:
-        while data := await reader.read(CHUNK):
-            await websocket.send_bytes(data)
-
-    task = asyncio.create_task(vm_to_browser())
     try:
-        while True:
-            message = await websocket.receive()
-            if message["type"] == "websocket.disconnect":
-                break
-            data = message.get("bytes") or (message.get("text") or "").encode()
-            if data:
-                writer.write(data)
-                await writer.drain()
-    except (WebSocketDisconnect, OSError):
-        pass
+        await bridge.carry(websocket, reader, writer)
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
-        writer.close()
         await screen.expire_vnc_password(vms, name)
-        with contextlib.suppress(Exception):
-            await websocket.close()
