@@ -58,7 +58,7 @@ async function route() {
   main.switchTab = null;
   shown = {hash, view, name: params.name};
   markNav(hash);
-  notice("");
+  if (view !== "login") notice(""); // the login view keeps saying why it is shown
   fill(main, h("p", {class: "muted"}, "Loading…"));
   try {
     const module = await import(`./js/views/${view}.js`);

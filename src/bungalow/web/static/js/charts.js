@@ -28,17 +28,17 @@ export function sparkline(values, {max, width = 90, height = 20, label = ""} = {
 }
 
 /**
- * Horizontal bars: rows [{label, value, text, title?}], scaled to the largest value (or
- * `max`); returns a <table> so that screen readers read label and text.
+ * Horizontal bars: rows [{label, value, text, title?, tone?, max?}], each scaled to its own
+ * `max`, else to the largest value; returns a <table> so that screen readers read label and text.
  */
-export function bars(rows, {max, testid} = {}) {
-  const top = max || Math.max(...rows.map((row) => row.value), 1e-9);
+export function bars(rows, {testid} = {}) {
+  const largest = Math.max(...rows.map((row) => row.value), 1e-9);
   return h("table", {class: "bars", "data-testid": testid},
     h("tbody", {}, rows.map((row) => h("tr", {title: row.title || ""},
       h("th", {scope: "row"}, row.label),
       h("td", {class: "bar-cell"},
         h("span", {class: `bar ${row.tone || ""}`,
-                   style: `width:${Math.max(0, Math.min(100, (row.value / top) * 100)).toFixed(1)}%`})),
+                   style: `width:${Math.max(0, Math.min(100, (row.value / (row.max || largest)) * 100)).toFixed(1)}%`})),
       h("td", {class: "num"}, row.text)))));
 }
 

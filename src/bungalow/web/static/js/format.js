@@ -15,6 +15,17 @@ export function size(bytes) {
   return text.replace(/\.0$/, "") + UNITS[unit];
 }
 
+/** Bytes as the API takes them back, exactly: 104857600 -> "100M", 1000 -> "1000". */
+export function exactSize(bytes) {
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && value % 1024 === 0 && unit < UNITS.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  return unit ? `${value}${UNITS[unit]}` : String(value);
+}
+
 /** Bytes a second: "2K/s", "0/s" below one. */
 export function rate(bytesPerSecond) {
   return bytesPerSecond >= 1 ? `${size(bytesPerSecond)}/s` : "0/s";
@@ -51,10 +62,13 @@ export function lease(vm) {
   return vm.pooled ? `${text} (pool)` : text;
 }
 
-/** 1.2345, "EUR" -> "1.23 EUR". */
+/** "0.0412 USD": four decimals below 100 so that an hour of a small VM shows, as cli/cost.py. */
 export function money(amount, currency) {
   if (amount === null || amount === undefined) return "-";
-  return `${amount.toFixed(2)} ${currency || ""}`.trim();
+  const text = Math.abs(amount) >= 100
+    ? amount.toLocaleString("en-US", {minimumFractionDigits: 2, maximumFractionDigits: 2})
+    : amount.toFixed(4);
+  return `${text} ${currency || ""}`.trim();
 }
 
 /** 0.5 -> "50%". */

@@ -67,7 +67,8 @@ export function connect(onLost) {
     const list = JSON.parse(message.data);
     live.vms = new Map(list.map((vm) => [vm.name, vm]));
     for (const name of [...live.samples.keys()]) {
-      if (!live.vms.has(name)) live.samples.delete(name);
+      const vm = live.vms.get(name);
+      if (!vm || vm.state !== "running") live.samples.delete(name); // a new run starts afresh
     }
     live.ready = true;
     emit("vms", list);

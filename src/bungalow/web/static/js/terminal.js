@@ -27,6 +27,7 @@ export async function makeTerminal(box, {scrollback = 5000} = {}) {
   const fitter = new FitAddon();
   term.loadAddon(fitter);
   term.open(box);
+  box.xterm = term; // for the browser tests: term.buffer holds the scrollback
   const fit = () => {
     if (box.offsetParent !== null) {
       try {

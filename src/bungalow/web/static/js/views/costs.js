@@ -34,8 +34,9 @@ export async function render(main) {
           + `${r.running_hours.toFixed(1)} h running, ${r.stopped_hours.toFixed(1)} h stopped`,
       })), {testid: "costs-chart"}) : h("p", {class: "muted"}, "Nothing was spent in that time."),
       h("table", {class: "list", "data-testid": "costs-table"},
-        h("thead", {}, h("tr", {}, [report.by, "Running h", "Stopped h", "CPU", "Memory", "Disk", "Total"]
-          .map((t) => h("th", {scope: "col"}, t)))),
+        h("thead", {}, h("tr", {}, [report.by === "vm" ? "VM" : report.by, "Running h", "Stopped h", "CPU",
+                                    "Memory", "Disk", "Total"]
+          .map((t, i) => h("th", {scope: "col", class: i ? "num" : ""}, t)))),
         h("tbody", {}, rows.map((r) => h("tr", {"data-testid": "costs-row"},
           h("th", {scope: "row"}, r.group),
           ...[r.running_hours.toFixed(1), r.stopped_hours.toFixed(1), money(r.cpu), money(r.memory),

@@ -94,7 +94,7 @@ export async function render(main) {
     h("fieldset", {}, h("legend", {}, "Lease and owner"),
       h("div", {class: "row"}, field("Lease", form.ttl, "e.g. 2h; empty: none"),
         field("At its end", form.on_expiry), field("Owner", form.owner))),
-    h("fieldset", {}, h("legend", {}, "cloud-init user-data (optional)"), form.user_data),
+    h("fieldset", {}, h("legend", {}, "cloud-init user-data (optional; server images run cloud-init, micro ones do not)"), form.user_data),
     h("div", {class: "row"}, submit, h("a", {href: "#/vms", class: "button secondary"}, "Cancel")),
     error, progress);
 

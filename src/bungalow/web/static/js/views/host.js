@@ -66,12 +66,12 @@ export async function render(main) {
         .map(([k, v]) => [h("dt", {}, k), h("dd", {}, String(v))])),
     h("div", {},
       h("h2", {}, "Allocated (capacity × allocation ratio)"),
-      capacity(host).map((row) => bars([row], {max: row.max, testid: `host-alloc-${row.label.toLowerCase()}`}))));
+      bars(capacity(host), {testid: "host-allocation"})));
   fill(main, h("h1", {}, "Host"), top,
     h("h2", {}, "Use per running VM"), summary,
     h("table", {class: "list", "data-testid": "host-usage"},
       h("thead", {}, h("tr", {}, ["VM", "CPU", "Steal", "Memory", "Disk rd/wr", "Net rx/tx", ""]
-        .map((t) => h("th", {scope: "col"}, t)))), usage),
+        .map((t, i) => h("th", {scope: "col", class: i >= 1 && i <= 5 ? "num" : ""}, t)))), usage),
     h("p", {class: "muted small"}, "CPU is a share of one host CPU; steal is the time its vCPUs waited for one. "
       + "NOISY marks a VM taking most of the CPU or disk while others wait; held, one the daemon throttles."));
   drawUsage();

@@ -2,6 +2,7 @@
 
 import {patch, vmPath} from "../api.js";
 import {errorLine, field, fill, guarded, h} from "../dom.js";
+import {exactSize} from "../format.js";
 
 /** [field, label, hint], as LimitsUpdate (daemon/api/schemas/requests.py) names them. */
 export const LIMITS = [
@@ -15,12 +16,21 @@ export const LIMITS = [
   ["net_bw", "Network bandwidth", "bytes a second each way, e.g. 50M"],
 ];
 
+/** Limits in bytes: shown as 100M rather than 104857600. */
+const SIZES = new Set(["memory_limit", "disk_bw", "disk_bw_burst", "net_bw"]);
+
+/** A limit's value as its field shows it ("" for none). */
+export function limitText(key, value) {
+  if (value === undefined || value === null) return "";
+  return SIZES.has(key) ? exactSize(value) : String(value);
+}
+
 /** The PATCH body: only fields whose text changed; "" lifts a limit ("none"; 100 for the weight). */
 export function limitsBody(values, current) {
   const body = {};
   for (const [key] of LIMITS) {
     const text = (values[key] || "").trim();
-    const was = current[key] === undefined ? "" : String(current[key]);
+    const was = limitText(key, current[key]);
     if (text === was) continue;
     if (!text) body[key] = key === "cpu_weight" ? 100 : "none";
     else if (key === "cpu_weight") body[key] = /^\d+$/.test(text) ? Number(text) : text;
@@ -42,7 +52,7 @@ export function mount(panel, ctx) {
   function load(vm) {
     shown = {...vm.limits};
     for (const [key, input] of Object.entries(inputs)) {
-      if (document.activeElement !== input) input.value = shown[key] === undefined ? "" : String(shown[key]);
+      if (document.activeElement !== input) input.value = limitText(key, shown[key]);
     }
     pending.textContent = vm.limits_pending.length
       ? `From the next start: ${vm.limits_pending.join(", ")}.` : "";

@@ -62,7 +62,10 @@ export async function mount(panel, ctx) {
       note.textContent = "";
     } catch (err) {
       samples = live.samples.get(ctx.name) || [];
-      note.textContent = samples.length ? "" : err.message;
+      const running = ctx.vm().state === "running";
+      note.textContent = samples.length ? ""
+        : running && err.status === 404 ? "No sample yet: the graphs fill in as the daemon samples the VM."
+        : err.message;
     }
   }
 

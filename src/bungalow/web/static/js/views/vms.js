@@ -133,7 +133,8 @@ export function render(main) {
     await Promise.all(names.map(async (name) => {
       try {
         if (action === "delete") await del(vmPath(name));
-        else await post(vmPath(name, `/${action}`));
+        else if (action === "start") await post(vmPath(name, "/start"));
+        else await post(vmPath(name, "/stop"));
         selected.delete(name);
       } catch (err) {
         failed.push(`${name}: ${err.message}`);
@@ -146,10 +147,13 @@ export function render(main) {
   function askDelete() {
     const names = [...selected].sort();
     fill(confirm,
-      h("p", {id: "confirm-text"}, `Delete ${names.length === 1 ? "the VM" : `${names.length} VMs`} `
-        + `${names.join(", ")}? Their disks and snapshots are removed; this cannot be undone.`),
+      h("p", {id: "confirm-text"}, names.length === 1
+        ? `Delete the VM ${names[0]}? Its disk and snapshots are removed; this cannot be undone.`
+        : `Delete ${names.length} VMs: ${names.join(", ")}? Their disks and snapshots are removed; `
+          + "this cannot be undone."),
       h("form", {method: "dialog", class: "row"},
-        h("button", {value: "cancel", "data-testid": "confirm-cancel", autofocus: true}, "Keep them"),
+        h("button", {value: "cancel", "data-testid": "confirm-cancel", autofocus: true},
+          names.length === 1 ? "Keep it" : "Keep them"),
         h("button", {value: "delete", class: "danger", "data-testid": "confirm-delete"}, "Delete")));
     confirm.onclose = () => {
       if (confirm.returnValue === "delete") bulk("delete");
@@ -162,7 +166,7 @@ export function render(main) {
     h("caption", {class: "sr-only"}, "Virtual machines"),
     h("thead", {}, h("tr", {},
       ["", "Name", "State", "Profile", "Addresses", "CPU", "Memory", "Cost", "Lease", ""]
-        .map((t) => h("th", {scope: "col"}, t)))),
+        .map((t) => h("th", {scope: "col", class: t === "Cost" ? "num" : ""}, t)))),
     tbody);
   fill(main,
     h("div", {class: "toolbar"},
