@@ -1,7 +1,7 @@
 """Fixtures of the dashboard's tests: a daemon with its listener on, a browser, logged-in pages.
 
 The browser is Debian's chromium driven by Playwright for Python through its path
-(nothing is downloaded), headless, one per test session; each test gets a fresh
+(nothing is downloaded), headless, one per test module; each test gets a fresh
 browser context (cookies of its own) with a laptop-sized viewport. A daemon with
 the dashboard listener on a free loopback port is shared by a module's tests,
 as their VMs are: booting under TCG is what these tests spend their time on.
@@ -30,9 +30,13 @@ LoggedIn = Callable[..., Page]
 expect.set_options(timeout=30_000)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    """Headless chromium 156 from Debian's package (scripts/install puts it there)."""
+    """Headless chromium 156 from Debian's package (scripts/install puts it there).
+
+    One a module, not one a session: while Playwright's sync API runs, its event loop
+    counts as running in this thread, and the suite's ``async def`` tests (asyncio.run)
+    in a module after it would be refused. Starting chromium takes about a second."""
     assert CHROMIUM.exists(), f"{CHROMIUM} is missing: run ./scripts/install (Debian's chromium)"
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
