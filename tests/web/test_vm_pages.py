@@ -255,3 +255,19 @@ def test_a_micro_vm_has_no_screen_to_open(
         )
         assert reply.status_code == 400, reply.text
         assert SENTENCE.match(error_message(reply))
+
+
+def test_live_samples_carry_the_vm_markers(dashboard: Dashboard, vm: str) -> None:
+    """The VM list shows NOISY and held markers from /live's samples, fetching nothing."""
+    with dashboard.session() as session, session.http.stream("GET", "/live") as stream:
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        kind = None
+        for line in stream.iter_lines():
+            if line.startswith("event: "):
+                kind = line.removeprefix("event: ")
+            elif line.startswith("data: ") and kind == "metrics":
+                sample = json.loads(line.removeprefix("data: "))
+                if sample["vm"] == vm:
+                    break
+        assert sample["noisy_for"] == [] and sample["throttled"] == []
+        assert sample["cpu.time"] > 0

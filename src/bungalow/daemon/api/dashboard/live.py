@@ -5,8 +5,10 @@ Events, each ``event: NAME`` and one line of JSON ``data``:
 - ``vms``: the list ``GET /v1/vms`` answers to the session, at once and then after
   each metrics sample, when it changed;
 - ``event``: one audit event as ``GET /v1/events`` answers it, as it is recorded;
-- ``metrics``: ``{"vm": NAME, "time": ..., "cpu.time": ...}``, one sample as
-  ``GET /v1/vms/NAME/metrics`` answers it, once per sample;
+- ``metrics``: ``{"vm": NAME, "time": ..., "cpu.time": ..., "noisy_for": [...],
+  "throttled": [...]}``, one sample as ``GET /v1/vms/NAME/metrics`` answers it, once per
+  sample, with the VM's NOISY and held markers as ``GET /v1/metrics`` gives them (so
+  that the VM list need not fetch those after every sample);
 
 and a ``: ping`` comment every :data:`PING_SECONDS`. Nothing is polled faster than
 the metrics are sampled (telemetry/metrics.py ``INTERVAL``): one :class:`LiveHub` wakes
@@ -18,7 +20,9 @@ building 50 VMs' views after every sample (SQLite reads and a stat each) and one
 write per VM per listener were about 45% more daemon CPU than none open. So the list
 is built again only when a VM's record changed, or :data:`REFRESH_SECONDS` after it
 was last built (what drifts without a record changing: cost so far, quiet for, disk
-used), and a tick's events go to each listener as one write (:class:`Outbox`).
+used), and a tick's events go to each listener as one write (:class:`Outbox`); the
+samples carry the NOISY markers, which each open VM list fetched from ``GET
+/v1/metrics`` after every sample.
 """
 
 from __future__ import annotations
@@ -190,5 +194,11 @@ class LiveHub:
                 continue
             sample = samples[-1]
             self._sent_samples[name] = sample.time
-            data: dict[str, Any] = {"vm": name, "time": sample.time, **sample.domstats()}
+            data: dict[str, Any] = {
+                "vm": name,
+                "time": sample.time,
+                **sample.domstats(),
+                "noisy_for": sorted(self.services.noisy.marked.get(name, ())),
+                "throttled": sorted(self.services.noisy.throttled.get(name, {})),
+            }
             outbox.to_visible(owner.get(name), sse("metrics", json.dumps(data)))

@@ -1,5 +1,6 @@
 // NOISY and "held" markers, as `bungalow top` shows them: from GET /v1/metrics, fetched again
-// after each burst of /live metric samples (never more often than the daemon samples).
+// after each burst of /live metric samples (never more often than the daemon samples), or,
+// where the per-second rates are not needed, from the markers each /live sample carries.
 
 import {get} from "../api.js";
 import {h} from "../dom.js";
@@ -7,12 +8,31 @@ import {subscribe} from "../live.js";
 
 /**
  * Keep name -> {noisy, noisy_for, throttled, rates} fresh; `changed()` is called after each
- * fetch. Returns {get(name), all(), stop()}.
+ * fetch. Returns {get(name), all(), stop()}. With `{rates: false}` nothing is fetched: the
+ * markers come with /live's samples (no `rates` then), which costs the daemon nothing more
+ * per open page (bench/dashboard.py).
  */
-export function noisyWatch(changed) {
+export function noisyWatch(changed, {rates = true} = {}) {
   let entries = new Map();
   let timer = null;
   let stopped = false;
+  if (!rates) {
+    const unsubscribe = subscribe("metrics", (sample) => {
+      const noisyFor = sample.noisy_for || [];
+      entries.set(sample.vm, {vm: sample.vm, noisy: noisyFor.length > 0, noisy_for: noisyFor,
+                              throttled: sample.throttled || []});
+      if (!timer) timer = setTimeout(() => { timer = null; if (!stopped) changed(); }, 500);
+    });
+    return {
+      get: (name) => entries.get(name),
+      all: () => [...entries.values()],
+      stop() {
+        stopped = true;
+        unsubscribe();
+        if (timer) clearTimeout(timer);
+      },
+    };
+  }
   async function fetchNow() {
     timer = null;
     try {
