@@ -87,7 +87,7 @@ class DashboardListener:
             port = listener.getsockname()[1]
             scheme = "https" if cert else "http"
             if host in ("0.0.0.0", "::"):
-                host = socket.getfqdn()
+                host = socket.gethostname()
             self._base = f"{scheme}://{_bracketed(host)}:{port}"
             self._fingerprint = dashboard_tls.fingerprint(cert) if cert else None
             self._server = server
