@@ -16,23 +16,6 @@ export function noisyWatch(changed, {rates = true} = {}) {
   let entries = new Map();
   let timer = null;
   let stopped = false;
-  if (!rates) {
-    const unsubscribe = subscribe("metrics", (sample) => {
-      const noisyFor = sample.noisy_for || [];
-      entries.set(sample.vm, {vm: sample.vm, noisy: noisyFor.length > 0, noisy_for: noisyFor,
-                              throttled: sample.throttled || []});
-      if (!timer) timer = setTimeout(() => { timer = null; if (!stopped) changed(); }, 500);
-    });
-    return {
-      get: (name) => entries.get(name),
-      all: () => [...entries.values()],
-      stop() {
-        stopped = true;
-        unsubscribe();
-        if (timer) clearTimeout(timer);
-      },
-    };
-  }
   async function fetchNow() {
     timer = null;
     try {
@@ -44,10 +27,19 @@ export function noisyWatch(changed, {rates = true} = {}) {
       // the markers stay as they were; the live indicator says when the daemon is gone
     }
   }
-  const unsubscribe = subscribe("metrics", () => {
-    if (!timer) timer = setTimeout(fetchNow, 500); // one fetch per sample interval's burst
+  function fromSample(sample) {
+    const noisyFor = sample.noisy_for || [];
+    entries.set(sample.vm, {vm: sample.vm, noisy: noisyFor.length > 0, noisy_for: noisyFor,
+                            throttled: sample.throttled || []});
+  }
+  // One fetch, or one change, per sample interval's burst of samples.
+  const unsubscribe = subscribe("metrics", (sample) => {
+    if (!rates) fromSample(sample);
+    if (!timer) {
+      timer = setTimeout(rates ? fetchNow : () => { timer = null; if (!stopped) changed(); }, 500);
+    }
   });
-  fetchNow();
+  if (rates) fetchNow();
   return {
     get: (name) => entries.get(name),
     all: () => [...entries.values()],
