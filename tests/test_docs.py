@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "architecture.md"
 #: Where a path the document names may be: the package, the daemon, the repository.
 BASES = (ROOT / "src" / "bungalow", ROOT / "src" / "bungalow" / "daemon", ROOT)
-_PATH = re.compile(r"`([\w./-]+/[\w.-]+\.(?:py|sh|md)|[\w-]+\.(?:py|sh))`")
+_PATH = re.compile(r"`([\w./-]+/[\w.-]+\.(?:py|sh|md|js|mjs)|[\w-]+\.(?:py|sh|js))`")
 
 
 def _exists(name: str) -> bool:

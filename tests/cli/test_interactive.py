@@ -75,3 +75,14 @@ def test_console_gives_a_login_on_the_serial_port(bw_module: Env, vm: str) -> No
     term.type(b"\x1d")
     assert term.close() == 0
     assert b"serial=42" in bw_module.run("logs", vm).stdout.encode()
+
+
+def test_console_ends_when_the_vm_stops(bw_module: Env, vm: str) -> None:
+    """QEMU closing the serial port (the VM stopped) ends `bungalow console` (the daemon
+    closes the websocket), rather than leaving it attached to nothing."""
+    term = Terminal(bw_module, "console", vm)
+    term.expect(b"Ctrl-]")
+    bw_module.run("stop", vm)
+    code = term.close(timeout=60)
+    assert code == 0, term.seen[-500:]
+    bw_module.run("start", vm)  # as the module's other tests expect it

@@ -2,7 +2,7 @@
 // dialog and the limits form send, and numbers as the CLI prints them.
 import assert from "node:assert/strict";
 
-import {exactSize, lease, money, size} from "../../src/bungalow/web/static/js/format.js";
+import {exactSize, lease, money, size, sizeFine} from "../../src/bungalow/web/static/js/format.js";
 import {createBody} from "../../src/bungalow/web/static/js/views/create.js";
 import {limitsBody, limitText} from "../../src/bungalow/web/static/js/views/vm_limits.js";
 
@@ -40,6 +40,7 @@ assert.equal(size(0), "-");
 assert.equal(money(0.00061, "USD"), "0.0006 USD");
 assert.equal(money(1234.5, "USD"), "1,234.50 USD");
 assert.equal(exactSize(1000), "1000");
+assert.equal(sizeFine(264552448), "252.3M");
 assert.equal(exactSize(1536 * 1024 * 1024), "1536M");
 assert.equal(lease({expires_in: null}), "-");
 assert.equal(lease({expires_in: 7200}), "in 2h");

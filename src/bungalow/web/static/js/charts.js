@@ -52,7 +52,7 @@ export async function uPlot() {
 
 /**
  * A time graph in `target`: `series` [{label, value: (row) => number, unit}] over `rows`
- * [{time, ...}]; returns {update(rows), destroy()}.
+ * [{time, ...}]; returns {update(rows), fit() (to the target's width, once it is shown), destroy()}.
  */
 export async function timeGraph(target, title, series, rows, format) {
   const UPlot = await uPlot();
@@ -69,6 +69,9 @@ export async function timeGraph(target, title, series, rows, format) {
   }, data(rows), target);
   return {
     update(list) { plot.setData(data(list)); },
+    fit() {
+      if (target.clientWidth) plot.setSize({width: Math.max(280, target.clientWidth), height: 160});
+    },
     destroy() { plot.destroy(); },
   };
 }

@@ -12,7 +12,7 @@ export function h(tag, attrs = {}, ...children) {
     if (value === undefined || value === null || value === false) continue;
     if (key.startsWith("on") && typeof value === "function") {
       el.addEventListener(key.slice(2), value);
-    } else if (key === "class" || key === "for" || key === "role" || key === "hidden"
+    } else if (key === "class" || key === "for" || key === "role" || key === "hidden" || key === "colspan"
                || key === "tabindex" || key.startsWith("data-") || key.startsWith("aria-")) {
       el.setAttribute(key, value === true ? "" : String(value));
     } else {
@@ -64,6 +64,21 @@ export async function guarded(control, line, action) {
   } finally {
     if (control) control.disabled = false;
   }
+}
+
+/**
+ * A connection's status line (console, shell, screen): `data-state` says which state
+ * (connecting, open, closed, waiting, error...) for styles and tests, the text says it to
+ * people. Returns the element with `.say(state, text)`.
+ */
+export function statusLine(testid, state = "closed") {
+  const el = h("p", {class: "status", role: "status", "aria-live": "polite", "data-testid": testid,
+                     "data-state": state});
+  el.say = (next, text) => {
+    el.dataset.state = next;
+    el.textContent = text;
+  };
+  return el;
 }
 
 /** A labelled form field: <label>Text <input ...></label>, the input given. */

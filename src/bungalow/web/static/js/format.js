@@ -26,6 +26,11 @@ export function exactSize(bytes) {
   return unit ? `${value}${UNITS[unit]}` : String(value);
 }
 
+/** Bytes with a decimal, for a graph's close ticks: "252.3M", "1.25G". */
+export function sizeFine(bytes) {
+  return bytes >= 2 ** 30 ? `${(bytes / 2 ** 30).toFixed(2)}G` : `${(bytes / 2 ** 20).toFixed(1)}M`;
+}
+
 /** Bytes a second: "2K/s", "0/s" below one. */
 export function rate(bytesPerSecond) {
   return bytesPerSecond >= 1 ? `${size(bytesPerSecond)}/s` : "0/s";

@@ -1,6 +1,8 @@
 // xterm.js terminals (vendored @xterm/xterm and @xterm/addon-fit, loaded on first use) that
 // fit their box, and the websocket close codes the dashboard uses.
 
+import {ticket} from "./api.js";
+
 let modules = null;
 
 async function load() {
@@ -50,6 +52,28 @@ export function closeReason(event, what) {
   if (event.reason) return event.reason;
   if (event.code >= 4000) return `The ${what} was refused (${event.code - 4000}).`;
   return `The ${what}'s connection closed.`;
+}
+
+/**
+ * A websocket ticket for `purpose` on the VM, or null after saying why not through
+ * `say("error", sentence)`.
+ */
+export async function ticketOrSay(purpose, vm, say) {
+  try {
+    return await ticket(purpose, vm);
+  } catch (err) {
+    say("error", err.message);
+    return null;
+  }
+}
+
+/** Close a websocket without its onclose running (it is being replaced); returns null. */
+export function dropSocket(socket) {
+  if (socket) {
+    socket.onclose = null;
+    socket.close();
+  }
+  return null;
 }
 
 /** A line in the terminal, dimmed, between the guest's own output. */

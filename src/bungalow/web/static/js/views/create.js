@@ -65,7 +65,7 @@ export async function render(main) {
     disk_iops: input("create-disk-iops", {placeholder: "500", size: 6}),
     disk_bw: input("create-disk-bw", {placeholder: "100M", size: 6}),
     net_bw: input("create-net-bw", {placeholder: "50M", size: 6}),
-    user_data: h("textarea", {id: "create-user-data", "data-testid": "create-user-data", rows: 6,
+    user_data: h("textarea", {id: "create-user-data", "data-testid": "create-user-data", rows: 4,
                               cols: 60, spellcheck: false, placeholder: "#cloud-config\npackages: [nginx]"}),
   };
   const defaultImage = bootable.find((img) => img.name === "debian-12")
@@ -78,6 +78,7 @@ export async function render(main) {
 
   const el = h("form", {class: "card create", "data-testid": "create-form", noValidate: true},
     h("h1", {}, "New VM"),
+    h("div", {class: "columns"},
     h("fieldset", {}, h("legend", {}, "Machine"),
       field("Name", form.name),
       field("Image or ISO", form.image, "An ISO makes an installer VM: a blank disk of Disk's size and the ISO in its CD-ROM."),
@@ -93,7 +94,7 @@ export async function render(main) {
         field("Disk bandwidth", form.disk_bw, "bytes/s"), field("Net bandwidth", form.net_bw, "bytes/s"))),
     h("fieldset", {}, h("legend", {}, "Lease and owner"),
       h("div", {class: "row"}, field("Lease", form.ttl, "e.g. 2h; empty: none"),
-        field("At its end", form.on_expiry), field("Owner", form.owner))),
+        field("At its end", form.on_expiry), field("Owner", form.owner)))),
     h("fieldset", {}, h("legend", {}, "cloud-init user-data (optional; server images run cloud-init, micro ones do not)"), form.user_data),
     h("div", {class: "row"}, submit, h("a", {href: "#/vms", class: "button secondary"}, "Cancel")),
     error, progress);

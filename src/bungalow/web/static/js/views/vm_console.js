@@ -1,14 +1,13 @@
 // The console tab: the VM's serial console in xterm.js over /v1/vms/NAME/console (binary
 // frames both ways), reconnecting after a drop with the scrollback kept.
 
-import {socketUrl, ticket} from "../api.js";
-import {fill, h} from "../dom.js";
-import {closeReason, makeTerminal, remark} from "../terminal.js";
+import {socketUrl} from "../api.js";
+import {fill, h, statusLine} from "../dom.js";
+import {closeReason, dropSocket, makeTerminal, remark, ticketOrSay} from "../terminal.js";
 
 export async function mount(panel, ctx) {
   const box = h("div", {class: "terminal", "data-testid": "console-terminal"});
-  const status = h("p", {class: "status", role: "status", "aria-live": "polite",
-                         "data-testid": "console-status", "data-state": "connecting"});
+  const status = statusLine("console-status", "connecting");
   const reconnect = h("button", {type: "button", "data-testid": "console-reconnect",
                                  onclick: () => { delay = 0; open(); }}, "Reconnect");
   fill(panel, h("div", {class: "row"}, status, reconnect), box,
@@ -20,31 +19,19 @@ export async function mount(panel, ctx) {
   let timer = null;
   let closed = false;
 
-  function say(state, text) {
-    status.dataset.state = state;
-    status.textContent = text;
-  }
+  const say = status.say;
 
   async function open() {
     clearTimeout(timer);
     if (closed) return;
-    if (socket) {
-      socket.onclose = null;
-      socket.close();
-      socket = null;
-    }
+    socket = dropSocket(socket);
     if (ctx.vm().state !== "running" && ctx.vm().state !== "paused") {
       say("waiting", `${ctx.name} is ${ctx.vm().state}; the console connects when it runs.`);
       return;
     }
     say("connecting", "Connecting…");
-    let granted;
-    try {
-      granted = await ticket("console", ctx.name);
-    } catch (err) {
-      say("error", err.message);
-      return later();
-    }
+    const granted = await ticketOrSay("console", ctx.name, say);
+    if (!granted) return later();
     if (closed) return;
     const ws = new WebSocket(socketUrl(ctx.name, "/console", granted.ticket));
     ws.binaryType = "arraybuffer";

@@ -4,7 +4,7 @@
 import {get, vmPath} from "../api.js";
 import {timeGraph} from "../charts.js";
 import {fill, h} from "../dom.js";
-import {age, lease, money, percent, rate, size, when} from "../format.js";
+import {age, lease, money, percent, rate, size, sizeFine, when} from "../format.js";
 import {live, rates, subscribe} from "../live.js";
 
 function facts(vm) {
@@ -42,7 +42,7 @@ function facts(vm) {
 
 const GRAPHS = [
   ["CPU", [{label: "CPU (of one host CPU)", value: (r) => r.cpu}], percent],
-  ["Memory", [{label: "QEMU resident", value: (r) => r.rss}], size],
+  ["Memory", [{label: "QEMU resident", value: (r) => r.rss}], sizeFine],
   ["Disk", [{label: "read", value: (r) => r.disk_rd}, {label: "write", value: (r) => r.disk_wr}], rate],
   ["Network", [{label: "received", value: (r) => r.net_rx}, {label: "sent", value: (r) => r.net_tx}], rate],
 ];
@@ -94,6 +94,7 @@ export async function mount(panel, ctx) {
     }),
   ];
   return {
+    show() { for (const g of graphs) g.fit(); },
     destroy() {
       stops.forEach((stop) => stop());
       for (const g of graphs) g.destroy();

@@ -3,7 +3,7 @@
 // chosen layout through POST /v1/vms/NAME/type (what VNC's keysyms get wrong on non-US guests).
 
 import {post, socketUrl, ticket, vmPath} from "../api.js";
-import {errorLine, field, fill, guarded, h} from "../dom.js";
+import {errorLine, field, fill, guarded, h, statusLine} from "../dom.js";
 
 /** The layouts POST /type knows: bungalow/qemu/keys.py's LAYOUTS. */
 export const LAYOUTS = ["us", "de"];
@@ -22,12 +22,15 @@ export async function mount(panel, ctx) {
     return {};
   }
   const screen = h("div", {class: "screen", "data-testid": "screen"});
-  const status = h("p", {class: "status", role: "status", "aria-live": "polite",
-                         "data-testid": "screen-status", "data-state": "closed"});
+  const status = statusLine("screen-status");
   const error = errorLine("screen-error");
   const reconnect = h("button", {type: "button", "data-testid": "screen-reconnect", onclick: () => open()},
                       "Reconnect");
-  const cad = h("button", {type: "button", "data-testid": "screen-ctrl-alt-del"}, "Ctrl-Alt-Del");
+  // vms/boot.py: only a VM booting through firmware (an imported disk, an installer) reboots
+  // in place; a bungalow-built image's guest boots its kernel directly, and a reset ends it.
+  const cad = h("button", {type: "button", "data-testid": "screen-ctrl-alt-del",
+                           title: "A VM from an imported disk or an ISO reboots; one from a "
+                             + "bungalow-built image stops (start it again)"}, "Ctrl-Alt-Del");
   cad.onclick = () => guarded(cad, error,
     () => post(vmPath(ctx.name, "/keys"), {keys: ["ctrl-alt-delete"]}));
   const text = h("textarea", {id: "screen-type-text", "data-testid": "screen-type-text", rows: 2,
@@ -49,10 +52,7 @@ export async function mount(panel, ctx) {
   let rfb = null;
   let closed = false;
 
-  function say(state, sentence) {
-    status.dataset.state = state;
-    status.textContent = sentence;
-  }
+  const say = status.say;
 
   async function open() {
     error.clear();

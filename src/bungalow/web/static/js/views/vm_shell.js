@@ -3,9 +3,9 @@
 // text frames are the daemon's JSON events (stdout/stderr in base64, exit, error) or our
 // resize messages.
 
-import {socketUrl, ticket} from "../api.js";
-import {fill, h} from "../dom.js";
-import {closeReason, makeTerminal, remark} from "../terminal.js";
+import {socketUrl} from "../api.js";
+import {fill, h, statusLine} from "../dom.js";
+import {closeReason, dropSocket, makeTerminal, remark, ticketOrSay} from "../terminal.js";
 
 /** The user's login shell from /etc/passwd (/bin/sh when none is found), as a login shell. */
 const LOGIN_SHELL = 'shell=$(awk -F: -v u="$(id -un)" \'$1==u{print $7; exit}\' /etc/passwd 2>/dev/null); '
@@ -20,8 +20,7 @@ function decode(base64) {
 
 export async function mount(panel, ctx) {
   const box = h("div", {class: "terminal", "data-testid": "shell-terminal"});
-  const status = h("p", {class: "status", role: "status", "aria-live": "polite",
-                         "data-testid": "shell-status", "data-state": "closed"});
+  const status = statusLine("shell-status");
   const again = h("button", {type: "button", "data-testid": "shell-restart", onclick: () => open()},
                   "New shell");
   fill(panel, h("div", {class: "row"}, status, again), box,
@@ -31,30 +30,17 @@ export async function mount(panel, ctx) {
   let socket = null;
   let closed = false;
 
-  function say(state, text) {
-    status.dataset.state = state;
-    status.textContent = text;
-  }
+  const say = status.say;
 
   async function open() {
-    if (socket) {
-      socket.onclose = null;
-      socket.close();
-      socket = null;
-    }
+    socket = dropSocket(socket);
     if (ctx.vm().state !== "running") {
       say("waiting", `${ctx.name} is ${ctx.vm().state}; start it to open a shell.`);
       return;
     }
     say("connecting", "Starting a shell…");
-    let granted;
-    try {
-      granted = await ticket("exec", ctx.name);
-    } catch (err) {
-      say("error", err.message);
-      return;
-    }
-    if (closed) return;
+    const granted = await ticketOrSay("exec", ctx.name, say);
+    if (!granted || closed) return;
     fit();
     const ws = new WebSocket(socketUrl(ctx.name, "/exec/ws", granted.ticket));
     socket = ws;

@@ -175,6 +175,15 @@ export function render(main) {
     error, table, confirm,
     h("p", {class: "muted small"}, "Arrow keys or j/k move, Enter opens, Space or x selects."));
   draw();
+  if (!live.ready) {
+    // /live has not answered yet (or cannot): show the list the API gives meanwhile.
+    get("/v1/vms").then((list) => {
+      if (!live.ready) {
+        live.vms = new Map(list.map((vm) => [vm.name, vm]));
+        draw();
+      }
+    }, (err) => error.say(err.message));
+  }
   seedSamples();
 
   // Until /live has sent a few samples, the sparklines start from each VM's history.
