@@ -152,7 +152,9 @@ def test_a_snapshot_is_taken_and_restored(
     shoot(page, "vm-snapshots")
     dashboard.env.run("exec", vm, "--", "touch", "/root/after")
     row.get_by_test_id("snapshot-restore").click()
-    expect(panel.get_by_test_id("snapshot-done")).to_contain_text("s1", timeout=120_000)
+    expect(panel.get_by_test_id("snapshot-done")).to_contain_text(
+        f"{vm} is back at s1", timeout=120_000
+    )
     listing = dashboard.env.run("exec", vm, "--", "ls", "/root").stdout.split()
     assert "before" in listing and "after" not in listing
     assert _inspect(dashboard, vm)["state"] == "running"
