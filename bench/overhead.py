@@ -67,9 +67,11 @@ from bungalow.units import parse_size
 
 SERVER_IMAGE, MICRO_IMAGE = "debian-12-server", "debian-12"
 #: config.toml of each side.
+#: Twenty 1-vCPU VMs on a 2-CPU host is more than the default 4 vCPUs per CPU.
+_COMMON = "[sandboxes]\npool = 0\n\n[allocation]\ncpu = 16.0\n\n"
 FEATURES = {
-    "off": '[sandboxes]\npool = 0\n\n[memory]\nksm = "off"\nballoon = false\n',
-    "on": '[sandboxes]\npool = 0\n\n[memory]\nksm = "auto"\nballoon = true\n',
+    "off": _COMMON + '[memory]\nksm = "off"\nballoon = false\n',
+    "on": _COMMON + '[memory]\nksm = "auto"\nballoon = true\n',
 }
 #: Seconds between two looks at KSM's counters while waiting for it to settle.
 SETTLE_POLL = 10.0

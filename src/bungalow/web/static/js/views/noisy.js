@@ -1,5 +1,6 @@
 // NOISY and "held" markers, as `bungalow top` shows them: from GET /v1/metrics, fetched again
-// after each burst of /live metric samples (never more often than the daemon samples).
+// after each burst of /live metric samples (never more often than the daemon samples), or,
+// where the per-second rates are not needed, from the markers each /live sample carries.
 
 import {get} from "../api.js";
 import {h} from "../dom.js";
@@ -7,9 +8,11 @@ import {subscribe} from "../live.js";
 
 /**
  * Keep name -> {noisy, noisy_for, throttled, rates} fresh; `changed()` is called after each
- * fetch. Returns {get(name), all(), stop()}.
+ * fetch. Returns {get(name), all(), stop()}. With `{rates: false}` nothing is fetched: the
+ * markers come with /live's samples (no `rates` then), which costs the daemon nothing more
+ * per open page (bench/dashboard.py).
  */
-export function noisyWatch(changed) {
+export function noisyWatch(changed, {rates = true} = {}) {
   let entries = new Map();
   let timer = null;
   let stopped = false;
@@ -24,10 +27,19 @@ export function noisyWatch(changed) {
       // the markers stay as they were; the live indicator says when the daemon is gone
     }
   }
-  const unsubscribe = subscribe("metrics", () => {
-    if (!timer) timer = setTimeout(fetchNow, 500); // one fetch per sample interval's burst
+  function fromSample(sample) {
+    const noisyFor = sample.noisy_for || [];
+    entries.set(sample.vm, {vm: sample.vm, noisy: noisyFor.length > 0, noisy_for: noisyFor,
+                            throttled: sample.throttled || []});
+  }
+  // One fetch, or one change, per sample interval's burst of samples.
+  const unsubscribe = subscribe("metrics", (sample) => {
+    if (!rates) fromSample(sample);
+    if (!timer) {
+      timer = setTimeout(rates ? fetchNow : () => { timer = null; if (!stopped) changed(); }, 500);
+    }
   });
-  fetchNow();
+  if (rates) fetchNow();
   return {
     get: (name) => entries.get(name),
     all: () => [...entries.values()],

@@ -26,7 +26,7 @@ export function render(main) {
     pending = true;
     requestAnimationFrame(() => { pending = false; draw(); });
   };
-  const noisy = noisyWatch(redraw);
+  const noisy = noisyWatch(redraw, {rates: false});  // the markers come with /live's samples
 
   function addresses(vm) {
     const out = vm.networks.map((nic) => `${nic.network} ${nic.address}`);
