@@ -111,6 +111,8 @@ async def exec_interactive(websocket: WebSocket, name: str, svc: Svc) -> None:
         except ValueError as exc:
             raise UserError(f"The exec request is not valid ({exc}).") from None
         session = await _start_exec(svc, name, body)
+    except WebSocketDisconnect:
+        return  # the client left before asking for anything: nothing was started
     except BungalowError as exc:
         await _refuse(websocket, exc)
         return
