@@ -23,7 +23,7 @@ from playwright.sync_api import Page
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from tests.conftest import ROOT, Env
+from tests.conftest import NO_KSM, ROOT, Env
 
 #: Where the browser tests put a screenshot of each page (git-ignored).
 SCREENS = ROOT / "artifacts" / "screens"
@@ -36,8 +36,12 @@ SENTENCE = re.compile(r"^[A-Z].{10,}[.]$")
 
 
 def dashboard_config(port: int) -> str:
-    """config.toml of a test daemon: no warm sandbox pool, the dashboard on ``port``."""
-    return f'[sandboxes]\npool = 0\n\n[dashboard]\nenabled = true\nlisten = "127.0.0.1:{port}"\n'
+    """config.toml of a test daemon: no warm sandbox pool, no KSM (host-wide: a test daemon
+    must not turn it on), the dashboard on ``port``."""
+    return (
+        f'[sandboxes]\npool = 0\n\n[dashboard]\nenabled = true\nlisten = "127.0.0.1:{port}"\n'
+        + NO_KSM
+    )
 
 
 @dataclass

@@ -198,7 +198,8 @@ def test_the_events_tab_shows_the_vm_events_as_they_happen(
 
 #: What each host-wide page shows once it has loaded, with web1 running.
 HOST_PAGES = {
-    "host": f"[data-testid=host-vm][data-vm='{VM}']",
+    # The memory table (GET /v1/overhead, drawn after the use table) names the VM.
+    "host": f"[data-testid=host-memory-vm][data-vm='{VM}']",
     "sprawl": "[data-testid=sprawl-empty], [data-testid=sprawl-table]",
     "costs": f"[data-testid=costs-row]:has-text('{VM}')",
 }

@@ -1,6 +1,8 @@
-// #/host: the host's capacity and what is allocated of it (GET /v1/host), and each running
+// #/host: the host's capacity and what is allocated of it (GET /v1/host), each running
 // VM's use now with the NOISY markers and who waits (steal) while they take the CPU or disk
-// (GET /v1/metrics, fetched again after each sample).
+// (GET /v1/metrics, fetched again after each sample), and what the VMs really cost in memory:
+// QEMU's PSS, its own overhead, what KSM shares and what guests gave back (GET /v1/overhead,
+// read when the page opens and on Refresh: it reads every QEMU's smaps).
 
 import {get} from "../api.js";
 import {bars} from "../charts.js";
@@ -32,6 +34,28 @@ function waiting(entries) {
   return `Taking most: ${who}. Waiting for a host CPU: ${wait}.`;
 }
 
+const orNone = (n) => (n === null || n === undefined ? "-" : size(n));
+
+function memoryTable(overhead) {
+  const rows = overhead.vms.map((v) => h("tr", {"data-testid": "host-memory-vm", "data-vm": v.vm},
+    h("th", {scope: "row"}, h("a", {href: `#/vms/${encodeURIComponent(v.vm)}`}, v.vm)),
+    ...[v.memory, v.guest_used, v.pss, v.overhead, v.ksm_profit, v.given_back]
+      .map((n) => h("td", {class: "num"}, orNone(n)))));
+  const m = overhead.host;
+  const sums = [["Allocated to running VMs", size(m.allocated)], ["QEMUs' summed PSS", size(m.qemu_pss)],
+    ["of which guest RAM", size(m.guest_ram)], ["Guests say they use", orNone(m.guest_used)],
+    ["Shared by KSM", `${size(m.shared)} (KSM ${m.ksm.run ? "on" : "off"}, held by ${m.ksm.holder}, mode ${m.ksm.mode})`],
+    ["Given back by guests", orNone(m.given_back)], ["Median QEMU overhead", orNone(m.overhead_median)]];
+  return [
+    h("dl", {class: "facts", "data-testid": "host-memory"},
+      sums.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])),
+    h("table", {class: "list"},
+      h("thead", {}, h("tr", {}, ["VM", "Memory", "Guest uses", "PSS", "QEMU overhead", "KSM saves", "Given back"]
+        .map((t, i) => h("th", {scope: "col", class: i ? "num" : ""}, t)))),
+      h("tbody", {}, rows.length ? rows : h("tr", {}, h("td", {colspan: 7, class: "muted"}, "No VM runs.")))),
+  ];
+}
+
 export async function render(main) {
   const top = h("div", {class: "host-top"});
   const usage = h("tbody", {});
@@ -54,6 +78,18 @@ export async function render(main) {
     }) : h("tr", {}, h("td", {colspan: 7, class: "muted"}, "No VM runs.")));
   }
 
+  const memory = h("div", {});
+  const refresh = h("button", {type: "button", "data-testid": "host-memory-refresh"}, "Refresh");
+  async function drawMemory() {
+    refresh.disabled = true;
+    try {
+      fill(memory, memoryTable(await get("/v1/overhead")));
+    } finally {
+      refresh.disabled = false;
+    }
+  }
+  refresh.addEventListener("click", drawMemory);
+
   const host = await get("/v1/host");
   fill(top,
     h("dl", {class: "facts", "data-testid": "host-facts"},
@@ -73,7 +109,12 @@ export async function render(main) {
       h("thead", {}, h("tr", {}, ["VM", "CPU", "Steal", "Memory", "Disk rd/wr", "Net rx/tx", ""]
         .map((t, i) => h("th", {scope: "col", class: i >= 1 && i <= 5 ? "num" : ""}, t)))), usage),
     h("p", {class: "muted small"}, "CPU is a share of one host CPU; steal is the time its vCPUs waited for one. "
-      + "NOISY marks a VM taking most of the CPU or disk while others wait; held, one the daemon throttles."));
+      + "NOISY marks a VM taking most of the CPU or disk while others wait; held, one the daemon throttles."),
+    h("h2", {}, "Memory: what the VMs really cost ", refresh), memory,
+    h("p", {class: "muted small"}, "PSS counts a page shared by several QEMUs (KSM, a snapshot's page cache) "
+      + "once across them; QEMU overhead is PSS less guest RAM. A VM started from a snapshot gives nothing "
+      + "back until it is started afresh (its RAM is the snapshot's file)."));
   drawUsage();
+  await drawMemory();
   return () => noisy.stop();
 }
