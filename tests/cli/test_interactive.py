@@ -75,6 +75,17 @@ def test_console_gives_a_login_on_the_serial_port(bw_module: Env, vm: str) -> No
     term.type(b"\x1d")
     assert term.close() == 0
     assert b"serial=42" in bw_module.run("logs", vm).stdout.encode()
+    # Attaching again finds the same login: a second one would hang up the first.
+    logins = ["exec", vm, "--", "pgrep", "-x", "login"]
+    first = bw_module.run(*logins).stdout.split()
+    assert len(first) == 1
+    again = Terminal(bw_module, "console", vm)
+    again.expect(b"Ctrl-]")
+    again.type(b"\r")
+    again.expect(b"root@tty:~# ")  # the console in raw mode before Ctrl-] goes
+    again.type(b"\x1d")
+    assert again.close() == 0
+    assert bw_module.run(*logins).stdout.split() == first
 
 
 def test_console_ends_when_the_vm_stops(bw_module: Env, vm: str) -> None:

@@ -75,6 +75,12 @@ def overhead(as_json: AsJson = False) -> None:
         say("No VM is running.")
     else:
         table(COLUMNS, (_row(vm) for vm in report["vms"]))
+        if any(vm["given_back"] is None for vm in report["vms"]):
+            say(
+                "GIVEN BACK - : no balloon, no report yet, or a VM started from a snapshot, "
+                "which keeps what it frees until it is started afresh (its RAM is the "
+                "snapshot's file)."
+            )
     lines = memory_lines(report["host"])
     width = max(len(key) for key, _ in lines)
     for key, value in lines:

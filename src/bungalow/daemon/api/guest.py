@@ -287,9 +287,11 @@ def _tail(path: Path, lines: int) -> str:
 
 
 #: Started on the serial port the first time someone attaches: a root login there costs
-#: nothing at boot, and only the owner of the daemon's socket can reach it.
+#: nothing at boot, and only the owner of the daemon's socket can reach it. Only when no
+#: process has the port as its terminal: agetty becomes ``login`` and then the shell, and a
+#: second agetty would hang up the first one's session and orphan its login.
 _CONSOLE_LOGIN = (
-    "pgrep -x agetty >/dev/null || setsid -f /sbin/agetty --autologin root --noclear "
+    "pgrep -t ttyS0 >/dev/null || setsid -f /sbin/agetty --autologin root --noclear "
     "--keep-baud 115200 ttyS0 vt220 </dev/null >/dev/null 2>&1"
 )
 

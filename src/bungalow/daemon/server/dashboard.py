@@ -58,9 +58,16 @@ class DashboardListener:
     def is_open(self) -> bool:
         return self._task is not None and not self._task.done()
 
+    @property
+    def _opened_mark(self) -> Path:
+        """Present while a dashboard opened at run time (``bungalow dashboard``) should be
+        open: a daemon killed with it open leaves the file, and the next one reopens it."""
+        return self.data_root / "dashboard.opened"
+
     async def open_if_enabled(self) -> None:
-        """At the daemon's start: open if the config says so; a failure is logged."""
-        if not self.config.enabled:
+        """At the daemon's start: open if the config says so, or if the daemon before was
+        killed with a dashboard opened at run time; a failure is logged."""
+        if not self.config.enabled and not self._opened_mark.exists():
             return
         try:
             base, _ = await self.open()
@@ -98,6 +105,8 @@ class DashboardListener:
                 raise UserError(
                     f"The dashboard could not start on {self._base}; see bungalowd's log."
                 )
+            if not config.enabled:
+                self._opened_mark.touch()
             return self._base, self._fingerprint
 
     def _bind(self, host: str, port: int) -> socket.socket:
@@ -136,7 +145,9 @@ class DashboardListener:
         return config
 
     async def close(self) -> None:
-        """Stop listening and end every connection (at the daemon's shutdown)."""
+        """Stop listening and end every connection (at the daemon's shutdown, which a
+        daemon stopped on purpose reaches: its successor opens a dashboard only if asked)."""
+        self._opened_mark.unlink(missing_ok=True)
         server, task = self._server, self._task
         if server is None or task is None:
             return

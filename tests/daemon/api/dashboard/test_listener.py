@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import signal
 import socket
 import ssl
 from collections.abc import Iterator
@@ -37,6 +39,28 @@ def opened(installation: Env) -> Iterator[tuple[Env, str]]:
 
 def _origin(url: str) -> str:
     return url.split("/login")[0]
+
+
+def test_a_dashboard_opened_at_run_time_comes_back_after_a_daemon_kill(
+    opened: tuple[Env, str],
+) -> None:
+    """Killing is normal: the next daemon opens it again (sessions are gone: log in anew);
+    a daemon stopped on purpose leaves it closed."""
+    env, url = opened
+    origin = _origin(url)
+    daemon = env.daemon_pid()
+    assert daemon is not None
+    os.kill(daemon, signal.SIGKILL)
+    wait_until("the daemon to die", lambda: not Path(f"/proc/{daemon}").exists())
+    env.run("ls")  # starts the next daemon
+    assert httpx.get(f"{origin}/auth/session").status_code == 401  # listening, logged out
+    daemon = env.daemon_pid()
+    assert daemon is not None
+    os.kill(daemon, signal.SIGTERM)
+    wait_until("the daemon to stop", lambda: not Path(f"/proc/{daemon}").exists())
+    env.run("ls")
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{origin}/auth/session")
 
 
 def test_bungalow_dashboard_prints_a_login_link_that_works_once(

@@ -51,7 +51,7 @@ export async function request(method, path, body) {
       body: body === undefined ? undefined : JSON.stringify(body),
     });
   } catch {
-    throw new ApiError(0, "The dashboard cannot be reached; check that bungalowd runs, then retry.");
+    throw new ApiError(0, "The dashboard cannot be reached; check that bungalowd runs (any bungalow command starts it), or run `bungalow dashboard` for a new link.");
   }
   if (response.status === 204) return null;
   if (!response.ok) {

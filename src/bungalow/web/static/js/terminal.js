@@ -25,6 +25,9 @@ export async function makeTerminal(box, {scrollback = 5000} = {}) {
   const term = new Terminal({
     scrollback, convertEol: false, cursorBlink: true,
     fontFamily: "ui-monospace, 'DejaVu Sans Mono', monospace", fontSize: 14,
+    // At line height 1 DejaVu Sans Mono's underscore falls below its cell and is cut off
+    // (xterm.js draws each row in its own box): "a_b" showed as "a b".
+    lineHeight: 1.2,
   });
   const fitter = new FitAddon();
   term.loadAddon(fitter);

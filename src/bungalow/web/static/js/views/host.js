@@ -34,6 +34,13 @@ function waiting(entries) {
   return `Taking most: ${who}. Waiting for a host CPU: ${wait}.`;
 }
 
+/** KSM as host info says it: on or off, and whose switch it is (daemon/api/schemas/memory.py). */
+function ksmState(ksm) {
+  const who = {bungalow: "turned on by bungalow", other: "turned on by someone else",
+    yielded: "turned off by someone after bungalow", off: "off", absent: "not in this kernel"};
+  return `KSM ${ksm.run ? "on" : "off"}: ${who[ksm.holder] ?? ksm.holder}; this daemon's [memory] ksm = ${ksm.mode}`;
+}
+
 const orNone = (n) => (n === null || n === undefined ? "-" : size(n));
 
 function memoryTable(overhead) {
@@ -44,7 +51,7 @@ function memoryTable(overhead) {
   const m = overhead.host;
   const sums = [["Allocated to running VMs", size(m.allocated)], ["QEMUs' summed PSS", size(m.qemu_pss)],
     ["of which guest RAM", size(m.guest_ram)], ["Guests say they use", orNone(m.guest_used)],
-    ["Shared by KSM", `${size(m.shared)} (KSM ${m.ksm.run ? "on" : "off"}, held by ${m.ksm.holder}, mode ${m.ksm.mode})`],
+    ["Shared by KSM", `${size(m.shared)} (${ksmState(m.ksm)})`],
     ["Given back by guests", orNone(m.given_back)], ["Median QEMU overhead", orNone(m.overhead_median)]];
   return [
     h("dl", {class: "facts", "data-testid": "host-memory"},

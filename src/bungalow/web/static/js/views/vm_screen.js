@@ -48,7 +48,13 @@ export async function mount(panel, ctx) {
       () => post(vmPath(ctx.name, "/type"), {text: text.value, layout: layout.value}));
     if (done !== undefined) text.value = "";
   });
-  fill(panel, h("div", {class: "row"}, status, reconnect, cad), error, screen, typeForm);
+  // The Debian cloud kernel of bungalow's images has no framebuffer console (console=ttyS0):
+  // say so, or the firmware's last words look like a hung VM.
+  const where = h("p", {class: "muted small", "data-testid": "screen-hint"},
+    "A VM from a bungalow-built image writes to its serial console, not here: this screen "
+    + "keeps the firmware's last words. Use the Console or Shell tab for it. Installers and "
+    + "imported disks draw here.");
+  fill(panel, h("div", {class: "row"}, status, reconnect, cad), where, error, screen, typeForm);
   let rfb = null;
   let closed = false;
 
