@@ -133,8 +133,8 @@ def test_a_shell_runs_a_command(dashboard: Dashboard, vm: str, logged_in: Logged
     expect(panel.get_by_test_id("shell-status")).to_have_attribute("data-state", "open")
     terminal = panel.get_by_test_id("shell-terminal")
     expect(terminal.locator(".xterm-rows")).to_contain_text(f"root@{vm}")
-    _type_in(terminal, "tty; echo answer=$((6*7))")
-    expect(_line(terminal, "answer=42").first).to_be_visible()
+    _type_in(terminal, "tty; echo the_answer=$((6*7))")
+    expect(_line(terminal, "the_answer=42").first).to_be_visible()
     expect(terminal.locator(".xterm-rows")).to_contain_text("/dev/pts/")
     shoot(page, "vm-shell")
 
