@@ -28,6 +28,8 @@ from types import FrameType
 
 from bungalow.errors import BungalowError
 from bungalow.host.cgroups import VmCgroup
+from bungalow.host.ksm import Ksm
+from bungalow.host.ksm_owner import KsmOwnership
 from bungalow.paths import DataDir
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -166,8 +168,17 @@ def clear(path: Path) -> None:
         raise BenchFailed(f"processes {alive} under {path} outlived SIGKILL; end them by hand")
     try:
         _remove_groups(path)
+        _release_ksm()
     finally:
         shutil.rmtree(path)
+
+
+def _release_ksm() -> None:
+    """Apply KSM's ownership rule now that the daemon's QEMUs are gone: a daemon stopped
+    while its VMs ran kept its claim (they still shared), and nobody is left to see them end;
+    with no live claim left, a KSM bungalow turned on goes back off (host/ksm_owner.py)."""
+    with contextlib.suppress(OSError):
+        KsmOwnership("bench-harness", Ksm()).settle([], None)
 
 
 def stop_daemons(path: Path) -> None:
