@@ -17,6 +17,7 @@ import pytest
 
 from bungalow.host.ksm import Ksm, KsmSettings
 from bungalow.host.ksm_owner import KsmOwnership
+from tests.support import wait_until
 
 ADVISOR = KsmSettings(1, 0, 20, "scan-time", 10)
 FOUND = {"run": "0", "pages_to_scan": "100", "sleep_millisecs": "20",
@@ -118,3 +119,26 @@ def test_without_ksm_in_the_kernel_nothing_is_done(tmp_path: Path, vm: int) -> N
     standing = KsmOwnership("a", Ksm(tmp_path / "none"), tmp_path / "registry").settle([vm], None)
     assert standing.holder == "absent"
     assert not (tmp_path / "registry").exists()
+
+
+def test_a_claim_whose_vm_is_a_zombie_holds_nothing(ksm: Ksm, tmp_path: Path) -> None:
+    """A QEMU that died after its daemon is reparented; until someone reaps it, its /proc
+    entry stays (state Z) with its start time, and must not count as a VM that shares."""
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])
+    stat = Path(f"/proc/{zombie.pid}/stat")
+    wait_until("the child to exit unreaped", lambda: stat.read_text().split(") ")[1][0] == "Z")
+    try:
+        a, b = daemon("a", ksm, tmp_path), daemon("b", ksm, tmp_path)
+        assert a.settle([zombie.pid], ADVISOR).claimed is False
+        a.settle([], ADVISOR)
+        claim = tmp_path / "registry" / "claims" / "a"
+        start = int(stat.read_text().rsplit(")", 1)[1].split()[19])
+        claim.write_text(json.dumps({"processes": [[zombie.pid, start]], "boot_id": _boot()}))
+        assert b.settle([], ADVISOR).holder == "off"
+        assert not claim.exists()
+    finally:
+        zombie.wait()
+
+
+def _boot() -> str:
+    return Path("/proc/sys/kernel/random/boot_id").read_text().strip()

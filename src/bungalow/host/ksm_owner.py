@@ -77,12 +77,16 @@ def _boot_id() -> str:
 
 def _start_time(pid: int) -> int | None:
     """The process's start time in clock ticks since boot (field 22 of its stat): with the
-    pid, it names one process, whatever reuse of the pid comes later."""
+    pid, it names one process, whatever reuse of the pid comes later. None for a process
+    gone, or dead and not yet reaped (a zombie QEMU whose daemon died shares nothing)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return int(stat[stat.rfind(")") + 2 :].split()[19])
+    fields = stat[stat.rfind(")") + 2 :].split()
+    if fields[0] in ("Z", "X"):
+        return None
+    return int(fields[19])
 
 
 @dataclass(frozen=True)
