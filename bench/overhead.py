@@ -20,8 +20,9 @@ settled (ksmd idles before: KSM is off) and for ``STEADY_SECONDS`` after, the VM
 
 Then ``--server`` VMs of the same image under libvirt with its defaults (Debian 12's
 libvirtd started by the bench, bench/_libvirt.py; QEMU's default TCG translation cache
-and balloon device, KSM as the host has it: off), their summed PSS against
-bungalow's with the features on. ``--no-libvirt`` skips that part.
+and balloon device, KSM as the host has it: off), their summed PSS against that of
+bungalow's server VMs (not its micro ones) with the features on and off, scaled to as
+many VMs. ``--no-libvirt`` skips that part.
 
 KSM must be off when the bench starts (on, it is someone else's and the off side
 cannot be measured), and is off again at its end: bungalowd turns off what it
@@ -96,6 +97,8 @@ class SideResult:
     vms: int
     pss_kib: int
     available_drop_kib: int
+    server_vms: int = 0  # of which server VMs, and their summed PSS (KiB)
+    server_pss_kib: int = 0
     ksmd_cpu_s: float | None = None
     merge_s: float | None = None
     ksm_saved_kib: int | None = None
@@ -126,6 +129,11 @@ def ratio(ours: float, theirs: float) -> str:
     return f"{ours / theirs:.2f}" if theirs > 0 else "n/a"
 
 
+def scaled_to(count: int, vms: int, pss_kib: int) -> int:
+    """``pss_kib`` summed over ``vms`` VMs, scaled to ``count`` VMs (KiB; 0 without VMs)."""
+    return pss_kib * count // vms if vms > 0 else 0
+
+
 # -- bungalow's sides ------------------------------------------------------------------------------
 
 
@@ -152,16 +160,17 @@ def boot_all(env: Mapping[str, str], args: argparse.Namespace) -> None:
         print(f"  booted {', '.join(name for name, _ in pair)}", flush=True)
 
 
-def summed_pss(env: Mapping[str, str]) -> tuple[int, int]:
-    """(VMs, summed PSS in KiB) of the data directory's running VMs' QEMUs; prints the
-    median VM's PSS by image."""
+def summed_pss(env: Mapping[str, str]) -> dict[str, list[int]]:
+    """Each image's running VMs' QEMU PSS (KiB) in the data directory; prints the median
+    VM's PSS by image."""
     vms = [vm for vm in json.loads(cli(env, "ls", "--json")) if vm.get("pid")]
-    pss = {vm["name"]: pss_kib(vm["pid"]) for vm in vms}
-    for image in sorted({vm["image"] for vm in vms}):
-        mine = [pss[vm["name"]] for vm in vms if vm["image"] == image]
-        print(f"  {image}: median QEMU PSS {statistics.median(mine) / 1024:.0f} MiB "
-              f"over {len(mine)} VMs", flush=True)  # fmt: skip
-    return len(vms), sum(pss.values())
+    by_image: dict[str, list[int]] = {}
+    for vm in vms:
+        by_image.setdefault(vm["image"], []).append(pss_kib(vm["pid"]))
+    for image, mine in sorted(by_image.items()):
+        print(f"  {image}: median QEMU PSS {statistics.median(mine) / 1024:.0f} MiB, summed "
+              f"{sum(mine) / 1024:.0f} MiB over {len(mine)} VMs", flush=True)  # fmt: skip
+    return by_image
 
 
 def merging_pages(env: Mapping[str, str]) -> int:
@@ -214,7 +223,9 @@ def bungalow_side(label: str, args: argparse.Namespace) -> SideResult:
         if label == "on":
             wait_settled(env, args.ksm_wait)
             merged = (ksmd_seconds() - cpu, time.monotonic() - began)
-        vms, pss = summed_pss(env)
+        by_image = summed_pss(env)
+        vms, pss = sum(map(len, by_image.values())), sum(map(sum, by_image.values()))
+        servers = by_image.get(SERVER_IMAGE, [])
         drop = before - _available()
         if merged is not None:  # what ksmd costs once it has merged, the VMs idle
             steady_cpu, steady_began = ksmd_seconds(), time.monotonic()
@@ -227,9 +238,8 @@ def bungalow_side(label: str, args: argparse.Namespace) -> SideResult:
             wait_ksm_off()
     print(f"  {vms} VMs: summed QEMU PSS {pss / 1024:.0f} MiB, MemAvailable down "
           f"{drop / 1024:.0f} MiB", flush=True)  # fmt: skip
-    if merged is None:
-        return SideResult(label, vms, pss, drop)
-    return SideResult(label, vms, pss, drop, *merged, saved, steady)
+    return SideResult(label, vms, pss, drop, len(servers), sum(servers),
+                      *(merged or (None, None)), saved, steady)  # fmt: skip
 
 
 # -- libvirt ---------------------------------------------------------------------------------------
@@ -270,7 +280,7 @@ def libvirt_side(args: argparse.Namespace) -> SideResult:
                   f" MiB, summed {pss / 1024:.0f} MiB", flush=True)  # fmt: skip
             for name in names:
                 side.remove(name)
-    return SideResult("libvirt", len(names), pss, drop)
+    return SideResult("libvirt", len(names), pss, drop, len(names), pss)
 
 
 # -- the run ---------------------------------------------------------------------------------------
@@ -291,11 +301,16 @@ def print_results(off: SideResult, on: SideResult, libvirt: SideResult | None) -
               f"of one CPU); then {100 * (on.ksmd_steady or 0):.1f}% of one CPU, the VMs idle; "
               f"saved {(on.ksm_saved_kib or 0) / mib:.0f} MiB host-wide")  # fmt: skip
     if libvirt is not None:
-        ours = on.pss_kib * libvirt.vms // max(on.vms, 1)  # per VM, scaled to libvirt's count
+        # bungalow's server VMs alone (micro VMs are smaller), scaled to libvirt's count
+        ours = scaled_to(libvirt.vms, on.server_vms, on.server_pss_kib)
         theirs = libvirt.pss_kib
         print(f"  against libvirt      {libvirt.vms} server VMs under libvirt's defaults: "
-              f"{theirs / mib:.0f} MiB summed PSS; bungalow with the features on "
-              f"{ours / mib:.0f} MiB for as many (ratio {ratio(ours, theirs)})")  # fmt: skip
+              f"{theirs / mib:.0f} MiB summed PSS; bungalow's {on.server_vms} server VMs "
+              f"with the features on {ours / mib:.0f} MiB for as many "
+              f"(ratio {ratio(ours, theirs)})")  # fmt: skip
+        plain = scaled_to(libvirt.vms, off.server_vms, off.server_pss_kib)  # KSM off, as libvirt
+        print(f"                       with the features off {plain / mib:.0f} MiB "
+              f"(ratio {ratio(plain, theirs)})")  # fmt: skip
 
 
 def main() -> None:

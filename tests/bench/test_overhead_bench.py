@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from _libvirt import DomainSpec, domain_xml
 from _support import BenchFailed
-from overhead import mem_available_kib, ratio, settled
+from overhead import mem_available_kib, ratio, scaled_to, settled
 
 MEMINFO = "MemTotal:       24683400 kB\nMemFree:        15936000 kB\nMemAvailable:   20210000 kB\n"
 
@@ -28,6 +28,11 @@ def test_ksm_has_settled_after_two_full_scans_and_a_steady_count() -> None:
 
 def test_ratio() -> None:
     assert (ratio(55, 100), ratio(1, 0)) == ("0.55", "n/a")
+
+
+def test_a_sum_is_scaled_to_the_other_sides_count() -> None:
+    assert scaled_to(10, 5, 700) == 1400  # five server VMs' 700 KiB, as if ten
+    assert scaled_to(10, 0, 0) == 0  # no server VM: nothing to compare
 
 
 def test_libvirt_with_its_defaults_keeps_its_balloon_and_usb_controller() -> None:
