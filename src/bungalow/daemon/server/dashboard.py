@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import socket
@@ -112,14 +113,10 @@ class DashboardListener:
     def _bind(self, host: str, port: int) -> socket.socket:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         try:
+            socket.getaddrinfo(host, port, family, socket.SOCK_STREAM)  # a name's own error
             return socket.create_server((host, port), family=family, backlog=128)
         except OSError as exc:
-            raise UserError(
-                f"The dashboard cannot listen on {_bracketed(host)}:{port} "
-                f"({os.strerror(exc.errno) if exc.errno else exc}); "
-                "free that port, or set another with listen in the [dashboard] section of "
-                "config.toml and restart bungalowd."
-            ) from None
+            raise UserError(bind_refusal(host, port, exc)) from None
 
     async def _tls_pair(self, host: str) -> tuple[Path | None, Path | None]:
         config = self.config
@@ -154,6 +151,28 @@ class DashboardListener:
         server.should_exit = True
         with contextlib.suppress(Exception):
             await asyncio.wait_for(task, timeout=5)
+
+
+def bind_refusal(host: str, port: int, exc: OSError) -> str:
+    """The sentence for a listener that could not bind ``host``:``port`` (``exc`` from
+    bind(2) or getaddrinfo(3)): what went wrong, and what to change for that cause."""
+    where = f"{_bracketed(host)}:{port}"
+    change = "listen in the [dashboard] section of config.toml and restart bungalowd"
+    if isinstance(exc, socket.gaierror):
+        return (
+            f"The dashboard cannot listen on {where}: {host} is not an address this host can "
+            f"find ({exc.strerror}); set {change} to one of this host's addresses."
+        )
+    reason = os.strerror(exc.errno) if exc.errno else str(exc)
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return (
+            f"The dashboard cannot listen on {where} ({reason}): {host} is not one of this "
+            f"host's addresses; set {change} to one of them (ip -brief address lists them)."
+        )
+    return (
+        f"The dashboard cannot listen on {where} ({reason}); free that port, or set another "
+        f"with {change}."
+    )
 
 
 def _bracketed(host: str) -> str:
