@@ -288,6 +288,9 @@ def test_pressure_balloons_a_vm_to_its_floor_and_never_one_without(env: Env) -> 
         # Lifting the floor gives the memory back at once, pressure or not.
         out = env.run("set", "floored", "--memory-min", "none").stdout
         assert "memory floor none" in out
+        env.run("set", "floored", "--memory-min", "none")  # again: nothing changes
+        lifted = env.run("events", "--vm", "floored").stdout.count("no memory floor")
+        assert lifted == 1
         wait_until(
             "the floored VM to get its memory back",
             lambda: _guest_available(env, "floored") > 640 * MIB,

@@ -361,7 +361,7 @@ class VmManager:
                 vm = self.store.vms.set_limits(vm.id, new.to_json())
                 shown = ", ".join(f"{k}={v}" for k, v in sorted(new.to_json().items()))
                 self.store.events.add(name, "limits", f"limits set: {shown}")
-            if floor is not None:
+            if floor is not None and memory_min != vm.memory_min:  # a repeat records nothing
                 vm = self.store.vms.set_memory_min(vm.id, memory_min)
                 self.store.events.add(name, "memory-min", floor_sentence(memory_min))
             return vm
