@@ -4,7 +4,7 @@
 import {get} from "../api.js";
 import {bars} from "../charts.js";
 import {errorLine, field, fill, guarded, h} from "../dom.js";
-import {money} from "../format.js";
+import {money, when} from "../format.js";
 
 export async function render(main) {
   const by = h("select", {id: "costs-by", "data-testid": "costs-by"},
@@ -24,8 +24,8 @@ export async function render(main) {
     const rows = report.rows.filter((r) => r.total > 0 || r.running_hours > 0);
     fill(box,
       h("p", {"data-testid": "costs-total"},
-        `Total ${money(report.total.total, report.currency)} from ${new Date(report.since * 1000).toLocaleString()} `
-        + `to ${new Date(report.until * 1000).toLocaleString()}; rates now: `
+        `Total ${money(report.total.total, report.currency)} from ${when(report.since)} `
+        + `to ${when(report.until)}; rates now: `
         + Object.entries(report.rates).map(([k, v]) => `${k} ${v}`).join(", ") + "."),
       rows.length ? bars(rows.map((r) => ({
         label: r.group + (r.removed ? " (removed)" : ""), value: r.total,
