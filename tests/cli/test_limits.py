@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import pytest
 
+from bungalow.host.cgroups import CpuMemLimits, VmCgroup
 from tests.conftest import Env
+from tests.support import wait_until
 
 pytestmark = pytest.mark.vm
 
@@ -79,7 +83,35 @@ def test_bad_limits_get_one_sentence(lim: Env) -> None:
         (("set", "lim", "--disk-iops", "lots"), '--disk-iops "lots" is not valid'),
         (("set", "ghost", "--disk-iops", "5"), "no VM named ghost"),
         (("launch", "x", "--disk-iops-burst", "9"), "burst needs"),
+        (("set", "lim", "--memory-limit", "100M"), "A memory limit of 100M is below the 512M"),
+        (("launch", "x", "--memory", "512M", "--memory-limit", "300M"), "below the 512M of RAM"),
     ):
         result = lim.run(*args, check=False)
         assert result.returncode == 1 and words in result.stderr, (args, result.stderr)
     assert "x" not in lim.run("ls", "-q").stdout.split()
+    assert "memory_limit" not in json.loads(lim.run("inspect", "lim").stdout)["limits"]
+
+
+def test_a_qemu_the_oom_killer_ended_is_said_so(bw: Env) -> None:
+    """The kernel ends a QEMU whose group outgrew its memory; the VM's error says so, not
+    just that QEMU exited. The group's limit is written here directly (bungalow refuses
+    one below the VM's RAM), so the sentence is the one for a host out of memory."""
+    bw.run("launch", "oomy", "--memory", "512M")
+    try:
+        info = json.loads(bw.run("inspect", "oomy").stdout)
+        group = VmCgroup(info["id"])
+        rss = int(Path(f"/proc/{info['pid']}/statm").read_text().split()[1]) * os.sysconf(
+            "SC_PAGE_SIZE"
+        )
+        group.apply(CpuMemLimits(memory_max=rss + (48 << 20)))
+        bw.run("exec", "oomy", "--", "python3", "-c", "b = bytearray(300 << 20)", check=False)
+        wait_until("the VM to fail", lambda: _state(bw, "oomy") == "failed", timeout=60)
+        error = json.loads(bw.run("inspect", "oomy").stdout)["error"]
+        assert error.startswith("the kernel's OOM killer ended its QEMU: the host ran out"), error
+        assert "the kernel's OOM killer ended its QEMU" in bw.run("events", "--vm", "oomy").stdout
+    finally:
+        bw.run("rm", "-f", "oomy")
+
+
+def _state(bw: Env, name: str) -> str:
+    return str(json.loads(bw.run("inspect", name).stdout)["state"])

@@ -53,6 +53,29 @@ def test_a_group_takes_a_process_and_its_limits_then_goes() -> None:
     group.remove()  # twice is fine
 
 
+def test_a_process_over_the_groups_memory_limit_is_counted_as_oom_killed() -> None:
+    group = VmCgroup(f"oom-{time.monotonic_ns()}")
+    hog = subprocess.Popen(
+        ["python3", "-c", "import sys\nsys.stdin.readline()\nb = bytearray(256 << 20)"],
+        stdin=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert hog.stdin is not None
+    try:
+        group.create()
+        group.add(hog.pid)
+        group.apply(CpuMemLimits(memory_max=64 << 20))
+        assert group.oom_kills() == 0
+        hog.stdin.write("go\n")
+        hog.stdin.flush()
+        assert hog.wait(timeout=60) == -9  # SIGKILL, from the kernel
+        assert group.oom_kills() == 1
+    finally:
+        hog.kill()
+        hog.wait()
+        group.remove()
+    assert VmCgroup("no-such-group").oom_kills() == 0
+
+
 def test_a_cpu_cap_slows_a_busy_process() -> None:
     # The CPU time a busy process gets in 1.5 s, which the cap bounds (0.2 CPU: about
     # 0.3 s, plus one 100 ms period): a busy host can only lower it, never raise it, so

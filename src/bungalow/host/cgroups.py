@@ -117,6 +117,16 @@ class VmCgroup:
             stats["memory"] = _int(memory / "memory.usage_in_bytes")
         return stats
 
+    def oom_kills(self) -> int:
+        """How many of the group's processes the kernel's OOM killer ended because the group
+        reached its memory limit (``oom_kill`` of cgroup v2's ``memory.events``, of v1's
+        ``memory.oom_control``; 0 without a group)."""
+        if self.version == 2:
+            return _keyed(self.directories()[0] / "memory.events").get("oom_kill", 0)
+        if self.version == 1:
+            return _keyed(self.directories()[1] / "memory.oom_control").get("oom_kill", 0)
+        return 0
+
     def remove(self) -> None:
         """Remove the group; processes still in it (none, normally) go back to the parent."""
         for directory in self.directories():

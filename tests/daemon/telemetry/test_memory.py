@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bungalow.daemon.telemetry import memory
 from bungalow.daemon.telemetry.memory import VmMemory, guest_used, summarize
 from bungalow.host.ksm import PAGE_SIZE, KsmTotals
 
@@ -43,3 +44,11 @@ def test_the_host_sums_and_the_median_overhead() -> None:
 
 def test_no_vm_has_no_median() -> None:
     assert summarize([], KsmTotals()).overhead_median is None
+
+
+def test_given_back_is_never_more_than_the_host_does_not_hold() -> None:
+    # the trial's 384M guest: 122M of its RAM resident, its free figure 284M
+    assert memory.not_held(284 * MIB, 384 * MIB, 122 * MIB) == 262 * MIB
+    assert memory.not_held(40 * MIB, 384 * MIB, 122 * MIB) == 40 * MIB
+    assert memory.not_held(10 * MIB, 256 * MIB, 300 * MIB) == 0  # RSS rounds past its RAM
+    assert memory.not_held(None, 256 * MIB, 0) is None

@@ -12,7 +12,8 @@ info``, ``/metrics``, ``sprawl``) and kept :data:`FRESH` seconds:
   the bytes that saves less KSM's own cost (``ksm_process_profit``), from
   ``/proc/PID/ksm_stat``;
 - ``given_back``: what the guest freed and returned to the host through the balloon's
-  free page reporting, from the ``given_back`` callable the daemon wires in.
+  free page reporting, from the ``given_back`` callable the daemon wires in, never more
+  than the part of its RAM the host does not hold (:func:`not_held`).
 
 The host's sums (:class:`HostMemory`) add KSM's totals from ``/sys/kernel/mm/ksm``.
 """
@@ -178,8 +179,18 @@ class MemoryCensus:
             guest_used=used,
             ksm_merging=None if shared is None else shared.merging_bytes,
             ksm_profit=None if shared is None else shared.profit,
-            given_back=await self.given_back(vm, runtime),
+            given_back=not_held(await self.given_back(vm, runtime), vm.memory, qemu.ram_rss),
         )
+
+
+def not_held(given_back: int | None, memory: int, ram_rss: int) -> int | None:
+    """``given_back`` (bytes) no larger than what the host does not hold of a guest's
+    ``memory``: its RAM less the part resident (``ram_rss``). The guest's free figure
+    counts pages it never touched and pages not reported yet, which the host never took
+    or still holds; None stays None."""
+    if given_back is None:
+        return None
+    return min(given_back, max(0, memory - ram_rss))
 
 
 async def _guest_meminfo(runtime: VmRuntime) -> int | None:

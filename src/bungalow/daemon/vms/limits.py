@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 
 #: Below this a network limit is a broken link rather than a slow one.
 MIN_NET_BW = 16 << 10
+#: Room suggested above a VM's RAM for its QEMU's own memory (bytes): the median overhead
+#: `bungalow overhead` showed here was 48-150M, most of it TCG's translation cache.
+QEMU_ROOM = 256 << 20
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,19 @@ def _parse(key: str, value: Any) -> Any:
     raise UserError(f"There is no limit called {key}.")
 
 
+def check_memory_limit(limits: Limits, memory: int, name: str) -> None:
+    """UserError when ``limits`` hold a VM of ``memory`` bytes to less than its own RAM: the
+    kernel would kill its QEMU (the whole process is in the group) once the guest used it."""
+    limit = limits.memory_limit
+    if limit is not None and limit < memory:
+        raise UserError(
+            f"A memory limit of {format_size(limit)} is below the {format_size(memory)} of RAM "
+            f"{name} has, and the kernel would kill its QEMU once the guest used it; give "
+            f"--memory-limit {format_size(memory + QEMU_ROOM)} or more (its RAM and room for "
+            "QEMU itself), or none."
+        )
+
+
 def _lifted(value: object) -> bool:
     return value in (0, "0", "none", "")
 
@@ -115,6 +131,23 @@ def _apply_group(group: VmCgroup, pid: int, limits: CpuMemLimits) -> None:
     group.create()
     group.add(pid)
     group.apply(limits)
+
+
+def oom_killed(vm_id: str, name: str, limits: Limits) -> str | None:
+    """Why the VM's QEMU went, if the kernel's OOM killer ended it (its control group's
+    count, read before :func:`release`); None otherwise. Blocks: call it in a thread."""
+    if VmCgroup(vm_id).oom_kills() == 0:
+        return None
+    if limits.memory_limit is None:
+        return (
+            "the kernel's OOM killer ended its QEMU: the host ran out of memory; give the "
+            "host room (bungalow overhead shows what each VM holds) and start it again"
+        )
+    return (
+        f"the kernel's OOM killer ended its QEMU at its memory limit of "
+        f"{format_size(limits.memory_limit)}, which its RAM and QEMU itself outgrew; raise it "
+        f"with bungalow set {name} --memory-limit SIZE (or none) and start it again"
+    )
 
 
 def release(vm_id: str) -> None:

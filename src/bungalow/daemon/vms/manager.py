@@ -352,6 +352,7 @@ class VmManager:
         async with self.locked(name):
             vm = self.get(name)
             new = Limits.from_json(vm.limits).changed(changes)
+            limits.check_memory_limit(new, vm.memory, name)
             if floor is not None:
                 memory_min = check_floor(floor.floor, vm.memory, name)
             if any(value is not None for value in changes.values()) or floor is None:
@@ -565,8 +566,12 @@ class VmManager:
             state = VmState.STOPPED if powered_off else VmState.FAILED
             error = None
             if not powered_off:
-                error = boot.shutdown_cause(runtime) or await asyncio.to_thread(
-                    boot.exit_reason, runtime.run_dir
+                error = (
+                    await asyncio.to_thread(
+                        limits.oom_killed, vm.id, name, Limits.from_json(vm.limits)
+                    )
+                    or boot.shutdown_cause(runtime)
+                    or await asyncio.to_thread(boot.exit_reason, runtime.run_dir)
                 )
             self._runtimes.pop(name, None)
             await runtime.close_channels()

@@ -18,6 +18,7 @@ from bungalow.daemon.state.records import Purpose, SnapshotRecord, VmRecord
 from bungalow.daemon.vms import firmware as firmware_files
 from bungalow.daemon.vms import media, provisioning
 from bungalow.daemon.vms.balloon import check_floor
+from bungalow.daemon.vms.limits import Limits, check_memory_limit
 from bungalow.daemon.vms.nics import check_choices
 from bungalow.daemon.vms.requests import CloneRequest, CreateRequest
 from bungalow.errors import ConflictError, UserError
@@ -59,6 +60,7 @@ def plan_vm(request: CreateRequest, image: Image) -> VmRecord:
         )
     firmware = firmware_files.chosen(request.firmware, request.tpm, profile, image)
     check_floor(request.memory_min, request.memory, request.name)
+    check_memory_limit(Limits.from_json(request.limits), request.memory, request.name)
     check_choices(request.networks)
     if request.networks and request.limits.get("net_bw"):
         raise UserError(
