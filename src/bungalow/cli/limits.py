@@ -67,8 +67,10 @@ def set_limits(
         say(f"{name}: memory floor {'none' if floor is None else size(floor)}")
         if floor is not None and vm["state"] == "running" and not vm["balloon"]:
             say(
-                f"{name} runs without a balloon (started before balloons, or with "
-                "[memory] balloon = false), so the floor applies from its next boot."
+                f"{name} runs without a balloon that can give memory back (started before "
+                "balloons, with [memory] balloon = false, or from a snapshot's memory), so "
+                f"the floor applies from its next cold start (bungalow stop {name}; "
+                f"bungalow start {name})."
             )
     if "net_bw" in vm.get("limits_pending", []):
         say(

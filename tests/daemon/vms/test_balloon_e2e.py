@@ -163,6 +163,9 @@ def _free_in_a_clone_and_keep_the_snapshot_whole(env: Env) -> None:
     env.run("clone", "orig", "copy", "--snapshot", "s1")
     try:
         assert _seccomp_filters(env, "copy") == _seccomp_filters(env, "orig") + 1
+        assert not _vm(env, "copy")["balloon"] and _vm(env, "orig")["balloon"]
+        said = env.run("set", "copy", "--memory-min", "256M").stdout
+        assert "or from a snapshot's memory), so the floor applies from its next cold" in said
         churn = "python3 -c \"b = bytearray(b'\\x01') * (256 << 20)\""
         cold_before = _rss(env, "orig")
         for name in ("copy", "orig"):

@@ -21,7 +21,7 @@ from bungalow.daemon.api.schemas import (
 from bungalow.daemon.images.service import Images
 from bungalow.daemon.state.lifecycle import ACTIVE_STATES, VmState
 from bungalow.daemon.state.records import SnapshotRecord, VmRecord
-from bungalow.daemon.vms.balloon import has_balloon
+from bungalow.daemon.vms.balloon import frees_host_memory, has_balloon
 from bungalow.daemon.vms.manager import VmManager
 from bungalow.errors import NotFoundError
 from bungalow.host.files import allocated
@@ -91,7 +91,7 @@ class Views:
             firmware=vm.firmware,
             tpm=vm.tpm,
             memory_min=vm.memory_min,
-            balloon=has_balloon(vm),
+            balloon=has_balloon(vm) if vm.pid is None else frees_host_memory(vm, vm.pid),
         )
 
     def medium_name(self, vm: VmRecord) -> str | None:

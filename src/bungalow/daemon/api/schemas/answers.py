@@ -88,7 +88,9 @@ class VmInfo(BaseModel):
         default=None, description="balloon floor in bytes; null: never ballooned"
     )
     balloon: bool = Field(
-        default=False, description="booted (last) with a virtio-balloon and free page reporting"
+        default=False,
+        description="booted (last) with a virtio-balloon and free page reporting, and, while "
+        "it runs, not from a snapshot's memory (which keeps what its guest frees)",
     )
 
 
