@@ -142,9 +142,13 @@ async def test_a_write_from_another_origin_is_refused(site: App, daemon: Daemon)
 
 async def test_logout_ends_the_session(site: App, daemon: Daemon) -> None:
     async with browser(site) as admin:
-        await log_in(admin, daemon.services.dashboard_token)
+        session = await log_in(admin, daemon.services.dashboard_token)
         stolen = admin.cookies["bungalow_session"]
-        answer = await admin.post("/auth/logout")
+        forged = await admin.post("/auth/logout", headers={"Origin": "http://evil.example"})
+        assert error_of(forged)[0] == 403
+        assert error_of(await admin.post("/auth/logout"))[0] == 403  # no CSRF secret
+        assert (await admin.get("/v1/vms")).status_code == 200  # still logged in
+        answer = await admin.post("/auth/logout", headers={"X-CSRF-Token": session["csrf"]})
         assert answer.status_code == 204
         assert 'bungalow_session=""' in answer.headers["set-cookie"]
     async with browser(site) as thief:

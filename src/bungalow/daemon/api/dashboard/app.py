@@ -98,7 +98,8 @@ def dashboard_app(
 
     async def logout(request: Request) -> Response:
         session = auth.sessions.find(request.cookies.get(COOKIE))
-        if session is not None:
+        if session is not None:  # a write like any other: another site cannot log one out
+            auth.check_write(request.scope, session)
             auth.sessions.close(session.id)
         response = Response(status_code=204)
         response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
