@@ -12,16 +12,18 @@ const images = [
 ];
 const blank = {name: " web ", cpus: "2", memory: "1G", image: "debian-12", disk: "", profile: "",
                network: "", ports: "", ttl: "", on_expiry: "", owner: "", cpu_weight: "",
-               cpu_cap: "", memory_limit: "", disk_iops: "", disk_bw: "", net_bw: "", user_data: ""};
+               cpu_cap: "", memory_limit: "", disk_iops: "", disk_bw: "", net_bw: "", memory_min: "",
+               user_data: ""};
 
 // Only what was given, typed as the API's strict schema wants (cpus a number, sizes text).
 assert.deepEqual(createBody(blank, images), {name: "web", cpus: 2, memory: "1G", image: "debian-12"});
 assert.deepEqual(
   createBody({...blank, image: "installer", disk: "8G", network: "lab", ports: "8080:80, 2222:22",
-              ttl: "2h", on_expiry: "stop", cpu_weight: "200", cpu_cap: "0.5", user_data: "#cloud-config\n"}, images),
+              ttl: "2h", on_expiry: "stop", cpu_weight: "200", cpu_cap: "0.5", memory_min: " 512M ",
+              user_data: "#cloud-config\n"}, images),
   {name: "web", cpus: 2, memory: "1G", iso: "installer", disk: "8G", networks: ["lab"],
    ports: ["8080:80", "2222:22"], ttl: "2h", on_expiry: "stop", cpu_weight: 200, cpu_cap: "0.5",
-   user_data: "#cloud-config\n"});
+   memory_min: "512M", user_data: "#cloud-config\n"});
 
 // Limits: only changed fields; an emptied field lifts the limit; sizes shown exactly.
 const current = {cpu_weight: 100, disk_bw: 104857600};

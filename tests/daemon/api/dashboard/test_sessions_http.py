@@ -202,3 +202,11 @@ async def test_the_socket_keeps_its_rules(daemon: Daemon) -> None:
         assert error_of(await member.post("/v1/dashboard", headers=headers))[0] == 403
         answer = await member.get("/v1/dashboard/token", headers=headers)
         assert error_of(answer)[0] == 403
+
+
+async def test_the_api_describes_itself_on_the_dashboard_too(site: App, daemon: Daemon) -> None:
+    async with browser(site) as admin:
+        assert (await admin.get("/openapi.json")).status_code == 401  # behind the login
+        await log_in(admin, daemon.services.dashboard_token)
+        answer = await admin.get("/openapi.json")
+        assert answer.status_code == 200 and "/v1/vms" in answer.json()["paths"]

@@ -161,7 +161,8 @@ def dashboard_app(
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
-        if path.startswith("/v1/") and not path.endswith("/vnc/ws"):
+        api_path = path.startswith("/v1/") or path == "/openapi.json"  # the API describes itself
+        if api_path and not path.endswith("/vnc/ws"):
             await api(scope, receive, send)
         else:
             await site(scope, receive, send)

@@ -24,7 +24,7 @@ export function createBody(values, images) {
   if (image && image.kind === "iso") body.iso = image.name;
   else if (values.image) body.image = values.image;
   const optional = ["disk", "profile", "ttl", "on_expiry", "owner", "cpu_cap", "memory_limit",
-                    "disk_iops", "disk_bw", "net_bw"];
+                    "disk_iops", "disk_bw", "net_bw", "memory_min"];
   for (const key of optional) {
     const value = (values[key] || "").trim();
     if (value) body[key] = value;
@@ -65,6 +65,7 @@ export async function render(main) {
     disk_iops: input("create-disk-iops", {placeholder: "500", size: 6}),
     disk_bw: input("create-disk-bw", {placeholder: "100M", size: 6}),
     net_bw: input("create-net-bw", {placeholder: "50M", size: 6}),
+    memory_min: input("create-memory-min", {placeholder: "256M", size: 6}),
     user_data: h("textarea", {id: "create-user-data", "data-testid": "create-user-data", rows: 4,
                               cols: 60, spellcheck: false, placeholder: "#cloud-config\npackages: [nginx]"}),
   };
@@ -91,7 +92,8 @@ export async function render(main) {
     h("fieldset", {}, h("legend", {}, "Limits (empty: none)"),
       h("div", {class: "row"}, field("CPU weight", form.cpu_weight), field("CPU cap", form.cpu_cap, "CPUs"),
         field("Memory limit", form.memory_limit), field("Disk IOPS", form.disk_iops),
-        field("Disk bandwidth", form.disk_bw, "bytes/s"), field("Net bandwidth", form.net_bw, "bytes/s"))),
+        field("Disk bandwidth", form.disk_bw, "bytes/s"), field("Net bandwidth", form.net_bw, "bytes/s"),
+        field("Memory floor", form.memory_min, "the balloon may take it down to this"))),
     h("fieldset", {}, h("legend", {}, "Lease and owner"),
       h("div", {class: "row"}, field("Lease", form.ttl, "e.g. 2h; empty: none"),
         field("At its end", form.on_expiry), field("Owner", form.owner)))),
@@ -104,7 +106,7 @@ export async function render(main) {
     error.clear();
     const values = Object.fromEntries(Object.entries(form).map(([key, control]) => [key, control.value]));
     if (!values.name.trim()) {
-      error.say("Give the VM a name: letters, digits, dots, dashes or underscores.");
+      error.say("Give the VM a name: lower-case letters, digits and dashes (not at either end), 63 at most.");
       form.name.focus();
       return;
     }

@@ -38,7 +38,8 @@ function waiting(entries) {
 function ksmState(ksm) {
   const who = {bungalow: "turned on by bungalow", other: "turned on by someone else",
     yielded: "turned off by someone after bungalow", off: "off", absent: "not in this kernel"};
-  return `KSM ${ksm.run ? "on" : "off"}: ${who[ksm.holder] ?? ksm.holder}; this daemon's [memory] ksm = ${ksm.mode}`;
+  const state = ksm.holder === "off" ? "KSM off" : `KSM ${ksm.run ? "on" : "off"}: ${who[ksm.holder] ?? ksm.holder}`;
+  return `${state}; this daemon's [memory] ksm = ${ksm.mode}`;
 }
 
 const orNone = (n) => (n === null || n === undefined ? "-" : size(n));

@@ -14,7 +14,8 @@ function facts(vm) {
     ["Image", `${vm.image} (${vm.image_id.slice(0, 12)})`],
     ["Profile", `${vm.profile}, ${vm.firmware}${vm.tpm ? ", TPM 2.0" : ""}, accel ${vm.accel}`],
     ["CPUs", vm.cpus],
-    ["Memory", size(vm.memory)],
+    ["Memory", size(vm.memory) + (vm.memory_min == null ? ""
+      : `, floor ${size(vm.memory_min)}${vm.balloon ? "" : " (from its next cold start)"}`)],
     ["Disk", `${size(vm.disk_used)} used of ${size(vm.disk_size)}`
       + (vm.snapshots_used ? `, snapshots ${size(vm.snapshots_used)}` : "")],
     ["Networks", vm.networks.map((n) => `${n.network} ${n.address} (${n.mac})`).join("; ") || "user-mode"],

@@ -56,7 +56,8 @@ export function render(main) {
         h("span", {class: "num"}, last ? percent(last.cpu) : "")),
       h("td", {class: "spark-cell"},
         sparkline(series.map((r) => r.rss), {max: vm.memory * 1.2, label: `Memory of ${vm.name}`}),
-        h("span", {class: "num"}, last ? size(last.rss) : "")),
+        h("span", {class: "num", title: `its QEMU's resident memory, of ${size(vm.memory)} given`},
+          last ? `${size(last.rss)} of ${size(vm.memory)}` : size(vm.memory))),
       h("td", {class: "num"}, vm.cost ? money(vm.cost.so_far, vm.cost.currency) : "-"),
       h("td", {class: vm.lease_warned ? "warn" : ""}, lease(vm)),
       h("td", {"data-testid": "vm-markers"}, markers(noisy.get(vm.name), vm)));
@@ -165,7 +166,7 @@ export function render(main) {
   const table = h("table", {class: "vms", "data-testid": "vm-table"},
     h("caption", {class: "sr-only"}, "Virtual machines"),
     h("thead", {}, h("tr", {},
-      ["", "Name", "State", "Profile", "Addresses", "CPU", "Memory", "Cost", "Lease", ""]
+      ["", "Name", "State", "Profile", "Addresses", "CPU", "Memory held", "Cost", "Lease", ""]
         .map((t) => h("th", {scope: "col", class: t === "Cost" ? "num" : ""}, t)))),
     tbody);
   fill(main,
