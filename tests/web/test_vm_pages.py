@@ -12,6 +12,7 @@ import re
 
 import pytest
 from playwright.sync_api import Locator, Page, expect
+from websockets.exceptions import ConnectionClosed
 
 from tests.web.conftest import LoggedIn
 from tests.web.support import BOOT_TIMEOUT_MS, SENTENCE, Dashboard, error_message, shoot
@@ -241,6 +242,14 @@ def test_a_console_ticket_works_once_for_its_purpose_and_from_the_dashboard_orig
         ticket = session.ticket("console", vm)["ticket"]
         session.http.post("/auth/logout", headers={"X-CSRF-Token": session.csrf})
         assert dashboard.refusal_of(console + ticket, cookie=session.cookie) == 4401
+    with dashboard.session() as session:  # and so does a console left open
+        ticket = session.ticket("console", vm)["ticket"]
+        with dashboard.websocket(console + ticket, cookie=session.cookie) as socket:
+            session.http.post("/auth/logout", headers={"X-CSRF-Token": session.csrf})
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    socket.recv(timeout=30)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
 
 
 def test_a_micro_vm_has_no_screen_to_open(

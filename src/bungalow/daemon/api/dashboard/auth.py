@@ -12,6 +12,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.cookies import SimpleCookie
@@ -35,6 +38,10 @@ CSRF_HEADER = "x-csrf-token"
 _SAFE_METHODS = ("GET", "HEAD")
 #: The websockets of the API a ticket opens, by the path's last part.
 _WEBSOCKETS: dict[str, Purpose] = {"console": "console", "exec/ws": "exec", "vnc/ws": "vnc"}
+#: Seconds between two looks at whether an open websocket's session still stands.
+SESSION_LOOK = 2.0
+#: The close code of a websocket whose session ended (logout, expiry, project removed).
+SESSION_ENDED = 4401
 
 
 @dataclass(frozen=True)
@@ -64,7 +71,11 @@ class DashboardAuth:
     def session(self, scope: Scope) -> Session:
         """The request's live session; UnauthorizedError if it has none, or it ended (it
         expired, logged out, or its project was removed)."""
-        session = self.sessions.find(cookie(scope, COOKIE))
+        return self.live(cookie(scope, COOKIE))
+
+    def live(self, session_id: str | None) -> Session:
+        """The session ``session_id`` if it still stands; else UnauthorizedError."""
+        session = self.sessions.find(session_id)
         project = None if session is None else session.project
         if project is not None and self.projects.store.projects.find(project) is None:
             self.sessions.close_project(project)
@@ -74,6 +85,31 @@ class DashboardAuth:
                 "You are not logged in to the dashboard, or your session ended; log in again."
             )
         return session
+
+    def lasts(self, session: Session) -> bool:
+        """Whether ``session`` still stands: not logged out or expired, and its project
+        (if any) not removed."""
+        try:
+            self.live(session.id)
+        except UnauthorizedError:
+            return False
+        return True
+
+    async def while_session_lasts(self, session: Session, run: Awaitable[None], send: Send) -> None:
+        """Carry on a websocket (``run``, the app serving it) for as long as ``session``
+        lasts: once it ends the websocket is ended and closed with :data:`SESSION_ENDED`,
+        so a terminal left open does not outlive the logout."""
+        serving = asyncio.ensure_future(run)
+        while not (await asyncio.wait({serving}, timeout=SESSION_LOOK))[0]:
+            if not self.lasts(session):
+                serving.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await serving
+                with contextlib.suppress(Exception):  # the client may be gone already
+                    await send({"type": "websocket.close", "code": SESSION_ENDED,
+                                "reason": "the dashboard session ended"})  # fmt: skip
+                return
+        await serving
 
     def check_write(self, scope: Scope, session: Session) -> None:
         """ForbiddenError for a request that changes something without the session's CSRF
@@ -132,7 +168,10 @@ class SessionScope:
         scope.setdefault("state", {})["project"] = session.project
         actor = "admin" if session.project is None else f"project {session.project}"
         with acting_as(actor):
-            await self.app(scope, receive, send)
+            if scope["type"] == "websocket":
+                await self.auth.while_session_lasts(session, self.app(scope, receive, send), send)
+            else:
+                await self.app(scope, receive, send)
 
     def _admit(self, scope: Scope) -> Session:
         path = scope["path"]

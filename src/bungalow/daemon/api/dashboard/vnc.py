@@ -40,6 +40,7 @@ async def vnc_bridge(websocket: WebSocket, auth: DashboardAuth, vms: VmManager) 
     wanted = websocket.scope.get("subprotocols") or []
     await websocket.accept(subprotocol="binary" if "binary" in wanted else None)
     try:
-        await bridge.carry(websocket, reader, writer)
+        carried = bridge.carry(websocket, reader, writer)
+        await auth.while_session_lasts(session, carried, websocket.send)
     finally:
         await screen.expire_vnc_password(vms, name)
