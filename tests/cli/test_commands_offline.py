@@ -629,3 +629,13 @@ def test_completion_without_a_daemon_offers_nothing_and_starts_none(
     monkeypatch.setenv("BUNGALOW_HOME", str(data.root))
     assert complete.vm_names("") == [] and complete.image_names("deb") == []
     assert not data.socket.exists()
+
+
+def test_set_with_nothing_to_set_says_so_and_asks_nothing(daemon: Daemon, bungalow: Any) -> None:
+    result = bungalow("set", "web")
+    assert result.code == 1 and not result.out
+    assert result.err.strip().endswith(
+        "Nothing to change on web: give a limit or floor, such as --cpu-weight 200 or "
+        "--memory-min 512M (bungalow set --help lists them)."
+    )
+    assert not daemon.requests

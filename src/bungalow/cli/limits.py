@@ -8,6 +8,7 @@ import typer
 
 from bungalow.cli.common import VmName, client, given
 from bungalow.cli.output import say, size
+from bungalow.errors import UserError
 
 CpuWeight = Annotated[
     int | None, typer.Option("--cpu-weight", help="Relative CPU share under contention (100).")
@@ -59,9 +60,15 @@ def set_limits(
         disk_bw=disk_bw, disk_iops_burst=disk_iops_burst, disk_bw_burst=disk_bw_burst,
         net_bw=net_bw, memory_min=memory_min,
     )  # fmt: skip
+    if not body:
+        raise UserError(
+            f"Nothing to change on {name}: give a limit or floor, such as --cpu-weight 200 or "
+            "--memory-min 512M (bungalow set --help lists them)."
+        )
     vm = client().set_limits(name, **body)
-    shown = ", ".join(f"{key}={value}" for key, value in sorted(vm["limits"].items()))
-    say(f"{name}: {shown or 'no limits'}")
+    if any(key != "memory_min" for key in body):  # a floor alone has its own line below
+        shown = ", ".join(f"{key}={value}" for key, value in sorted(vm["limits"].items()))
+        say(f"{name}: {shown or 'no limits'}")
     if memory_min is not None:
         floor = vm["memory_min"]
         say(f"{name}: memory floor {'none' if floor is None else size(floor)}")
