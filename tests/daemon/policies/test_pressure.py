@@ -106,8 +106,8 @@ def test_the_settings_parse_shares_and_sizes() -> None:
 @pytest.mark.parametrize(
     ("table", "message"),
     [
-        ({"pressure_below": "lots"}, "memory.pressure_below must be a share"),
-        ({"pressure_below": "150%"}, "memory.pressure_below must be a share"),
+        ({"pressure_below": "lots"}, "memory.pressure_below in c must be a share"),
+        ({"pressure_below": "150%"}, "memory.pressure_below in c must be a share"),
         ({"pressure_below": "30%"}, "must be above memory.pressure_below"),
         ({"pressure_below": "2G"}, "both be shares"),
         ({"balloon": "yes"}, "memory.balloon in c must be true or false"),

@@ -65,8 +65,8 @@ class Level:
         return self.size if self.size is not None else int(total * (self.fraction or 0.0))
 
     @classmethod
-    def parse(cls, value: object, key: str) -> Level:
-        """``"10%"``, ``0.1`` or ``"2G"``; UserError naming ``key`` otherwise."""
+    def parse(cls, value: object, key: str, path: object = "config.toml") -> Level:
+        """``"10%"``, ``0.1`` or ``"2G"``; UserError naming ``key`` and ``path`` otherwise."""
         if isinstance(value, str) and value.strip().endswith("%"):
             try:
                 percent = float(value.strip()[:-1])
@@ -82,8 +82,8 @@ class Level:
                 if size > 0:
                     return cls(size=size)
         raise UserError(
-            f'memory.{key} must be a share of the host\'s memory such as "10%", or a size '
-            f'such as "2G", not {value!r}.'
+            f'memory.{key} in {path} must be a share of the host\'s memory such as "10%", or '
+            f'a size such as "2G", not {value!r}.'
         )
 
     def __str__(self) -> str:
@@ -114,8 +114,8 @@ def load_memory(table: dict[str, Any], path: object) -> MemoryConfig:
     balloon = table.get("balloon", True)
     if not isinstance(balloon, bool):
         raise UserError(f"memory.balloon in {path} must be true or false, not {balloon!r}.")
-    below = Level.parse(table.get("pressure_below", "10%"), "pressure_below")
-    above = Level.parse(table.get("relief_above", "20%"), "relief_above")
+    below = Level.parse(table.get("pressure_below", "10%"), "pressure_below", path)
+    above = Level.parse(table.get("relief_above", "20%"), "relief_above", path)
     if (below.fraction is None) != (above.fraction is None):
         raise UserError(
             f"memory.pressure_below and memory.relief_above in {path} must both be shares "

@@ -40,7 +40,9 @@ export function createBody(values, images) {
 export async function render(main) {
   const [images, networks] = await Promise.all([
     get("/v1/images"),
-    get("/v1/networks").catch((err) => ({refused: err.message})),
+    get("/v1/networks").catch((err) => ({refused: err.status === 403
+      ? "Private networks are the host admin's to give: this VM gets user-mode networking."
+      : err.message})),
   ]);
   const bootable = images.filter((img) => img.arch === "x86_64" || img.kind === "iso");
   const imageOptions = bootable.map((img) => [img.name,
