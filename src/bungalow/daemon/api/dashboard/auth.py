@@ -102,12 +102,14 @@ class DashboardAuth:
         serving = asyncio.ensure_future(run)
         while not (await asyncio.wait({serving}, timeout=SESSION_LOOK))[0]:
             if not self.lasts(session):
-                serving.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await serving
+                # The close goes first, so that the client reads why (the app's own close,
+                # on its way out, would say 1000); then the app ends what it served.
                 with contextlib.suppress(Exception):  # the client may be gone already
                     await send({"type": "websocket.close", "code": SESSION_ENDED,
                                 "reason": "the dashboard session ended"})  # fmt: skip
+                serving.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await serving
                 return
         await serving
 
