@@ -153,6 +153,13 @@ def test_a_snapshot_is_taken_and_restored(
     shoot(page, "vm-snapshots")
     dashboard.env.run("exec", vm, "--", "touch", "/root/after")
     row.get_by_test_id("snapshot-restore").click()
+    ask = panel.get_by_test_id("snapshot-confirm")
+    expect(ask).to_contain_text(f"Restore {vm} to s1? What it did since is lost.")
+    ask.get_by_test_id("snapshot-confirm-cancel").click()  # kept: nothing happens
+    expect(ask).to_be_hidden()
+    assert "after" in dashboard.env.run("exec", vm, "--", "ls", "/root").stdout.split()
+    row.get_by_test_id("snapshot-restore").click()
+    ask.get_by_test_id("snapshot-confirm-yes").click()
     expect(panel.get_by_test_id("snapshot-done")).to_contain_text(
         f"{vm} is back at s1", timeout=120_000
     )

@@ -13,6 +13,20 @@ export async function mount(panel, ctx) {
   const error = errorLine("snapshot-error");
   const done = h("p", {class: "muted", role: "status", "aria-live": "polite", "data-testid": "snapshot-done"});
   const tbody = h("tbody", {});
+  // Restore and delete lose something (the VM's state since, or the snapshot): asked first.
+  const question = h("p", {"data-testid": "snapshot-confirm-text"});
+  const confirm = h("dialog", {"data-testid": "snapshot-confirm"}, question,
+    h("form", {method: "dialog", class: "row"},
+      h("button", {value: "cancel", "data-testid": "snapshot-confirm-cancel", autofocus: true}, "Keep it"),
+      h("button", {value: "yes", class: "danger", "data-testid": "snapshot-confirm-yes"}, "Go ahead")));
+  let confirmed = () => {};
+  confirm.onclose = () => { if (confirm.returnValue === "yes") confirmed(); };
+  const ask = (sentence, then) => {
+    question.textContent = sentence;
+    confirmed = then;
+    confirm.returnValue = "";
+    confirm.showModal();
+  };
   const form = h("form", {class: "row"}, field("Snapshot name", name), take);
 
   async function load() {
@@ -22,9 +36,9 @@ export async function mount(panel, ctx) {
   }
 
   function row(snap) {
-    const button = (label, testid, run, cls) => {
+    const button = (label, testid, run, cls, question) => {
       const b = h("button", {type: "button", "data-testid": testid, class: cls || ""}, label);
-      b.onclick = async () => {
+      const act = async () => {
         done.textContent = "";
         const answer = await guarded(b, error, run);
         if (answer !== undefined) {
@@ -32,6 +46,7 @@ export async function mount(panel, ctx) {
           await load().catch((err) => error.say(err.message));
         }
       };
+      b.onclick = () => (question ? ask(question, act) : act());
       return b;
     };
     return h("tr", {"data-testid": "snapshot-row", "data-snapshot": snap.name},
@@ -44,7 +59,7 @@ export async function mount(panel, ctx) {
         button("Restore", "snapshot-restore", async () => {
           await post(vmPath(ctx.name, `/snapshots/${encodeURIComponent(snap.name)}/restore`));
           return `${ctx.name} is back at ${snap.name}.`;
-        }),
+        }, "", `Restore ${ctx.name} to ${snap.name}? What it did since is lost.`),
         button("Clone", "snapshot-clone", async () => {
           const target = cloneName.value.trim();
           if (!target) throw new Error("Type the new VM's name in Clone as first.");
@@ -54,7 +69,7 @@ export async function mount(panel, ctx) {
         button("Delete", "snapshot-delete", async () => {
           await del(vmPath(ctx.name, `/snapshots/${encodeURIComponent(snap.name)}`));
           return `${snap.name} is deleted.`;
-        }, "danger")));
+        }, "danger", `Delete the snapshot ${snap.name}? This cannot be undone.`)));
   }
 
   form.addEventListener("submit", async (event) => {
@@ -68,7 +83,7 @@ export async function mount(panel, ctx) {
     }
   });
 
-  fill(panel, form, error, done,
+  fill(panel, form, error, done, confirm,
     h("table", {class: "list", "data-testid": "snapshot-table"},
       h("thead", {}, h("tr", {}, ["Name", "Holds", "Taken", "Size", "Used by", ""].map((t) => h("th", {scope: "col"}, t)))),
       tbody),
