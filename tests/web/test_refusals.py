@@ -35,16 +35,17 @@ def test_the_session_cookie_is_httponly_strict_and_logging_out_ends_it(
 ) -> None:
     with bare_dashboard.session() as session:
         assert session.role == "admin" and session.project is None
-        cookie = _set_cookie(
-            session.http.post("/auth/login", json={"token": bare_dashboard.admin_token()})
-        )
+        login = session.http.post("/auth/login", json={"token": bare_dashboard.admin_token()})
+        cookie = _set_cookie(login)  # a new session: its own CSRF secret from here on
         assert cookie.startswith("bungalow_session=")
         attributes = {part.strip().split("=")[0].lower() for part in cookie.split(";")[1:]}
         assert {"httponly", "samesite", "path"} <= attributes, cookie
         assert re.search(r"samesite=strict", cookie, re.I), cookie
         assert "secure" not in attributes  # plain HTTP on loopback: a Secure cookie never returns
         assert session.http.get("/auth/session").json()["role"] == "admin"
-        reply = session.http.post("/auth/logout", headers={"X-CSRF-Token": session.csrf})
+        stale = session.http.post("/auth/logout", headers={"X-CSRF-Token": session.csrf})
+        assert stale.status_code == 403, stale.text  # the replaced session's secret
+        reply = session.http.post("/auth/logout", headers={"X-CSRF-Token": login.json()["csrf"]})
         assert reply.status_code == 204, reply.text
         assert session.http.get("/auth/session").status_code == 401
         assert session.http.get("/v1/vms").status_code == 401
